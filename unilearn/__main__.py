@@ -1,0 +1,3 @@
+from unilearn.cli import main
+
+raise SystemExit(main())
