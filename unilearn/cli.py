@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     top.parse_args(argv[:1])  # validates the stage name with a helpful message
     parser, module = stage_parser(argv[0])
     args = parser.parse_args(argv[1:])
+    # The launcher re-submits the exact same stage command to Slurm (unilearn.launch).
+    args.stage = argv[0]
+    args.stage_argv = argv[1:]
     return int(module.main(args) or 0)
 
 
