@@ -1,0 +1,160 @@
+"""The run config: every shipped config validates, every error names its dotted key, overrides and
+merged files behave, the hash is canonical, and every experiment of the paper resolves."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from unilearn.config import (
+    PAPER_EXPERIMENTS,
+    ConfigError,
+    config_hash,
+    load_config,
+    parse_override,
+    save_resolved,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture
+def demo():
+    return load_config(CONFIGS / "demo.yaml")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "paper.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(CONFIGS / name)
+    assert cfg.model.moae.top_k <= cfg.model.moae.n_experts
+    for sweep in cfg.sweeps:
+        assert cfg.sweep_overrides(sweep)
+
+
+def test_paper_config_is_the_paper_setting():
+    cfg = load_config(CONFIGS / "paper.yaml")
+    assert (cfg.model.size, cfg.model.num_frames, cfg.model.input_size) == ("base", 16, 160)
+    assert (cfg.pretrain.mask_ratio_video, cfg.pretrain.mask_ratio_image) == (0.95, 0.90)
+    assert cfg.pretrain.epochs == cfg.finetune.epochs == 100
+    f = cfg.finetune
+    assert (f.layer_decay, f.label_smoothing, f.mixup, f.cutmix) == (0.75, 0.1, 0.8, 1.0)
+    assert (f.blr, f.warmup_epochs, f.randaug) == (1e-3, 5, "rand-m7-n4-mstd0.5-inc1")
+    assert cfg.model.drop_path == 0.1 and cfg.evaluate.n_clips == 2
+    assert (cfg.model.moae.n_experts, cfg.model.moae.top_k, cfg.finetune.sfer_proportion) == (
+        8,
+        2,
+        0.5,
+    )
+
+
+def test_local_file_deep_merges_dataset_roots(tmp_path):
+    local = tmp_path / "local.yaml"
+    local.write_text("data:\n  roots: {dfew: /d/DFEW}\n  workdir: $HOME/work\n")
+    cfg = load_config([CONFIGS / "paper.yaml", local])
+    assert cfg.data.roots.dfew == "/d/DFEW" and cfg.data.roots.mafw is None
+    assert "$HOME" not in cfg.data.workdir
+    assert cfg.model.size == "base"  # untouched keys keep the first file's values
+    assert load_config([CONFIGS / "paper.yaml", CONFIGS / "local.example.yaml"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("model.moae.top_k=9", "model.moae.top_k"),  # top_k > n_experts
+        ("model.moae.n_expert=3", "model.moae.n_expert"),  # misspelt
+        ("pretrain.mask_ratio_video=1.0", "pretrain.mask_ratio_video"),
+        ("pretrain.mask_ratio_image=0", "pretrain.mask_ratio_image"),
+        ("finetune.sfer_proportion=0", "finetune.sfer_proportion"),
+        ("finetune.sfer_proportion=1.5", "finetune.sfer_proportion"),
+        ("finetune.epochs=ten", "finetune.epochs"),  # wrong type
+        ("experiments.unilearn.arch=vit_huge", "experiments.unilearn.arch"),
+        ("experiments.unilearn.pretrain=images", "experiments.unilearn.pretrain"),
+        ("data.dfer_datasets=[dfew,dfew2]", "data.dfer_datasets.1"),
+        ("data.sfer_dataset=affectnet8", "data.sfer_dataset"),
+        ("model.moae.position=[0,99]", "model: moae.position"),
+        (
+            "experiments.x={arch: vit, pretrain: video, tasks: [dfer], overrides: {model.sizee: base}}",
+            "model.sizee",
+        ),
+    ],
+)
+def test_config_errors_name_the_key(demo, override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        demo.with_overrides([override])
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  moae:\n    n_expert: 4\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"bad\.yaml: model\.moae\.n_expert: unknown key \(did you mean 'n_experts'\?\)",
+    ):
+        load_config(bad)
+    bad.write_text("finetune:\n  warmup_epochs: 9\n  epochs: 3\n")
+    with pytest.raises(
+        ConfigError, match=r"bad\.yaml.*finetune.*warmup_epochs=9.0 exceeds epochs=3"
+    ):
+        load_config(bad)
+
+
+def test_overrides_parse_yaml_values(demo):
+    assert parse_override("finetune.blr=1e-3") == ("finetune.blr", 1e-3)
+    assert parse_override("model.moae.position=[0,2]") == ("model.moae.position", [0, 2])
+    cfg = load_config(
+        CONFIGS / "demo.yaml", ["model.moae.n_experts=2", "model.moae.position=[2,3]"]
+    )
+    assert cfg.model.moae.n_experts == 2 and cfg.model.moae.position == [2, 3]
+    # a mapping value merges into its section instead of resetting it
+    cfg = demo.with_overrides(["model.moae={top_k: 1}"])
+    assert cfg.model.moae.top_k == 1 and cfg.model.moae.n_experts == demo.model.moae.n_experts
+    with pytest.raises(ConfigError, match="expected key.sub=value"):
+        parse_override("finetune.blr")
+
+
+def test_config_hash_is_canonical(demo, tmp_path):
+    same = load_config(CONFIGS / "demo.yaml")
+    assert config_hash(demo) == config_hash(same)
+    assert config_hash(demo) != config_hash(demo.with_overrides(["finetune.blr=1e-2"]))
+    # where it runs and logs does not change what it computes
+    assert config_hash(demo) == config_hash(
+        demo.with_overrides(["launcher.name=submitit", "wandb.mode=online"])
+    )
+    digest = save_resolved(demo, tmp_path)
+    assert (tmp_path / "config.sha256").read_text().strip() == digest
+    assert config_hash(load_config(tmp_path / "config.yaml")) == digest
+
+
+@pytest.mark.parametrize("name", sorted(PAPER_EXPERIMENTS))
+def test_every_paper_experiment_resolves(demo, name):
+    exp = demo.experiments[name]
+    dataset = "ferv39k" if "dfer" in exp.tasks else "affectnet7"
+    r = demo.resolve_experiment(name, dataset)
+    assert r.model_name.startswith(exp.arch + "_")
+    assert set(r.labels) == set(r.tasks)
+    has_moae = exp.arch in ("unilearn", "vit_moe")
+    assert ("n_experts" in r.model_kwargs) == has_moae
+    joint = set(r.tasks) == {"sfer", "dfer"}
+    assert (r.model_kwargs["num_classes_sfer"] > 0) == joint
+
+
+def test_ablations_are_config_only(demo):
+    assert demo.resolve_experiment("moae_early", "dfew").model_kwargs["moae_position"] == "early"
+    assert demo.resolve_experiment("videomae", "mafw").model_kwargs["num_classes"] == 11
+    r = demo.resolve_experiment("videomae", "dfew")
+    assert (r.arch, r.pretrain_mode, r.tasks) == ("vit", "video", ("dfer",))
+    with pytest.raises(ConfigError, match="no DFER task"):
+        demo.resolve_experiment("sfer_only", "dfew")
+    with pytest.raises(ConfigError, match="unknown experiment 'unilern'.*did you mean 'unilearn'"):
+        demo.resolve_experiment("unilern", "dfew")
+
+
+def test_config_import_does_not_import_torch():
+    # the Snakefile imports unilearn.config at parse time
+    import subprocess
+
+    code = "import sys, unilearn.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,845 @@
+"""The typed run configuration: YAML files -> validated `Config`, `key.sub=value` overrides, the
+config hash, and the resolution of one named experiment (a baseline or ablation of the paper) into
+a concrete model name, model kwargs, tasks and pre-training mode.
+
+Import-light on purpose (pydantic + PyYAML, no torch): the Snakefile loads it at parse time.
+
+Files are deep-merged in the order given (later wins), so machine-specific dataset roots live in a
+separate file: `--config configs/paper.yaml --config configs/local.yaml`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+DFER_DATASETS = ("dfew", "mafw", "ferv39k")
+SFER_DATASETS = ("affectnet7",)
+FINETUNE_DATASETS = DFER_DATASETS + SFER_DATASETS
+PRETRAIN_MODES = ("none", "image", "video", "image+video", "video+video")
+ARCHS = ("vit", "unilearn", "vit_moe")
+TASKS = ("sfer", "dfer")
+MOAE_POSITIONS = ("later", "early", "middle", "alternate")
+# Short sweep names (Figure 3) -> the config key they set; any other sweep name is a dotted key.
+SWEEP_KEYS = {
+    "n_experts": "model.moae.n_experts",
+    "top_k": "model.moae.top_k",
+    "sfer_proportion": "finetune.sfer_proportion",
+    "moae_position": "model.moae.position",
+}
+# Per size: (width, depth, heads); the default input of each size names the registered model.
+MODEL_SIZES = {"tiny": (192, 4, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
+DEFAULT_INPUT_SIZE = {"tiny": 64, "small": 160, "base": 160}
+
+DatasetName = Literal["dfew", "mafw", "ferv39k", "affectnet7"]
+DferDataset = Literal["dfew", "mafw", "ferv39k"]
+PretrainMode = Literal["none", "image", "video", "image+video", "video+video"]
+Arch = Literal["vit", "unilearn", "vit_moe"]
+Task = Literal["sfer", "dfer"]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and the dotted key."""
+
+
+class _Strict(BaseModel):
+    # extra="forbid": a misspelt key is an error, never silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def _expand(v: str | None) -> str | None:
+    """`~` and `$VARS` in paths are expanded, so one local.yaml serves every user of a cluster."""
+    return None if v is None else os.path.expandvars(os.path.expanduser(v))
+
+
+class DatasetRoots(_Strict):
+    """Native dataset roots (the trees the datasets are distributed as). Null = not available."""
+
+    dfew: str | None = None
+    mafw: str | None = None
+    ferv39k: str | None = None
+    affectnet: str | None = None
+    voxceleb2: str | None = None
+
+    _paths = field_validator("*")(classmethod(lambda cls, v: _expand(v)))
+
+
+class StoreConfig(_Strict):
+    short_side: PositiveInt = 176  # frames are stored with this short side (>= input_size)
+
+
+class DoctorConfig(_Strict):
+    enabled: bool = True
+    override: bool = False  # run even if the doctor says the data would not reproduce the paper
+
+
+class DataConfig(_Strict):
+    synthetic: Literal["demo", "tiny"] | None = None  # synth preset; null = real datasets
+    workdir: str = "data"  # synth/, manifests/, store/ live under here
+    roots: DatasetRoots = DatasetRoots()
+    dfer_datasets: list[DferDataset] = list(DFER_DATASETS)
+    sfer_dataset: Literal["affectnet7"] = "affectnet7"
+    store: StoreConfig = StoreConfig()
+    num_workers: Annotated[int, Field(ge=0)] = 8
+    pin_memory: bool = True  # only takes effect on CUDA
+    doctor: DoctorConfig = DoctorConfig()
+
+    _workdir = field_validator("workdir")(classmethod(lambda cls, v: _expand(v)))
+
+    @field_validator("dfer_datasets")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"datasets listed twice: {v}")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------
+# model
+
+
+class MoAEConfig(_Strict):
+    """Mixture of Adapter Experts (Eq. 3-12); ViT-MoE uses the same count, k and positions."""
+
+    n_experts: PositiveInt = 8
+    top_k: PositiveInt = 2
+    # later (blocks depth/2..depth-1, the paper's default) | early | middle | alternate,
+    # or an explicit list of block indices.
+    position: (
+        Literal["later", "early", "middle", "alternate"] | list[Annotated[int, Field(ge=0)]]
+    ) = "later"
+    aux_loss_coef: NonNegFloat = 0.01  # load-balancing loss weight (Shazeer et al. 2017)
+    noisy_gating: bool = True
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_le_n(cls, v: int, info: ValidationInfo) -> int:
+        n = info.data.get("n_experts")
+        if n is not None and v > n:
+            raise ValueError(f"top_k={v} must be <= n_experts={n}")
+        return v
+
+    @field_validator("position")
+    @classmethod
+    def _unique_blocks(cls, v):
+        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"block indices must be a non-empty list without repeats, got {v}")
+        return v
+
+
+class DecoderConfig(_Strict):
+    """The MAE decoder (VideoMAE default: 4 blocks, width 384, 6 heads)."""
+
+    depth: PositiveInt = 4
+    width: PositiveInt = 384
+    heads: PositiveInt = 6
+
+
+class ModelConfig(_Strict):
+    size: Literal["tiny", "small", "base"] = "base"  # base = ViT-B/16
+    num_frames: PositiveInt = 16
+    input_size: PositiveInt = 160
+    tubelet_size: PositiveInt = 2
+    drop_path: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    moae: MoAEConfig = MoAEConfig()
+    decoder: DecoderConfig = DecoderConfig()
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_multiple_of_patch(cls, v: int) -> int:
+        if v % 16:
+            raise ValueError(f"input_size={v} must be a multiple of the 16-pixel patch")
+        return v
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ModelConfig:
+        if self.num_frames % self.tubelet_size:
+            raise ValueError(
+                f"num_frames={self.num_frames} must be a multiple of tubelet_size={self.tubelet_size}"
+            )
+        depth = MODEL_SIZES[self.size][1]
+        pos = self.moae.position
+        if isinstance(pos, list) and max(pos) >= depth:
+            raise ValueError(
+                f"moae.position={pos}: block index {max(pos)} >= depth {depth} of size {self.size}"
+            )
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# training stages
+
+
+class _OptimConfig(_Strict):
+    epochs: PositiveInt
+    batch_size: PositiveInt  # per process (per GPU)
+    blr: Annotated[float, Field(gt=0.0)]  # lr = blr * global_batch / 256 (MAE convention)
+    lr: Annotated[float, Field(gt=0.0)] | None = None  # absolute lr; overrides blr when set
+    min_lr: NonNegFloat = 1e-6
+    weight_decay: NonNegFloat = 0.05
+    betas: tuple[
+        Annotated[float, Field(ge=0.0, lt=1.0)], Annotated[float, Field(ge=0.0, lt=1.0)]
+    ] = (
+        0.9,
+        0.999,
+    )
+    warmup_epochs: NonNegFloat = 5
+    clip_grad: Annotated[float, Field(gt=0.0)] | None = None
+    checkpoint_every: PositiveInt = 500  # steps between resumable `last.pt` writes
+    frame_stride: PositiveInt = 4  # temporal sampling stride of training clips
+    max_steps: PositiveInt | None = None  # stop early after this many steps (smoke tests)
+
+    @model_validator(mode="after")
+    def _warmup_within_run(self):
+        if self.warmup_epochs > self.epochs:
+            raise ValueError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
+        return self
+
+
+class PretrainConfig(_OptimConfig):
+    """Dual-modal MAE pre-training (Eq. 1-2)."""
+
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 32
+    blr: Annotated[float, Field(gt=0.0)] = 3e-4
+    min_lr: NonNegFloat = 1e-5
+    betas: tuple[float, float] = (0.9, 0.95)
+    mask_ratio_video: Fraction = 0.95
+    mask_ratio_image: Fraction = 0.90
+    norm_pix_loss: bool = True
+    image_dataset: Literal["affectnet"] = "affectnet"
+    video_dataset: Literal["voxceleb2"] = "voxceleb2"
+    # Fraction of the image modality's clips drawn per epoch relative to its size (1 = all).
+    image_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+
+
+class FinetuneConfig(_OptimConfig):
+    """Joint SFER/DFER fine-tuning (Eq. 13), VideoMAE/MAE-DFER recipe."""
+
+    epochs: PositiveInt = 100
+    batch_size: PositiveInt = 32
+    blr: Annotated[float, Field(gt=0.0)] = 1e-3
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] = 0.75
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.1
+    mixup: NonNegFloat = 0.8  # alpha; 0 = off
+    cutmix: NonNegFloat = 1.0  # alpha; 0 = off
+    mixup_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    mixup_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    randaug: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec; null = off
+    # Fraction of the SFER dataset used per epoch (Figure 3b; paper default 50%).
+    sfer_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+    @field_validator("randaug")
+    @classmethod
+    def _randaug_spec(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("rand-"):
+            raise ValueError(
+                f"expected a timm RandAugment spec like 'rand-m7-n4-mstd0.5-inc1', got {v!r}"
+            )
+        return v
+
+
+class EvaluateConfig(_Strict):
+    n_clips: PositiveInt = 2  # clips uniformly sampled per video; softmax scores averaged
+    batch_size: PositiveInt = 16
+
+
+class Experiment(_Strict):
+    """One row of a paper table: architecture + pre-training + fine-tuning tasks (+ overrides)."""
+
+    arch: Arch
+    pretrain: PretrainMode
+    tasks: list[Task]
+    overrides: dict[str, Any] = {}  # dotted key -> value, applied on top of the config
+    description: str = ""
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks(cls, v: list[str]) -> list[str]:
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got {v}")
+        return sorted(v, key=TASKS.index)
+
+
+# ---------------------------------------------------------------------------------------------
+# execution
+
+
+class SlurmConfig(_Strict):
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    gpus_per_task: Annotated[int, Field(ge=0)] = 0
+    cpus_per_task: PositiveInt = 2
+    mem_gb: Annotated[float, Field(gt=0.0)] = 4
+    time_min: Annotated[int, Field(ge=2)] = 60  # submitit signals 90 s before the limit
+    nodes: PositiveInt = 1
+    tasks_per_node: PositiveInt = 1
+    constraint: str | None = None
+
+
+class LauncherConfig(_Strict):
+    name: Literal["local", "submitit"] = "local"
+    # submitit picks Slurm whenever srun is on PATH unless told: the cluster is always explicit.
+    cluster: Literal["slurm", "local"] = "slurm"
+    folder: str = "logs/submitit"  # submitit job folders (logs, pickles)
+    max_requeue: Annotated[int, Field(ge=0)] = 3
+    slurm: SlurmConfig = SlurmConfig()
+    # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1).
+    stages: dict[Literal["pretrain", "finetune", "evaluate"], dict[str, Any]] = {}
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_overrides_are_slurm_keys(cls, v: dict[str, dict[str, Any]]):
+        for stage, over in v.items():
+            try:
+                SlurmConfig(**over)
+            except ValidationError as e:
+                raise ValueError(f"stages.{stage}: {_format_errors(e)}") from None
+        return v
+
+    def slurm_for(self, stage: str) -> SlurmConfig:
+        """The Slurm resources of one stage: `slurm` updated by `stages[stage]`."""
+        return SlurmConfig(**{**self.slurm.model_dump(), **self.stages.get(stage, {})})
+
+
+class WandbConfig(_Strict):
+    project: str = "unilearn"
+    entity: str | None = None
+    # offline by default (no network needed; `wandb sync` later); `--wandb online` per run.
+    mode: Literal["offline", "online", "disabled"] = "offline"
+
+
+class RuntimeConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    threads: PositiveInt | None = None  # torch intra-op threads; null = torch's default
+
+
+# The paper's baselines and ablations (SPEC 1.4), one entry per row of Tables 1-5. A config file's
+# `experiments:` mapping adds entries or replaces entries of the same name; it never removes one.
+# D = dual-modal (image+video) pre-training, M = MoAE, J = joint SFER+DFER fine-tuning (Table 5 left).
+PAPER_EXPERIMENTS: dict[str, dict[str, Any]] = {
+    "unilearn": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "description": "UniLearn (D+M+J); Tables 1-5, MoAE at the later half",
+    },
+    "videomae": {
+        "arch": "vit",
+        "pretrain": "video",
+        "tasks": ["dfer"],
+        "description": "VideoMAE baseline: ViT, video pre-training, DFER only (Table 1; Table 5 left: none)",
+    },
+    "vit": {
+        "arch": "vit",
+        "pretrain": "image+video",
+        "tasks": ["dfer"],
+        "description": "ViT, dual-modal pre-training, DFER only (Table 3; Table 5 left: D)",
+    },
+    "vit_mtl": {
+        "arch": "vit",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "description": "ViT-MTL: two heads, no MoAE, joint (Table 3; Table 5 left: D+J)",
+    },
+    "vit_moe": {
+        "arch": "vit_moe",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "description": "ViT-MoE: FFN experts instead of MoAE, joint (Table 3)",
+    },
+    "sfer_only": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["sfer"],
+        "description": "SFER-only fine-tuning, evaluated on AffectNet-7 (Table 4)",
+    },
+    "dfer_only": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["dfer"],
+        "description": "DFER-only fine-tuning (Table 4; Table 5 left: D+M)",
+    },
+    "videomae_moae": {
+        "arch": "unilearn",
+        "pretrain": "video",
+        "tasks": ["dfer"],
+        "description": "video pre-training + MoAE, DFER only (Table 5 left: M)",
+    },
+    "videomae_joint": {
+        "arch": "vit",
+        "pretrain": "video",
+        "tasks": ["sfer", "dfer"],
+        "description": "video pre-training, no MoAE, joint (Table 5 left: J)",
+    },
+    "pretrain_none": {
+        "arch": "unilearn",
+        "pretrain": "none",
+        "tasks": ["sfer", "dfer"],
+        "description": "UniLearn without pre-training (Table 2)",
+    },
+    "pretrain_image": {
+        "arch": "unilearn",
+        "pretrain": "image",
+        "tasks": ["sfer", "dfer"],
+        "description": "UniLearn, image-only pre-training (Table 2)",
+    },
+    "pretrain_video": {
+        "arch": "unilearn",
+        "pretrain": "video",
+        "tasks": ["sfer", "dfer"],
+        "description": "UniLearn, video-only pre-training (Table 2; Table 5 left: M+J)",
+    },
+    "pretrain_video_video": {
+        "arch": "unilearn",
+        "pretrain": "video+video",
+        "tasks": ["sfer", "dfer"],
+        "description": "UniLearn, VoxCeleb2 frames as the image modality (Table 2)",
+    },
+    "moae_early": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "overrides": {"model.moae.position": "early"},
+        "description": "MoAE in the early half (Table 5 right)",
+    },
+    "moae_middle": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "overrides": {"model.moae.position": "middle"},
+        "description": "MoAE in the middle blocks (Table 5 right)",
+    },
+    "moae_alternate": {
+        "arch": "unilearn",
+        "pretrain": "image+video",
+        "tasks": ["sfer", "dfer"],
+        "overrides": {"model.moae.position": "alternate"},
+        "description": "MoAE in alternate blocks (Table 5 right)",
+    },
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# the config
+
+
+class Settings(_Strict):
+    """Everything but the experiment catalogue and sweeps (what one run needs)."""
+
+    name: str = "unilearn"  # experiment family; W&B group prefix
+    seed: Annotated[int, Field(ge=0)] = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    launcher: LauncherConfig = LauncherConfig()
+    wandb: WandbConfig = WandbConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+
+class Config(Settings):
+    """A validated config file: run settings + named experiments + sweeps."""
+
+    experiments: dict[str, Experiment] = Field(
+        default_factory=lambda: dict(PAPER_EXPERIMENTS), validate_default=True
+    )
+    sweeps: dict[str, list[Any]] = {}
+
+    @field_validator("experiments", mode="before")
+    @classmethod
+    def _onto_catalogue(cls, v: Any) -> Any:
+        if isinstance(v, Mapping):
+            return {**PAPER_EXPERIMENTS, **v}
+        return v
+
+    @model_validator(mode="after")
+    def _experiments_and_sweeps_apply(self) -> Config:
+        # Validate each experiment's overrides and each sweep point now, not hours later.
+        base = self.model_dump(mode="python", exclude={"experiments", "sweeps"})
+        for name, exp in self.experiments.items():
+            try:
+                _validated(_apply_overrides(base, exp.overrides.items()), Settings)
+            except ConfigError as e:
+                raise ValueError(f"experiments.{name}.overrides: {e}") from None
+        for name, values in self.sweeps.items():
+            key = SWEEP_KEYS.get(name, name)
+            for value in values:
+                try:
+                    _validated(_apply_overrides(base, [(key, value)]), Settings)
+                except ConfigError as e:
+                    raise ValueError(f"sweeps.{name}={value!r}: {e}") from None
+        return self
+
+    # -- experiments ---------------------------------------------------------------------------
+
+    def resolve_experiment(self, name: str, dataset: str) -> ResolvedExperiment:
+        """Turn experiment `name` fine-tuned for `dataset` into model name, kwargs, tasks, mode.
+
+        `dataset` is the DFER dataset of the run (its head and folds), or `affectnet7` for an
+        SFER-only experiment. The SFER dataset of joint runs is `data.sfer_dataset`.
+        """
+        if name not in self.experiments:
+            raise ConfigError(
+                f"experiments: unknown experiment {name!r}; known: {sorted(self.experiments)}"
+                + _did_you_mean(name, self.experiments)
+            )
+        if dataset not in FINETUNE_DATASETS:
+            raise ConfigError(
+                f"unknown dataset {dataset!r}; expected one of {list(FINETUNE_DATASETS)}"
+            )
+        exp = self.experiments[name]
+        cfg = self.with_overrides(exp.overrides.items()) if exp.overrides else self
+        tasks = tuple(exp.tasks)
+        if dataset in DFER_DATASETS:
+            if "dfer" not in tasks:
+                raise ConfigError(
+                    f"experiments.{name}.tasks={list(tasks)} has no DFER task: fine-tune it with "
+                    f"--dataset {cfg.data.sfer_dataset}"
+                )
+            dfer_dataset: str | None = dataset
+        else:
+            if "dfer" in tasks:
+                raise ConfigError(
+                    f"experiments.{name} trains DFER (tasks={list(tasks)}): fine-tune it on a DFER "
+                    f"dataset ({list(DFER_DATASETS)}) and evaluate its checkpoint on {dataset}"
+                )
+            dfer_dataset = None
+        sfer_dataset = cfg.data.sfer_dataset if "sfer" in tasks else None
+
+        from unilearn.data.labels import get_label_set
+
+        labels: dict[str, list[str]] = {}
+        if dfer_dataset:
+            labels["dfer"] = list(get_label_set(dfer_dataset).classes)
+        if sfer_dataset:
+            labels["sfer"] = list(get_label_set(sfer_dataset).classes)
+        model_name, model_kwargs = cfg.model_spec(exp.arch, labels)
+        return ResolvedExperiment(
+            name=name,
+            dataset=dataset,
+            arch=exp.arch,
+            pretrain_mode=exp.pretrain,
+            tasks=tasks,
+            dfer_dataset=dfer_dataset,
+            sfer_dataset=sfer_dataset,
+            labels=labels,
+            model_name=model_name,
+            model_kwargs=model_kwargs,
+            config=cfg,
+        )
+
+    def model_spec(self, arch: str, labels: Mapping[str, Sequence[str]]) -> tuple[str, dict]:
+        """Registered model name + constructor kwargs of a fine-tune model (`unilearn.models`)."""
+        m = self.model
+        name = f"{arch}_{m.size}_patch16_{DEFAULT_INPUT_SIZE[m.size]}"
+        # The main head is DFER; an SFER-only model puts its classes there and has no SFER head,
+        # so `model(x)` is always the trained head.
+        main = labels.get("dfer", labels.get("sfer", ()))
+        kwargs: dict[str, Any] = {
+            "num_classes": len(main),
+            "num_classes_sfer": len(labels["sfer"]) if "dfer" in labels and "sfer" in labels else 0,
+            "img_size": m.input_size,
+            "num_frames": m.num_frames,
+            "tubelet_size": m.tubelet_size,
+            "drop_path_rate": m.drop_path,
+        }
+        if arch in ("unilearn", "vit_moe"):
+            kwargs.update(
+                n_experts=m.moae.n_experts,
+                top_k=m.moae.top_k,
+                moae_position=m.moae.position,
+                aux_loss_coef=m.moae.aux_loss_coef,
+                noisy_gating=m.moae.noisy_gating,
+            )
+        return name, kwargs
+
+    def mae_spec(self) -> tuple[str, dict]:
+        """Registered MAE name + kwargs for pre-training (encoder = the fine-tune ViT)."""
+        m, p = self.model, self.pretrain
+        name = f"mae_{m.size}_patch16_{DEFAULT_INPUT_SIZE[m.size]}"
+        kwargs = {
+            "img_size": m.input_size,
+            "num_frames": m.num_frames,
+            "tubelet_size": m.tubelet_size,
+            "decoder_depth": m.decoder.depth,
+            "decoder_embed_dim": m.decoder.width,
+            "decoder_num_heads": m.decoder.heads,
+            "mask_ratio_video": p.mask_ratio_video,
+            "mask_ratio_image": p.mask_ratio_image,
+            "norm_pix_loss": p.norm_pix_loss,
+        }
+        return name, kwargs
+
+    def sweep_overrides(self, name: str) -> list[str]:
+        """`key=value` override strings, one per point of sweep `name` (for the workflow)."""
+        if name not in self.sweeps:
+            raise ConfigError(f"sweeps: unknown sweep {name!r}; known: {sorted(self.sweeps)}")
+        key = SWEEP_KEYS.get(name, name)
+        return [f"{key}={json.dumps(v)}" for v in self.sweeps[name]]
+
+    def with_overrides(self, overrides: Iterable[tuple[str, Any]] | Iterable[str]) -> Config:
+        """A new Config with `key.sub=value` strings or (key, value) pairs applied."""
+        pairs = [parse_override(o) if isinstance(o, str) else o for o in overrides]
+        return _validated(_apply_overrides(self.model_dump(mode="python"), pairs))
+
+
+@dataclass(frozen=True)
+class ResolvedExperiment:
+    """One experiment made concrete for one dataset: what the fine-tune stage builds and trains."""
+
+    name: str
+    dataset: str  # the run's dataset (DFER, or affectnet7 for SFER-only)
+    arch: str
+    pretrain_mode: str
+    tasks: tuple[str, ...]
+    dfer_dataset: str | None
+    sfer_dataset: str | None
+    labels: dict[str, list[str]]  # head -> class names ("dfer", "sfer")
+    model_name: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    config: Config | None = None  # the config with the experiment's overrides applied
+
+
+# ---------------------------------------------------------------------------------------------
+# loading, overrides, hashing
+
+
+def load_config(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    overrides: Iterable[str] = (),
+) -> Config:
+    """Load one or more YAML files (deep-merged in order, later wins), apply `key.sub=value`
+    overrides, validate. Every error names the file or override and the dotted key."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise ConfigError("no config file given")
+    merged: dict[str, Any] = {}
+    for path in paths:
+        raw = _read_yaml(Path(path))
+        try:
+            _check_keys(raw, ("model", Config), prefix="")
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+        merged = _deep_merge(merged, raw)
+    where = " + ".join(str(p) for p in paths)
+    try:
+        cfg = _validated(merged)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    pairs = [parse_override(o) for o in overrides]
+    if pairs:
+        try:
+            cfg = cfg.with_overrides(pairs)
+        except ConfigError as e:
+            raise ConfigError(f"{where} with overrides {list(overrides)}: {e}") from None
+    return cfg
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`model.moae.n_experts=4` -> ("model.moae.n_experts", 4); the value is parsed as YAML."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key or key.startswith(".") or key.endswith(".") or ".." in key:
+        raise ConfigError(f"override {text!r}: expected key.sub=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
+    if isinstance(parsed, str) and _NUMBER.fullmatch(parsed):
+        parsed = float(parsed)  # YAML 1.1 reads `1e-3` (no dot) as a string; it means a number
+    return key, parsed
+
+
+def config_hash(cfg: Config) -> str:
+    """sha256 of the canonical resolved config (sorted-key JSON). The launcher and W&B sections
+    are left out: they decide where and how a run is executed and logged, not what it computes."""
+    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()
+
+
+def canonical_json(cfg: Config) -> str:
+    data = cfg.model_dump(mode="json", exclude={"launcher", "wandb"})
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def to_yaml(cfg: Config) -> str:
+    """The resolved config as YAML (what every run directory records as `config.yaml`)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
+
+
+def save_resolved(cfg: Config, run_dir: str | os.PathLike) -> str:
+    """Write `config.yaml` and `config.sha256` into `run_dir` (atomically); return the hash."""
+    from unilearn.atomic import write_text
+
+    run_dir = Path(run_dir)
+    digest = config_hash(cfg)
+    write_text(run_dir / "config.yaml", to_yaml(cfg))
+    write_text(run_dir / "config.sha256", digest + "\n")
+    return digest
+
+
+# ---------------------------------------------------------------------------------------------
+# internals
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({e})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _deep_merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _sub_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model class behind a field annotation, if it is one."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _check_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> None:
+    """Unknown keys -> ConfigError naming the dotted path, with a did-you-mean. Pydantic reports
+    them too; checking first gives one clear message per file."""
+    if schema is None or not isinstance(raw, Mapping):
+        return
+    kind, inner = schema
+    for key, value in raw.items():
+        path = f"{prefix}{key}"
+        if kind == "dict":
+            _check_keys(value, inner, prefix=f"{path}.")
+            continue
+        if key not in inner.model_fields:
+            raise ConfigError(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
+        _check_keys(value, _schema_of(inner.model_fields[key].annotation), prefix=f"{path}.")
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else f" (expected one of {sorted(options)})"
+
+
+def _schema_of(annotation: Any) -> tuple[str, Any] | None:
+    """("model", cls) for a section, ("dict", entry schema) for a free mapping, None for a leaf."""
+    sub = _sub_model(annotation)
+    if sub is not None:
+        return ("model", sub)
+    if getattr(annotation, "__origin__", None) is dict:
+        return ("dict", _schema_of(annotation.__args__[1]))
+    return None
+
+
+def _apply_overrides(base: dict[str, Any], pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Set dotted keys in a copy of a raw config dict. Every key must exist in the schema, except
+    the entry names of free mappings (a new experiment, a sweep). Inside a mapping of plain values
+    (`experiments.X.overrides`, `sweeps`) the rest of the path is one dotted key. A mapping value
+    is merged into the section it replaces."""
+    out = copy.deepcopy(base)
+    for key, value in pairs:
+        parts = key.split(".")
+        node: dict[str, Any] = out
+        schema: tuple[str, Any] | None = ("model", Config)
+        i = 0
+        while True:
+            part = parts[i]
+            here = ".".join(parts[: i + 1])
+            if schema is not None and schema[0] == "model":
+                fields = schema[1].model_fields
+                if part not in fields:
+                    raise ConfigError(
+                        f"override {key}: unknown key {here}" + _did_you_mean(part, fields)
+                    )
+                schema = _schema_of(fields[part].annotation)
+            elif schema is not None and schema[0] == "dict":
+                if schema[1] is None:  # values are plain: the rest of the path is one key
+                    part = ".".join(parts[i:])
+                    i = len(parts) - 1
+                schema = schema[1]
+            if i == len(parts) - 1:
+                if isinstance(value, Mapping) and isinstance(node.get(part), dict):
+                    node[part] = _deep_merge(node[part], value)
+                else:
+                    node[part] = copy.deepcopy(value)
+                break
+            if schema is None:
+                raise ConfigError(f"override {key}: {here} is a value, not a section")
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {key}: {here} is a value, not a section")
+            node = child
+            i += 1
+    return out
+
+
+def _validated(raw: Mapping[str, Any], schema: type[Settings] | None = None) -> Config:
+    try:
+        return (schema or Config).model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from None
+
+
+def _format_errors(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        got = err.get("input")
+        shown = (
+            ""
+            if isinstance(got, (dict, list)) or err["type"] == "extra_forbidden"
+            else f" (got {got!r})"
+        )
+        lines.append(f"{loc}: {msg}{shown}" if loc else msg)
+    return "; ".join(lines)
