@@ -46,9 +46,10 @@ SWEEP_KEYS = {
     "sfer_proportion": "finetune.sfer_proportion",
     "moae_position": "model.moae.position",
 }
-# Per size: (width, depth, heads); the default input of each size names the registered model.
-MODEL_SIZES = {"tiny": (192, 4, 3), "small": (384, 12, 6), "base": (768, 12, 12)}
-DEFAULT_INPUT_SIZE = {"tiny": 64, "small": 160, "base": 160}
+# Per size (as `unilearn.models.registry.SIZES`): (width, depth, heads); the default input size of
+# each size is part of the registered model name.
+MODEL_SIZES = {"tiny": (192, 4, 3), "base": (768, 12, 12)}
+DEFAULT_INPUT_SIZE = {"tiny": 64, "base": 160}
 
 DatasetName = Literal["dfew", "mafw", "ferv39k", "affectnet7"]
 DferDataset = Literal["dfew", "mafw", "ferv39k"]
@@ -162,7 +163,7 @@ class DecoderConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    size: Literal["tiny", "small", "base"] = "base"  # base = ViT-B/16
+    size: Literal["tiny", "base"] = "base"  # base = ViT-B/16; tiny = width 192, depth 4
     num_frames: PositiveInt = 16
     input_size: PositiveInt = 160
     tubelet_size: PositiveInt = 2
@@ -562,12 +563,11 @@ class Config(Settings):
         """Registered model name + constructor kwargs of a fine-tune model (`unilearn.models`)."""
         m = self.model
         name = f"{arch}_{m.size}_patch16_{DEFAULT_INPUT_SIZE[m.size]}"
-        # The main head is DFER; an SFER-only model puts its classes there and has no SFER head,
-        # so `model(x)` is always the trained head.
-        main = labels.get("dfer", labels.get("sfer", ()))
+        # `head` serves DFER and `head_sfer` SFER; a head without classes is absent (an SFER-only
+        # model has num_classes=0), so `model(x, task=batch["task"])` always hits the right one.
         kwargs: dict[str, Any] = {
-            "num_classes": len(main),
-            "num_classes_sfer": len(labels["sfer"]) if "dfer" in labels and "sfer" in labels else 0,
+            "num_classes": len(labels.get("dfer", ())),
+            "num_classes_sfer": len(labels.get("sfer", ())),
             "img_size": m.input_size,
             "num_frames": m.num_frames,
             "tubelet_size": m.tubelet_size,
