@@ -1,0 +1,287 @@
+"""Dual-modal masked autoencoder (SPEC 1.2, paper Eq. 1-2): random tube masking with a ratio per
+modality (video 0.95, image 0.90, chosen from the input's T), a ViT encoder on the visible tokens
+only, a light decoder, and the MSE on masked patches against per-patch-normalised pixels.
+
+The key layout is VideoMAE's pre-train model (`encoder.*`, `encoder_to_decoder.*`, `mask_token`,
+`decoder.*`), so VideoMAE / MAE-DFER pre-train checkpoints load here and ours load into them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from timm.layers import trunc_normal_
+from torch import nn
+
+from unilearn.models.vit import (
+    LAYER_NORM_EPS,
+    Block,
+    PatchEmbed,
+    check_input_size,
+    drop_path_rates,
+    sinusoid_position_table,
+)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def visible_per_slice(tokens_per_slice: int, mask_ratio: float) -> int:
+    """Visible tubes per temporal slice: round(P * (1 - ratio)) (half up), at least one.
+
+    ViT-B at 160^2 (P = 100): 5 visible at 0.95 (40 of 800 video tokens), 10 at 0.90 (10 of 100
+    image tokens), the same as VideoMAE's P - int(ratio * P). Tiny 64^2 (P = 16): 1 at 0.95
+    (4 of 32 tokens for 8 frames), 2 at 0.90. Masking is by whole tubes, so the visible count is
+    always a multiple of the number of slices.
+    """
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+    return max(1, int(tokens_per_slice * (1.0 - mask_ratio) + 0.5))
+
+
+def tube_mask(
+    batch: int,
+    n_slices: int,
+    tokens_per_slice: int,
+    mask_ratio: float,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Random tube masking: `bool [batch, n_slices * tokens_per_slice]`, True = masked, in the
+    (t, h, w) token order; the same spatial mask for every temporal slice of a sample.
+
+    Draws from torch's RNG (of `device`), so a checkpointed RNG state makes resume exact.
+    """
+    n_visible = visible_per_slice(tokens_per_slice, mask_ratio)
+    noise = torch.rand(batch, tokens_per_slice, device=device)
+    visible = noise.argsort(dim=1)[:, :n_visible]
+    mask = torch.ones(batch, tokens_per_slice, dtype=torch.bool, device=device)
+    mask.scatter_(1, visible, False)
+    return mask.repeat(1, n_slices)
+
+
+def patchify_target(
+    x: torch.Tensor,
+    patch_size: int,
+    tubelet_size: int,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    norm_pix_loss: bool = True,
+) -> torch.Tensor:
+    """VideoMAE's reconstruction target, `[B, N, tubelet * p * p * C]` in (t, h, w) token order.
+
+    De-normalise the input to [0, 1] pixels, cut it into tubelets laid out (p0 p1 p2) x C; with
+    `norm_pix_loss` each tubelet is normalised per channel over its pixels (unbiased variance,
+    + 1e-6 after the square root), exactly as VideoMAE's pre-training engine.
+    """
+    b, c, t, h, w = x.shape
+    pixels = x.float() * std.view(1, c, 1, 1, 1) + mean.view(1, c, 1, 1, 1)
+    pixels = pixels.view(
+        b,
+        c,
+        t // tubelet_size,
+        tubelet_size,
+        h // patch_size,
+        patch_size,
+        w // patch_size,
+        patch_size,
+    )
+    # b c t p0 h p1 w p2 -> b (t h w) (p0 p1 p2) c
+    patches = pixels.permute(0, 2, 4, 6, 3, 5, 7, 1).reshape(
+        b, -1, tubelet_size * patch_size * patch_size, c
+    )
+    if norm_pix_loss:
+        patches = (patches - patches.mean(dim=-2, keepdim=True)) / (
+            patches.var(dim=-2, unbiased=True, keepdim=True).sqrt() + 1e-6
+        )
+    return patches.flatten(2)
+
+
+def masked_reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 2: mean squared error over the masked patches only.
+
+    `pred` `[B, N_masked, P]` (the decoder predicts masked tokens only), `target` `[B, N, P]`
+    for all tokens, `mask` `[B, N]`: visible patches' targets never enter the loss."""
+    b, _, p = target.shape
+    return F.mse_loss(pred.float(), target[mask].reshape(b, -1, p))
+
+
+class MAEEncoder(nn.Module):
+    """The encoder of VideoMAE's pre-train model: tubelet embedding, fixed position table, ViT
+    blocks on the visible tokens only, final LayerNorm (`norm`)."""
+
+    def __init__(
+        self,
+        img_size: int,
+        patch_size: int,
+        tubelet_size: int,
+        num_frames: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        drop_path_rate: float,
+    ) -> None:
+        super().__init__()
+        self.num_frames = num_frames
+        self.img_size = img_size
+        self.tubelet_size = tubelet_size
+        self.patch_embed = PatchEmbed(img_size, patch_size, tubelet_size, 3, embed_dim)
+        n_tokens = (num_frames // tubelet_size) * self.patch_embed.grid_size**2
+        self.register_buffer("pos_embed", sinusoid_position_table(n_tokens, embed_dim), False)
+        dpr = drop_path_rates(drop_path_rate, depth)
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio, True, drop_path=dpr[i]) for i in range(depth)
+        )
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Encode the visible tokens: `[B, N_visible, D]` (after `norm`)."""
+        tokens = self.patch_embed(x) + pos.to(x.dtype)
+        b, _, d = tokens.shape
+        tokens = tokens[~mask].reshape(b, -1, d)
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
+
+
+class MAEDecoder(nn.Module):
+    """VideoMAE's light decoder: ViT blocks, LayerNorm, a linear head to tubelet pixels."""
+
+    def __init__(
+        self, embed_dim: int, depth: int, num_heads: int, mlp_ratio: float, out_dim: int
+    ) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(embed_dim, num_heads, mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        self.head = nn.Linear(embed_dim, out_dim)
+
+    def forward(self, x: torch.Tensor, n_masked: int) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, -n_masked:]))
+
+
+class MaskedAutoencoder(nn.Module):
+    """Eq. 1-2: one encoder for both modalities. `model(x)` -> `{"loss", "pred", "mask"}`.
+
+    `x` is normalised `[B, C, T, H, W]`: T = num_frames is a video batch (mask_ratio_video),
+    T = tubelet_size an image batch (mask_ratio_image; position table of temporal index 0).
+    """
+
+    def __init__(
+        self,
+        img_size: int = 160,
+        patch_size: int = 16,
+        tubelet_size: int = 2,
+        num_frames: int = 16,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        decoder_embed_dim: int = 384,
+        decoder_depth: int = 4,
+        decoder_num_heads: int = 6,
+        drop_path_rate: float = 0.0,
+        mask_ratio_video: float = 0.95,
+        mask_ratio_image: float = 0.90,
+        norm_pix_loss: bool = True,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+    ) -> None:
+        super().__init__()
+        for name, ratio in (
+            ("mask_ratio_video", mask_ratio_video),
+            ("mask_ratio_image", mask_ratio_image),
+        ):
+            if not 0.0 <= ratio < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {ratio}")
+        self.patch_size = patch_size
+        self.tubelet_size = tubelet_size
+        self.num_frames = num_frames
+        self.img_size = img_size
+        self.mask_ratio_video = mask_ratio_video
+        self.mask_ratio_image = mask_ratio_image
+        self.norm_pix_loss = norm_pix_loss
+        self.encoder = MAEEncoder(
+            img_size, patch_size, tubelet_size, num_frames, embed_dim, depth, num_heads,
+            mlp_ratio, drop_path_rate,
+        )  # fmt: skip
+        self.tokens_per_slice = self.encoder.patch_embed.grid_size**2
+        n_tokens = (num_frames // tubelet_size) * self.tokens_per_slice
+        self.encoder_to_decoder = nn.Linear(embed_dim, decoder_embed_dim, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
+        self.register_buffer(
+            "pos_embed", sinusoid_position_table(n_tokens, decoder_embed_dim), False
+        )
+        self.decoder = MAEDecoder(
+            decoder_embed_dim, decoder_depth, decoder_num_heads, mlp_ratio,
+            3 * tubelet_size * patch_size**2,
+        )  # fmt: skip
+        self.register_buffer("pixel_mean", torch.tensor(mean, dtype=torch.float32), False)
+        self.register_buffer("pixel_std", torch.tensor(std, dtype=torch.float32), False)
+        self.apply(_init_mae_weights)
+        trunc_normal_(self.mask_token, std=0.02, a=-0.02, b=0.02)
+
+    def mask_ratio_for(self, t: int) -> float:
+        """The modality's mask ratio, from the input's T."""
+        if t == self.num_frames and t != self.tubelet_size:
+            return self.mask_ratio_video
+        if t == self.tubelet_size:
+            return self.mask_ratio_image
+        raise ValueError(
+            f"input has T={t} frames; this model takes T={self.num_frames} (video) or "
+            f"T={self.tubelet_size} (image as one tubelet)"
+        )
+
+    def _positions(self, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+        n = (t // self.tubelet_size) * self.tokens_per_slice  # image: temporal index 0 only
+        return self.encoder.pos_embed[:, :n], self.pos_embed[:, :n]
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Mask, encode visible tokens, decode, and score. `mask` (True = masked) may be given
+        (tests, visualisation); by default it is drawn with `tube_mask`."""
+        check_input_size(x, self.img_size)
+        b, _, t, _, _ = x.shape
+        ratio = self.mask_ratio_for(t)
+        if mask is None:
+            mask = tube_mask(b, t // self.tubelet_size, self.tokens_per_slice, ratio, x.device)
+        enc_pos, dec_pos = self._positions(t)
+        latent = self.encoder_to_decoder(self.encoder(x, mask, enc_pos))
+        d = latent.shape[-1]
+        dec_pos = dec_pos.expand(b, -1, -1).to(latent.dtype)
+        pos_visible = dec_pos[~mask].reshape(b, -1, d)
+        pos_masked = dec_pos[mask].reshape(b, -1, d)
+        # VideoMAE keeps visible tokens first and masked ones after, with their positions.
+        tokens = torch.cat([latent + pos_visible, self.mask_token.to(latent.dtype) + pos_masked], 1)
+        pred = self.decoder(tokens, pos_masked.shape[1])
+        with torch.no_grad():
+            target = patchify_target(
+                x, self.patch_size, self.tubelet_size, self.pixel_mean, self.pixel_std,
+                self.norm_pix_loss,
+            )  # fmt: skip
+        loss = masked_reconstruction_loss(pred, target, mask)
+        return {"loss": loss, "pred": pred, "mask": mask}
+
+    def aux_loss(self) -> torch.Tensor:
+        """No experts in pre-training: always zero (kept so the engine treats models alike)."""
+        return self.mask_token.new_zeros(())
+
+    def get_num_layers(self) -> int:
+        return len(self.encoder.blocks)
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "mask_token"}
+
+
+def _init_mae_weights(module: nn.Module) -> None:
+    """VideoMAE's pre-train init: Xavier-uniform linears, zero biases, unit LayerNorm."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)

@@ -1,0 +1,160 @@
+"""Named model constructors: `create_model(name, **overrides)`, as timm's registry.
+
+Families: `vit` (the VideoMAE baseline, and ViT-MTL with `num_classes_sfer=7`), `unilearn`
+(ViT + MoAE, two heads), `vit_moe` (FFN -> FFN experts, two heads), `mae` (dual-modal MAE). Sizes:
+`base` = ViT-B/16, 16 frames at 160^2; `tiny` = width 192, depth 4, 3 heads, 8 frames at 64^2.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from torch import nn
+
+from unilearn.models.mae import MaskedAutoencoder
+from unilearn.models.moae import MoAEBlock, moae_block_indices
+from unilearn.models.moe import MoEBlock
+from unilearn.models.vit import VisionTransformer
+
+SIZES: dict[str, dict[str, Any]] = {
+    "base": dict(img_size=160, num_frames=16, embed_dim=768, depth=12, num_heads=12),
+    "tiny": dict(img_size=64, num_frames=8, embed_dim=192, depth=4, num_heads=3),
+}
+DECODERS: dict[str, dict[str, Any]] = {
+    "base": dict(decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6),  # VideoMAE's
+    "tiny": dict(decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
+}
+ARCHS = ("vit", "unilearn", "vit_moe", "mae")
+_NOT_OVERRIDABLE = {"expert_blocks", "expert_block_fn"}
+
+
+def _vit(**kwargs: Any) -> VisionTransformer:
+    return VisionTransformer(**kwargs)
+
+
+def _unilearn(
+    n_experts: int = 8,
+    top_k: int = 2,
+    moae_position: str | list[int] = "later",
+    aux_loss_coef: float = 0.01,
+    adapter_ratio: float = 0.25,
+    noisy_gating: bool = True,
+    num_classes_sfer: int = 7,
+    **kwargs: Any,
+) -> VisionTransformer:
+    block = partial(
+        MoAEBlock,
+        n_experts=n_experts,
+        top_k=top_k,
+        adapter_ratio=adapter_ratio,
+        aux_loss_coef=aux_loss_coef,
+        noisy_gating=noisy_gating,
+    )
+    return VisionTransformer(
+        num_classes_sfer=num_classes_sfer,
+        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
+        expert_block_fn=block,
+        **kwargs,
+    )
+
+
+def _vit_moe(
+    n_experts: int = 8,
+    top_k: int = 2,
+    moae_position: str | list[int] = "later",
+    aux_loss_coef: float = 0.01,
+    noisy_gating: bool = True,
+    num_classes_sfer: int = 7,
+    **kwargs: Any,
+) -> VisionTransformer:
+    """ViT-MoE puts its FFN experts in the blocks where UniLearn puts MoAE (`moae_position`)."""
+    block = partial(
+        MoEBlock,
+        n_experts=n_experts,
+        top_k=top_k,
+        aux_loss_coef=aux_loss_coef,
+        noisy_gating=noisy_gating,
+    )
+    return VisionTransformer(
+        num_classes_sfer=num_classes_sfer,
+        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
+        expert_block_fn=block,
+        **kwargs,
+    )
+
+
+def _mae(**kwargs: Any) -> MaskedAutoencoder:
+    return MaskedAutoencoder(**kwargs)
+
+
+_FAMILIES: dict[str, Callable[..., nn.Module]] = {
+    "vit": _vit,
+    "unilearn": _unilearn,
+    "vit_moe": _vit_moe,
+    "mae": _mae,
+}
+
+
+def _defaults(arch: str, size: str) -> dict[str, Any]:
+    defaults = dict(SIZES[size])
+    if arch == "mae":
+        defaults.update(DECODERS[size])
+    return defaults
+
+
+def model_name(arch: str, size: str) -> str:
+    """The registered name of an architecture at a size: `("unilearn", "tiny")` ->
+    `unilearn_tiny_patch16_64`."""
+    if arch not in ARCHS or size not in SIZES:
+        raise ValueError(
+            f"unknown arch/size {arch!r}/{size!r}; archs {ARCHS}, sizes {tuple(SIZES)}"
+        )
+    return f"{arch}_{size}_patch16_{SIZES[size]['img_size']}"
+
+
+_MODELS: dict[str, tuple[str, str]] = {
+    model_name(arch, size): (arch, size) for arch in ARCHS for size in SIZES
+}
+
+
+def list_models() -> list[str]:
+    """All registered model names."""
+    return sorted(_MODELS)
+
+
+def allowed_overrides(name: str) -> list[str]:
+    """Keyword arguments `create_model(name, ...)` accepts."""
+    arch, _ = _lookup(name)
+    family = _FAMILIES[arch]
+    keys = {p for p in inspect.signature(family).parameters if p != "kwargs"}
+    base = MaskedAutoencoder if arch == "mae" else VisionTransformer
+    keys |= {p for p in inspect.signature(base.__init__).parameters if p != "self"}
+    return sorted(keys - _NOT_OVERRIDABLE)
+
+
+def _lookup(name: str) -> tuple[str, str]:
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(list_models())}")
+    return _MODELS[name]
+
+
+def create_model(name: str, **overrides: Any) -> nn.Module:
+    """Build a registered model; `overrides` replace its defaults (`num_frames`, `img_size`,
+    `num_classes`, `num_classes_sfer`, `drop_path_rate`, `n_experts`, `top_k`, `moae_position`,
+    `aux_loss_coef`, `norm_pix_loss`, `mask_ratio_video`, ...; see `allowed_overrides(name)`).
+
+    The model remembers `model_name` and `model_kwargs` (the overrides) for its checkpoint meta,
+    so `create_model(model.model_name, **model.model_kwargs)` rebuilds it.
+    """
+    arch, size = _lookup(name)
+    allowed = allowed_overrides(name)
+    unknown = sorted(set(overrides) - set(allowed))
+    if unknown:
+        raise ValueError(f"{name} does not take {unknown}; it takes: {', '.join(allowed)}")
+    model = _FAMILIES[arch](**{**_defaults(arch, size), **overrides})
+    model.model_name = name
+    model.model_kwargs = dict(overrides)
+    return model
