@@ -1,0 +1,78 @@
+"""AdamW with the ViT fine-tuning parameter groups: layer-wise lr decay (BEiT/VideoMAE: embeddings
+are layer 0, block i is layer i+1, norm and heads are layer depth+1; layer l gets lr *
+layer_decay^(depth+1-l)) and no weight decay on norms, biases, position embeddings, mask tokens
+and MoAE/MoE gates.
+
+Hand-written rather than timm's `param_groups_layer_decay`: that needs a timm `group_matcher` on
+the model (ours has none; its fallback groups parameters by count, not by block).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+_BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
+_EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "mask_token")
+# Never decayed: 1-D tensors (norms, biases) plus these (positions, tokens, routing gates).
+NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "mask_token", "gate.")
+
+
+def layer_id(name: str, num_layers: int) -> int:
+    """Layer index of a parameter for layer-wise lr decay (0 .. num_layers + 1)."""
+    match = _BLOCK.search(name)
+    if match:
+        return int(match.group(1)) + 1
+    if any(name.startswith(p) or f".{p}" in name for p in _EMBEDDING):
+        return 0
+    return num_layers + 1
+
+
+def param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    layer_decay: float = 1.0,
+    no_weight_decay: Iterable[str] = (),
+) -> list[dict]:
+    """Parameter groups with `weight_decay` and `lr_scale` keys (`set_lr` multiplies by it)."""
+    num_layers = model.get_num_layers() if hasattr(model, "get_num_layers") else 0
+    skip = tuple(NO_WEIGHT_DECAY) + tuple(no_weight_decay)
+    if hasattr(model, "no_weight_decay"):
+        skip += tuple(model.no_weight_decay())
+    groups: dict[str, dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = not (param.ndim <= 1 or any(s in name for s in skip))
+        layer = layer_id(name, num_layers) if layer_decay != 1.0 else 0
+        key = f"layer_{layer}_{'decay' if decay else 'no_decay'}"
+        if key not in groups:
+            groups[key] = {
+                "name": key,
+                "params": [],
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr_scale": layer_decay ** (num_layers + 1 - layer) if layer_decay != 1.0 else 1.0,
+            }
+        groups[key]["params"].append(param)
+    return list(groups.values())
+
+
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+    layer_decay: float = 1.0,
+) -> torch.optim.AdamW:
+    """AdamW over `param_groups(model, ...)`; per-step lr is set by `set_lr`."""
+    groups = param_groups(model, weight_decay, layer_decay)
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's lr to `lr * lr_scale` (the layer-decay factor)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)

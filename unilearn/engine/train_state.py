@@ -1,0 +1,192 @@
+"""Resumable training state: one atomic `last.pt` holding the model, optimiser, grad scaler,
+sampler position, step counter, running metrics and every RNG (python, numpy, torch, CUDA), so
+that a run killed at any step and resumed continues bit for bit; and the NaN/inf loss guard.
+
+Files are loaded with `weights_only=True`, so every state is stored as tensors and plain values.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from unilearn.atomic import torch_save
+
+FORMAT = "unilearn-train-state/1"
+RESUME_FILE = "last.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: unreadable, not ours, or from a different config."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf; the run stopped and kept its last good checkpoint."""
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside DistributedDataParallel (or the model itself)."""
+    return getattr(model, "module", model)
+
+
+# -- RNG ---------------------------------------------------------------------------------------
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG the training loop draws from, as tensors and plain values."""
+    version, py_state, gauss = random.getstate()
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "python": {
+            "version": version,
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": gauss,
+        },
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+    }
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put every RNG back where `capture_rng` found it."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    n = state["numpy"]
+    np.random.set_state(
+        (
+            "MT19937",
+            n["keys"].numpy().astype(np.uint32),
+            n["pos"],
+            n["has_gauss"],
+            n["cached_gaussian"],
+        )
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) from one integer."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def save_train_state(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    sampler_state: dict[str, Any] | None,
+    step: int,
+    config_hash: str,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write a resumable checkpoint atomically (a killed job never leaves half a `last.pt`).
+
+    Call it between steps: `step` is the number of optimiser steps done so far, and the RNG
+    states captured now are the ones the next step must start from."""
+    torch_save(
+        {
+            "format": FORMAT,
+            "model": unwrap(model).state_dict(),
+            "meta": meta,
+            "optimizer": optimizer.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "sampler": sampler_state,
+            "rng": capture_rng(),
+            "step": int(step),
+            "config_hash": config_hash,
+            "extra": extra or {},
+        },
+        path,
+    )
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """`torch.load(weights_only=True)` with a clear error for a missing, truncated or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled classes we do not allow ...
+        raise CheckpointError(
+            f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}). "
+            "The file is corrupt or was not written by unilearn; delete it to start the run over."
+        ) from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path}: not a unilearn checkpoint (no 'model' entry)")
+    return obj
+
+
+def load_train_state(
+    path: str | os.PathLike,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    config_hash: str,
+) -> dict[str, Any]:
+    """Load a resumable checkpoint into model, optimiser and scaler; return the whole state
+    (`step`, `sampler`, `rng`, `extra`). RNG states are NOT applied here: the caller calls
+    `restore_rng(state["rng"])` right before the next step, after everything that draws random
+    numbers during setup."""
+    state = read_checkpoint(path)
+    if state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: not a resumable training state (format {state.get('format')!r}, expected {FORMAT!r})"
+        )
+    if state["config_hash"] != config_hash:
+        raise CheckpointError(
+            f"{path}: written by a run with config {state['config_hash'][:12]}, this run's config is "
+            f"{config_hash[:12]}. Resuming would mix two experiments: use a new --out, or delete "
+            f"{path} to restart."
+        )
+    try:
+        unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path}: does not fit this model/optimiser: {e}") from None
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    return state
+
+
+# -- the NaN guard -----------------------------------------------------------------------------
+
+
+def check_finite(loss: float, step: int, last_good: str | None) -> None:
+    """Stop the run with a clear message when the loss is NaN or inf (before any update or
+    checkpoint of this step, so the last checkpoint on disk is a good one)."""
+    if math.isfinite(loss):
+        return
+    kept = (
+        f"the last good checkpoint {last_good} is kept"
+        if last_good
+        else "no checkpoint was written yet"
+    )
+    raise NonFiniteLossError(
+        f"loss is {loss} at step {step}: stopping the run ({kept}). Lower the learning rate "
+        "(finetune.blr / pretrain.blr), set finetune.clip_grad, or check the inputs of this step."
+    )
