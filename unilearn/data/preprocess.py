@@ -1,0 +1,463 @@
+"""Face-clip preprocessing: decode each clip of a manifest, find and track the face where needed,
+crop it, resize to the store's short side and write the clip store.
+
+Writes STORE/DATASET.parquet (manifest rows + store_key, stored n_frames, height, width) and
+STORE/DATASET.quarantine.parquet (rows of clips that failed, with the reason). Each clip is stored
+once even when several folds list it. Parallel over clips; resumable: a re-run (also after a kill)
+does only clips not yet in the store's journals. One bad clip never stops the run.
+
+Face detection (`--detect auto`): datasets distributed face-cropped (DFEW jpg_256, FERV39K, MAFW
+frames, VoxCeleb2 face-tracked mp4, AffectNet) are only resized; any other dataset, or rows whose
+optional `face_cropped` column is false, go through detection + tracking. Rows with AffectNet's
+annotation box (`face_x`, `face_y`, `face_width`, `face_height`) are cropped to that box.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from unilearn.atomic import write_parquet, write_text
+from unilearn.data.decode import MediaError, read_media
+from unilearn.data.face import (
+    FaceCropConfig,
+    FaceDetector,
+    NoFaceError,
+    crop_annotated_face,
+    crop_faces,
+    resize_short_side,
+)
+from unilearn.data.store import StoreWriter, encode_clip, read_journal
+
+# Distributed as face crops (SPEC section 3): resized only, never re-detected.
+FACE_CROPPED_DATASETS = frozenset(
+    {"dfew", "ferv39k", "mafw", "voxceleb2", "affectnet", "affectnet7"}
+)
+BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
+STORE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessSettings:
+    """Everything that changes the stored pixels; a store keeps the settings it was built with."""
+
+    short_side: int = 176
+    jpeg_quality: int = 90
+    detect: str = "auto"  # auto | always | never
+    detector: str = "auto"  # auto | mtcnn | haar
+    face: FaceCropConfig = field(default_factory=FaceCropConfig)
+    version: int = STORE_VERSION
+
+
+@dataclass(frozen=True)
+class ClipTask:
+    clip_id: str
+    path: str
+    media: str
+    detect: bool
+    box: tuple[float, float, float, float] | None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--manifest",
+        required=True,
+        type=Path,
+        help="manifest Parquet written by `unilearn manifest` (DATASET.parquet)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="store directory; writes OUT/DATASET.parquet, OUT/DATASET.quarantine.parquet and OUT/DATASET/ shards",
+    )
+    parser.add_argument(
+        "--short-side",
+        type=int,
+        default=176,
+        help="stored frames' short side in pixels (176 for 160 crops; 72 for the 64-pixel demo)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (0 = in this process)",
+    )
+    parser.add_argument(
+        "--detect",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="face detection: auto = only datasets not distributed face-cropped",
+    )
+    parser.add_argument(
+        "--detector",
+        choices=("auto", "mtcnn", "haar"),
+        default="auto",
+        help="face detector backend (auto = MTCNN, Haar if MTCNN is unavailable)",
+    )
+    parser.add_argument(
+        "--detect-stride",
+        type=int,
+        default=5,
+        help="run the detector every N frames and track in between",
+    )
+    parser.add_argument(
+        "--face-scale",
+        type=float,
+        default=1.3,
+        help="crop side as a multiple of the detected face box",
+    )
+    parser.add_argument(
+        "--smooth-window", type=int, default=9, help="frames of temporal smoothing of the face box"
+    )
+    parser.add_argument(
+        "--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames"
+    )
+    parser.add_argument(
+        "--retry-failed", action="store_true", help="retry clips quarantined by an earlier run"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="process at most N new clips this run (resume later)")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    settings = PreprocessSettings(
+        short_side=args.short_side,
+        jpeg_quality=args.jpeg_quality,
+        detect=args.detect,
+        detector=args.detector,
+        face=FaceCropConfig(
+            detect_stride=args.detect_stride,
+            scale=args.face_scale,
+            smooth_window=args.smooth_window,
+        ),
+    )
+    summary = preprocess(
+        args.manifest,
+        args.out,
+        settings,
+        workers=args.workers,
+        retry_failed=args.retry_failed,
+        limit=args.limit,
+    )
+    print(summary.report())
+    return 0
+
+
+@dataclass
+class Summary:
+    dataset: str
+    rows: int
+    clips: int
+    already: int
+    stored_now: int
+    failed_now: int
+    stored_rows: int
+    quarantined_rows: int
+    reasons: Counter
+    seconds: float
+    pending: int = 0
+
+    def report(self) -> str:
+        lines = [
+            f"preprocess {self.dataset}: {self.rows} manifest rows, {self.clips} unique clips; "
+            f"{self.already} already in the store, {self.stored_now} stored now, "
+            f"{self.failed_now} failed now ({self.seconds:.1f} s)",
+            f"  -> {self.stored_rows} rows in the store, {self.quarantined_rows} rows quarantined"
+            + (f", {self.pending} clips still to do (re-run to resume)" if self.pending else ""),
+        ]
+        lines += [
+            f"  quarantined clips: {n} x {reason}" for reason, n in self.reasons.most_common()
+        ]
+        return "\n".join(lines)
+
+
+def preprocess(
+    manifest: str | os.PathLike,
+    out: str | os.PathLike,
+    settings: PreprocessSettings = PreprocessSettings(),
+    workers: int = 0,
+    retry_failed: bool = False,
+    limit: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Store every clip of `manifest` under `out`; returns the counts (also written as tables)."""
+    start = time.monotonic()
+    manifest, out = Path(manifest), Path(out)
+    rows = pd.read_parquet(manifest)
+    dataset = manifest.stem
+    _check_manifest(rows, manifest)
+    _check_settings(out, dataset, settings)
+    tasks = _tasks(rows, settings, manifest)
+    done = read_journal(out, dataset)
+    todo = [
+        t for t in tasks if t.clip_id not in done or (retry_failed and "reason" in done[t.clip_id])
+    ]
+    already = len(tasks) - len(todo)
+    pending = 0
+    if limit is not None and len(todo) > limit:
+        pending, todo = len(todo) - limit, todo[:limit]
+    stored_now = failed_now = 0
+    if todo:
+        with StoreWriter(out, dataset) as writer:
+            for task, result in _run(todo, settings, workers, progress, dataset):
+                if isinstance(result, str):
+                    writer.fail(task.clip_id, result)
+                    failed_now += 1
+                else:
+                    record, meta = result
+                    writer.add(task.clip_id, record, **meta)
+                    stored_now += 1
+    stored, quarantined = _tables(rows, read_journal(out, dataset))
+    write_parquet(stored, out / f"{dataset}.parquet")
+    write_parquet(quarantined, out / f"{dataset}.quarantine.parquet")
+    reasons = Counter(r.split(":", 1)[0] for r in quarantined.drop_duplicates("clip_id")["reason"])
+    return Summary(
+        dataset,
+        len(rows),
+        len(tasks),
+        already,
+        stored_now,
+        failed_now,
+        len(stored),
+        len(quarantined),
+        reasons,
+        time.monotonic() - start,
+        pending,
+    )
+
+
+def _check_manifest(rows: pd.DataFrame, manifest: Path) -> None:
+    missing = {"clip_id", "path", "media"} - set(rows.columns)
+    if missing:
+        raise ValueError(
+            f"{manifest}: manifest lacks columns {sorted(missing)} (see docs/ARCHITECTURE.md)"
+        )
+    paths = rows.groupby("clip_id")["path"].nunique()
+    if (paths > 1).any():
+        bad = paths[paths > 1].index[0]
+        raise ValueError(f"{manifest}: clip_id {bad!r} is listed with different paths")
+
+
+def _check_settings(out: Path, dataset: str, settings: PreprocessSettings) -> None:
+    path = out / dataset / "settings.json"
+    wanted = json.loads(json.dumps(asdict(settings)))
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != wanted:
+            diff = {k: (have.get(k), wanted.get(k)) for k in wanted if have.get(k) != wanted.get(k)}
+            raise ValueError(
+                f"{path}: store was built with other settings {diff} (existing, requested); use another --out"
+            )
+    else:
+        write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+
+
+def _tasks(rows: pd.DataFrame, settings: PreprocessSettings, manifest: Path) -> list[ClipTask]:
+    has_box = all(c in rows.columns for c in BOX_COLUMNS)
+    tasks = []
+    for _, row in rows.drop_duplicates("clip_id").iterrows():
+        box = None
+        if has_box and all(pd.notna(row[c]) for c in BOX_COLUMNS):
+            x, y, w, h = (float(row[c]) for c in BOX_COLUMNS)
+            box = (x, y, x + w, y + h)
+        if settings.detect == "auto":
+            cropped = (
+                row["face_cropped"]
+                if "face_cropped" in rows.columns and pd.notna(row.get("face_cropped"))
+                else None
+            )
+            detect = (
+                not bool(cropped)
+                if cropped is not None
+                else str(row.get("dataset", manifest.stem)) not in FACE_CROPPED_DATASETS
+            )
+        else:
+            detect = settings.detect == "always"
+        tasks.append(
+            ClipTask(
+                str(row["clip_id"]),
+                str(row["path"]),
+                str(row["media"]),
+                detect and box is None,
+                box,
+            )
+        )
+    return tasks
+
+
+def _tables(rows: pd.DataFrame, journal: dict[str, dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ok = {k: v for k, v in journal.items() if "store_key" in v}
+    failed = {k: v["reason"] for k, v in journal.items() if "reason" in v}
+    ids = rows["clip_id"].astype(str)
+    stored = rows[ids.isin(ok)].copy()
+    meta = pd.DataFrame(
+        [
+            {"clip_id": k, **{c: v[c] for c in ("store_key", "n_frames", "height", "width")}}
+            for k, v in ok.items()
+        ]
+    )
+    if len(stored):
+        meta = meta.set_index("clip_id")
+        sid = stored["clip_id"].astype(str)
+        stored["store_key"] = sid.map(meta["store_key"]).astype(str)
+        stored["n_frames"] = sid.map(meta["n_frames"]).astype("int32")
+        stored["height"] = sid.map(meta["height"]).astype("int32")
+        stored["width"] = sid.map(meta["width"]).astype("int32")
+    else:
+        stored = stored.assign(
+            store_key=pd.Series(dtype=str),
+            height=pd.Series(dtype="int32"),
+            width=pd.Series(dtype="int32"),
+        )
+    quarantined = rows[ids.isin(failed)].copy()
+    quarantined["reason"] = quarantined["clip_id"].astype(str).map(failed).astype(str)
+    return stored.reset_index(drop=True), quarantined.reset_index(drop=True)
+
+
+# ---- per-clip work (runs in worker processes) -------------------------------------------------
+
+_DETECTOR: FaceDetector | None = None
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # the pool parallelises over clips
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, dict] | str:
+    """One clip -> (store record, meta) or the quarantine reason. Never raises."""
+    global _DETECTOR
+    try:
+        frames = read_media(task.path, task.media)
+        if len(frames) == 0:
+            raise MediaError(f"{task.path}: no frames")
+        size = settings.short_side
+        if task.box is not None:
+            frames = crop_annotated_face(frames, task.box, size)
+        elif task.detect:
+            if _DETECTOR is None:
+                _DETECTOR = FaceDetector(settings.detector)
+            frames = crop_faces(frames, _DETECTOR, size, settings.face).frames
+        else:
+            frames = resize_short_side(frames, size)
+        record = encode_clip(frames, settings.jpeg_quality)
+        return record, {
+            "n_frames": int(len(frames)),
+            "height": int(frames.shape[1]),
+            "width": int(frames.shape[2]),
+        }
+    except NoFaceError as exc:
+        return f"no face: {task.path}: {exc}"
+    except MediaError as exc:
+        return f"unreadable media: {exc}"
+    except MemoryError:
+        return f"out of memory: {task.path}: clip too large to decode in memory"
+    except Exception as exc:  # noqa: BLE001 - quarantine anything else with its type, never crash the run
+        return f"{type(exc).__name__}: {task.path}: {exc}"
+
+
+def _run(
+    todo: list[ClipTask], settings: PreprocessSettings, workers: int, progress: bool, dataset: str
+):
+    """Yield (task, result) for every task; parallel when workers > 0, robust to worker crashes."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=len(todo),
+        desc=f"preprocess {dataset}",
+        unit="clip",
+        file=sys.stderr,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    failed = 0
+    try:
+        if workers <= 0:
+            _init_worker()
+            for task in todo:
+                result = process_clip(task, settings)
+                failed += isinstance(result, str)
+                bar.update()
+                bar.set_postfix(failed=failed, refresh=False)
+                yield task, result
+            return
+        for task, result in _run_pool(todo, settings, workers):
+            failed += isinstance(result, str)
+            bar.update()
+            bar.set_postfix(failed=failed, refresh=False)
+            yield task, result
+    finally:
+        bar.close()
+
+
+def _run_pool(todo: list[ClipTask], settings: PreprocessSettings, workers: int):
+    # spawn: the parent may hold OpenCV/torch threads that fork would copy in a broken state
+    ctx = multiprocessing.get_context("spawn")
+    queue = list(reversed(todo))
+    suspects: list[ClipTask] = []
+    while queue or suspects:
+        if suspects:
+            # A worker died (decoder segfault) while these were in flight: run each alone, so the
+            # one that kills its worker is quarantined and the others are stored.
+            task = suspects.pop()
+            with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker) as solo:
+                try:
+                    yield task, solo.submit(process_clip, task, settings).result()
+                except cf.process.BrokenProcessPool:
+                    _check_workers_start(ctx)
+                    yield (
+                        task,
+                        f"worker crashed: {task.path}: decoding this clip killed the worker process",
+                    )
+            continue
+        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            inflight: dict[cf.Future, ClipTask] = {}
+            broken = False
+            while (queue or inflight) and not broken:
+                while queue and len(inflight) < 2 * workers:
+                    task = queue.pop()
+                    try:
+                        inflight[pool.submit(process_clip, task, settings)] = task
+                    except cf.process.BrokenProcessPool:
+                        queue.append(task)
+                        broken = True
+                        break
+                finished, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                for fut in finished:
+                    task = inflight.pop(fut)
+                    try:
+                        result = fut.result()
+                    except cf.process.BrokenProcessPool:
+                        suspects.append(task)
+                        broken = True
+                        continue
+                    yield task, result
+            suspects.extend(inflight.values())
+
+
+def _check_workers_start(ctx) -> None:
+    """Raise if worker processes cannot run at all, so a broken environment is not blamed on clips."""
+    try:
+        with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            pool.submit(os.getpid).result()
+    except cf.process.BrokenProcessPool:
+        raise RuntimeError(
+            "preprocess worker processes die on start (try --workers 0 to see why)"
+        ) from None
