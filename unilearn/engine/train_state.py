@@ -10,21 +10,16 @@ from __future__ import annotations
 import math
 import os
 import random
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from unilearn.atomic import torch_save
+from unilearn.models.checkpoint import CheckpointError, read_checkpoint, save_checkpoint
 
 FORMAT = "unilearn-train-state/1"
 RESUME_FILE = "last.pt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used: unreadable, not ours, or from a different config."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -106,38 +101,19 @@ def save_train_state(
 
     Call it between steps: `step` is the number of optimiser steps done so far, and the RNG
     states captured now are the ones the next step must start from."""
-    torch_save(
-        {
-            "format": FORMAT,
-            "model": unwrap(model).state_dict(),
-            "meta": meta,
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
-            "sampler": sampler_state,
-            "rng": capture_rng(),
-            "step": int(step),
-            "config_hash": config_hash,
-            "extra": extra or {},
-        },
+    save_checkpoint(
         path,
+        unwrap(model),
+        meta,
+        format=FORMAT,
+        optimizer=optimizer.state_dict(),
+        scaler=scaler.state_dict() if scaler is not None else None,
+        sampler=sampler_state,
+        rng=capture_rng(),
+        step=int(step),
+        config_hash=config_hash,
+        extra=extra or {},
     )
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """`torch.load(weights_only=True)` with a clear error for a missing, truncated or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled classes we do not allow ...
-        raise CheckpointError(
-            f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e).splitlines()[0]}). "
-            "The file is corrupt or was not written by unilearn; delete it to start the run over."
-        ) from None
-    if not isinstance(obj, dict) or "model" not in obj:
-        raise CheckpointError(f"{path}: not a unilearn checkpoint (no 'model' entry)")
-    return obj
 
 
 def load_train_state(
@@ -152,7 +128,7 @@ def load_train_state(
     (`step`, `sampler`, `rng`, `extra`). RNG states are NOT applied here: the caller calls
     `restore_rng(state["rng"])` right before the next step, after everything that draws random
     numbers during setup."""
-    state = read_checkpoint(path)
+    state = read_checkpoint(path)  # names the file when it is missing, truncated or foreign
     if state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path}: not a resumable training state (format {state.get('format')!r}, expected {FORMAT!r})"
