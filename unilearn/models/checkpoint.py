@@ -84,13 +84,17 @@ class LoadReport:
         return "\n".join(lines)
 
 
-def _abbreviate(keys: list[str], limit: int = 8) -> str:
-    # Collapse block indices so 12 blocks x 8 experts read as one line.
-    patterns = list(OrderedDict.fromkeys(re.sub(r"\.\d+\.", ".N.", k) for k in keys))
-    shown = ", ".join(patterns[:limit])
-    return shown + (
-        f", ... (+{len(patterns) - limit} more patterns)" if len(patterns) > limit else ""
-    )
+def _abbreviate(keys: list[str], limit: int = 12) -> str:
+    # Collapse indices (12 blocks x 8 experts read as one pattern); past `limit` patterns, count
+    # keys per top-level module instead.
+    patterns = list(OrderedDict.fromkeys(re.sub(r"\.\d+(?=\.|$)", ".N", k) for k in keys))
+    if len(patterns) <= limit:
+        return ", ".join(patterns)
+    groups: dict[str, int] = OrderedDict()
+    for key in keys:
+        top = key.split(".", 1)[0]
+        groups[top] = groups.get(top, 0) + 1
+    return ", ".join(f"{top}.* ({n} keys)" if n > 1 else top for top, n in groups.items())
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

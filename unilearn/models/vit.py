@@ -244,11 +244,11 @@ class VisionTransformer(nn.Module):
         """Logits of the head for `task` (`dfer` -> `head`, `sfer` -> `head_sfer`)."""
         if task not in TASKS:
             raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+        n_classes = self.num_classes if task == "dfer" else self.num_classes_sfer
+        if n_classes == 0:
+            key = "num_classes" if task == "dfer" else "num_classes_sfer"
+            raise ValueError(f"task {task!r} needs {key} > 0; this model has no {task} head")
         head = self.head if task == "dfer" else self.head_sfer
-        if head is None:
-            raise ValueError(
-                f"task {task!r} needs num_classes_sfer > 0; this model has no SFER head"
-            )
         return head(self.head_drop(features))
 
     def forward(self, x: torch.Tensor, task: str = "dfer") -> torch.Tensor:
