@@ -301,16 +301,15 @@ class SlurmConfig(_Strict):
     mem_gb: Annotated[float, Field(gt=0.0)] = 4
     time_min: Annotated[int, Field(ge=2)] = 60  # submitit signals 90 s before the limit
     nodes: PositiveInt = 1
-    tasks_per_node: PositiveInt = 1
+    tasks_per_node: PositiveInt = 1  # one task = one DDP rank (one GPU)
     constraint: str | None = None
+    max_requeues: Annotated[int, Field(ge=0)] = 5  # requeues after hitting the time limit
 
 
 class LauncherConfig(_Strict):
+    """Where GPU stages run (`unilearn.launch`; its `--launcher`/`--slurm-*` flags override)."""
+
     name: Literal["local", "submitit"] = "local"
-    # submitit picks Slurm whenever srun is on PATH unless told: the cluster is always explicit.
-    cluster: Literal["slurm", "local"] = "slurm"
-    folder: str = "logs/submitit"  # submitit job folders (logs, pickles)
-    max_requeue: Annotated[int, Field(ge=0)] = 3
     slurm: SlurmConfig = SlurmConfig()
     # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1).
     stages: dict[Literal["pretrain", "finetune", "evaluate"], dict[str, Any]] = {}
@@ -328,6 +327,10 @@ class LauncherConfig(_Strict):
     def slurm_for(self, stage: str) -> SlurmConfig:
         """The Slurm resources of one stage: `slurm` updated by `stages[stage]`."""
         return SlurmConfig(**{**self.slurm.model_dump(), **self.stages.get(stage, {})})
+
+    def for_stage(self, stage: str) -> LauncherConfig:
+        """This section as seen by one stage (what `launch.submit_if_requested` is given)."""
+        return LauncherConfig(name=self.name, slurm=self.slurm_for(stage))
 
 
 class WandbConfig(_Strict):
