@@ -12,6 +12,8 @@ import sys
 
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
 STAGES: dict[str, tuple[str, str]] = {
+    "synth": ("unilearn.data.synth", "write learnable synthetic datasets in the native layouts"),
+    "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
     "preprocess": ("unilearn.data.preprocess", "crop faces, resize and write the clip store (resumable, parallel)"),
     "aggregate": ("unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"),
     "params": ("unilearn.models.params", "print total and per-token active parameter counts of a model"),

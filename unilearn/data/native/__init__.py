@@ -1,0 +1,46 @@
+"""Native dataset readers: a dataset tree exactly as distributed -> manifest rows + quarantine rows
++ split-file findings. `unilearn manifest` and `unilearn doctor` both read through `read_native`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from unilearn.data.native import affectnet, dfew, ferv39k, mafw, voxceleb2
+from unilearn.data.native.common import (
+    COLUMNS,
+    REASONS,
+    DatasetLayoutError,
+    Finding,
+    NativeRead,
+    SplitFileError,
+)
+
+# Manifest names -> reader and its options. `affectnet7` is AffectNet read with the 7-class set.
+READERS = {
+    "dfew": (dfew.read, {}),
+    "mafw": (mafw.read, {}),
+    "ferv39k": (ferv39k.read, {}),
+    "affectnet": (affectnet.read, {"label_set": "affectnet"}),
+    "affectnet7": (affectnet.read, {"label_set": "affectnet7"}),
+    "voxceleb2": (voxceleb2.read, {}),
+}
+
+
+def read_native(dataset: str, root: str | Path, **options) -> NativeRead:
+    """Read `dataset` (a key of READERS) from its native tree at `root`."""
+    if dataset not in READERS:
+        raise KeyError(f"unknown dataset {dataset!r}; expected one of {sorted(READERS)}")
+    reader, fixed = READERS[dataset]
+    return reader(root, **{**options, **fixed})
+
+
+__all__ = [
+    "COLUMNS",
+    "READERS",
+    "REASONS",
+    "DatasetLayoutError",
+    "Finding",
+    "NativeRead",
+    "SplitFileError",
+    "read_native",
+]
