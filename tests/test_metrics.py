@@ -33,6 +33,7 @@ def _fold_predictions(tmp_path, rng, n_folds=5, dataset="dfew", k=7, config_hash
                 "scores": list(scores),
                 "config_hash": config_hash,
                 "experiment": "unilearn",
+                "head": "dfer",
             }
         )
         path = tmp_path / f"fold{fold}.parquet"

@@ -69,7 +69,7 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
             raise ValueError(f"{path}: no predictions")
         frames.append(df.assign(source=str(path)))
     pool = pd.concat(frames, ignore_index=True)
-    for column in ("dataset", "config_hash"):
+    for column in ("dataset", "experiment", "head", "config_hash"):
         values = pool.groupby(column)["source"].first()
         if len(values) > 1:
             detail = ", ".join(f"{v!r} in {src}" for v, src in values.items())
@@ -104,7 +104,8 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
     return {
         "dataset": dataset,
         "config_hash": str(pool["config_hash"].iloc[0]),
-        "experiment": str(pool["experiment"].iloc[0]) if "experiment" in pool else None,
+        "experiment": str(pool["experiment"].iloc[0]),
+        "head": str(pool["head"].iloc[0]),
         "folds": folds,
         "pooled": True,
         **pooled,
