@@ -1,0 +1,159 @@
+"""The launcher's command-line flags and the Slurm resources they resolve to.
+
+Resources come from the config's `launcher.slurm` section; a `--slurm-*` flag overrides its key.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Any
+
+# Slurm sends the requeue signal this long before the time limit; a shorter limit could never
+# checkpoint (submitit's default, see ENVIRONMENT.md).
+SIGNAL_DELAY_S = 90
+MIN_TIME_MIN = 2
+
+
+@dataclass(frozen=True)
+class SlurmResources:
+    """One Slurm job's request. `gpus_per_node > 0` means one task per GPU (DDP, one rank each)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    nodes: int = 1
+    tasks_per_node: int = 1
+    gpus_per_node: int = 0
+    cpus_per_task: int = 2
+    mem_gb: float = 4.0
+    time_min: int = 60
+    max_requeues: int = 5
+    job_name: str = "unilearn"
+
+    def submitit_parameters(self) -> dict[str, Any]:
+        """Parameters for `submitit.AutoExecutor.update_parameters` (generic + `slurm_*`)."""
+        params: dict[str, Any] = {
+            "name": self.job_name,
+            "nodes": self.nodes,
+            "tasks_per_node": self.tasks_per_node,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "timeout_min": self.time_min,
+            "slurm_signal_delay_s": SIGNAL_DELAY_S,
+        }
+        if self.gpus_per_node:
+            params["gpus_per_node"] = self.gpus_per_node
+        for key in ("partition", "account", "qos", "constraint"):
+            value = getattr(self, key)
+            if value:
+                params[f"slurm_{key}"] = value
+        return params
+
+    def describe(self) -> str:
+        fields = asdict(self)
+        return " ".join(f"{k}={v}" for k, v in fields.items() if v not in (None, ""))
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--launcher` and the `--slurm-*` flags to a GPU stage's parser."""
+    group = parser.add_argument_group(
+        "launcher",
+        "Where the stage runs. Defaults come from the config's `launcher` section; flags override.",
+    )
+    group.add_argument(
+        "--launcher",
+        choices=("local", "submitit"),
+        default=None,
+        help="local: run in this process; submitit: submit this same command as a Slurm job, "
+        "print its id and log path, stream its log, wait, cancel it on Ctrl-C/SIGTERM "
+        "(default: the config's launcher.name)",
+    )
+    group.add_argument(
+        "--submitit-cluster",
+        choices=("slurm", "local"),
+        default="slurm",
+        help="submitit backend: a real Slurm cluster, or a local subprocess with the same "
+        "job/requeue mechanics (for machines without Slurm)",
+    )
+    group.add_argument("--slurm-partition", help="partition (launcher.slurm.partition)")
+    group.add_argument("--slurm-account", help="account to charge (launcher.slurm.account)")
+    group.add_argument("--slurm-qos", help="quality of service (launcher.slurm.qos)")
+    group.add_argument(
+        "--slurm-constraint", help="node features, e.g. a100 (launcher.slurm.constraint)"
+    )
+    group.add_argument(
+        "--slurm-gpus",
+        type=int,
+        help="GPUs per node; the job runs one task (one DDP rank) per GPU "
+        "(launcher.slurm.gpus_per_task x tasks_per_node)",
+    )
+    group.add_argument("--slurm-nodes", type=int, help="nodes (launcher.slurm.nodes)")
+    group.add_argument(
+        "--slurm-cpus", type=int, help="CPUs per task (launcher.slurm.cpus_per_task)"
+    )
+    group.add_argument(
+        "--slurm-mem-gb", type=float, help="memory per node in GB (launcher.slurm.mem_gb)"
+    )
+    group.add_argument(
+        "--slurm-time-min",
+        type=int,
+        help="time limit in minutes; at the limit the job is requeued and resumes from last.pt "
+        "(launcher.slurm.time_min)",
+    )
+    group.add_argument(
+        "--slurm-max-requeues",
+        type=int,
+        help="how many times a job that hit its time limit is requeued (default 5; pre-emptions "
+        "do not count)",
+    )
+    group.add_argument(
+        "--slurm-folder",
+        help="submitit folder for the job script and logs (default: a `slurm/` folder beside the "
+        "stage's --out); each submission gets its own subfolder",
+    )
+    group.add_argument(
+        "--slurm-quiet",
+        action="store_true",
+        help="print only the job id and log paths, do not stream the job's log",
+    )
+
+
+def resolve_resources(slurm_cfg: dict[str, Any], args: argparse.Namespace) -> SlurmResources:
+    """Config section `launcher.slurm` (as a dict), overridden by the `--slurm-*` flags."""
+    cfg = {k: v for k, v in slurm_cfg.items() if v is not None}
+    tasks_per_node = int(cfg.get("tasks_per_node", 1))
+    gpus_per_node = int(cfg.get("gpus_per_task", 0)) * tasks_per_node
+    if getattr(args, "slurm_gpus", None) is not None:
+        gpus_per_node = args.slurm_gpus
+        tasks_per_node = max(1, args.slurm_gpus)
+    resources = SlurmResources(
+        partition=_flag(args, "slurm_partition", cfg.get("partition")),
+        account=_flag(args, "slurm_account", cfg.get("account")),
+        qos=_flag(args, "slurm_qos", cfg.get("qos")),
+        constraint=_flag(args, "slurm_constraint", cfg.get("constraint")),
+        nodes=int(_flag(args, "slurm_nodes", cfg.get("nodes", 1))),
+        tasks_per_node=tasks_per_node,
+        gpus_per_node=gpus_per_node,
+        cpus_per_task=int(_flag(args, "slurm_cpus", cfg.get("cpus_per_task", 2))),
+        mem_gb=float(_flag(args, "slurm_mem_gb", cfg.get("mem_gb", 4))),
+        time_min=int(_flag(args, "slurm_time_min", cfg.get("time_min", 60))),
+        max_requeues=int(_flag(args, "slurm_max_requeues", cfg.get("max_requeues", 5))),
+        job_name=f"unilearn-{getattr(args, 'stage', 'stage')}",
+    )
+    if resources.time_min < MIN_TIME_MIN:
+        raise ValueError(
+            f"launcher.slurm.time_min / --slurm-time-min = {resources.time_min}: expected at least "
+            f"{MIN_TIME_MIN} minutes (Slurm signals the job {SIGNAL_DELAY_S} s before its limit "
+            "so that it can checkpoint and requeue)"
+        )
+    for key in ("nodes", "cpus_per_task", "tasks_per_node"):
+        if getattr(resources, key) < 1:
+            raise ValueError(f"launcher.slurm.{key} = {getattr(resources, key)}: expected >= 1")
+    return resources
+
+
+def _flag(args: argparse.Namespace, name: str, default: Any) -> Any:
+    value = getattr(args, name, None)
+    return default if value is None else value

@@ -1,0 +1,232 @@
+"""Submit a stage as a Slurm job through submitit, stream its log, wait, and own its lifetime.
+
+submitit submits and waits, but does not cancel the job when the submitting process is stopped
+(nor does Snakemake: ENVIRONMENT.md), and only re-checks a long job's Slurm state every few minutes.
+This module adds both: SIGINT/SIGTERM cancel the job, and the state is forced every `poll_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+import submitit
+from submitit.slurm.slurm import SlurmJob
+
+from unilearn.launch.follow import LogFollower, tail
+from unilearn.launch.resources import SlurmResources, resolve_resources
+
+TAIL_LINES = 40
+CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def submit_if_requested(
+    args: argparse.Namespace, launcher_cfg: Any, entry: str = "unilearn.cli:main"
+) -> int | None:
+    """Run the stage as a Slurm job if asked to; None means "run it here".
+
+    `args` is the stage's parsed namespace (with `stage` and `stage_argv` set by `unilearn.cli`);
+    `launcher_cfg` is the config's `launcher` section (pydantic model, dict or None). The job
+    runs `entry([stage, *stage_argv, "--launcher", "local"])`, i.e. `unilearn STAGE ...`.
+    """
+    cfg = _as_dict(launcher_cfg)
+    name = args.launcher or cfg.get("name") or "local"
+    if name == "local":
+        return None
+    if name != "submitit":
+        raise ValueError(f"launcher.name / --launcher = {name!r}: expected 'local' or 'submitit'")
+    resources = resolve_resources(_as_dict(cfg.get("slurm")), args)
+    from unilearn.launch.job import StageCommand
+
+    command = StageCommand([args.stage, *job_argv(args.stage_argv)], entry=entry)
+    folder = submission_folder(args, args.stage)
+    return run_as_job(
+        command,
+        folder,
+        resources,
+        cluster=getattr(args, "submitit_cluster", "slurm"),
+        stream=not getattr(args, "slurm_quiet", False),
+    )
+
+
+def job_argv(stage_argv: list[str]) -> list[str]:
+    """The stage's own argv with `--launcher local` in place of any `--launcher X`."""
+    argv: list[str] = []
+    skip = False
+    for arg in stage_argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--launcher":
+            skip = True
+            continue
+        if arg.startswith("--launcher="):
+            continue
+        argv.append(arg)
+    return ["--launcher", "local", *argv]
+
+
+def submission_folder(args: argparse.Namespace, stage: str) -> Path:
+    """A fresh folder per submission (job ids restart when a cluster is reset; a reused folder
+    could hand back an old job's result). Base: --slurm-folder, else `slurm/` beside --out."""
+    base = getattr(args, "slurm_folder", None)
+    if base is None:
+        out = getattr(args, "out", None)
+        if out:
+            out = Path(out)
+            base = (out.parent if out.suffix else out) / "slurm"
+        else:
+            base = Path("slurm_logs")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(base) / f"{stage}-{stamp}-{secrets.token_hex(3)}"
+
+
+def run_as_job(
+    command: Any,
+    folder: str | os.PathLike,
+    resources: SlurmResources,
+    cluster: str = "slurm",
+    stream: bool = True,
+    poll_s: float = 15.0,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Submit `command` (a picklable callable), wait for it, return 0 or a non-zero exit code.
+
+    Prints the job id and log paths at once; streams the job's stdout/stderr into ours; on
+    SIGINT/SIGTERM/SIGHUP cancels the job and returns 128 + signal; on failure prints the tail
+    of the job's log and returns 1.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    if cluster not in ("slurm", "local"):
+        raise ValueError(f"--submitit-cluster = {cluster!r}: expected 'slurm' or 'local'")
+    # How often a timed-out job is requeued is a constructor argument, not a parameter.
+    executor = submitit.AutoExecutor(
+        folder=folder, cluster=cluster, **{f"{cluster}_max_num_timeout": resources.max_requeues}
+    )
+    params = resources.submitit_parameters()
+    if cluster == "local":  # Slurm-only keys would be warned about and ignored
+        params = {k: v for k, v in params.items() if not k.startswith("slurm_")}
+    executor.update_parameters(**params)
+    what = command.describe() if hasattr(command, "describe") else repr(command)
+    kind = "Slurm job" if cluster == "slurm" else "local submitit job"
+    job = None
+    try:
+        with _cancel_on_signals():
+            with _signals_deferred():  # a job id is known before any signal is handled
+                job = executor.submit(command)
+            lead = job.task(0)
+            print(
+                f"unilearn: submitted `{what}` as {kind} {job.job_id} ({resources.describe()})\n"
+                f"unilearn: log {lead.paths.stderr}\nunilearn: out {lead.paths.stdout}",
+                file=err,
+                flush=True,
+            )
+            follower = (
+                LogFollower({lead.paths.stdout: out, lead.paths.stderr: err}) if stream else None
+            )
+            _wait(job, follower, poll_s, err, kind)
+            try:
+                job.results()
+            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError):
+                state = _state(job)
+                print(
+                    f"unilearn: {kind} {job.job_id} failed (state {state}). "
+                    f"Last lines of {lead.paths.stderr}:\n"
+                    f"{tail(lead.paths.stderr, TAIL_LINES) or tail(lead.paths.stdout, TAIL_LINES)}",
+                    file=err,
+                    flush=True,
+                )
+                return 1
+            print(f"unilearn: {kind} {job.job_id} completed", file=err, flush=True)
+            return 0
+    except _Interrupted as interrupted:
+        if job is not None:
+            job.cancel(check=False)
+            print(
+                f"unilearn: {signal.Signals(interrupted.signum).name} received: "
+                f"cancelled {kind} {job.job_id}",
+                file=err,
+                flush=True,
+            )
+        return 128 + interrupted.signum
+
+
+def _wait(job: Any, follower: LogFollower | None, poll_s: float, err: TextIO, kind: str) -> None:
+    """Until the job has a result or Slurm says it ended; reports state changes."""
+    last_forced = time.monotonic()
+    last_state = None
+    while True:
+        if follower:
+            follower.pump()
+        slurm = isinstance(job, SlurmJob)
+        if slurm and time.monotonic() - last_forced >= poll_s:
+            last_forced = time.monotonic()
+            job.get_info(mode="force")  # notice an external scancel within poll_s
+        if job.done():
+            break
+        # Slurm: the state cached by the last sacct call; local: the subprocess's state.
+        state = job.watcher.get_state(job.job_id, mode="cache") if slurm else job.state
+        if state != last_state and state != "UNKNOWN":
+            print(f"unilearn: {kind} {job.job_id} {state}", file=err, flush=True)
+            last_state = state
+        time.sleep(1.0)
+    if follower:
+        time.sleep(0.5)  # let the file system show the job's last lines
+        follower.pump()
+
+
+def _state(job: Any) -> str:
+    try:
+        info = job.get_info(mode="force")
+        return info.get("State") or info.get("jobState") or "UNKNOWN"
+    except Exception:  # a dead scheduler must not hide the job's own error
+        return "UNKNOWN"
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[None]:
+    def handler(signum: int, frame: Any) -> None:
+        raise _Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold CANCEL_SIGNALS while sbatch runs: a signal then lands once the job id is known."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCEL_SIGNALS)
+
+
+def _as_dict(section: Any) -> dict[str, Any]:
+    if section is None:
+        return {}
+    if isinstance(section, dict):
+        return section
+    if hasattr(section, "model_dump"):
+        return section.model_dump()
+    return dict(vars(section))
