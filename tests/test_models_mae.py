@@ -1,0 +1,134 @@
+"""Dual-modal MAE (paper Eq. 1-2): tube masking per modality, visible tokens only in the encoder,
+loss on masked patches only, VideoMAE's normalised-pixel target."""
+
+from __future__ import annotations
+
+import torch
+
+from unilearn.models import create_model, load_pretrained, save_checkpoint
+from unilearn.models.mae import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    masked_reconstruction_loss,
+    patchify_target,
+    tube_mask,
+    visible_per_slice,
+)
+
+MAE = "mae_tiny_patch16_64"
+
+
+def test_visible_token_counts_at_vit_b_shapes():
+    video = tube_mask(4, n_slices=8, tokens_per_slice=100, mask_ratio=0.95)
+    image = tube_mask(4, n_slices=1, tokens_per_slice=100, mask_ratio=0.90)
+    assert video.shape == (4, 800) and image.shape == (4, 100)
+    assert ((~video).sum(1) == 40).all()  # round(800 * 0.05)
+    assert ((~image).sum(1) == 10).all()  # round(100 * 0.10)
+
+
+def test_tiny_shapes_round_whole_tubes_and_keep_at_least_one():
+    assert visible_per_slice(16, 0.95) == 1  # 0.8 -> 1
+    assert visible_per_slice(16, 0.90) == 2  # 1.6 -> 2
+    assert visible_per_slice(4, 0.95) == 1  # 0.2 would round to 0: at least one
+
+
+def test_mask_is_a_tube_the_same_for_every_temporal_slice():
+    mask = tube_mask(3, n_slices=8, tokens_per_slice=100, mask_ratio=0.95).view(3, 8, 100)
+    assert (mask == mask[:, :1]).all()
+    assert not torch.equal(mask[0, 0], mask[1, 0])  # but different per sample
+
+
+def test_mask_comes_from_torch_rng():
+    torch.manual_seed(5)
+    a = tube_mask(2, 8, 100, 0.9)
+    torch.manual_seed(5)
+    assert torch.equal(a, tube_mask(2, 8, 100, 0.9))
+
+
+def test_encoder_sees_only_visible_tokens_for_both_modalities():
+    model = create_model(MAE)
+    seen = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
+    video_out = model(torch.randn(2, 3, 8, 64, 64))
+    image_out = model(torch.randn(2, 3, 2, 64, 64))
+    assert seen == [(2, 4, 192), (2, 2, 192)]  # 1 of 16 per slice x 4 slices; 2 of 16
+    assert video_out["pred"].shape == (2, 60, 3 * 2 * 16 * 16)
+    assert image_out["pred"].shape == (2, 14, 3 * 2 * 16 * 16)
+    assert video_out["mask"].sum().item() == 2 * 60
+
+
+def test_loss_only_on_masked_patches():
+    mask = tube_mask(2, 4, 16, 0.9)
+    target = torch.randn(2, 64, 12)
+    pred = torch.randn(2, int(mask[0].sum()), 12)
+    loss = masked_reconstruction_loss(pred, target, mask)
+    changed_visible = target.clone()
+    changed_visible[~mask] += 100.0
+    assert torch.equal(masked_reconstruction_loss(pred, changed_visible, mask), loss)
+    changed_masked = target.clone()
+    changed_masked[mask] += 1.0
+    assert masked_reconstruction_loss(pred, changed_masked, mask) != loss
+
+
+def test_model_loss_is_the_masked_reconstruction_loss():
+    # Visible pixels feed the encoder, so at model level we check the loss is exactly the
+    # masked-only MSE of the returned prediction, and that a masked tube's pixels move it.
+    model = create_model(MAE).eval()
+    x = torch.randn(1, 3, 8, 64, 64)
+    mask = tube_mask(1, 4, 16, 0.95)
+    out = model(x, mask=mask)
+    base = out["loss"]
+    target = patchify_target(x, 16, 2, model.pixel_mean, model.pixel_std)
+    torch.testing.assert_close(base, masked_reconstruction_loss(out["pred"], target, mask))
+    grid = mask.view(1, 4, 4, 4)  # (t, h, w) token grid
+    y = x.clone()
+    t, h, w = (grid[0] == 1).nonzero()[0].tolist()
+    y[:, :, 2 * t : 2 * t + 2, 16 * h : 16 * h + 16, 16 * w : 16 * w + 16] += torch.randn(
+        3, 2, 16, 16
+    )
+    assert model(y, mask=mask)["loss"] != base
+
+
+def test_norm_pix_target_is_videomaes():
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 4, 32, 32)
+    mean = torch.tensor(IMAGENET_MEAN)
+    std = torch.tensor(IMAGENET_STD)
+    target = patchify_target(x, 16, 2, mean, std, norm_pix_loss=True)
+    assert target.shape == (1, 2 * 2 * 2, 2 * 16 * 16 * 3)
+    pixels = x * std.view(1, 3, 1, 1, 1) + mean.view(1, 3, 1, 1, 1)
+    # token (t=1, h=0, w=1): tubelet pixels laid out (p0, p1, p2) x channel
+    tube = pixels[0, :, 2:4, 0:16, 16:32].permute(1, 2, 3, 0).reshape(-1, 3)
+    expected = (tube - tube.mean(0)) / (tube.var(0, unbiased=True).sqrt() + 1e-6)
+    torch.testing.assert_close(target[0, 1 * 4 + 0 * 2 + 1], expected.reshape(-1))
+    raw = patchify_target(x, 16, 2, mean, std, norm_pix_loss=False)
+    torch.testing.assert_close(raw[0, 5], tube.reshape(-1))
+
+
+def test_one_mae_trains_on_image_and_video_batches():
+    model = create_model(MAE)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for x in (torch.randn(2, 3, 8, 64, 64), torch.randn(2, 3, 2, 64, 64)):
+        out = model(x)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        assert torch.isfinite(out["loss"])
+        assert model.encoder.patch_embed.proj.weight.grad.abs().sum() > 0
+        optimizer.step()
+
+
+def test_mae_encoder_initialises_unilearn(tmp_path):
+    mae = create_model(MAE)
+    save_checkpoint(tmp_path / "pretrain.pt", mae)
+    model = create_model("unilearn_tiny_patch16_64")
+    report = load_pretrained(model, tmp_path / "pretrain.pt")
+    assert report.missing_backbone == [] and report.unexpected == []
+    assert {k.split(".")[0] for k in report.missing_new} == {
+        "blocks",
+        "fc_norm",
+        "head",
+        "head_sfer",
+    }
+    assert all(".moae." in k for k in report.missing_new if k.startswith("blocks"))
+    assert torch.equal(model.blocks[1].attn.qkv.weight, mae.encoder.blocks[1].attn.qkv.weight)
+    assert "mask_token" in report.dropped and "encoder.norm.weight" in report.dropped

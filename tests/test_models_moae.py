@@ -1,0 +1,163 @@
+"""MoAE (paper Eq. 3-12): sparse dispatch equals the dense Eq. 12, the noisy top-k gate, the
+load-balancing loss, where MoAE blocks sit, and expert-usage counting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from unilearn.models import create_model, expert_usage, reset_expert_usage
+from unilearn.models.moae import (
+    MoAE,
+    MoAEBlock,
+    NoisyTopKGate,
+    moae_block_indices,
+)
+
+
+def random_moae(dim: int = 32, n_experts: int = 8, top_k: int = 2) -> MoAE:
+    """A MoAE whose gate and adapters are not at their (zero) init, so routing is non-trivial."""
+    moae = MoAE(dim, n_experts, top_k, bottleneck=dim // 4)
+    with torch.no_grad():
+        for p in moae.parameters():
+            p.normal_(0, 0.5)
+    return moae
+
+
+def test_sparse_moae_equals_dense():
+    moae = random_moae().eval()
+    x = torch.randn(3, 50, 32)
+    sparse = moae(x)
+    dense = moae.forward_dense(x)
+    # and Eq. 12 written out literally: sum_i G(x)_i (x + W2 GELU(W1 x + b1) + b2)
+    gates = moae.gate(x.reshape(-1, 32)).dense(8)
+    literal = sum(gates[:, i : i + 1] * moae.experts[i](x.reshape(-1, 32)) for i in range(8))
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
+    torch.testing.assert_close(sparse.reshape(-1, 32), literal, atol=1e-5, rtol=0)
+
+
+def test_sparse_dispatch_runs_each_token_through_k_experts_only():
+    moae = random_moae(n_experts=8, top_k=2).eval()
+    seen = []
+    for expert in moae.experts:
+        expert.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    moae(torch.randn(4, 25, 32))
+    assert sum(seen) == 2 * 100  # k * tokens, never n * tokens
+
+
+def test_gate_rows_sum_to_one_with_exactly_k_nonzeros():
+    gate = NoisyTopKGate(dim=16, n_experts=6, top_k=3)
+    with torch.no_grad():
+        gate.w_gate.weight.normal_()
+        gate.w_noise.weight.normal_()
+    for mode in (gate.train, gate.eval):
+        mode()
+        dense = gate(torch.randn(200, 16)).dense(6)
+        torch.testing.assert_close(dense.sum(1), torch.ones(200))
+        assert ((dense > 0).sum(1) == 3).all()
+
+
+def test_gate_softmax_is_over_top_k_with_minus_infinity_elsewhere():
+    gate = NoisyTopKGate(dim=8, n_experts=5, top_k=2).eval()
+    with torch.no_grad():
+        gate.w_gate.weight.normal_()
+    x = torch.randn(20, 8)
+    logits = x @ gate.w_gate.weight.T
+    kth = logits.topk(2, dim=1).values[:, -1:]
+    expected = logits.masked_fill(logits < kth, float("-inf")).softmax(1)
+    torch.testing.assert_close(gate(x).dense(5), expected)
+
+
+def test_gate_noise_only_in_train_mode():
+    gate = NoisyTopKGate(dim=16, n_experts=8, top_k=2)  # zero init: Softplus(0) noise in training
+    x = torch.randn(64, 16)
+    gate.eval()
+    a, b = gate(x), gate(x)
+    assert torch.equal(a.indices, b.indices) and torch.equal(a.weights, b.weights)
+    gate.train()
+    c, d = gate(x), gate(x)
+    assert not torch.equal(c.weights, d.weights)
+    gate.noisy_gating = False
+    e, f = gate(x), gate(x)
+    assert torch.equal(e.weights, f.weights)
+
+
+def test_aux_loss_is_differentiable():
+    moae = random_moae().train()
+    out = moae(torch.randn(2, 40, 32))
+    aux = moae.gate.last_aux_loss
+    assert aux.ndim == 0 and aux.item() > 0
+    (out.sum() * 0 + aux).backward()
+    # both the importance (via Wg) and the smooth load estimate (via Wnoise) carry gradient
+    assert moae.gate.w_gate.weight.grad.abs().sum() > 0
+    assert moae.gate.w_noise.weight.grad.abs().sum() > 0
+
+
+def test_aux_loss_coefficient_scales_and_may_be_zero():
+    model = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.0)
+    model(torch.randn(2, 3, 8, 64, 64))
+    assert model.aux_loss().item() == 0.0
+    torch.manual_seed(0)
+    a = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.01)
+    torch.manual_seed(0)
+    b = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.02)
+    x = torch.randn(2, 3, 8, 64, 64)
+    torch.manual_seed(3)
+    a(x)
+    torch.manual_seed(3)
+    b(x)
+    torch.testing.assert_close(b.aux_loss(), 2 * a.aux_loss())
+
+
+@pytest.mark.parametrize(
+    ("position", "expected"),
+    [
+        ("later", (6, 7, 8, 9, 10, 11)),
+        ("early", (0, 1, 2, 3, 4, 5)),
+        ("middle", (3, 4, 5, 6, 7, 8)),
+        ("alternate", (1, 3, 5, 7, 9, 11)),
+        ([0, 11, 5], (0, 5, 11)),
+    ],
+)
+def test_moae_positions(position, expected):
+    assert moae_block_indices(12, position) == expected
+
+
+def test_moae_positions_reject_nonsense():
+    for bad in ("late", [12], [1, 1], []):
+        with pytest.raises(ValueError, match="moae_position"):
+            moae_block_indices(12, bad)
+
+
+def test_unilearn_model_puts_moae_in_later_blocks_beside_the_ffn():
+    model = create_model("unilearn_tiny_patch16_64")
+    kinds = [type(b).__name__ for b in model.blocks]
+    assert kinds == ["Block", "Block", "MoAEBlock", "MoAEBlock"]
+    assert hasattr(model.blocks[2], "mlp")  # the FFN is kept: MoAE is parallel, not a replacement
+
+
+def test_moae_block_is_eq_3_to_6():
+    block = MoAEBlock(dim=32, num_heads=4, n_experts=4, top_k=2).eval()
+    with torch.no_grad():
+        for p in block.moae.parameters():
+            p.normal_(0, 0.3)
+    x = torch.randn(2, 10, 32)
+    x_prime = x + block.attn(block.norm1(x))  # Eq. 3
+    h = block.norm2(x_prime)
+    x_g = block.mlp(h)  # Eq. 4
+    x_s = block.moae(h)  # Eq. 5
+    torch.testing.assert_close(block(x), x_prime + x_g + x_s)  # Eq. 6
+
+
+def test_expert_usage_counts_routed_tokens_and_resets():
+    model = create_model("unilearn_tiny_patch16_64", n_experts=4, top_k=2).eval()
+    assert set(expert_usage(model)) == {2, 3}
+    model(torch.randn(2, 3, 8, 64, 64))  # 2 x 64 tokens
+    model(torch.randn(1, 3, 2, 64, 64))  # 16 image tokens
+    usage = expert_usage(model)
+    for counts in usage.values():
+        assert counts.dtype == torch.long and counts.shape == (4,)
+        assert counts.sum().item() == 2 * (128 + 16)
+    reset_expert_usage(model)
+    assert all(c.sum().item() == 0 for c in expert_usage(model).values())
+    assert expert_usage(create_model("vit_tiny_patch16_64")) == {}
