@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
 STAGES: dict[str, tuple[str, str]] = {
     "synth": ("unilearn.data.synth", "write learnable synthetic datasets in the native layouts"),
+    "doctor": ("unilearn.doctor.cli", "check a dataset copy against the paper's protocol before training"),
     "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
     "preprocess": ("unilearn.data.preprocess", "crop faces, resize and write the clip store (resumable, parallel)"),
     "aggregate": ("unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"),
