@@ -125,7 +125,8 @@ class ClipStore:
         return self._record(key)[1].n_frames
 
     def read_numpy(self, key: str, indices: Sequence[int] | None = None) -> np.ndarray:
-        """Frames `indices` (default all) of clip `key` as RGB uint8 `[T, H, W, 3]`."""
+        """Frames `indices` (default all) of clip `key` as RGB uint8 `[T, H, W, 3]` (the loaders'
+        fast path: the layout the JPEG decoder produces, no copy of the clip)."""
         mm, info, offsets, data = self._record(key)
         idx = range(info.n_frames) if indices is None else [int(i) for i in indices]
         out = np.empty((len(idx), info.height, info.width, 3), np.uint8)
@@ -151,10 +152,11 @@ class ClipStore:
         return out
 
     def read(self, key: str, indices: Sequence[int] | None = None):
-        """Frames `indices` (default all) of clip `key` as a uint8 tensor `[T, C, H, W]`."""
+        """Frames `indices` (default all) of clip `key` as a uint8 tensor `[T, C, H, W]` (a
+        channel-first view of `read_numpy`; call `.contiguous()` if a kernel needs it)."""
         import torch
 
-        return torch.from_numpy(self.read_numpy(key, indices)).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(self.read_numpy(key, indices)).permute(0, 3, 1, 2)
 
 
 class StoreWriter:

@@ -1,0 +1,196 @@
+"""Batch samplers that draw every batch from ONE source (SFER or DFER for joint fine-tuning, image
+or video for dual-modal pre-training), deterministic given (seed, epoch, rank, world_size),
+sharded per rank and resumable mid-epoch.
+
+An epoch: each source takes its subset (a `fraction` of it; the SFER proportion), shuffles it with
+(seed, epoch), pads it by wrapping to a multiple of the global batch (batch_size x world_size, so
+every rank gets the same number of full batches, as DistributedSampler pads) and cuts it into
+global batches; the global batches of all sources are interleaved in a random order drawn from
+(seed, epoch). At step j every rank gets its slice of the same global batch, so all ranks train
+the same task at the same step (DDP never sees an unused head). Each item is
+`(source, index, sample_seed)`; the sample seed makes its augmentation a pure function of
+(seed, epoch, position), independent of DataLoader workers.
+
+The SFER subset (fraction < 1) is drawn once per run from the seed (a fixed part of AffectNet, as
+"the proportion of the SFER dataset used"); `resample_each_epoch=True` redraws it every epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+
+_SUBSET, _ORDER, _INTERLEAVE, _SEEDS = 1, 2, 3, 4  # independent random streams per purpose
+
+
+class SourceBatchSampler:
+    """One-source-per-batch sampler over `sizes = {source: dataset length}`.
+
+    `fractions[source]` (default 1) is the part of that source used; `len(sampler)` is the number
+    of batches per rank per epoch. `set_epoch(e)`, `state_dict()`, `load_state_dict()` as
+    DistributedSampler plus the position within the epoch.
+    """
+
+    def __init__(
+        self,
+        sizes: dict[str, int],
+        batch_size: int,
+        fractions: dict[str, float] | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        resample_each_epoch: bool = False,
+    ) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world_size {world_size}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        fractions = fractions or {}
+        for name, f in fractions.items():
+            if not 0.0 <= f <= 1.0:
+                raise ValueError(f"fraction of source {name!r} must be in [0, 1], got {f}")
+        self.sizes = {name: int(n) for name, n in sizes.items() if n > 0}
+        self.fractions = {name: float(fractions.get(name, 1.0)) for name in self.sizes}
+        self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size
+        self.resample_each_epoch = resample_each_epoch
+        self.epoch = 0
+        self.start_step = 0  # where the next pass over this epoch starts (resume)
+        self._position = 0  # batches of this epoch handed out so far
+        if not any(self.used(name) for name in self.sizes):
+            raise ValueError(f"no samples to draw from sources {sizes} with fractions {fractions}")
+
+    def used(self, source: str) -> int:
+        """Samples of `source` used per epoch (the subset size)."""
+        return round(self.fractions[source] * self.sizes[source])
+
+    def _global_batches(self, source: str) -> int:
+        return math.ceil(self.used(source) / (self.batch_size * self.world_size))
+
+    def __len__(self) -> int:
+        return sum(self._global_batches(name) for name in self.sizes)
+
+    def subset(self, source: str, epoch: int | None = None) -> np.ndarray:
+        """Indices of `source` used in `epoch` (sorted)."""
+        n, k = self.sizes[source], self.used(source)
+        if k == n:
+            return np.arange(n)
+        key = [self.seed, _SUBSET, self._source_id(source)] + (
+            [self.epoch if epoch is None else epoch] if self.resample_each_epoch else []
+        )
+        return np.sort(np.random.default_rng(key).permutation(n)[:k])
+
+    def _source_id(self, source: str) -> int:
+        return sorted(self.sizes).index(source)
+
+    def _plan(self, epoch: int) -> tuple[list[tuple[str, np.ndarray]], np.ndarray]:
+        """This epoch's global batches `[(source, indices [world_size, batch_size])]` in order,
+        and sample seeds `[n_batches, world_size, batch_size]`."""
+        global_batch = self.batch_size * self.world_size
+        batches = []
+        for source in sorted(self.sizes):
+            order = np.random.default_rng(
+                [self.seed, _ORDER, epoch, self._source_id(source)]
+            ).permutation(self.subset(source, epoch))
+            if len(order) == 0:
+                continue
+            n_batches = self._global_batches(source)
+            padded = np.resize(
+                order, n_batches * global_batch
+            )  # wraps around, as DistributedSampler pads
+            batches += [
+                (source, b.reshape(self.world_size, self.batch_size))
+                for b in padded.reshape(n_batches, global_batch)
+            ]
+        perm = np.random.default_rng([self.seed, _INTERLEAVE, epoch]).permutation(len(batches))
+        seeds = np.random.default_rng([self.seed, _SEEDS, epoch]).integers(
+            0, 2**63 - 1, size=(len(batches), self.world_size, self.batch_size)
+        )
+        return [batches[i] for i in perm], seeds
+
+    def __iter__(self) -> Iterator[list[tuple[str, int, int]]]:
+        batches, seeds = self._plan(self.epoch)
+        start, self.start_step = self.start_step, 0  # a resumed offset applies to one pass only
+        for step in range(start, len(batches)):
+            source, indices = batches[step]
+            self._position = step + 1
+            yield [
+                (source, int(i), int(s)) for i, s in zip(indices[self.rank], seeds[step, self.rank])
+            ]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start `epoch` (from its beginning, unless a loaded state resumes inside this epoch)."""
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.start_step = self._position = 0
+
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "step": self._position,
+            "seed": self.seed,
+            "world_size": self.world_size,
+            "batch_size": self.batch_size,
+            "sizes": dict(self.sizes),
+            "fractions": dict(self.fractions),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("seed", "world_size", "batch_size", "sizes", "fractions"):
+            mine = getattr(self, key)
+            if key in state and state[key] != mine:
+                raise ValueError(
+                    f"sampler state was saved with {key}={state[key]!r}, this run has {mine!r}: cannot resume exactly"
+                )
+        self.epoch = int(state["epoch"])
+        self.start_step = self._position = int(state["step"])
+
+
+class JointBatchSampler(SourceBatchSampler):
+    """Joint fine-tuning: batches of `"dfer"` or `"sfer"`; `sfer_proportion` of the SFER set used
+    (default 0.5, the paper's), the whole DFER set every epoch."""
+
+    def __init__(
+        self,
+        dfer_size: int,
+        sfer_size: int,
+        batch_size: int,
+        sfer_proportion: float = 0.5,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        resample_sfer_each_epoch: bool = False,
+    ) -> None:
+        super().__init__(
+            {"dfer": dfer_size, "sfer": sfer_size},
+            batch_size,
+            {"sfer": sfer_proportion},
+            seed,
+            rank,
+            world_size,
+            resample_sfer_each_epoch,
+        )
+
+
+class PretrainBatchSampler(SourceBatchSampler):
+    """Dual-modal pre-training: batches of `"image"` or `"video"` clips, interleaved."""
+
+    def __init__(
+        self,
+        image_size: int,
+        video_size: int,
+        batch_size: int,
+        image_proportion: float = 1.0,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(
+            {"image": image_size, "video": video_size},
+            batch_size,
+            {"image": image_proportion},
+            seed,
+            rank,
+            world_size,
+        )
