@@ -42,3 +42,15 @@ def manifests_tiny(synth_tiny, tmp_path_factory) -> Path:
 def _deterministic_torch():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real single-node Slurm with accounting, up for the whole session (tests/slurm_cluster.py).
+
+    Sets SLURM_CONF so sbatch/squeue/sacct and submitit talk to it. Without root it skips with the
+    reason; under CI (CI=true) that is a failure, because CI must exercise the real cluster.
+    """
+    import slurm_cluster as cluster_lib
+
+    yield from cluster_lib.session_cluster()

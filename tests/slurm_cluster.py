@@ -429,6 +429,43 @@ def _total_memory_mb() -> int:
     raise ClusterError("/proc/meminfo has no MemTotal line")
 
 
+def session_cluster():
+    """Generator behind the `slurm_cluster` pytest fixture: yields a running `SlurmCluster`.
+
+    Reuses a cluster already named by SLURM_CONF (one started by `up`) and leaves it running;
+    otherwise starts a fresh one in a temporary directory and stops exactly what it started.
+    """
+    import pytest
+
+    conf = os.environ.get("SLURM_CONF")
+    if conf and (Path(conf).parent.parent / STATE_FILE).exists():
+        cluster = SlurmCluster.attach(Path(conf).parent.parent)
+        if cluster.is_running():
+            yield cluster
+            return
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI must run the Slurm tests, but: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster()
+    try:
+        cluster.start()
+    except ClusterError as error:
+        pytest.fail(f"could not bring up the local Slurm cluster: {error}")
+    previous = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = cluster.slurm_conf
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+        if previous is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = previous
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter

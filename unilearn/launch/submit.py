@@ -121,9 +121,9 @@ def run_as_job(
     kind = "Slurm job" if cluster == "slurm" else "local submitit job"
     job = None
     try:
-        with _cancel_on_signals():
-            with _signals_deferred():  # a job id is known before any signal is handled
-                job = executor.submit(command)
+        with _cancel_on_signals() as guard:
+            job = executor.submit(command)
+            guard.armed()  # a signal that came during sbatch is handled now, with a job id
             lead = job.task(0)
             print(
                 f"unilearn: submitted `{what}` as {kind} {job.job_id} ({resources.describe()})\n"
@@ -199,27 +199,38 @@ class _Interrupted(Exception):
         self.signum = signum
 
 
-@contextlib.contextmanager
-def _cancel_on_signals() -> Iterator[None]:
-    def handler(signum: int, frame: Any) -> None:
+class _SignalGuard:
+    """Turns SIGINT/SIGTERM/SIGHUP into `_Interrupted`; until `armed()`, only remembers them.
+
+    Deferring (rather than blocking the signals) matters: a blocked mask would be inherited by
+    the processes submitit spawns, and a local job could then never be cancelled.
+    """
+
+    def __init__(self) -> None:
+        self.pending: int | None = None
+        self._armed = False
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if not self._armed:
+            self.pending = signum
+            return
         raise _Interrupted(signum)
 
-    previous = {sig: signal.signal(sig, handler) for sig in CANCEL_SIGNALS}
+    def armed(self) -> None:
+        self._armed = True
+        if self.pending is not None:
+            raise _Interrupted(self.pending)
+
+
+@contextlib.contextmanager
+def _cancel_on_signals() -> Iterator[_SignalGuard]:
+    guard = _SignalGuard()
+    previous = {sig: signal.signal(sig, guard.handle) for sig in CANCEL_SIGNALS}
     try:
-        yield
+        yield guard
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-@contextlib.contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """Hold CANCEL_SIGNALS while sbatch runs: a signal then lands once the job id is known."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, CANCEL_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, CANCEL_SIGNALS)
 
 
 def _as_dict(section: Any) -> dict[str, Any]:
