@@ -86,7 +86,7 @@ def read(
             base = row(
                 label_set,
                 Path(fields[0]).stem,
-                root / image_dir / fields[0],
+                f"{root}/{image_dir}/{fields[0]}",
                 "image",
                 -1,
                 "",
