@@ -1,0 +1,273 @@
+"""Datasets, transforms, samplers and 5-D mixup: batch contract, determinism, one augmentation per
+clip, the SFER proportion, exact mid-epoch resume, CutMix boxes shared by all frames."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from _stores import SHORT_SIDE, build_tiny_store
+
+from unilearn.data.datasets import (
+    ClipDataset,
+    build_eval_loader,
+    build_finetune_loader,
+    build_pretrain_loader,
+    load_store_table,
+)
+from unilearn.data.mixup import ClipMixup
+from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler
+from unilearn.data.transforms import (
+    EvalClipTransform,
+    TrainClipTransform,
+    eval_indices,
+    finetune_indices,
+    normalize,
+    parse_randaug,
+    pretrain_indices,
+)
+
+KW = {"num_frames": 8, "input_size": 32, "batch_size": 4}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return build_tiny_store(tmp_path_factory.mktemp("tiny"))
+
+
+def _batches(loader) -> list[dict]:
+    return [dict(b) for b in loader]
+
+
+def test_finetune_batches_follow_the_contract(store):
+    loader = build_finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=0, seed=0, **KW)
+    batches = _batches(loader)
+    assert len(batches) == len(loader) > 0
+    dfew = load_store_table(store, "dfew", 1, "train")
+    affectnet7 = load_store_table(store, "affectnet7", None, "train")
+    assert 7 not in affectnet7["label"].tolist()  # AffectNet-7 leaves contempt out
+    for b in batches:
+        assert set(b) == {"x", "y", "task", "row"}
+        assert (
+            b["x"].dtype == torch.uint8
+            and b["y"].dtype == torch.int64
+            and b["row"].dtype == torch.int64
+        )
+        frames = 8 if b["task"] == "dfer" else 2  # images are one tubelet: 2 frames
+        assert tuple(b["x"].shape) == (4, 3, frames, 32, 32)
+        table = dfew if b["task"] == "dfer" else affectnet7
+        assert b["y"].tolist() == table["label"].iloc[b["row"].numpy()].tolist()
+    assert {b["task"] for b in batches} == {"dfer", "sfer"}
+
+
+def test_eval_and_pretrain_batches_follow_the_contract(store):
+    ev = _batches(build_eval_loader(store, "dfew", fold=1, num_workers=0, n_clips=2, **KW))
+    test_rows = load_store_table(store, "dfew", 1, "test")
+    assert torch.cat([b["row"] for b in ev]).tolist() == list(range(len(test_rows)))
+    assert all(b["x"].shape[1:] == (2, 3, 8, 32, 32) and b["task"] == "dfer" for b in ev)
+    images = _batches(build_eval_loader(store, "affectnet7", task="sfer", num_workers=0, **KW))
+    assert all(b["x"].shape[1:] == (1, 3, 2, 32, 32) for b in images)
+    pre = _batches(
+        build_pretrain_loader(store, "affectnet", "voxceleb2", num_workers=0, seed=1, **KW)
+    )
+    shapes = {b["modality"]: tuple(b["x"].shape[1:]) for b in pre}
+    assert shapes == {"image": (3, 2, 32, 32), "video": (3, 8, 32, 32)}
+    assert all((b["y"] == -1).all() for b in pre if b["modality"] == "video")
+    vv = _batches(
+        build_pretrain_loader(store, "voxceleb2", "voxceleb2", num_workers=0, **KW)
+    )  # video+video
+    assert {b["modality"] for b in vv} == {"image", "video"}
+
+
+def test_same_seed_gives_the_same_batches_with_any_number_of_workers(store):
+    def run(seed, workers):
+        loader = build_finetune_loader(
+            store, "dfew", "affectnet7", fold=1, num_workers=workers, seed=seed, **KW
+        )
+        loader.set_epoch(3)
+        return _batches(loader)
+
+    a, b, c = run(0, 0), run(0, 2), run(1, 0)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert (
+            x["task"] == y["task"]
+            and torch.equal(x["row"], y["row"])
+            and torch.equal(x["x"], y["x"])
+        )
+    assert any(
+        not torch.equal(x["x"], z["x"]) for x, z in zip(a, c) if x["x"].shape == z["x"].shape
+    )
+
+
+def test_loader_resumes_mid_epoch_exactly(store):
+    def loader():
+        return build_finetune_loader(
+            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW
+        )
+
+    full = loader()
+    full.set_epoch(2)
+    reference = _batches(full)
+    first = loader()
+    first.set_epoch(2)
+    it = iter(first)
+    seen = [next(it) for _ in range(3)]  # the DataLoader has prefetched further than this
+    state = first.state_dict()
+    assert state["epoch"] == 2 and state["step"] == 3
+    resumed = loader()
+    resumed.load_state_dict(state)
+    resumed.set_epoch(2)
+    rest = _batches(resumed)
+    assert len(seen) + len(rest) == len(reference)
+    for got, want in zip(seen + rest, reference):
+        assert got["task"] == want["task"] and torch.equal(got["x"], want["x"])
+
+
+def test_sfer_proportion_is_honoured_within_one_percent_and_batches_interleave():
+    for proportion in (0.25, 0.5, 1.0):
+        sampler = JointBatchSampler(
+            dfer_size=3000, sfer_size=10000, batch_size=16, sfer_proportion=proportion, seed=0
+        )
+        sampler.set_epoch(1)
+        batches = list(sampler)
+        assert len(batches) == len(sampler)
+        sfer = {i for b in batches for src, i, _ in b if src == "sfer"}
+        dfer = {i for b in batches for src, i, _ in b if src == "dfer"}
+        assert abs(len(sfer) / 10000 - proportion) <= 0.01
+        assert dfer == set(range(3000))  # all of the DFER set every epoch
+        assert all(len({src for src, _, _ in b}) == 1 for b in batches)  # one source per batch
+        sources = [b[0][0] for b in batches]
+        half = len(sources) // 2
+        assert {"sfer", "dfer"} <= set(sources[:half]) and {"sfer", "dfer"} <= set(sources[half:])
+    # the SFER subset is fixed for the run unless resampled each epoch
+    fixed = JointBatchSampler(100, 1000, 8, 0.5, seed=0)
+    assert np.array_equal(fixed.subset("sfer", 0), fixed.subset("sfer", 1))
+    redrawn = JointBatchSampler(100, 1000, 8, 0.5, seed=0, resample_sfer_each_epoch=True)
+    assert not np.array_equal(redrawn.subset("sfer", 0), redrawn.subset("sfer", 1))
+
+
+def test_samplers_shard_ranks_and_are_deterministic():
+    world = [
+        PretrainBatchSampler(50, 30, batch_size=4, seed=7, rank=r, world_size=3) for r in range(3)
+    ]
+    per_rank = [list(s) for s in world]
+    assert len({len(b) for b in per_rank}) == 1 and len(per_rank[0]) == len(world[0])
+    for step in zip(*per_rank):
+        assert len({b[0][0] for b in step}) == 1  # every rank trains the same modality at a step
+    items = [(src, i) for batches in per_rank for b in batches for src, i, _ in b]
+    assert {i for src, i in items if src == "image"} == set(range(50))
+    assert [list(s) for s in [PretrainBatchSampler(50, 30, 4, seed=7, rank=1, world_size=3)]][
+        0
+    ] == per_rank[1]
+    other_epoch = PretrainBatchSampler(50, 30, 4, seed=7, rank=1, world_size=3)
+    other_epoch.set_epoch(1)
+    assert list(other_epoch) != per_rank[1]
+
+
+def test_sampler_state_round_trip_resumes_mid_epoch():
+    sampler = JointBatchSampler(
+        dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1, world_size=2
+    )
+    sampler.set_epoch(4)
+    reference = list(sampler)
+    it = iter(sampler)
+    head = [next(it) for _ in range(5)]
+    state = sampler.state_dict()
+    resumed = JointBatchSampler(
+        dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1, world_size=2
+    )
+    resumed.load_state_dict(state)
+    resumed.set_epoch(4)
+    assert head + list(resumed) == reference
+    resumed.set_epoch(5)
+    assert len(list(resumed)) == len(reference)  # the next epoch starts from its beginning
+    with pytest.raises(ValueError, match="seed"):
+        JointBatchSampler(37, 90, 4, seed=4, rank=1, world_size=2).load_state_dict(state)
+
+
+def test_frames_of_one_clip_get_one_augmentation():
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (48, 40, 3), dtype=np.uint8)
+    clip = np.repeat(frame[None], 6, axis=0)  # six identical frames
+    transform = TrainClipTransform(32, "rand-m9-n6-mstd0.5-inc1")
+    changed = 0
+    for seed in range(40):
+        out = transform(clip, random.Random(seed))
+        assert out.shape == (3, 6, 32, 32) and out.dtype == torch.uint8
+        assert all(torch.equal(out[:, 0], out[:, t]) for t in range(1, 6))
+        changed += not torch.equal(out, transform(clip, random.Random(seed + 1000)))
+        assert torch.equal(out, transform(clip, random.Random(seed)))  # a pure function of the seed
+    assert changed == 40
+    evaluated = EvalClipTransform(32)(clip)
+    assert evaluated.shape == (3, 6, 32, 32) and torch.equal(evaluated[:, 0], evaluated[:, 5])
+
+
+def test_cutmix_cuts_the_same_box_in_every_frame():
+    b, c, t, h, w = 4, 3, 8, 32, 32
+    x = torch.arange(b, dtype=torch.float32).view(b, 1, 1, 1, 1).expand(b, c, t, h, w).contiguous()
+    y = torch.tensor([0, 1, 2, 3])
+    cutmix = ClipMixup(num_classes=5, mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.0)
+    for seed in range(5):
+        mixed, soft = cutmix(x.clone(), y, seed=seed)
+        pasted = mixed[0] != 0  # sample 0 receives pixels of sample 3 inside the box
+        box = pasted[0, 0]
+        assert all(torch.equal(pasted[ci, ti], box) for ci in range(c) for ti in range(t))
+        assert torch.allclose(soft.sum(1), torch.ones(b))
+        area = box.float().mean().item()
+        assert soft[0, 0].item() == pytest.approx(1 - area, abs=1e-5)
+        again, _ = cutmix(x.clone(), y, seed=seed)
+        assert torch.equal(mixed, again)
+    mixup = ClipMixup(num_classes=5, mixup_alpha=0.8, cutmix_alpha=0.0, label_smoothing=0.1)
+    mixed, soft = mixup(x.clone(), y, seed=0)
+    assert mixed.shape == x.shape and soft.shape == (b, 5)
+
+
+def test_temporal_sampling_follows_mae_dfer():
+    rng = random.Random(0)
+    idx = finetune_indices(100, 16, 4, rng)
+    assert (
+        len(idx) == 16
+        and idx == sorted(idx)
+        and idx[-1] - idx[0] <= 64
+        and 3 <= idx[1] - idx[0] <= 5
+    )
+    short = finetune_indices(20, 16, 4, rng)  # shorter than the window: covered, then padded
+    assert (
+        short[:5] == [0, 5, 10, 15, 19] and short[5:] == [19] * 11
+    )  # np.linspace(0, 20, 5), clipped
+    pre = pretrain_indices(100, 16, 4, rng)
+    assert np.all(np.diff(pre) == 4)
+    first, last = eval_indices(100, 16, 4, n_clips=2)
+    assert first[0] == 0 and last[-1] == 96 and np.all(np.diff(first) == 4)
+    assert eval_indices(10, 16, 4, 2)[0] == [0, 4, 8] + [8] * 13
+
+
+def test_normalize_uses_imagenet_statistics():
+    x = torch.full((2, 3, 2, 4, 4), 255, dtype=torch.uint8)
+    out = normalize(x)
+    assert out.dtype == torch.float32
+    assert out[0, :, 0, 0, 0].tolist() == pytest.approx(
+        [(1 - 0.485) / 0.229, (1 - 0.456) / 0.224, (1 - 0.406) / 0.225], rel=1e-5
+    )
+
+
+def test_randaug_spec_is_parsed_as_timm():
+    cfg = parse_randaug("rand-m7-n4-mstd0.5-inc1")
+    assert (cfg.magnitude, cfg.num_ops, cfg.magnitude_std, cfg.increasing) == (7, 4, 0.5, True)
+    assert parse_randaug("none") is None
+    with pytest.raises(ValueError, match="unknown part"):
+        parse_randaug("rand-m7-q3")
+
+
+def test_unreadable_clip_is_substituted_and_counted(store):
+    table = load_store_table(store, "dfew", 1, "train").copy()
+    table.loc[0, "store_key"] = "dfew/shard-00099.ulc:0"  # a shard that does not exist
+    ds = ClipDataset(store, table, mode="train", num_frames=8, input_size=32)
+    clip, label, row = ds[(0, 123)]
+    assert row == 1 and label == table["label"][1] and ds.substitutions == 1
+    assert isinstance(pd.DataFrame(table), pd.DataFrame) and clip.shape == (3, 8, 32, 32)
+    assert SHORT_SIDE >= 32

@@ -1,0 +1,55 @@
+"""The clip store: records round-trip, keys name shard and offset, a torn write is never read."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from _media import moving_pattern
+
+from unilearn.data.store import ClipStore, StoreError, StoreWriter, encode_clip, read_journal
+
+
+def test_clips_round_trip_with_random_temporal_access(tmp_path):
+    clips = [moving_pattern(5 + i, 40, seed=i) for i in range(5)]
+    with StoreWriter(tmp_path, "dfew", max_shard_bytes=20_000) as writer:  # forces several shards
+        keys = [
+            writer.add(str(i), encode_clip(c, quality=95), n_frames=len(c))
+            for i, c in enumerate(clips)
+        ]
+    assert len({k.split(":")[0] for k in keys}) > 1
+    store = ClipStore(tmp_path)
+    for key, clip in zip(keys, clips):
+        assert store.num_frames(key) == len(clip)
+        idx = [len(clip) - 1, 0, 2, 2]
+        frames = store.read(key, idx)
+        assert frames.shape == (4, 3, 40, 40) and frames.dtype == torch.uint8
+        assert np.abs(frames.permute(0, 2, 3, 1).numpy().astype(int) - clip[idx]).mean() < 3
+    journal = read_journal(tmp_path, "dfew")
+    assert [journal[str(i)]["store_key"] for i in range(5)] == keys
+
+
+def test_bad_keys_and_frames_raise_store_errors_naming_the_key(tmp_path):
+    with StoreWriter(tmp_path, "mafw") as writer:
+        key = writer.add("a", encode_clip(moving_pattern(3, 16)))
+    store = ClipStore(tmp_path)
+    with pytest.raises(StoreError, match="frame 3 requested"):
+        store.read(key, [3])
+    with pytest.raises(StoreError, match="not of the form"):
+        store.read("mafw/clip.jpg", [0])
+    with pytest.raises(StoreError, match="no clip record"):
+        store.read(key.replace(":0", ":7"), [0])
+
+
+def test_a_torn_write_is_never_listed_and_later_runs_use_new_shards(tmp_path):
+    writer = StoreWriter(tmp_path, "dfew", flush_every=1)
+    writer.add("kept", encode_clip(moving_pattern(3, 16)))
+    writer._shard.write(b"ULC1 half a record")  # a kill mid-write leaves a torn tail...
+    with open(writer.dir / "journal-00001.jsonl", "ab") as f:
+        f.write(b'{"clip_id": "torn", "store_k')  # ...and maybe a torn journal line
+    writer._close_files()
+    assert set(read_journal(tmp_path, "dfew")) == {"kept"}
+    with StoreWriter(tmp_path, "dfew") as again:
+        key = again.add("next", encode_clip(moving_pattern(3, 16)))
+    assert key.startswith("dfew/shard-00002.ulc:")
+    assert ClipStore(tmp_path).num_frames(key) == 3
