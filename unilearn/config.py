@@ -687,14 +687,25 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
-def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical resolved config (sorted-key JSON). The launcher and W&B sections
-    are left out: they decide where and how a run is executed and logged, not what it computes."""
-    return hashlib.sha256(canonical_json(cfg).encode()).hexdigest()
+# Sections a stage's result does not depend on (besides `launcher` and `wandb`, which only decide
+# where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
+_NOT_HASHED = {
+    None: set(),
+    "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
+    "finetune": {"pretrain", "evaluate", "experiments", "sweeps"},
+}
 
 
-def canonical_json(cfg: Config) -> str:
-    data = cfg.model_dump(mode="json", exclude={"launcher", "wandb"})
+def config_hash(cfg: Config, stage: str | None = None) -> str:
+    """sha256 of the canonical resolved config (sorted-key JSON), without `launcher` and `wandb`;
+    for a `stage` (pretrain, finetune) also without the sections that stage does not read, so
+    e.g. changing fine-tuning epochs does not invalidate a pre-training run."""
+    return hashlib.sha256(canonical_json(cfg, stage).encode()).hexdigest()
+
+
+def canonical_json(cfg: Config, stage: str | None = None) -> str:
+    exclude = {"launcher", "wandb"} | _NOT_HASHED[stage]
+    data = cfg.model_dump(mode="json", exclude=exclude)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -703,12 +714,13 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
 
 
-def save_resolved(cfg: Config, run_dir: str | os.PathLike) -> str:
-    """Write `config.yaml` and `config.sha256` into `run_dir` (atomically); return the hash."""
+def save_resolved(cfg: Config, run_dir: str | os.PathLike, stage: str | None = None) -> str:
+    """Write `config.yaml` and `config.sha256` (of `stage`, see `config_hash`) into `run_dir`
+    (atomically); return the hash."""
     from unilearn.atomic import write_text
 
     run_dir = Path(run_dir)
-    digest = config_hash(cfg)
+    digest = config_hash(cfg, stage)
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     write_text(run_dir / "config.sha256", digest + "\n")
     return digest

@@ -132,3 +132,16 @@ def any_rank(flag: bool, info: DistInfo) -> bool:
     if not info.distributed:
         return flag
     return bool(all_reduce_sum(torch.tensor([float(flag)]), info).item() > 0)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of `runtime.precision` (None = fp32): auto = bf16 on CUDA, fp32 on CPU."""
+    if precision == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def set_threads(threads: int | None) -> None:
+    """torch intra-op threads (`runtime.threads`); None leaves torch's default."""
+    if threads:
+        torch.set_num_threads(threads)

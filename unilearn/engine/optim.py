@@ -9,11 +9,16 @@ the model (ours has none; its fallback groups parameters by count, not by block)
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from unilearn.engine.distributed import DistInfo, any_rank
+from unilearn.engine.train_state import check_finite
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "mask_token")
@@ -76,3 +81,48 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     """Set every group's lr to `lr * lr_scale` (the layer-decay factor)."""
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+@dataclass
+class StepContext:
+    """What every training step needs besides the model and the batch."""
+
+    optimizer: torch.optim.Optimizer
+    schedule: Callable[[int], float]
+    device: torch.device
+    dist: DistInfo
+    autocast_dtype: torch.dtype | None = None  # None = fp32
+    scaler: torch.amp.GradScaler | None = None  # only for fp16
+    clip_grad: float | None = None
+    last_good: Callable[[], str | None] = lambda: None  # path of the last checkpoint written
+
+
+def autocast(ctx: StepContext):
+    """bf16 (or fp16) autocast when the context asks for it; a no-op context in fp32."""
+    if ctx.autocast_dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(ctx.device.type, dtype=ctx.autocast_dtype)
+
+
+def backward_step(loss: torch.Tensor, step: int, model: nn.Module, ctx: StepContext) -> None:
+    """NaN/inf guard, backward, optional clipping, optimiser step.
+
+    The guard runs before the step touches the weights (so the last checkpoint on disk is a good
+    one) and on every rank together (a rank alone stopping would hang the others in all-reduce).
+    """
+    finite = bool(torch.isfinite(loss.detach()).item())
+    if any_rank(not finite, ctx.dist):
+        check_finite(loss.item() if not finite else float("nan"), step, ctx.last_good())
+    ctx.optimizer.zero_grad(set_to_none=True)
+    if ctx.scaler is not None:
+        ctx.scaler.scale(loss).backward()
+        if ctx.clip_grad:
+            ctx.scaler.unscale_(ctx.optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad)
+        ctx.scaler.step(ctx.optimizer)
+        ctx.scaler.update()
+    else:
+        loss.backward()
+        if ctx.clip_grad:
+            nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad)
+        ctx.optimizer.step()

@@ -123,6 +123,7 @@ def load_train_state(
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
     config_hash: str,
+    identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a resumable checkpoint into model, optimiser and scaler; return the whole state
     (`step`, `sampler`, `rng`, `extra`). RNG states are NOT applied here: the caller calls
@@ -138,6 +139,12 @@ def load_train_state(
             f"{path}: written by a run with config {state['config_hash'][:12]}, this run's config is "
             f"{config_hash[:12]}. Resuming would mix two experiments: use a new --out, or delete "
             f"{path} to restart."
+        )
+    saved = state["extra"].get("identity")
+    if identity is not None and saved != identity:
+        raise CheckpointError(
+            f"{path}: belongs to run {saved}, not to this one {identity}; use another --out, or "
+            f"delete {path} to restart"
         )
     try:
         unwrap(model).load_state_dict(state["model"])
@@ -166,3 +173,58 @@ def check_finite(loss: float, step: int, last_good: str | None) -> None:
         f"loss is {loss} at step {step}: stopping the run ({kept}). Lower the learning rate "
         "(finetune.blr / pretrain.blr), set finetune.clip_grad, or check the inputs of this step."
     )
+
+
+# -- the run directory -------------------------------------------------------------------------
+
+
+class RunFiles:
+    """A run directory's training files: `last.pt` (resumable), `log.jsonl` (one line per
+    epoch). Every rank reads; only rank 0 writes."""
+
+    def __init__(self, out: str | os.PathLike, dist_info) -> None:
+        from pathlib import Path
+
+        self.out = Path(out)
+        self.is_main = dist_info.is_main
+        self.last = self.out / RESUME_FILE
+        self._written: str | None = str(self.last) if self.last.is_file() else None
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+    def last_good(self) -> str | None:
+        """The resumable checkpoint on disk, if any (for the NaN guard's message)."""
+        return self._written
+
+    def resume(
+        self, model, optimizer, scaler, config_hash: str, identity: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The saved state if `last.pt` exists (loaded into model/optimiser/scaler), else None.
+        `identity` (experiment, dataset, fold, init / mode) must match the saved one."""
+        if not self.last.is_file():
+            return None
+        state = load_train_state(
+            self.last, model=model, optimizer=optimizer, scaler=scaler, config_hash=config_hash,
+            identity=identity,
+        )  # fmt: skip
+        if self.is_main:
+            print(f"resuming from {self.last} at step {state['step']}", flush=True)
+        return state
+
+    def save_last(self, model, optimizer, scaler, sampler_state, step, config_hash, meta, extra):
+        if self.is_main:
+            save_train_state(
+                self.last, model=model, optimizer=optimizer, scaler=scaler,
+                sampler_state=sampler_state, step=step, config_hash=config_hash, meta=meta,
+                extra=extra,
+            )  # fmt: skip
+            self._written = str(self.last)
+
+    def write_log(self, history: list[dict]) -> None:
+        """`log.jsonl` rewritten from the history kept in `last.pt`, so it always matches it."""
+        if self.is_main:
+            import json
+
+            from unilearn.atomic import write_text
+
+            write_text(self.out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))

@@ -1,0 +1,120 @@
+"""In-memory training data for the engine tests (resume, DDP, NaN guard): tiny learnable clips
+and a joint batch sampler with the contract of `unilearn.data` (items addressed as (source,
+index, sample_seed); batches from one source; a pure function of seed and epoch; sharded by
+rank), so engine tests neither need a clip store nor depend on the data code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from unilearn.engine.loader import TrainData
+
+
+class ToyClips(Dataset):
+    """Class k = a bright square at a class-specific place, plus per-sample noise (the
+    'augmentation', a pure function of the sample seed)."""
+
+    def __init__(self, n: int, num_classes: int, frames: int, size: int, seed: int = 0):
+        self.labels = np.arange(n) % num_classes
+        self.frames, self.size, self.k, self.seed = frames, size, num_classes, seed
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def clip(self, index: int, sample_seed: int) -> torch.Tensor:
+        rng = np.random.default_rng([self.seed, index, sample_seed])
+        x = rng.integers(0, 96, (3, self.frames, self.size, self.size), dtype=np.uint8)
+        k, s = int(self.labels[index]), self.size // 4
+        top, left = (k % 4) * s // 2, (k // 4) * s
+        x[:, :, top : top + s, left : left + s] = 230
+        return torch.from_numpy(x)
+
+    def __getitem__(self, item):
+        index, sample_seed = item
+        return self.clip(index, sample_seed), int(self.labels[index]), index
+
+
+class ToyJoint(Dataset):
+    """Items `(task, index, sample_seed)` routed to the dataset of that task."""
+
+    def __init__(self, sources: dict[str, ToyClips]):
+        self.sources = sources
+
+    def __getitem__(self, item):
+        task, index, sample_seed = item
+        x, y, row = self.sources[task][(index, sample_seed)]
+        return task, x, y, row
+
+
+def collate(items):
+    tasks = {t for t, *_ in items}
+    assert len(tasks) == 1, "a batch mixes sources"
+    return {
+        "task": tasks.pop(),
+        "x": torch.stack([x for _, x, _, _ in items]),
+        "y": torch.tensor([y for _, _, y, _ in items], dtype=torch.int64),
+        "row": torch.tensor([r for _, _, _, r in items], dtype=torch.int64),
+    }
+
+
+class ToyJointSampler:
+    """Global batches of one source each (SFER share by `sfer_proportion`), shuffled per epoch;
+    rank r takes items r::world_size of every global batch."""
+
+    def __init__(self, sizes: dict[str, int], batch_size: int, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, sfer_proportion: float = 0.5):  # fmt: skip
+        self.sizes, self.batch, self.seed = sizes, batch_size, seed
+        self.rank, self.world = rank, world_size
+        self.sfer_proportion = sfer_proportion
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _global_batches(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        batches = []
+        for task, n in sorted(self.sizes.items()):
+            take = int(n * self.sfer_proportion) if task == "sfer" else n
+            order = rng.permutation(n)[:take]
+            for i in range(0, take - self.batch + 1, self.batch):
+                batches.append(
+                    [(task, int(j), int(rng.integers(2**31))) for j in order[i : i + self.batch]]
+                )
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __iter__(self):
+        for batch in self._global_batches():
+            yield batch[self.rank :: self.world]
+
+    def __len__(self) -> int:
+        return len(self._global_batches())
+
+
+def toy_finetune_data(cfg, resolved, fold, store, info, num_workers: int = 0, n: int = 48):
+    """Drop-in for `unilearn.engine.finetune.finetune_data`."""
+    m = cfg.model
+    sources = {}
+    for task in resolved.tasks:
+        frames = m.num_frames if task == "dfer" else m.tubelet_size
+        sources[task] = ToyClips(
+            n, len(resolved.labels[task]), frames, m.input_size, seed=len(task)
+        )
+    sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.finetune.batch_size * info.world_size,
+                              seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                              sfer_proportion=cfg.finetune.sfer_proportion)  # fmt: skip
+    return TrainData(ToyJoint(sources), sampler, collate, num_workers=num_workers)
+
+
+def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32):
+    """Drop-in for `unilearn.engine.pretrain.pretrain_data` (image and video batches)."""
+    m = cfg.model
+    sources = {"image": ToyClips(n, 4, m.tubelet_size, m.input_size, seed=1),
+               "video": ToyClips(n, 4, m.num_frames, m.input_size, seed=2)}  # fmt: skip
+    sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.pretrain.batch_size * info.world_size,
+                              seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                              sfer_proportion=1.0)  # fmt: skip
+    return TrainData(ToyJoint(sources), sampler, collate, num_workers=num_workers)

@@ -1,0 +1,165 @@
+"""Runs that survive: a run killed at any step and resumed ends bitwise equal (weights and
+metrics) to an uninterrupted one, for pre-training and fine-tuning, with and without loader
+workers; a NaN loss stops the run keeping the last good checkpoint; a corrupt or foreign
+checkpoint gets a clear error."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from _engine_data import toy_finetune_data, toy_pretrain_data
+
+import unilearn.engine.engine_finetune as engine_finetune
+import unilearn.engine.engine_pretrain as engine_pretrain
+import unilearn.engine.finetune as finetune
+import unilearn.engine.pretrain as pretrain
+from unilearn.config import load_config
+from unilearn.engine.train_state import (
+    CheckpointError,
+    NonFiniteLossError,
+    capture_rng,
+    read_checkpoint,
+    restore_rng,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# 3 epochs of 5 steps; a resumable checkpoint every 3 steps (and at each epoch end)
+OVERRIDES = [
+    "wandb.mode=disabled", "finetune.epochs=3", "finetune.batch_size=8", "finetune.warmup_epochs=1",
+    "finetune.checkpoint_every=3", "finetune.blr=0.05", "finetune.mixup=0.8", "finetune.cutmix=1.0",
+    "model.drop_path=0.1", "pretrain.epochs=2", "pretrain.batch_size=8", "pretrain.checkpoint_every=3",
+    "pretrain.blr=0.01",
+]  # fmt: skip
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL / pre-emption between two steps."""
+
+
+def _kill_after(monkeypatch, module, n_steps: int) -> None:
+    real, calls = module.train_step, [0]
+
+    def step(*args, **kwargs):
+        if calls[0] == n_steps:
+            raise Killed
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_step", step)
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def _assert_bitwise(a: Path, b: Path) -> None:
+    sa, sb = _state(a / "checkpoint.pt"), _state(b / "checkpoint.pt")
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), f"{key} differs after resume"
+
+
+def _losses(run: Path) -> list[dict]:
+    import json
+
+    keep = ("epoch", "step", "lr", "loss_dfer", "loss_sfer", "aux_loss", "loss_image", "loss_video")
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k in keep} for line in lines]
+
+
+@pytest.fixture
+def cfg():
+    return load_config(CONFIGS / "demo.yaml", OVERRIDES)
+
+
+@pytest.mark.parametrize(("kill_at", "workers"), [(7, 0), (5, 0), (11, 2)])
+def test_finetune_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg, kill_at, workers):
+    monkeypatch.setattr(
+        finetune, "finetune_data", lambda *a: toy_finetune_data(*a, num_workers=workers)
+    )
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
+
+    with monkeypatch.context() as m:
+        _kill_after(m, engine_finetune, kill_at)
+        with pytest.raises(Killed):
+            finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
+    saved = read_checkpoint(tmp_path / "resumed" / "last.pt")["step"]
+    assert 0 < saved <= kill_at
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
+
+    _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def test_pretrain_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(pretrain, "pretrain_data", toy_pretrain_data)
+    pretrain.run(cfg, "image+video", None, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as m:
+        _kill_after(m, engine_pretrain, 5)
+        with pytest.raises(Killed):
+            pretrain.run(cfg, "image+video", None, tmp_path / "resumed", progress=False)
+    pretrain.run(cfg, "image+video", None, tmp_path / "resumed", progress=False)
+    _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    real, calls = engine_finetune.normalize, [0]
+
+    def poisoned(x):
+        calls[0] += 1
+        out = real(x)
+        return out * float("nan") if calls[0] == 5 else out
+
+    monkeypatch.setattr(engine_finetune, "normalize", poisoned)
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4.*last\.pt is kept"):
+        finetune.run(cfg, "unilearn", "dfew", 1, None, run, progress=False)
+    state = read_checkpoint(run / "last.pt")
+    assert state["step"] == 3  # the checkpoint of step 3, written before the bad step
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (run / "checkpoint.pt").exists()
+
+
+def test_corrupt_checkpoint_gets_a_clear_error(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"last\.pt: not a readable PyTorch checkpoint"):
+        finetune.run(cfg, "unilearn", "dfew", 1, None, run, progress=False)
+    # a truncated real checkpoint (a kill in the middle of a non-atomic copy)
+    good = tmp_path / "good"
+    finetune.run(cfg.with_overrides(["finetune.epochs=1"]), "unilearn", "dfew", 1, None, good,
+                 progress=False)  # fmt: skip
+    data = (good / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"last\.pt"):
+        finetune.run(cfg, "unilearn", "dfew", 1, None, run, progress=False)
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    run = tmp_path / "run"
+    finetune.run(cfg.with_overrides(["finetune.epochs=1"]), "unilearn", "dfew", 1, None, run,
+                 progress=False)  # fmt: skip
+    with pytest.raises(CheckpointError, match="written by a run with config"):
+        finetune.run(cfg.with_overrides(["finetune.blr=0.01"]), "unilearn", "dfew", 1, None, run,
+                     progress=False)  # fmt: skip
+    with pytest.raises(CheckpointError, match="belongs to run"):
+        finetune.run(cfg.with_overrides(["finetune.epochs=1"]), "unilearn", "dfew", 2, None, run,
+                     progress=False)  # fmt: skip
+
+
+def test_rng_states_round_trip():
+    state = capture_rng()
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    restore_rng(state)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])

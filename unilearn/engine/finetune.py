@@ -1,0 +1,271 @@
+"""Joint fine-tuning (paper Eq. 13): the encoder starts from a pre-training checkpoint (ours or
+VideoMAE's / MAE-DFER's), MoAE layers are added, SFER and DFER batches come from the joint sampler
+and each trains its own head; one experiment of the config (a row of the paper's tables) on one
+dataset and fold. Writes RUN/checkpoint.pt (weights + everything `unilearn predict` needs) and a
+resumable RUN/last.pt; re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from unilearn import launch
+from unilearn.config import config_hash, load_config, save_resolved
+from unilearn.engine import distributed as D
+from unilearn.engine.engine_finetune import EpochSums, criterion_for, train_one_epoch
+from unilearn.engine.loader import TrainData
+from unilearn.engine.optim import StepContext, build_optimizer
+from unilearn.engine.schedule import build_schedule
+from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.wandb_log import run_for
+from unilearn.models import create_model, load_pretrained, save_checkpoint
+from unilearn.models.checkpoint import CheckpointError
+from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
+
+STAGE = "finetune"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument(
+        "--experiment",
+        required=True,
+        help="experiment name from the config (unilearn, videomae, vit_mtl, ...)",
+    )
+    parser.add_argument(
+        "--dataset",
+        required=True,
+        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+        help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
+    )
+    parser.add_argument(
+        "--fold",
+        type=int,
+        default=None,
+        help="cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
+    )
+    parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
+                        help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
+                        "MAE-DFER checkpoint (default: random init)")  # fmt: skip
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared by pretrain and finetune."""
+    parser.add_argument(
+        "--config",
+        action="append",
+        required=True,
+        type=Path,
+        metavar="YAML",
+        help="config file; repeat to merge (later wins): "
+        "--config configs/paper.yaml --config configs/local.yaml",
+    )
+    parser.add_argument(
+        "--store",
+        required=True,
+        type=Path,
+        help="clip store directory (`unilearn preprocess` output)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="RUN",
+        help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
+    )
+    parser.add_argument(
+        "--wandb",
+        choices=["offline", "online", "disabled"],
+        default=None,
+        help="W&B mode for this run (default: the config's wandb.mode)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key.sub=value",
+        help="config overrides, e.g. finetune.epochs=50 model.moae.n_experts=4",
+    )
+    launch.add_launcher_arguments(parser)  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
+    if rc is not None:
+        return rc
+    run(cfg, args.experiment, args.dataset, args.fold, args.store, args.out, init=args.init,
+        wandb_mode=args.wandb, progress=not args.no_progress)  # fmt: skip
+    return 0
+
+
+def check_fold(dataset: str, fold: int | None) -> None:
+    if dataset in ("dfew", "mafw"):
+        if fold not in (1, 2, 3, 4, 5):
+            raise SystemExit(
+                f"--dataset {dataset} is evaluated by 5-fold cross-validation: give --fold 1..5"
+            )
+    elif fold is not None:
+        raise SystemExit(f"--dataset {dataset} has one official split: do not give --fold")
+
+
+def run(
+    cfg,
+    experiment: str,
+    dataset: str,
+    fold: int | None,
+    store: Path,
+    out: Path,
+    *,
+    init: Path | None = None,
+    wandb_mode: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fine-tune one experiment on one dataset/fold; returns the final training metrics."""
+    check_fold(dataset, fold)
+    resolved = cfg.resolve_experiment(experiment, dataset)
+    rcfg, ft = resolved.config, resolved.config.finetune
+    digest = config_hash(rcfg, STAGE)
+    info = D.init_distributed(rcfg.runtime.device)
+    D.set_threads(rcfg.runtime.threads)
+    files = RunFiles(out, info)
+    if info.is_main:
+        save_resolved(rcfg, out, STAGE)
+
+    # Model: same init on every rank (DDP also broadcasts it), then per-rank training randomness.
+    seed_everything(rcfg.seed)
+    model = create_model(resolved.model_name, **resolved.model_kwargs)
+    if init is not None:
+        _load_init(model, init, resolved.pretrain_mode, info.is_main)
+    model.to(info.device)
+
+    data = finetune_data(rcfg, resolved, fold, store, info)
+    steps_per_epoch = data.steps_per_epoch()
+    total_steps = ft.epochs * steps_per_epoch
+    end_step = min(total_steps, ft.max_steps or total_steps)
+    global_batch = ft.batch_size * info.world_size
+    schedule = build_schedule(ft, global_batch, steps_per_epoch)
+    optimizer = build_optimizer(model, schedule.base_lr, ft.weight_decay, ft.betas, ft.layer_decay)
+    dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
+    scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
+    ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, ft.clip_grad,
+                      last_good=files.last_good)  # fmt: skip
+    mixups = {task: data.mixups.get(task) for task in resolved.tasks}
+    criteria = {t: criterion_for(mixups[t] is not None, ft.label_smoothing) for t in resolved.tasks}
+
+    identity = {"experiment": experiment, "dataset": dataset, "fold": fold,
+                "init": str(init) if init else None}  # fmt: skip
+    state = files.resume(model, optimizer, scaler, digest, identity)
+    step = state["step"] if state else 0
+    history: list[dict] = state["extra"]["history"] if state else []
+    sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
+
+    ddp = model
+    if info.distributed:
+        # each batch uses one head and the top-k experts only: the rest get no gradient
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )  # fmt: skip
+
+    meta = _meta(resolved, digest, fold, init)
+    group = f"{rcfg.name}/{experiment}"
+    name = dataset if fold is None else f"{dataset}-{fold}"
+    wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
+                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+
+    def save(at_step: int, epoch_sums: EpochSums) -> None:
+        files.save_last(model, optimizer, scaler, _position(at_step, steps_per_epoch), at_step, digest, meta,
+                        {"history": history, "sums": epoch_sums.state_dict(), "identity": identity})  # fmt: skip
+
+    def on_step(at_step: int, epoch_sums: EpochSums) -> None:
+        if at_step % ft.checkpoint_every == 0 and at_step % steps_per_epoch:
+            save(at_step, epoch_sums)
+
+    bar = tqdm(total=end_step, initial=step, desc=f"finetune {experiment} {name}", unit="step",
+               disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
+    # Training randomness (drop path, gate noise, mixup) differs per rank; resumed runs restore it.
+    seed_everything(rcfg.seed + 1000 * (info.rank + 1))
+    if state:
+        restore_rng(state["rng"])
+    try:
+        while step < end_step:
+            epoch, offset = divmod(step, steps_per_epoch)
+            loader = data.epoch(epoch, skip=offset, seed=rcfg.seed)
+            step, sums, timing = train_one_epoch(
+                ddp, loader, step, end_step, ctx, criteria, mixups, sums, on_step, bar
+            )
+            if step % steps_per_epoch == 0 or step == end_step:
+                means = D.reduce_mean(sums.means(), info)
+                record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
+                history.append(record)
+                sums = EpochSums()
+                save(step, sums)
+                files.write_log(history)
+                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+            state = None
+        bar.close()
+        final = history[-1] if history else {}
+        if info.is_main:
+            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+        wandb.summary({f"train/{k}": v for k, v in final.items()})
+        wandb.finish()
+    except BaseException:
+        wandb.finish(exit_code=1)
+        raise
+    finally:
+        D.cleanup(info)
+    return final
+
+
+def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
+    """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
+    `sfer_proportion` of the SFER train split, batches from one source at a time."""
+    raise NotImplementedError("waiting for unilearn.data datasets/samplers")
+
+
+def _load_init(model, init: Path, pretrain_mode: str, verbose: bool) -> None:
+    """Initialise the encoder from a pre-training checkpoint; refuse one of another mode."""
+    report = load_pretrained(model, init)
+    if report.missing_backbone:
+        raise CheckpointError(str(report))
+    made_by = (report.meta or {}).get("pretrain_mode")
+    if made_by is not None and made_by != pretrain_mode:
+        raise CheckpointError(
+            f"{init}: pre-trained with mode {made_by!r}, but this experiment needs {pretrain_mode!r}"
+        )
+    if verbose:
+        print(report)
+
+
+def _meta(resolved, digest: str, fold: int | None, init: Path | None) -> dict[str, Any]:
+    """What inference needs (model, heads, input) and where the weights came from."""
+    m = resolved.config.model
+    return {
+        "model_name": resolved.model_name,
+        "model_kwargs": dict(resolved.model_kwargs),
+        "labels": {head: list(names) for head, names in resolved.labels.items()},
+        "num_frames": m.num_frames,
+        "input_size": m.input_size,
+        "frame_stride": resolved.config.finetune.frame_stride,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "config_hash": digest,
+        "experiment": resolved.name,
+        "dataset": resolved.dataset,
+        "fold": fold,
+        "tasks": list(resolved.tasks),
+        "pretrain_mode": resolved.pretrain_mode,
+        "init": str(init) if init else None,
+    }
+
+
+def _position(step: int, steps_per_epoch: int) -> dict[str, int]:
+    """Where in the data a step leaves off (the samplers are pure functions of seed and epoch)."""
+    epoch, offset = divmod(step, steps_per_epoch)
+    return {"epoch": epoch, "offset": offset}

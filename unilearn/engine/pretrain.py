@@ -1,0 +1,167 @@
+"""Dual-modal MAE pre-training (paper Eq. 1-2, Table 2 modes): one encoder learns to reconstruct
+masked face images (AffectNet, mask 0.90) and masked face videos (VoxCeleb2, mask 0.95), each
+batch from one modality. `--mode none` trains nothing and writes a randomly initialised encoder,
+so every fine-tune starts from a checkpoint. Writes RUN/checkpoint.pt (encoder + meta) and a
+resumable RUN/last.pt; re-running the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from unilearn import launch
+from unilearn.config import PRETRAIN_MODES, config_hash, load_config, save_resolved
+from unilearn.engine import distributed as D
+from unilearn.engine.engine_finetune import EpochSums
+from unilearn.engine.engine_pretrain import train_one_epoch
+from unilearn.engine.finetune import add_common_arguments
+from unilearn.engine.loader import TrainData
+from unilearn.engine.optim import StepContext, build_optimizer
+from unilearn.engine.schedule import build_schedule
+from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.wandb_log import run_for
+from unilearn.models import create_model, save_checkpoint
+from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
+
+STAGE = "pretrain"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_arguments(parser)
+    parser.add_argument("--mode", required=True, choices=PRETRAIN_MODES,
+                        help="Table 2: none (random init), image (AffectNet), video (VoxCeleb2), "
+                        "image+video (UniLearn), video+video (VoxCeleb2 frames as images)")  # fmt: skip
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
+    if rc is not None:
+        return rc
+    run(cfg, args.mode, args.store, args.out, wandb_mode=args.wandb, progress=not args.no_progress)
+    return 0
+
+
+def run(
+    cfg,
+    mode: str,
+    store: Path,
+    out: Path,
+    *,
+    wandb_mode: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Pre-train in `mode`; returns the final training metrics."""
+    pt = cfg.pretrain
+    digest = config_hash(cfg, STAGE)
+    info = D.init_distributed(cfg.runtime.device)
+    D.set_threads(cfg.runtime.threads)
+    files = RunFiles(out, info)
+    if info.is_main:
+        save_resolved(cfg, out, STAGE)
+    seed_everything(cfg.seed)
+    name, kwargs = cfg.mae_spec()
+    model = create_model(name, **kwargs).to(info.device)
+    meta = _meta(cfg, mode, digest)
+    if mode == "none":
+        # Table 2's "no pre-training" row: the fine-tune stage still gets a checkpoint to load.
+        if info.is_main:
+            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": {}})
+        D.cleanup(info)
+        return {}
+
+    data = pretrain_data(cfg, mode, store, info)
+    steps_per_epoch = data.steps_per_epoch()
+    total_steps = pt.epochs * steps_per_epoch
+    end_step = min(total_steps, pt.max_steps or total_steps)
+    schedule = build_schedule(pt, pt.batch_size * info.world_size, steps_per_epoch)
+    optimizer = build_optimizer(model, schedule.base_lr, pt.weight_decay, pt.betas)
+    dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
+    scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
+    ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, pt.clip_grad,
+                      last_good=files.last_good)  # fmt: skip
+
+    identity = {"mode": mode}
+    state = files.resume(model, optimizer, scaler, digest, identity)
+    step = state["step"] if state else 0
+    history: list[dict] = state["extra"]["history"] if state else []
+    sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
+    ddp = model
+    if info.distributed:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
+                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+
+    def save(at_step: int, epoch_sums: EpochSums) -> None:
+        files.save_last(model, optimizer, scaler, _position(at_step, steps_per_epoch), at_step, digest, meta,
+                        {"history": history, "sums": epoch_sums.state_dict(), "identity": identity})  # fmt: skip
+
+    def on_step(at_step: int, epoch_sums: EpochSums) -> None:
+        if at_step % pt.checkpoint_every == 0 and at_step % steps_per_epoch:
+            save(at_step, epoch_sums)
+
+    bar = tqdm(total=end_step, initial=step, desc=f"pretrain {mode}", unit="step",
+               disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
+    seed_everything(cfg.seed + 1000 * (info.rank + 1))  # masks differ per rank
+    if state:
+        restore_rng(state["rng"])
+    try:
+        while step < end_step:
+            epoch, offset = divmod(step, steps_per_epoch)
+            loader = data.epoch(epoch, skip=offset, seed=cfg.seed)
+            step, sums, timing = train_one_epoch(
+                ddp, loader, step, end_step, ctx, sums, on_step, bar
+            )
+            if step % steps_per_epoch == 0 or step == end_step:
+                means = D.reduce_mean(sums.means(), info)
+                record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
+                history.append(record)
+                sums = EpochSums()
+                save(step, sums)
+                files.write_log(history)
+                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+            state = None
+        bar.close()
+        final = history[-1] if history else {}
+        if info.is_main:
+            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+        wandb.summary({f"train/{k}": v for k, v in final.items()})
+        wandb.finish()
+    except BaseException:
+        wandb.finish(exit_code=1)
+        raise
+    finally:
+        D.cleanup(info)
+    return final
+
+
+def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
+    """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
+    video+video) and/or video batches (VoxCeleb2), one modality per batch."""
+    raise NotImplementedError("waiting for unilearn.data datasets/samplers")
+
+
+def _meta(cfg, mode: str, digest: str) -> dict[str, Any]:
+    m = cfg.model
+    return {
+        "pretrain_mode": mode,
+        "num_frames": m.num_frames,
+        "input_size": m.input_size,
+        "mean": list(IMAGENET_MEAN),
+        "std": list(IMAGENET_STD),
+        "config_hash": digest,
+        "labels": {},
+    }
+
+
+def _position(step: int, steps_per_epoch: int) -> dict[str, int]:
+    """Where in the data a step leaves off (the samplers are pure functions of seed and epoch)."""
+    epoch, offset = divmod(step, steps_per_epoch)
+    return {"epoch": epoch, "offset": offset}
