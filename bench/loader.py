@@ -1,0 +1,210 @@
+"""Training-loader throughput: our clip store + vectorised clip augmentation vs. plain JPEG frame
+folders read the usual way (PIL per frame, per-frame PIL RandAugment, tensor crop), as the
+MAE-DFER/VideoMAE DFEW loader does. Both produce 16 x 160^2 training clips with full augmentation
+(random resized crop, flip, RandAugment rand-m7-n4-mstd0.5-inc1) from the same DFEW-like clips
+(256 x 256 JPEG frames, real face texture), measured in the same run. Also prints the store's bytes
+per clip and the projected store size for VoxCeleb2.
+
+`python bench/loader.py [--clips 16] [--frames 80] [--items 160]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from store_formats import face_clip  # noqa: E402
+
+from unilearn.data.datasets import ClipDataset, load_store_table  # noqa: E402
+from unilearn.data.preprocess import PreprocessSettings, preprocess  # noqa: E402
+
+NUM_FRAMES, STRIDE, INPUT, SHORT_SIDE = 16, 4, 160, 176
+RANDAUG = "rand-m7-n4-mstd0.5-inc1"
+VOX_CLIPS, VOX_SECONDS, VOX_FPS = 1_092_009, 7.8, 25
+
+
+def make_inputs(root: Path, n_clips: int, n_frames: int) -> Path:
+    """DFEW-like frame folders (256 x 256 JPEG, quality 95) and their manifest."""
+    rows = []
+    for i in range(n_clips):
+        folder = root / "Clip" / "jpg_256" / f"{i + 1:05d}"
+        folder.mkdir(parents=True)
+        for t, frame in enumerate(face_clip(n_frames, 256, seed=i)):
+            Image.fromarray(frame).save(folder / f"{i + 1:05d}_{t + 1:05d}.jpg", quality=95)
+        rows.append({"dataset": "dfew", "clip_id": f"{i + 1:05d}", "path": str(folder), "media": "frames", "label": i % 7,
+                     "label_name": "", "fold": 1, "split": "train", "n_frames": n_frames, "source_file": "bench"})  # fmt: skip
+    manifest = root / "manifests" / "dfew.parquet"
+    manifest.parent.mkdir()
+    df = pd.DataFrame(rows).astype({"label": "int16", "fold": "Int8", "n_frames": "int32"})
+    df.to_parquet(manifest)
+    return manifest
+
+
+class FrameFolderBaseline:
+    """The usual DFER loader, written for this benchmark: glob + PIL per frame, resize each frame to
+    160 x 160, RandAugment per frame with one draw of ops (timm's PIL ops), ToTensor + normalise per
+    frame, random resized crop + flip on the float clip (MAE-DFER's VideoClsDatasetFrame recipe)."""
+
+    def __init__(self, folders: list[str]) -> None:
+        from timm.data.auto_augment import rand_augment_transform
+
+        self.folders = folders
+        self.randaug = rand_augment_transform(
+            RANDAUG, {"translate_const": int(INPUT * 0.45), "img_mean": (124, 116, 104)}
+        )
+        self.mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+        self.std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        import torch.nn.functional as F
+        from torchvision.transforms import RandomResizedCrop
+        from torchvision.transforms.functional import to_tensor
+
+        frames = sorted(glob.glob(os.path.join(self.folders[index], "*.jpg")))
+        span = NUM_FRAMES * STRIDE
+        end = np.random.randint(span, len(frames))
+        idx = np.clip(np.linspace(end - span, end, NUM_FRAMES), end - span, end - 1).astype(int)
+        imgs = []
+        for i in idx:
+            with open(frames[i], "rb") as f:
+                imgs.append(Image.open(f).convert("RGB").resize((INPUT, INPUT), Image.BILINEAR))
+        for op in np.random.choice(self.randaug.ops, self.randaug.num_layers):  # one draw per clip
+            if random.random() > op.prob:
+                continue
+            magnitude = min(max(random.gauss(op.magnitude, op.magnitude_std), 0), op.magnitude_max or 10)
+            args = op.level_fn(magnitude, op.hparams) if op.level_fn else ()
+            imgs = [op.aug_fn(img, *args, **op.kwargs) for img in imgs]
+        clip = torch.stack(
+            [(to_tensor(img) - self.mean) / self.std for img in imgs], dim=1
+        )  # C T H W
+        i, j, h, w = RandomResizedCrop.get_params(clip[:, 0], (0.08, 1.0), (3 / 4, 4 / 3))
+        clip = F.interpolate(
+            clip[:, :, i : i + h, j : j + w],
+            size=(INPUT, INPUT),
+            mode="bilinear",
+            align_corners=False,
+        )
+        return clip.flip(-1) if random.random() < 0.5 else clip
+
+
+def rate(get, n_items: int, n_total: int) -> float:
+    for i in range(3):
+        get(i % n_total)
+    start = time.perf_counter()
+    for i in range(n_items):
+        get(i % n_total)
+    return n_items / (time.perf_counter() - start)
+
+
+def loader_rate(dataset, n_items: int, workers: int) -> float:
+    from torch.utils.data import DataLoader
+
+    from unilearn.data.datasets import _worker_init
+
+    items = [(i % len(dataset), i) for i in range(n_items + 8 * workers)]
+    loader = DataLoader(
+        dataset,
+        batch_size=8,
+        sampler=items,
+        num_workers=workers,
+        worker_init_fn=_worker_init,
+        persistent_workers=True,
+        prefetch_factor=4,
+    )
+    it = iter(loader)
+    for _ in range(workers):
+        next(it)
+    start, count = time.perf_counter(), 0
+    for batch in it:
+        count += len(batch[0])
+    return count / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=80)
+    ap.add_argument(
+        "--items",
+        type=int,
+        default=160,
+        help="clips timed per measurement (ours); the baseline gets a quarter",
+    )
+    ap.add_argument(
+        "--workers", type=int, default=2, help="DataLoader workers for the multi-core measurement"
+    )
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        manifest = make_inputs(root, args.clips, args.frames)
+        summary = preprocess(
+            manifest,
+            root / "store",
+            PreprocessSettings(short_side=SHORT_SIDE),
+            workers=0,
+            progress=False,
+        )
+        prep = time.perf_counter() - t0
+        table = load_store_table(root / "store", "dfew", 1, "train")
+        ours = ClipDataset(
+            root / "store",
+            table,
+            mode="train",
+            num_frames=NUM_FRAMES,
+            input_size=INPUT,
+            frame_stride=STRIDE,
+            randaug=RANDAUG,
+        )
+        baseline = FrameFolderBaseline(table["path"].tolist())
+        x = ours[(0, 0)][0]
+        assert x.shape == (3, NUM_FRAMES, INPUT, INPUT) and x.dtype == torch.uint8
+        assert baseline[0].shape == (3, NUM_FRAMES, INPUT, INPUT)
+
+        base_rate = rate(baseline.__getitem__, max(args.items // 4, 8), len(table))
+        our_rate = rate(lambda i: ours[(i, i)], args.items, len(table))
+        base_rate2 = rate(
+            baseline.__getitem__, max(args.items // 4, 8), len(table)
+        )  # bracket: load drifts
+        base_rate = (base_rate + base_rate2) / 2
+        multi = loader_rate(ours, args.items, args.workers) if args.workers > 0 else float("nan")
+
+        shard_bytes = sum(p.stat().st_size for p in (root / "store" / "dfew").glob("shard-*.ulc"))
+        per_clip, per_frame = shard_bytes / args.clips, shard_bytes / (args.clips * args.frames)
+        folder_bytes = sum(p.stat().st_size for p in (root / "Clip").rglob("*.jpg")) / args.clips
+        vox_frames = VOX_SECONDS * VOX_FPS
+        vox_bytes = VOX_CLIPS * vox_frames * per_frame
+
+    print(f"input: {args.clips} DFEW-like clips x {args.frames} frames, 256x256 JPEG q95 (real face texture); "
+          f"store: {SHORT_SIDE}px short side, JPEG q90 shards; preprocessing took {prep:.1f} s ({summary.stored_now} clips)")  # fmt: skip
+    print(
+        f"training clip: {NUM_FRAMES} x {INPUT}^2, random resized crop + flip + {RANDAUG}; one process = one core"
+    )
+    print(f"  frame folders, PIL per frame (baseline): {base_rate:7.1f} clips/s per core")
+    print(f"  clip store, vectorised clip aug (ours):  {our_rate:7.1f} clips/s per core   -> {our_rate / base_rate:.1f}x the baseline (target >= 5x, >= 100 clips/s per core)")  # fmt: skip
+    if args.workers > 0:
+        print(f"  ours through a DataLoader, {args.workers} workers:    {multi:7.1f} clips/s ({multi / args.workers:.1f} per core; machine has {os.cpu_count()} cores, shared)")  # fmt: skip
+    print(f"store: {per_clip / 1024:.0f} KiB per {args.frames}-frame clip ({per_frame / 1024:.1f} KiB per frame) vs {folder_bytes / 1024:.0f} KiB as 256px JPEG frames")  # fmt: skip
+    print(f"VoxCeleb2 at full scale: {VOX_CLIPS:,} clips x {VOX_SECONDS} s x {VOX_FPS} fps = {vox_frames:.0f} frames/clip -> "
+          f"{vox_bytes / 1e12:.2f} TB at {SHORT_SIDE}px ({vox_bytes / 1e12 * (112 / 176) ** 2:.2f} TB at 112px)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
