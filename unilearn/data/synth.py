@@ -17,7 +17,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -111,6 +111,12 @@ PRESETS: dict[str, Preset] = {
     ),
 }
 
+_SKIN_FOR_DETECTION = (
+    (238.0, 198.0, 166.0),
+    (224.0, 172.0, 140.0),
+    (255.0, 224.0, 196.0),
+    (198.0, 144.0, 110.0),
+)
 _DATASET_CODES = {"dfew": 1, "mafw": 2, "ferv39k": 3, "affectnet": 4, "voxceleb2": 5, "raw": 6}
 _VALENCE_AROUSAL = {
     "neutral": (0.0, 0.0),
@@ -640,14 +646,18 @@ class _Writer:
         folder = self.out / RAW_VIDEOS
         folder.mkdir(parents=True, exist_ok=True)
         w, h = self.p.raw_size
-        emotions = ("happy", "sad", "angry", "disgust", "surprise", "fear")
+        emotions = ("happy", "sad", "angry", "surprise", "neutral", "fear")
         index = ["file,emotion,has_face,frames,width,height"]
         videos = []
         for k in range(self.p.raw_videos + 1):
             rng = _rng(self.seed, "raw", k)
             has_face = k < self.p.raw_videos
             emotion = emotions[k % len(emotions)] if has_face else ""
-            plan = _plan(rng, emotion or "neutral", w, h, (0.1, 0.13))
+            plan = _plan(rng, emotion or "neutral", w, h, (0.15, 0.18))
+            # Real detectors (MTCNN, Haar) find these drawn faces most reliably on lighter skin with
+            # moderate expressions; the raw videos exist to exercise detection, so they use those.
+            lighter = _SKIN_FOR_DETECTION[k % len(_SKIN_FOR_DETECTION)]
+            plan = replace(plan, identity=replace(plan.identity, skin=lighter), intensity=0.7)
             background = render_background(h, w, plan.identity)
             frames = []
             x0, x1 = w * rng.uniform(0.3, 0.45), w * rng.uniform(0.55, 0.7)

@@ -176,6 +176,7 @@ class Identity:
     nose_length: float
     background: tuple[tuple[float, float, float], tuple[float, float, float]]
     clutter: tuple[tuple[float, ...], ...]  # (x0, y0, x1, y1, r, g, b) in [0,1] image units
+    clothes: tuple[float, float, float]
     light: float  # brightness gain
     light_side: float  # left-right illumination gradient
     noise: float  # sensor noise sigma, grey levels
@@ -210,6 +211,7 @@ def sample_identity(rng: np.random.Generator) -> Identity:
         nose_length=float(rng.uniform(0.85, 1.15)),
         background=(tuple(dark.tolist()), tuple(light.tolist())),
         clutter=clutter,
+        clothes=tuple(rng.uniform(20, 230, 3).tolist()),
         light=float(rng.uniform(0.8, 1.15)),
         light_side=float(rng.uniform(-0.2, 0.2)),
         noise=float(rng.uniform(0.0, 6.0)),
@@ -397,6 +399,10 @@ def render(
         np.array([[-0.5, 0.5 * fa], [0.5, 0.5 * fa], [0.62, 3.0 * fa], [-0.62, 3.0 * fa]]),
         (skin * 0.8).tolist(),
     )
+    # shoulders in clothing, and ears: without them detectors see a floating oval
+    cv.ellipse(0, 2.35 * fa, 2.1, 0.9 * fa, identity.clothes)
+    for side in (-1, 1):
+        cv.ellipse(side * 0.98, 0.0, 0.14, 0.24 * fa, (skin * 0.85).tolist())
     mask = np.zeros((h, w), np.float32)
     cv.ellipse(0, 0, 1.0, fa, 1.0, target=mask)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
