@@ -81,7 +81,7 @@ def test_missing_clip_is_named(official, tmp_path):
     root = linked_copy(official["dfew"], tmp_path / "DFEW", "Clip/jpg_256", skip=("00042",))
     verdict, findings, _ = diagnose("dfew", root, **FAST)
     f = _error(findings, "missing_clip")
-    assert "00042" in f.message and "1 missing clips" in f.message
+    assert "00042" in f.message and "1 missing clip(s)" in f.message
     assert "would NOT reproduce" in verdict
     assert (
         cli(

@@ -169,7 +169,7 @@ def _quarantine_findings(result: NativeRead, synth: dict | None) -> list[Finding
                 )
             )
             continue
-        label = {"missing_clip": "missing clips", "empty_clip": "empty frame folders"}.get(
+        label = {"missing_clip": "missing clip(s)", "empty_clip": "empty frame folder(s)"}.get(
             code, code.replace("_", " ")
         )
         findings.append(
