@@ -1,0 +1,207 @@
+"""`unilearn figure NAME`: the paper's Figures 3-4 from our runs, as PNG (matplotlib).
+
+- figure3a: UAR/WAR vs number of experts (one fine-tuning run per point of `sweeps.n_experts`)
+- figure3b: UAR/WAR vs proportion of the SFER dataset (`sweeps.sfer_proportion`)
+- figure4a: share of tokens routed to each expert, per MoAE layer and test dataset (UniLearn)
+- figure4b: cosine similarity of class-centre features, DFER test set vs SFER test set, of one
+  jointly fine-tuned UniLearn model
+
+Each figure carries a footer with the config name, git sha and config hash(es).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from unilearn.report import layout, spec
+from unilearn.report.provenance import git_sha
+from unilearn.report.tables import DATASET_NAMES, add_report_arguments, read_metrics
+
+AXIS_LABELS = {"n_experts": "number of experts", "sfer_proportion": "proportion of SFER data used"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("figure", choices=spec.FIGURES, help="which figure of the paper")
+    add_report_arguments(parser)
+    parser.add_argument("--out", required=True, type=Path, metavar="FIGURE.png")
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _footer(fig, cfg, hashes: set[str]) -> None:
+    short = ", ".join(sorted(h[:12] for h in hashes if h))
+    fig.text(0.01, 0.005, f"config {cfg.name} | git {git_sha()} | config hash {short}",
+             fontsize=6, color="0.4", ha="left", va="bottom")  # fmt: skip
+
+
+def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
+    """UAR and WAR against the swept value (Figure 3a/3b)."""
+    sweep = spec.FIGURE_SWEEPS[name]
+    cells = spec.figure_cells(name, cfg)
+    values = list(cfg.sweeps[sweep])
+    metrics = [read_metrics(runs, c) for c in cells]
+    uar = [100 * m["uar"] for m in metrics]
+    war = [100 * m["war"] for m in metrics]
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 3.6), dpi=150)
+    numeric = all(isinstance(v, (int, float)) for v in values)
+    x = values if numeric else list(range(len(values)))
+    ax.plot(x, uar, "o-", label="UAR")
+    ax.plot(x, war, "s--", label="WAR")
+    for xi, u, w in zip(x, uar, war):
+        ax.annotate(
+            f"{u:.1f}",
+            (xi, u),
+            textcoords="offset points",
+            xytext=(0, -12),
+            ha="center",
+            fontsize=7,
+        )
+        ax.annotate(
+            f"{w:.1f}", (xi, w), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+        )
+    ax.set_xticks(x, [layout.value_slug(v) for v in values])
+    ax.set_xlabel(AXIS_LABELS.get(sweep, sweep))
+    ax.set_ylabel("%")
+    dataset = DATASET_NAMES.get(cells[0].test, cells[0].test)
+    ax.set_title(f"UniLearn on {dataset}: {AXIS_LABELS.get(sweep, sweep)}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    _footer(fig, cfg, {m.get("config_hash", "") for m in metrics})
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _save(fig, out)
+
+
+def _usage(runs: Path, cell: spec.Cell) -> tuple[dict[int, np.ndarray], str]:
+    """Expert counts per MoAE block of one cell, summed over its folds."""
+    total: dict[int, np.ndarray] = {}
+    digest = ""
+    for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test):
+        path = layout.prediction_sidecar(pred, ".expert_usage.json")
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: expert usage missing (written by `unilearn evaluate`)"
+            )
+        data = json.loads(path.read_text())
+        digest = data.get("config_hash") or digest
+        for block, counts in data["layers"].items():
+            total[int(block)] = total.get(int(block), 0) + np.asarray(counts, dtype=np.float64)
+    if not total:
+        raise ValueError(f"run {cell.run} on {cell.test}: no MoAE layers in its expert usage")
+    return total, digest
+
+
+def expert_usage_figure(cfg, runs: Path, out: Path) -> None:
+    """Figure 4a: for each MoAE layer, the share of tokens each expert receives, per dataset."""
+    cells = spec.figure_cells("figure4a", cfg)
+    usage = [(_label(c), *_usage(runs, c)) for c in cells]
+    blocks = sorted(usage[0][1])
+    n_experts = len(usage[0][1][blocks[0]])
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(blocks), figsize=(2.6 * len(blocks) + 1, 3.2), dpi=150,
+                             sharey=True, squeeze=False)  # fmt: skip
+    width = 0.8 / len(usage)
+    for ax, block in zip(axes[0], blocks):
+        for i, (label, counts, _) in enumerate(usage):
+            share = counts[block] / max(counts[block].sum(), 1)
+            ax.bar(
+                np.arange(n_experts) + (i - (len(usage) - 1) / 2) * width, share, width, label=label
+            )
+        ax.set_title(f"block {block}")
+        ax.set_xticks(range(n_experts), [str(e) for e in range(n_experts)])
+        ax.set_xlabel("expert")
+        ax.axhline(1 / n_experts, color="0.5", lw=0.8, ls=":")
+    axes[0][0].set_ylabel("share of routed tokens")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle("UniLearn: expert activation per MoAE layer and dataset")
+    _footer(fig, cfg, {d for *_, d in usage})
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _save(fig, out)
+
+
+def _label(cell: spec.Cell) -> str:
+    name = DATASET_NAMES.get(cell.test, cell.test)
+    return (
+        name
+        if cell.test == cell.train
+        else f"{name} (model of {DATASET_NAMES.get(cell.train, cell.train)})"
+    )
+
+
+def _centres(runs: Path, cell: spec.Cell):
+    import pandas as pd
+
+    (pred,) = layout.predictions_for(runs, cell.run, cell.train, cell.test)
+    path = layout.prediction_sidecar(pred, ".centres.parquet")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: class centres missing (written by `unilearn evaluate`)")
+    return pd.read_parquet(path)
+
+
+def centre_similarity_figure(cfg, runs: Path, out: Path) -> None:
+    """Figure 4b: cosine similarity between class centres of a DFER and the SFER test set."""
+    from unilearn.data.labels import canonical_emotion
+
+    dfer_cell, sfer_cell = spec.figure_cells("figure4b", cfg)
+    dfer, sfer = _centres(runs, dfer_cell), _centres(runs, sfer_cell)
+    dfer = dfer[dfer["n"] > 0]
+    sfer = sfer[sfer["n"] > 0]
+    # SFER columns in the DFER rows' emotion order, so the diagonal pairs the same emotion.
+    order = {canonical_emotion(n): i for i, n in enumerate(dfer["class_name"])}
+    sfer = sfer.assign(_o=[order.get(canonical_emotion(n), len(order)) for n in sfer["class_name"]])
+    sfer = sfer.sort_values(["_o", "class_id"], kind="stable")
+    a = np.stack(dfer["centre"].map(np.asarray).to_list())
+    b = np.stack(sfer["centre"].map(np.asarray).to_list())
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+    sim = a @ b.T
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.6), dpi=150)
+    image = ax.imshow(sim, cmap="viridis", vmin=min(0.0, float(sim.min())), vmax=1.0)
+    for i in range(sim.shape[0]):
+        for j in range(sim.shape[1]):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                    color="white" if sim[i, j] < 0.6 else "black")  # fmt: skip
+    ax.set_yticks(range(len(dfer)), dfer["class_name"].to_list())
+    ax.set_xticks(range(len(sfer)), sfer["class_name"].to_list(), rotation=45, ha="right")
+    ax.set_ylabel(f"{DATASET_NAMES.get(dfer_cell.test, dfer_cell.test)} (DFER) class centre")
+    ax.set_xlabel(f"{DATASET_NAMES.get(sfer_cell.test, sfer_cell.test)} (SFER) class centre")
+    ax.set_title("UniLearn: cosine similarity of class centres")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    hashes = set(dfer.get("config_hash", [])) | set(sfer.get("config_hash", []))
+    _footer(fig, cfg, {str(h) for h in hashes})
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _save(fig, out)
+
+
+def _save(fig, out: Path) -> None:
+    from unilearn.atomic import atomic_path
+
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png")
+    _pyplot().close(fig)
+
+
+def main(args: argparse.Namespace) -> int:
+    from unilearn.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.figure in spec.FIGURE_SWEEPS:
+        sweep_figure(args.figure, cfg, args.runs, args.out)
+    elif args.figure == "figure4a":
+        expert_usage_figure(cfg, args.runs, args.out)
+    else:
+        centre_similarity_figure(cfg, args.runs, args.out)
+    print(f"{args.figure} -> {args.out}")
+    return 0

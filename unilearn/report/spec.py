@@ -1,0 +1,147 @@
+"""What each table and figure of the paper is made of: rows (experiments of the config), the
+datasets they are tested on, and so which metrics files the workflow must produce for it.
+
+Tables 2-5 and the figures use one reference DFER dataset: FERV39K as in the paper, or the
+first DFER dataset of the config when FERV39K is not among them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unilearn.report.layout import SFER_TEST, Run, sweep_runs
+
+TABLES = ("table1", "table2", "table3", "table4", "table5")
+FIGURES = ("figure3a", "figure3b", "figure4a", "figure4b")
+FIGURE_SWEEPS = {"figure3a": "n_experts", "figure3b": "sfer_proportion"}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One number pair (UAR, WAR): `run` fine-tuned on `train`, tested on `test`."""
+
+    run: str
+    train: str
+    test: str
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str  # as in the paper (also the key of its published numbers)
+    experiment: str | None  # None: the chance row, computed from the test set
+    cells: tuple[Cell, ...]
+    part: str = ""  # Table 5: "components" or "position"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    title: str
+    rows: tuple[Row, ...]
+    datasets: tuple[str, ...]  # test-set columns, in order
+
+
+def reference_dataset(cfg) -> str:
+    dfer = list(cfg.data.dfer_datasets)
+    if not dfer:
+        raise ValueError("data.dfer_datasets is empty: no DFER dataset to report on")
+    return "ferv39k" if "ferv39k" in dfer else dfer[0]
+
+
+def _row(label: str, experiment: str, cells: list[tuple[str, str]], part: str = "") -> Row:
+    return Row(label, experiment, tuple(Cell(experiment, t, s) for t, s in cells), part)
+
+
+def table_spec(name: str, cfg) -> TableSpec:
+    ref = reference_dataset(cfg)
+    on_ref = [(ref, ref)]
+    if name == "table1":
+        dfer = tuple(cfg.data.dfer_datasets)
+        cells = [(d, d) for d in dfer]
+        rows = (
+            Row("chance", None, tuple(Cell("unilearn", d, d) for d in dfer)),
+            _row("VideoMAE", "videomae", cells),
+            _row("UniLearn", "unilearn", cells),
+        )
+        return TableSpec(name, "Table 1: UniLearn vs the VideoMAE baseline", rows, dfer)
+    if name == "table2":
+        modes = [
+            ("none", "pretrain_none"),
+            ("image", "pretrain_image"),
+            ("video", "pretrain_video"),
+            ("image+video", "unilearn"),
+            ("video+video", "pretrain_video_video"),
+        ]
+        rows = tuple(_row(label, exp, on_ref) for label, exp in modes)
+        return TableSpec(name, f"Table 2: pre-training data ({ref})", rows, (ref,))
+    if name == "table3":
+        archs = [
+            ("ViT", "vit"),
+            ("ViT-MTL", "vit_mtl"),
+            ("UniLearn", "unilearn"),
+            ("ViT-MoE", "vit_moe"),
+        ]
+        rows = tuple(_row(label, exp, on_ref) for label, exp in archs)
+        return TableSpec(name, f"Table 3: architectures ({ref})", rows, (ref,))
+    if name == "table4":
+        rows = (
+            _row("SFER-only", "sfer_only", [(SFER_TEST, SFER_TEST)]),
+            _row("DFER-only", "dfer_only", on_ref),
+            _row("Joint (UniLearn)", "unilearn", [(ref, ref), (ref, SFER_TEST)]),
+        )
+        return TableSpec(name, "Table 4: single-task vs joint fine-tuning", rows, (ref, SFER_TEST))
+    if name == "table5":
+        components = [
+            ("none", "videomae"),
+            ("D", "vit"),
+            ("M", "videomae_moae"),
+            ("J", "videomae_joint"),
+            ("D+M", "dfer_only"),
+            ("D+J", "vit_mtl"),
+            ("M+J", "pretrain_video"),
+            ("D+M+J", "unilearn"),
+        ]
+        positions = [
+            ("early", "moae_early"),
+            ("middle", "moae_middle"),
+            ("later", "unilearn"),
+            ("alternate", "moae_alternate"),
+        ]
+        rows = tuple(_row(label, exp, on_ref, "components") for label, exp in components) + tuple(
+            _row(label, exp, on_ref, "position") for label, exp in positions
+        )
+        title = (
+            f"Table 5: components (D dual-modal pre-training, M MoAE, J joint fine-tuning) "
+            f"and MoAE position ({ref})"
+        )
+        return TableSpec(name, title, rows, (ref,))
+    raise ValueError(f"unknown table {name!r}; expected one of {list(TABLES)}")
+
+
+def figure_cells(name: str, cfg) -> list[Cell]:
+    """The metrics a figure plots (3a/3b); 4a/4b read prediction sidecars of these cells."""
+    ref = reference_dataset(cfg)
+    if name in FIGURE_SWEEPS:
+        return [Cell(run.name, ref, ref) for run in sweep_runs(cfg, FIGURE_SWEEPS[name])]
+    if name == "figure4a":  # expert usage of UniLearn on every dataset
+        return [Cell("unilearn", d, d) for d in cfg.data.dfer_datasets] + [
+            Cell("unilearn", ref, SFER_TEST)
+        ]
+    if name == "figure4b":  # class centres of one joint model on its DFER and the SFER test set
+        return [Cell("unilearn", ref, ref), Cell("unilearn", ref, SFER_TEST)]
+    raise ValueError(f"unknown figure {name!r}; expected one of {list(FIGURES)}")
+
+
+def required_cells(target: str, cfg) -> list[Cell]:
+    """Every metrics file a table or figure needs (the workflow's DAG starts here)."""
+    if target in TABLES:
+        cells = [c for row in table_spec(target, cfg).rows for c in row.cells]
+    else:
+        cells = figure_cells(target, cfg)
+    return list(dict.fromkeys(cells))
+
+
+def needed_runs(cells: list[Cell]) -> list[Run]:
+    from unilearn.report.layout import parse_run
+
+    return [parse_run(r) for r in dict.fromkeys(c.run for c in cells)]

@@ -1,0 +1,67 @@
+# The validated unilearn config, the directories of this workflow and the command-line pieces
+# every rule shares. Only path arithmetic and config look-ups: the work is done by `unilearn`.
+
+import shlex
+import sys
+
+from snakemake.exceptions import WorkflowError
+
+from unilearn.config import ConfigError, load_config
+from unilearn.report import layout, spec
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else list(value)
+
+
+CONFIGS = _as_list(config["configs"])
+OVERRIDES = _as_list(config["overrides"])
+try:
+    CFG = load_config(CONFIGS, OVERRIDES)
+except ConfigError as error:
+    raise WorkflowError(f"invalid unilearn config: {error}") from None
+
+WORKDIR = CFG.data.workdir
+SYNTH = f"{WORKDIR}/synth"
+DOCTOR = f"{WORKDIR}/doctor"
+MANIFESTS = f"{WORKDIR}/manifests"
+STORE = f"{WORKDIR}/store"
+RUNS = f"{config['runs']}/{CFG.name}"
+RESULTS = config["results"]
+LOGS = f"{RUNS}/logs"
+TABLES = spec.TABLES
+FIGURES = spec.FIGURES
+
+# The interpreter running Snakemake, so rules need no activated environment.
+UNILEARN = f"{shlex.quote(sys.executable)} -m unilearn"
+CONFIG_ARGS = " ".join(f"--config {shlex.quote(path)}" for path in CONFIGS)
+OVERRIDE_ARGS = " ".join(shlex.quote(o) for o in OVERRIDES)
+LAUNCHER = config["launcher"] or CFG.launcher.name
+LAUNCH_ARGS = f"--launcher {LAUNCHER}" + (
+    f" --submitit-cluster {config['submitit_cluster']}" if LAUNCHER == "submitit" else ""
+)
+# A GPU stage run here uses the config's torch threads; submitted to Slurm, only a waiting process.
+GPU_STAGE_THREADS = 1 if LAUNCHER == "submitit" else (CFG.runtime.threads or 1)
+
+PRETRAIN_MODES = ("none", "image", "video", "image+video", "video+video")
+DATASETS = ("dfew", "mafw", "ferv39k", "affectnet", "voxceleb2")
+TESTSETS = ("dfew", "mafw", "ferv39k", "affectnet7")
+
+
+def _alternatives(values):
+    return "|".join(v.replace("+", r"\+") for v in values)
+
+
+wildcard_constraints:
+    dataset=_alternatives(DATASETS),
+    mode=_alternatives(PRETRAIN_MODES),
+    run=r"[A-Za-z0-9_]+(@[A-Za-z0-9_.]+=[^/]+)?",
+    target=r"(dfew|mafw)-fold[1-5]|ferv39k|affectnet7",
+    train=_alternatives(TESTSETS),
+    test=_alternatives(TESTSETS),
+    table=_alternatives(TABLES),
+    figure=_alternatives(FIGURES),
+
+
+def store_table(dataset):
+    return f"{STORE}/{dataset}.parquet"

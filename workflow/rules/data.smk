@@ -1,0 +1,86 @@
+# Data: synthetic datasets (demo) or the user's native trees, checked by `unilearn doctor`
+# (real data), read into Parquet manifests, then preprocessed into the clip store.
+
+NATIVE_DIRS = {
+    "dfew": "DFEW",
+    "mafw": "MAFW",
+    "ferv39k": "FERV39K",
+    "affectnet": "AffectNet",
+    "voxceleb2": "VoxCeleb2",
+}
+DOCTOR_ON = CFG.data.synthetic is None and CFG.data.doctor.enabled
+
+
+def native_root(dataset):
+    if CFG.data.synthetic:
+        return f"{SYNTH}/{NATIVE_DIRS[dataset]}"
+    root = getattr(CFG.data.roots, dataset)
+    if root is None:
+        raise WorkflowError(
+            f"data.roots.{dataset}: not set, but a requested target needs {NATIVE_DIRS[dataset]}; "
+            "set it in configs/local.yaml (see configs/local.example.yaml)"
+        )
+    return root
+
+
+def manifest_inputs(wildcards):
+    if CFG.data.synthetic:
+        return [f"{SYNTH}/synth.json"]
+    if DOCTOR_ON:
+        return [f"{DOCTOR}/{wildcards.dataset}.md"]
+    return []
+
+
+rule synth:
+    output:
+        f"{SYNTH}/synth.json",
+    log:
+        f"{LOGS}/synth.log",
+    params:
+        preset=CFG.data.synthetic,
+    shell:
+        "{UNILEARN} synth --out {SYNTH} --preset {params.preset} --no-progress > {log} 2>&1"
+
+
+# Exit status 1 = this copy of the dataset would not reproduce the paper: the rule fails and the
+# DAG stops with the doctor's verdict in the log, unless data.doctor.override is set.
+rule doctor:
+    output:
+        f"{DOCTOR}/{{dataset}}.md",
+    log:
+        f"{LOGS}/doctor/{{dataset}}.log",
+    params:
+        root=lambda wc: native_root(wc.dataset),
+        override=int(CFG.data.doctor.override),
+    shell:
+        "{UNILEARN} doctor {wildcards.dataset} --root {params.root:q} --report {output} "
+        "--no-progress > {log} 2>&1 || ( [ {params.override} = 1 ] && "
+        "echo 'verdict overridden by data.doctor.override' >> {log} )"
+
+
+rule manifest:
+    input:
+        manifest_inputs,
+    output:
+        f"{MANIFESTS}/{{dataset}}.parquet",
+    log:
+        f"{LOGS}/manifest/{{dataset}}.log",
+    params:
+        root=lambda wc: native_root(wc.dataset),
+    threads: 2
+    shell:
+        "{UNILEARN} manifest {wildcards.dataset} --root {params.root:q} --out {MANIFESTS} "
+        "--workers {threads} --no-progress > {log} 2>&1"
+
+
+rule preprocess:
+    input:
+        f"{MANIFESTS}/{{dataset}}.parquet",
+    output:
+        store_table("{dataset}"),
+    log:
+        f"{LOGS}/preprocess/{{dataset}}.log",
+    threads: 2
+    shell:
+        "{UNILEARN} preprocess --manifest {input} --out {STORE} "
+        "--short-side {CFG.data.store.short_side} --workers {threads} > {log} 2>&1"

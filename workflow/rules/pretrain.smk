@@ -1,0 +1,29 @@
+# Dual-modal MAE pre-training, once per pre-training mode an experiment needs (paper Table 2).
+# A GPU stage: with `launcher: submitit` (config or the slurm profile) it runs as a Slurm job.
+
+PRETRAIN_SOURCES = {
+    "none": (),
+    "image": (CFG.pretrain.image_dataset,),
+    "video": (CFG.pretrain.video_dataset,),
+    "image+video": (CFG.pretrain.image_dataset, CFG.pretrain.video_dataset),
+    "video+video": (CFG.pretrain.video_dataset,),
+}
+
+
+def pretrain_checkpoint(mode):
+    return f"{layout.pretrain_dir(RUNS, mode)}/checkpoint.pt"
+
+
+rule pretrain:
+    input:
+        lambda wc: [store_table(d) for d in PRETRAIN_SOURCES[wc.mode]],
+    output:
+        pretrain_checkpoint("{mode}"),
+    log:
+        f"{LOGS}/pretrain/{{mode}}.log",
+    params:
+        out=lambda wc: layout.pretrain_dir(RUNS, wc.mode),
+    threads: GPU_STAGE_THREADS
+    shell:
+        "{UNILEARN} pretrain {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
+        "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} > {log} 2>&1"

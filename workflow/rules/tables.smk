@@ -1,0 +1,45 @@
+# The paper's tables (CSV + Markdown: ours, the paper's number, the gap) and figures (PNG).
+
+
+def manifests_of(cells):
+    datasets = {layout.STORE_TABLE[c.train] for c in cells} | {
+        layout.STORE_TABLE[c.test] for c in cells
+    }
+    return [f"{MANIFESTS}/{d}.parquet" for d in sorted(datasets)]
+
+
+def report_inputs(target):
+    cells = spec.required_cells(target, CFG)
+    metrics = [layout.metrics_path(RUNS, c.run, c.train, c.test) for c in cells]
+    sidecars = []
+    if target in ("figure4a", "figure4b"):  # they read what evaluate wrote beside its predictions
+        for c in cells:
+            for prediction in layout.predictions_for(RUNS, c.run, c.train, c.test):
+                sidecars.append(layout.prediction_sidecar(prediction, ".expert_usage.json"))
+                sidecars.append(layout.prediction_sidecar(prediction, ".centres.parquet"))
+    return {"metrics": metrics, "sidecars": sidecars, "manifests": manifests_of(cells)}
+
+
+rule table:
+    input:
+        unpack(lambda wc: report_inputs(wc.table)),
+    output:
+        csv=f"{RESULTS}/{{table}}.csv",
+        md=f"{RESULTS}/{{table}}.md",
+    log:
+        f"{LOGS}/report/{{table}}.log",
+    shell:
+        "{UNILEARN} tables {wildcards.table} {CONFIG_ARGS} --runs {RUNS} --manifests {MANIFESTS} "
+        "--out {output.csv:q} {OVERRIDE_ARGS} > {log:q} 2>&1"
+
+
+rule figure:
+    input:
+        unpack(lambda wc: report_inputs(wc.figure)),
+    output:
+        f"{RESULTS}/{{figure}}.png",
+    log:
+        f"{LOGS}/report/{{figure}}.log",
+    shell:
+        "{UNILEARN} figure {wildcards.figure} {CONFIG_ARGS} --runs {RUNS} --out {output:q} "
+        "{OVERRIDE_ARGS} > {log:q} 2>&1"
