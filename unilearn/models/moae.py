@@ -211,27 +211,25 @@ def dispatch(
     x: torch.Tensor,
     routing: Routing,
     experts: Sequence[Callable[[torch.Tensor], torch.Tensor]],
+    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sparse dispatch: out[m] = sum_j routing.weights[m, j] * experts[indices[m, j]](x[m]).
+    """Sparse dispatch: residual[m] + sum_j weights[m, j] * experts[indices[m, j]](x[m]).
 
-    Token-expert pairs are sorted by expert, each expert runs once on exactly its tokens, and the
-    weighted outputs are scattered back with one `index_add`: work is k/n of a dense mixture.
-    (One host sync per layer to read the per-expert counts; torch has no CPU grouped matmul.)
+    Token-expert pairs are sorted by expert and gathered once, each expert runs once on exactly
+    its contiguous slice, and the weighted outputs are scattered back with one `index_add`: the
+    work is k/n of a dense mixture. (One host sync per layer to read the per-expert counts;
+    torch has no CPU grouped matmul.)
     """
     m, k = routing.indices.shape
-    flat_experts = routing.indices.reshape(-1)
-    order = torch.argsort(flat_experts, stable=True)
+    order = torch.argsort(routing.indices.reshape(-1), stable=True)
     tokens = torch.div(order, k, rounding_mode="floor")
     weights = routing.weights.reshape(-1)[order, None]
-    outputs = []
-    start = 0
-    for expert, count in zip(experts, routing.counts.tolist()):
-        if count:
-            chunk = slice(start, start + count)
-            outputs.append(expert(x[tokens[chunk]]) * weights[chunk])
-            start += count
-    y = torch.cat(outputs).to(x.dtype)
-    return x.new_zeros(m, y.shape[1]).index_add_(0, tokens, y)
+    chunks = x[tokens].split(routing.counts.tolist())
+    # empty chunks contribute no rows, so skipping them keeps the sorted order aligned
+    y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks) if chunk.shape[0]])
+    y = (y * weights).to(x.dtype)
+    base = x.new_zeros(m, y.shape[1]) if residual is None else residual
+    return base.index_add(0, tokens, y)
 
 
 def dense_mixture(
@@ -245,8 +243,9 @@ def dense_mixture(
 class MoAE(nn.Module):
     """Eq. 12: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely.
 
-    With the inner residual, sum_i G_i (x + delta_i(x)) = (sum_i G_i) x + sum_i G_i delta_i(x):
-    the identity part is one multiply, only the k chosen deltas run per token.
+    With the inner residual, sum_i G_i (x + delta_i(x)) = (sum_i G_i) x + sum_i G_i delta_i(x)
+    = x + sum_i G_i delta_i(x), since the softmax gates of a token sum to exactly 1 (so that
+    term has no gradient either): only the k chosen deltas run per token.
     """
 
     def __init__(
@@ -267,8 +266,7 @@ class MoAE(nn.Module):
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         routing = self.gate(x)
-        mixed = dispatch(x, routing, [expert.delta for expert in self.experts])
-        out = x * routing.weights.sum(1, keepdim=True).to(x.dtype) + mixed
+        out = dispatch(x, routing, [expert.delta for expert in self.experts], residual=x)
         return out.reshape(shape)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
