@@ -73,7 +73,7 @@ def read(
                     )
                     continue
                 base["clip_id"] = f"{int(fields[0]):05d}"
-                base["path"] = str(root / frames_dir / base["clip_id"])
+                base["path"] = f"{root}/{frames_dir}/{base['clip_id']}"
                 entries.append({**base, "native_label": fields[1]})
     out.findings = check_folds(entries, FOLDS["dfew"], "DFEW")
     entries, bad = resolve_labels(entries, DFEW)

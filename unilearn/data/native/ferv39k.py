@@ -54,7 +54,7 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
                     )
                 )
                 continue
-            base["path"] = str(root / FRAMES_DIR / fields[0])
+            base["path"] = f"{root}/{FRAMES_DIR}/{fields[0]}"
             entries.append({**base, "native_label": fields[1]})
     out.findings = check_folds(entries, (), "FERV39K")
     entries, bad = resolve_labels(entries, FERV39K)

@@ -59,7 +59,7 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
                     )
                     continue
                 base["clip_id"] = f"{int(stem):05d}"
-                base["path"] = str(root / FRAMES_DIR / base["clip_id"])
+                base["path"] = f"{root}/{FRAMES_DIR}/{base['clip_id']}"
                 entries.append({**base, "native_label": fields[1]})
     out.findings = check_folds(entries, FOLDS["mafw"], "MAFW")
     entries, bad = resolve_labels(entries, MAFW)
