@@ -169,9 +169,10 @@ def test_voxceleb2_frame_count_can_be_skipped(synth_tiny):
 def test_voxceleb2_frames_counted_in_a_process_pool(synth_tiny):
     from unilearn.data.native.voxceleb2 import _count_parallel
 
-    paths = sorted(str(p) for p in (synth_tiny / "VoxCeleb2/dev/mp4").rglob("*.mp4")) * 20
+    paths = sorted(str(p) for p in (synth_tiny / "VoxCeleb2/dev/mp4").rglob("*.mp4")) * 300
     counts = _count_parallel(paths, workers=2, progress=False)
-    assert len(counts) == len(paths) and sum(1 for n, err in counts if err) == 20
+    assert len(counts) == len(paths) and sum(1 for n, err in counts if err) == 300
+    assert counts == _count_parallel(paths[:70], workers=1, progress=False) * 30
 
 
 def test_missing_root_error_names_the_expected_path(tmp_path, capsys):

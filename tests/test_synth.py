@@ -123,3 +123,14 @@ def test_demo_preset_puts_every_class_in_every_fold():
     p = PRESETS["demo"]
     assert p.dfew_per_class >= 5 and p.mafw_per_class >= 5 and p.broken
     assert 100 <= 7 * p.dfew_per_class <= 150 and 100 <= 11 * p.mafw_per_class <= 150
+
+
+def test_synth_refuses_to_overwrite_a_foreign_directory(tmp_path, capsys):
+    from unilearn.cli import main as cli
+
+    (tmp_path / "thesis.tex").write_text("precious")
+    assert cli(["synth", "--out", str(tmp_path), "--preset", "tiny", "--no-progress"]) == 1
+    assert (
+        "refusing" in capsys.readouterr().err
+        and (tmp_path / "thesis.tex").read_text() == "precious"
+    )

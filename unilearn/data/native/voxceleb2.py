@@ -15,6 +15,7 @@ from tqdm import tqdm
 from unilearn.data.native.common import NativeRead, quarantined, require_dir, require_root, row
 
 VIDEO_DIR = "dev/mp4"
+_POOL_MIN_FILES = 2000
 
 
 def count_video_frames(path: str) -> tuple[int, str]:
@@ -104,7 +105,8 @@ def _count_parallel(paths: list[str], workers: int, progress: bool) -> list[tupl
         leave=False,
     )
     results: list[tuple[int, str]] = []
-    if workers <= 1 or len(chunks) <= 1:
+    # below a few thousand files starting the pool costs more than it saves (bench/manifest_scale.py)
+    if workers <= 1 or len(paths) < _POOL_MIN_FILES:
         for c in chunks:
             results += _count_many(c)
             bar.update(len(c))
