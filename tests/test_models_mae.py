@@ -132,3 +132,11 @@ def test_mae_encoder_initialises_unilearn(tmp_path):
     assert all(".moae." in k for k in report.missing_new if k.startswith("blocks"))
     assert torch.equal(model.blocks[1].attn.qkv.weight, mae.encoder.blocks[1].attn.qkv.weight)
     assert "mask_token" in report.dropped and "encoder.norm.weight" in report.dropped
+
+
+def test_mae_bf16_autocast_on_cpu():
+    model = create_model(MAE)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 3, 8, 64, 64))
+    out["loss"].backward()
+    assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])

@@ -225,8 +225,9 @@ def dispatch(
     tokens = torch.div(order, k, rounding_mode="floor")
     weights = routing.weights.reshape(-1)[order, None]
     chunks = x[tokens].split(routing.counts.tolist())
-    # empty chunks contribute no rows, so skipping them keeps the sorted order aligned
-    y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks) if chunk.shape[0]])
+    # An expert with no tokens still runs (on 0 rows, ~free) so that every parameter gets a
+    # gradient each step: DDP and optimizers then see the same parameter set every step.
+    y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks)])
     y = (y * weights).to(x.dtype)
     base = x.new_zeros(m, y.shape[1]) if residual is None else residual
     return base.index_add(0, tokens, y)

@@ -1,0 +1,277 @@
+"""Train-step benchmark of the models at ViT-B shapes (issue 2): fp32, batch 2, 2 threads, CPU.
+
+Prints seconds per train step (forward + backward + AdamW step; median of the timed steps) of
+plain ViT, UniLearn (sparse MoAE) and ViT-MoE, and ratios measured in the same run, interleaved
+round by round so that machine noise hits every variant alike:
+  UniLearn / ViT (target <= 1.06), dense / sparse MoAE, naive / SDPA attention (the naive one is
+  written here), bf16 autocast / fp32, ViT-MoE / ViT, and with --videomae-repo VideoMAE's own
+  ViT-B / ours (target >= 1.3). FLOPs per step come from torch's FlopCounterMode on the warm-up
+  step; from them, the H100 MFU needed to run the paper's FERV39K fine-tuning in --h100-hours.
+
+    python bench/model_step.py [--steps 2] [--threads 2] [--videomae-repo PATH] [--compile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import statistics
+import sys
+import time
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from unilearn.models import create_model
+from unilearn.models.moae import MoAE
+from unilearn.models.vit import Attention
+
+H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM bf16 dense tensor-core peak (no sparsity)
+FERV39K_TRAIN_CLIPS = 31_088  # official train split (shared/data/official_split_counts.json)
+PAPER_EPOCHS = 100
+
+
+# -- variants that the bench switches on existing models ------------------------------------------
+def naive_attention(self: Attention, x: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v written out, as VideoMAE's Attention computes it."""
+    B, N, C = x.shape
+    bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
+    qkv = F.linear(x, self.qkv.weight, bias).reshape(B, N, 3, self.num_heads, -1)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4)
+    attn = (q * (C // self.num_heads) ** -0.5) @ k.transpose(-2, -1)
+    x = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(B, N, C)
+    return self.proj(x)
+
+
+@contextlib.contextmanager
+def patched(model: torch.nn.Module, cls: type, method: Callable) -> Iterator[None]:
+    """Replace `forward` of every `cls` module in `model` by `method` for the block's duration."""
+    modules = [m for m in model.modules() if isinstance(m, cls)]
+    for m in modules:
+        m.forward = types.MethodType(method, m)
+    try:
+        yield
+    finally:
+        for m in modules:
+            del m.forward
+
+
+def dense_moae(self: MoAE, x: torch.Tensor) -> torch.Tensor:
+    return self.forward_dense(x)
+
+
+# -- one train step --------------------------------------------------------------------------------
+class Variant:
+    """A named way to run a train step on a model (with optional patches / autocast)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        batch: int,
+        frames: int,
+        size: int,
+        context: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+        bf16: bool = False,
+        has_task: bool = True,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        self.name, self.model, self.context, self.bf16, self.has_task = (
+            name,
+            model,
+            context,
+            bf16,
+            has_task,
+        )
+        self.x = torch.randn(batch, 3, frames, size, size)
+        self.y = torch.randint(0, 7, (batch,))
+        self.optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-4)
+        self.times: list[float] = []
+        self.flops: int | None = None
+
+    def step(self) -> None:
+        self.model.train()
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+        with self.context(), autocast:
+            logits = self.model(self.x, task="dfer") if self.has_task else self.model(self.x)
+            loss = F.cross_entropy(logits.float(), self.y)
+            if hasattr(self.model, "aux_loss"):
+                loss = loss + self.model.aux_loss()
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def warmup(self) -> None:
+        with FlopCounterMode(display=False) as counter:
+            self.step()
+        self.flops = counter.get_total_flops()
+
+    def timed(self) -> None:
+        start = time.perf_counter()
+        self.step()
+        self.times.append(time.perf_counter() - start)
+
+    @property
+    def seconds(self) -> float:
+        return statistics.median(self.times)
+
+
+def run_interleaved(variants: list[Variant], steps: int) -> None:
+    for v in variants:
+        t = time.perf_counter()
+        v.warmup()
+        print(f"  warm-up {v.name:<28} {time.perf_counter() - t:6.2f} s", file=sys.stderr)
+    for _ in range(steps):  # round robin: noise spreads over all variants alike
+        for v in variants:
+            v.timed()
+
+
+def videomae_model(repo: str, frames: int, size: int) -> torch.nn.Module:
+    """VideoMAE's own ViT-B fine-tune model from a local checkout (never vendored here)."""
+    sys.path.insert(0, repo)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import modeling_finetune  # type: ignore[import-not-found]
+    return modeling_finetune.VisionTransformer(
+        img_size=size, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4,
+        qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6), num_classes=7,
+        all_frames=frames, tubelet_size=2, use_mean_pooling=True,
+    )  # fmt: skip
+
+
+def report(rows: list[tuple[str, float, int | None]], ratios: list[tuple[str, float, str]]) -> None:
+    print(f"\n{'variant':<30}{'s/step':>9}{'GFLOP/step':>12}")
+    for name, sec, flops in rows:
+        print(f"{name:<30}{sec:>9.2f}{(flops or 0) / 1e9:>12.0f}")
+    print(f"\n{'ratio':<42}{'value':>7}  target")
+    for name, value, target in ratios:
+        print(f"{name:<42}{value:>7.3f}  {target}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--steps", type=int, default=2, help="timed steps per variant (after 1 warm-up)"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=160)
+    parser.add_argument("--videomae-repo", help="local VideoMAE checkout: also time its own ViT-B")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time torch.compile(ViT) (slow to build)"
+    )
+    parser.add_argument("--h100-hours", type=float, default=1.0, help="budget for the MFU estimate")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    shape = dict(num_frames=args.frames, img_size=args.size)
+    common = dict(batch=args.batch, frames=args.frames, size=args.size)
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "
+        f"{args.frames}x{args.size}^2, fp32 unless noted; median of {args.steps} timed steps",
+        file=sys.stderr,
+    )
+
+    # Phase 1: ViT, UniLearn and their variants (+ VideoMAE), interleaved.
+    vit = create_model("vit_base_patch16_160", **shape)
+    unilearn = create_model("unilearn_base_patch16_160", **shape)
+    v_opt, u_opt = (torch.optim.AdamW(m.parameters(), lr=1e-4) for m in (vit, unilearn))
+    variants = {
+        "vit": Variant("ViT (SDPA)", vit, optimizer=v_opt, **common),
+        "vit_naive": Variant(
+            "ViT, naive attention", vit, optimizer=v_opt,
+            context=partial(patched, vit, Attention, naive_attention), **common,
+        ),
+        "unilearn": Variant("UniLearn (sparse MoAE)", unilearn, optimizer=u_opt, **common),
+        "unilearn_dense": Variant(
+            "UniLearn, dense MoAE", unilearn, optimizer=u_opt,
+            context=partial(patched, unilearn, MoAE, dense_moae), **common,
+        ),
+        "vit_bf16": Variant("ViT bf16 autocast", vit, optimizer=v_opt, bf16=True, **common),
+        "unilearn_bf16": Variant("UniLearn bf16 autocast", unilearn, optimizer=u_opt, bf16=True, **common),
+    }  # fmt: skip
+    if args.videomae_repo:
+        variants["videomae"] = Variant(
+            "VideoMAE's own ViT-B", videomae_model(args.videomae_repo, args.frames, args.size),
+            has_task=False, **common,
+        )  # fmt: skip
+    if args.compile:
+        compiled = torch.compile(vit)
+        variants["vit_compiled"] = Variant("ViT torch.compile", compiled, optimizer=v_opt, **common)
+    run_interleaved(list(variants.values()), args.steps)
+    del unilearn, u_opt
+    for key in (
+        "unilearn",
+        "unilearn_dense",
+        "unilearn_bf16",
+        "videomae",
+        "vit_naive",
+        "vit_compiled",
+    ):
+        if key in variants:
+            variants[key].model = variants[key].optimizer = None
+    gc.collect()
+
+    # Phase 2: ViT-MoE (285M parameters) against a fresh ViT, interleaved.
+    vit_moe = create_model("vit_moe_base_patch16_160", **shape)
+    phase2 = [
+        Variant("ViT (SDPA), phase 2", vit, optimizer=v_opt, **common),
+        Variant("ViT-MoE", vit_moe, **common),
+    ]
+    run_interleaved(phase2, args.steps)
+
+    v = variants
+    rows = [(x.name, x.seconds, x.flops) for x in [*v.values(), *phase2]]
+    ratios = [
+        ("UniLearn / ViT step time", v["unilearn"].seconds / v["vit"].seconds, "<= 1.06"),
+        ("UniLearn / ViT FLOPs", v["unilearn"].flops / v["vit"].flops, "(MoAE share)"),
+        ("dense / sparse MoAE step time", v["unilearn_dense"].seconds / v["unilearn"].seconds, "> 1"),
+        ("naive / SDPA attention step time", v["vit_naive"].seconds / v["vit"].seconds, "> 1"),
+        ("ViT fp32 / bf16-autocast step time", v["vit"].seconds / v["vit_bf16"].seconds, "> 1"),
+        ("UniLearn fp32 / bf16-autocast step time", v["unilearn"].seconds / v["unilearn_bf16"].seconds, "> 1"),
+        ("ViT-MoE / ViT step time (phase 2)", phase2[1].seconds / phase2[0].seconds, ""),
+    ]  # fmt: skip
+    if "videomae" in v:
+        ratios.append(
+            ("VideoMAE / ours (ViT) step time", v["videomae"].seconds / v["vit"].seconds, ">= 1.3")
+        )
+        ratios.append(
+            (
+                "VideoMAE / ours (ViT bf16) step time",
+                v["videomae"].seconds / v["vit_bf16"].seconds,
+                "",
+            )
+        )
+    if "vit_compiled" in v:
+        ratios.append(
+            (
+                "ViT eager / torch.compile step time",
+                v["vit"].seconds / v["vit_compiled"].seconds,
+                "> 1",
+            )
+        )
+    report(rows, ratios)
+
+    flops_per_clip = v["unilearn"].flops / args.batch
+    total = flops_per_clip * FERV39K_TRAIN_CLIPS * PAPER_EPOCHS
+    mfu = total / (args.h100_hours * 3600) / H100_BF16_DENSE_PEAK
+    print(
+        f"\nUniLearn train step: {flops_per_clip / 1e9:.0f} GFLOP per clip (fwd+bwd). The paper's "
+        f"FERV39K fine-tuning ({FERV39K_TRAIN_CLIPS} clips x {PAPER_EPOCHS} epochs = "
+        f"{total / 1e15:.0f} PFLOP) in {args.h100_hours:g} h on one H100 needs MFU {mfu:.1%} "
+        f"(bf16 dense peak {H100_BF16_DENSE_PEAK / 1e12:.0f} TFLOP/s); at 40% MFU an H100 "
+        f"trains {0.4 * H100_BF16_DENSE_PEAK / flops_per_clip:.0f} clips/s."
+    )
+
+
+if __name__ == "__main__":
+    main()
