@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
         help="worker processes (0 = in this process)",
     )
     parser.add_argument(
