@@ -16,7 +16,12 @@ STAGES: dict[str, tuple[str, str]] = {
     "doctor": ("unilearn.doctor.cli", "check a dataset copy against the paper's protocol before training"),
     "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
     "preprocess": ("unilearn.data.preprocess", "crop faces, resize and write the clip store (resumable, parallel)"),
+    "pretrain": ("unilearn.engine.pretrain", "dual-modal MAE pre-training (Table 2 modes); resumable"),
+    "finetune": ("unilearn.engine.finetune", "joint SFER/DFER fine-tuning of one experiment, dataset and fold"),
+    "evaluate": ("unilearn.engine.evaluate", "2-clip test of a checkpoint: per-clip predictions, metrics, expert usage"),
     "aggregate": ("unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"),
+    "tables": ("unilearn.report.tables", "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)"),
+    "figure": ("unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b as PNG"),
     "params": ("unilearn.models.params", "print total and per-token active parameter counts of a model"),
 }
 

@@ -72,6 +72,7 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
             f"{w:.1f}", (xi, w), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
         )
     ax.set_xticks(x, [layout.value_slug(v) for v in values])
+    ax.margins(y=0.15)
     ax.set_xlabel(AXIS_LABELS.get(sweep, sweep))
     ax.set_ylabel("%")
     dataset = DATASET_NAMES.get(cells[0].test, cells[0].test)

@@ -1,0 +1,164 @@
+"""Tables and figures from a runs tree: the paper's numbers beside ours with the gap, provenance
+on every row, Table 3's ViT-B parameter counts, and figures that are real plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from unilearn.config import load_config
+from unilearn.data.labels import get_label_set
+from unilearn.report import figures, layout, spec, tables
+
+CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
+
+
+def _fake_metrics(path: Path, dataset: str, uar: float, war: float, support: list[int]) -> None:
+    classes = get_label_set(dataset).classes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "dataset": dataset, "uar": uar, "war": war, "n": sum(support),
+        "support": dict(zip(classes, support)), "folds": [1, 2, 3, 4, 5] if dataset in layout.FOLDED else [],
+        "config_hash": "c0ffee" * 10,
+    }))  # fmt: skip
+
+
+def _fake_sidecars(runs: Path, cell: spec.Cell, rng: np.random.Generator) -> None:
+    for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test):
+        pred.parent.mkdir(parents=True, exist_ok=True)
+        usage = {str(b): rng.integers(10, 100, size=4).tolist() for b in (2, 3)}
+        layout.prediction_sidecar(pred, ".expert_usage.json").write_text(
+            json.dumps({"layers": usage, "config_hash": "c0ffee"})
+        )
+        classes = get_label_set(cell.test).classes
+        centres = pd.DataFrame({
+            "class_id": range(len(classes)), "class_name": classes, "n": 5,
+            "centre": [rng.normal(size=8).astype(np.float32).tolist() for _ in classes],
+            "config_hash": "c0ffee",
+        })  # fmt: skip
+        centres.to_parquet(layout.prediction_sidecar(pred, ".centres.parquet"))
+
+
+@pytest.fixture
+def runs_tree(tmp_path):
+    return make_runs_tree(tmp_path)
+
+
+def make_runs_tree(tmp_path: Path):
+    """Metrics for every table and figure of the demo config, plus manifests to hash."""
+    cfg = load_config(CONFIG)
+    runs, manifests = tmp_path / "runs", tmp_path / "manifests"
+    manifests.mkdir()
+    for name in ("dfew", "mafw", "ferv39k", "affectnet", "voxceleb2"):
+        pd.DataFrame({"clip_id": [name]}).to_parquet(manifests / f"{name}.parquet")
+    rng = np.random.default_rng(0)
+    for target in spec.TABLES + spec.FIGURES:
+        for cell in spec.required_cells(target, cfg):
+            k = get_label_set(cell.test).num_classes
+            support = [10 * (i + 1) for i in range(k)]
+            score = 0.5 + 0.1 * (cell.run == "unilearn")
+            path = layout.metrics_path(runs, cell.run, cell.train, cell.test)
+            _fake_metrics(path, cell.test, score, score + 0.05, support)
+            if target in ("figure4a", "figure4b"):
+                _fake_sidecars(runs, cell, rng)
+    return cfg, runs, manifests
+
+
+def _run_tables(table: str, runs: Path, manifests: Path, out: Path) -> pd.DataFrame:
+    args = argparse.Namespace(table=table, config=[CONFIG], runs=runs, manifests=manifests,
+                              out=out, overrides=[])  # fmt: skip
+    assert tables.main(args) == 0
+    return pd.read_csv(out)
+
+
+def test_table1_puts_paper_numbers_and_gap_beside_ours(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    frame = _run_tables("table1", runs, manifests, tmp_path / "results" / "table1.csv")
+    row = frame[(frame.method == "UniLearn") & (frame.dataset == "dfew")].iloc[0]
+    assert (row.uar, row.war) == (60.0, 65.0)
+    assert (row.paper_uar, row.paper_war) == (66.80, 76.68)
+    assert row.gap_uar == pytest.approx(60.0 - 66.80) and row.gap_war == pytest.approx(65.0 - 76.68)
+    assert set(frame.method) == {"chance", "VideoMAE", "UniLearn"}
+    assert set(frame.dataset) == {"dfew", "ferv39k", "mafw"}
+    md = (tmp_path / "results" / "table1.md").read_text()
+    assert "| UniLearn | 60.00 (66.80, -6.80) |" in md and "synthetic" in md
+
+
+def test_chance_row_is_the_best_constant_prediction(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    chance = frame[(frame.method == "chance") & (frame.dataset == "mafw")].iloc[0]
+    support = [10 * (i + 1) for i in range(11)]
+    assert chance.uar == pytest.approx(100 / 11, abs=0.01)
+    assert chance.war == pytest.approx(100 * max(support) / sum(support), abs=0.01)
+    assert pd.isna(chance.paper_uar)
+
+
+def test_every_row_records_git_sha_config_hash_and_manifest_hash(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    for table in spec.TABLES:
+        frame = _run_tables(table, runs, manifests, tmp_path / f"{table}.csv")
+        assert frame.git_sha.notna().all() and (frame.git_sha != "").all()
+        assert frame.manifest_hash.str.fullmatch(r"[0-9a-f]{16}").all()
+        methods = frame[frame.method != "chance"]
+        assert (methods.config_hash == "c0ffee" * 10).all()
+
+
+def test_table3_reports_vit_b_parameter_counts_near_the_papers(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    frame = _run_tables("table3", runs, manifests, tmp_path / "t3.csv").set_index("method")
+    # Paper Table 3 (test/train, M): ViT 86/86, UniLearn 90/101, ViT-MoE 115/285.
+    assert frame.loc["ViT", "vitb_params_total_M"] == pytest.approx(86, abs=1.5)
+    assert frame.loc["UniLearn", "vitb_params_active_M"] == pytest.approx(90, abs=1.5)
+    assert frame.loc["UniLearn", "vitb_params_total_M"] == pytest.approx(101, abs=1.5)
+    assert frame.loc["ViT-MoE", "vitb_params_total_M"] == pytest.approx(285, abs=3)
+    assert frame.loc["UniLearn", "params_total_M"] < 10  # the demo's tiny model
+
+
+def test_table5_has_components_and_position_parts(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    frame = _run_tables("table5", runs, manifests, tmp_path / "t5.csv")
+    assert list(dict.fromkeys(frame.part)) == ["components", "position"]
+    later = frame[frame.method == "later"].iloc[0]
+    assert (later.paper_uar, later.paper_war) == (43.41, 53.65)
+
+
+def test_missing_metrics_error_names_the_file_and_the_run(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    gone = layout.metrics_path(runs, "videomae", "mafw", "mafw")
+    gone.unlink()
+    with pytest.raises(FileNotFoundError, match="metrics/videomae/mafw/mafw.json.*videomae"):
+        _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+
+
+@pytest.mark.parametrize("name", spec.FIGURES)
+def test_figures_are_real_plots(runs_tree, tmp_path, name):
+    import matplotlib.image
+
+    _, runs, _ = runs_tree
+    out = tmp_path / f"{name}.png"
+    args = argparse.Namespace(figure=name, config=[CONFIG], runs=runs, manifests=None, out=out,
+                              overrides=[])  # fmt: skip
+    assert figures.main(args) == 0
+    pixels = matplotlib.image.imread(out)
+    assert pixels.shape[0] > 300 and pixels.shape[1] > 500
+    # A plot, not a blank canvas: many distinct colours.
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50
+
+
+def test_sweep_runs_map_back_to_their_overrides():
+    cfg = load_config(CONFIG)
+    runs = layout.sweep_runs(cfg, "sfer_proportion")
+    assert [r.name for r in runs] == [
+        f"unilearn@sfer_proportion={v}" for v in cfg.sweeps["sfer_proportion"]
+    ]
+    assert layout.run_overrides(cfg, runs[0].name) == [
+        f"finetune.sfer_proportion={cfg.sweeps['sfer_proportion'][0]}"
+    ]
+    with pytest.raises(ValueError, match="not a point of sweeps.n_experts"):
+        layout.run_overrides(cfg, "unilearn@n_experts=99")
