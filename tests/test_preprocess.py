@@ -57,6 +57,7 @@ def test_preprocess_finds_faces_in_a_photo_and_raw_videos_and_quarantines_the_re
     quarantined = pd.read_parquet(store_dir / "raw.quarantine.parquet").set_index("clip_id")
     assert set(stored.index) == {"photo", "video0", "video1"}
     assert quarantined.loc["noface", "reason"].startswith("no face")
+    assert quarantined["reason_code"].to_dict() == {"noface": "no_face", "broken": "unreadable_media"}
     assert (
         quarantined.loc["broken", "reason"].startswith("unreadable media")
         and "broken.mp4" in quarantined.loc["broken", "reason"]

@@ -321,7 +321,21 @@ def _tables(rows: pd.DataFrame, journal: dict[str, dict]) -> tuple[pd.DataFrame,
         )
     quarantined = rows[ids.isin(failed)].copy()
     quarantined["reason"] = quarantined["clip_id"].astype(str).map(failed).astype(str)
+    quarantined["reason_code"] = quarantined["reason"].map(reason_code)
     return stored.reset_index(drop=True), quarantined.reset_index(drop=True)
+
+
+REASON_CODES = {
+    "no face": "no_face",
+    "unreadable media": "unreadable_media",
+    "worker crashed": "worker_crashed",
+    "out of memory": "out_of_memory",
+}
+
+
+def reason_code(reason: str) -> str:
+    """The machine-readable code of a quarantine reason (`no_face`, `unreadable_media`, ...)."""
+    return REASON_CODES.get(reason.split(":", 1)[0], "error")
 
 
 # ---- per-clip work (runs in worker processes) -------------------------------------------------
