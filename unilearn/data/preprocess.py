@@ -127,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--retry-failed", action="store_true", help="retry clips quarantined by an earlier run"
     )
     parser.add_argument("--limit", type=int, default=None, help="process at most N new clips this run (resume later)")  # fmt: skip
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -148,6 +149,7 @@ def main(args: argparse.Namespace) -> int:
         workers=args.workers,
         retry_failed=args.retry_failed,
         limit=args.limit,
+        progress=not args.no_progress,
     )
     print(summary.report())
     return 0
