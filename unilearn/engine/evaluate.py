@@ -25,7 +25,7 @@ from tqdm import tqdm
 from unilearn import launch
 from unilearn.atomic import write_parquet, write_text
 from unilearn.config import load_config
-from unilearn.data.loaders import build_eval_loader
+from unilearn.data.datasets import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.finetune import check_fold
@@ -125,10 +125,15 @@ def run(
                 f"it cannot be tested on {dataset}"
             )
         model.to(info.device).eval()
-        data = build_eval_loader(cfg, dataset, fold=fold, store=store, meta=meta,
-                                 rank=info.rank, world_size=info.world_size)  # fmt: skip
+        data = build_eval_loader(
+            store, dataset, fold=fold, split="test", task=head, num_frames=meta["num_frames"],
+            input_size=meta["input_size"], batch_size=cfg.evaluate.batch_size,
+            num_workers=cfg.data.num_workers, n_clips=cfg.evaluate.n_clips,
+            frame_stride=meta.get("frame_stride", cfg.finetune.frame_stride), rank=info.rank,
+            world_size=info.world_size,
+        )  # fmt: skip
         dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
-        rows, labels, scores, features = predict(model, data.loader, head, info, dtype, progress)
+        rows, labels, scores, features = predict(model, data, head, info, dtype, progress)
         usage = {b: D.all_reduce_sum(c, info) for b, c in sorted(expert_usage(model).items())}
         gathered = D.all_gather_objects((rows, labels, scores, features), info)
         if not info.is_main:
@@ -137,7 +142,7 @@ def run(
             np.concatenate([g[i] for g in gathered]) for i in range(4)
         )
         order = np.argsort(rows, kind="stable")
-        frame = data.frame.iloc[rows[order]].reset_index(drop=True)
+        frame = data.dataset.table.iloc[rows[order]].reset_index(drop=True)
         return _write(out, frame, labels[order], scores[order], features[order], usage, meta,
                       dataset, fold, head, cfg, wandb_mode)  # fmt: skip
     finally:

@@ -226,7 +226,24 @@ def run(
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
     """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
-    raise NotImplementedError("waiting for unilearn.data datasets/samplers")
+    from unilearn.data.datasets import build_finetune_loader
+    from unilearn.data.mixup import ClipMixup
+
+    ft, m = cfg.finetune, cfg.model
+    loader = build_finetune_loader(
+        store, resolved.dfer_dataset, resolved.sfer_dataset, fold=fold,
+        num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
+        num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
+        world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
+        frame_stride=ft.frame_stride,
+    )  # fmt: skip
+    mixups = {}
+    if ft.mixup > 0 or ft.cutmix > 0:
+        for task, names in resolved.labels.items():
+            mixups[task] = ClipMixup(len(names), ft.mixup, ft.cutmix, ft.mixup_prob,
+                                     ft.mixup_switch_prob, ft.label_smoothing)  # fmt: skip
+    pin = cfg.data.pin_memory and info.device.type == "cuda"
+    return TrainData.from_loader(loader, pin, mixups)
 
 
 def _load_init(model, init: Path, pretrain_mode: str, verbose: bool) -> None:

@@ -42,6 +42,14 @@ class TrainData:
     num_workers: int = 0
     pin_memory: bool = False
     mixups: dict[str, Callable | None] = field(default_factory=dict)  # task -> mixup/cutmix
+    worker_init_fn: Callable | None = None
+
+    @classmethod
+    def from_loader(cls, loader, pin_memory: bool, mixups: dict | None = None) -> TrainData:
+        """Take dataset, batch sampler, collation and workers from a `unilearn.data` loader."""
+        dl = loader.loader
+        return cls(dl.dataset, loader.batch_sampler, dl.collate_fn, dl.num_workers, pin_memory,
+                   mixups or {}, dl.worker_init_fn)  # fmt: skip
 
     def steps_per_epoch(self) -> int:
         return len(self.batch_sampler)
@@ -57,6 +65,6 @@ class TrainData:
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             generator=generator,
-            persistent_workers=False,
+            worker_init_fn=self.worker_init_fn,
             prefetch_factor=4 if self.num_workers else None,
         )

@@ -145,7 +145,19 @@ def run(
 def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
     """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
     video+video) and/or video batches (VoxCeleb2), one modality per batch."""
-    raise NotImplementedError("waiting for unilearn.data datasets/samplers")
+    from unilearn.data.datasets import build_pretrain_loader
+
+    pt, m = cfg.pretrain, cfg.model
+    image = {"image": pt.image_dataset, "image+video": pt.image_dataset,
+             "video+video": pt.video_dataset}.get(mode)  # fmt: skip
+    video = pt.video_dataset if "video" in mode else None
+    loader = build_pretrain_loader(
+        store, image, video, num_frames=m.num_frames, input_size=m.input_size,
+        batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
+        rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
+        image_proportion=pt.image_proportion,
+    )  # fmt: skip
+    return TrainData.from_loader(loader, cfg.data.pin_memory and info.device.type == "cuda")
 
 
 def _meta(cfg, mode: str, digest: str) -> dict[str, Any]:
