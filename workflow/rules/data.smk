@@ -38,6 +38,8 @@ rule synth:
         f"{LOGS}/synth.log",
     params:
         preset=CFG.data.synthetic,
+    resources:
+        local_heavy=1,
     shell:
         "{UNILEARN} synth --out {SYNTH} --preset {params.preset} --no-progress > {log} 2>&1"
 
@@ -52,6 +54,8 @@ rule doctor:
     params:
         root=lambda wc: native_root(wc.dataset),
         override=int(CFG.data.doctor.override),
+    resources:
+        local_heavy=1,
     shell:
         "{UNILEARN} doctor {wildcards.dataset} --root {params.root:q} --report {output} "
         "--no-progress > {log} 2>&1 || ( [ {params.override} = 1 ] && "
@@ -68,6 +72,8 @@ rule manifest:
     params:
         root=lambda wc: native_root(wc.dataset),
     threads: 2
+    resources:
+        local_heavy=1,
     shell:
         "{UNILEARN} manifest {wildcards.dataset} --root {params.root:q} --out {MANIFESTS} "
         "--workers {threads} --no-progress > {log} 2>&1"
@@ -81,6 +87,8 @@ rule preprocess:
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
     threads: 2
+    resources:
+        local_heavy=1,
     shell:
         "{UNILEARN} preprocess --manifest {input} --out {STORE} "
         "--short-side {CFG.data.store.short_side} --workers {threads} > {log} 2>&1"

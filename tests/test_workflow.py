@@ -1,0 +1,121 @@
+"""The Snakemake workflow's plan (dry runs, seconds each): the jobs each target needs, config errors
+at parse time, sweeps expanded into one job per point, GPU stages through submitit under the
+Slurm profile, the doctor in front of real data."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unilearn.config import load_config
+
+REPO = Path(__file__).parents[1]
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+def workflow_copy(tmp_path: Path) -> Path:
+    """The workflow, configs and Slurm profile in a fresh directory (outputs land there)."""
+    for part in ("workflow", "configs", "slurm"):
+        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 300):
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    done = subprocess.run(
+        [str(SNAKEMAKE), *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    done.output = done.stdout + done.stderr  # Snakemake 9 logs errors to stdout
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.output}")
+    return done
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> number of jobs."""
+    stats = output.split("Job stats:", 1)[1]
+    counts = {}
+    for line in stats.splitlines()[3:]:
+        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
+        if not match:
+            break
+        counts[match[1]] = int(match[2])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return workflow_copy(tmp_path_factory.mktemp("workflow"))
+
+
+def test_dry_run_lists_every_job_of_table1(workdir):
+    done = snakemake(workdir, "-n", "results/table1.csv")
+    counts = job_counts(done.stdout)
+    # UniLearn and VideoMAE on DFEW (5 folds), MAFW (5 folds) and FERV39K: 2 x 11 fine-tunings.
+    assert counts == {
+        "synth": 1, "manifest": 5, "preprocess": 5, "pretrain": 2, "finetune": 22,
+        "evaluate": 22, "aggregate": 6, "table": 1, "total": 64,
+    }  # fmt: skip
+    assert "runs/demo/finetune/unilearn/dfew-fold5/checkpoint.pt" in done.stdout
+    assert "runs/demo/metrics/videomae/mafw/mafw.json" in done.stdout
+
+
+def test_misspelt_config_key_fails_before_any_job(workdir):
+    done = snakemake(workdir, "-n", "results/table1.csv", "--config",
+                     "overrides=[finetune.epochz=2]", check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert "finetune.epochz: unknown key" in done.output and "did you mean 'epochs'" in done.output
+
+
+def test_unknown_workflow_key_fails(workdir):
+    done = snakemake(workdir, "-n", "--config", "lancher=submitit", check=False)
+    assert done.returncode != 0 and "lancher" in done.output
+
+
+def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
+    cfg = load_config(workdir / "configs" / "demo.yaml")
+    for figure, sweep in (("figure3a", "n_experts"), ("figure3b", "sfer_proportion")):
+        done = snakemake(workdir, "-n", f"results/{figure}.png")
+        counts = job_counts(done.stdout)
+        points = cfg.sweeps[sweep]
+        assert counts["finetune"] == counts["evaluate"] == counts["aggregate"] == len(points)
+        for value in points:
+            assert (
+                f"runs/demo/finetune/unilearn@{sweep}={value}/ferv39k/checkpoint.pt" in done.stdout
+            )
+
+
+def test_slurm_profile_sends_only_gpu_stages_through_submitit(workdir):
+    done = snakemake(workdir, "-n", "--profile", "slurm", "results/table1.csv")
+    commands = [line for line in done.stdout.splitlines() if "-m unilearn " in line]
+    stages = {re.search(r"-m unilearn (\w+)", c)[1]: c for c in commands}
+    for gpu_stage in ("pretrain", "finetune", "evaluate"):
+        assert "--launcher submitit --submitit-cluster slurm" in stages[gpu_stage]
+    for cpu_stage in ("synth", "manifest", "preprocess", "aggregate", "tables"):
+        assert "--launcher" not in stages[cpu_stage]
+
+
+def test_real_data_goes_through_the_doctor_first(workdir):
+    configs = "configs=[configs/paper.yaml,configs/local.example.yaml]"
+    done = snakemake(workdir, "-n", "-p", "results/table1.csv", "--config", configs)
+    counts = job_counts(done.stdout)
+    assert counts["doctor"] == 5 and "synth" not in counts
+    assert "unilearn doctor dfew --root /datasets/DFEW" in done.stdout
+
+
+def test_real_data_without_roots_names_the_missing_key(workdir):
+    done = snakemake(workdir, "-n", "results/table1.csv", "--config", "configs=configs/paper.yaml",
+                     check=False)  # fmt: skip
+    assert done.returncode != 0
+    assert re.search(r"data\.roots\.\w+: not set, but a requested target needs", done.output)
