@@ -158,18 +158,26 @@ class FaceCropConfig:
     max_lost: int = 3  # lost detections in a row before the track re-acquires the best face
 
 
+def probe_frames(n: int, config: FaceCropConfig = FaceCropConfig()) -> list[int]:
+    """The frames of an `n`-frame clip the detector runs on, in order: every `detect_stride`-th
+    and the last (a lazily decoded clip reads exactly these for tracking)."""
+    return sorted(set(range(0, n, max(1, config.detect_stride))) | {n - 1}) if n > 0 else []
+
+
 def track_face(
     frames: np.ndarray, detector: FaceDetector, config: FaceCropConfig = FaceCropConfig()
 ) -> tuple[np.ndarray, int]:
     """One face's box in every frame: `([T, 4] float32 x0,y0,x1,y1, detections used)`.
 
-    The detector runs on every `detect_stride`-th frame (and the last). The track starts at the most
-    prominent face (score x area) and follows the detection nearest to it; frames between
-    detections get linearly interpolated boxes. Raises `NoFaceError` if no frame has a face.
+    The detector runs on the `probe_frames` (every `detect_stride`-th frame and the last), in
+    order; `frames` may be any sequence with `len()` and `frames[t]` (a lazily decoded clip). The
+    track starts at the most prominent face (score x area) and follows the detection nearest to it;
+    frames between detections get linearly interpolated boxes. Raises `NoFaceError` if no frame has
+    a face.
     """
     n = len(frames)
     stride = max(1, config.detect_stride)
-    probe = sorted(set(range(0, n, stride)) | {n - 1})
+    probe = probe_frames(n, config)
     hits: dict[int, np.ndarray] = {}
     current: np.ndarray | None = None
     lost = 0
@@ -275,9 +283,17 @@ def crop_faces(
     config: FaceCropConfig = FaceCropConfig(),
 ) -> FaceClip:
     """Detect, track, smooth, square, crop and resize: raw `[T, H, W, 3]` -> face clip `[T, S, S, 3]`."""
-    track, n_detections = track_face(frames, detector, config)
-    boxes = square_boxes(smooth_boxes(track, config.smooth_window), config.scale)
+    boxes, n_detections = face_boxes(frames, detector, config)
     return FaceClip(crop_frames(frames, boxes, size), boxes, n_detections)
+
+
+def face_boxes(
+    frames: np.ndarray, detector: FaceDetector, config: FaceCropConfig = FaceCropConfig()
+) -> tuple[np.ndarray, int]:
+    """The square crop box of every frame `([T, 4], detections used)`: track, smooth, square.
+    Needs only the probe frames' pixels (see `track_face`)."""
+    track, n_detections = track_face(frames, detector, config)
+    return square_boxes(smooth_boxes(track, config.smooth_window), config.scale), n_detections
 
 
 def crop_annotated_face(

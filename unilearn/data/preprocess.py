@@ -22,20 +22,24 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from unilearn.atomic import write_parquet, write_text
 from unilearn.data.decode import MediaError, read_media
 from unilearn.data.face import (
+    FaceClip,
     FaceCropConfig,
     FaceDetector,
     NoFaceError,
-    crop_annotated_face,
-    crop_faces,
+    crop_frames,
+    face_boxes,
     resize_short_side,
+    square_boxes,
 )
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
 
@@ -340,9 +344,77 @@ def reason_code(reason: str) -> str:
     return REASON_CODES.get(reason.split(":", 1)[0], "error")
 
 
-# ---- per-clip work (runs in worker processes) -------------------------------------------------
+# ---- media -> face clip: the one path of `unilearn preprocess` and `unilearn predict` ----------
 
-_DETECTOR: FaceDetector | None = None
+_DETECTORS: dict[str, FaceDetector] = {}
+
+
+def detector_for(backend: str) -> FaceDetector:
+    """This process's detector for `backend`, built once (not thread-safe: one per thread)."""
+    if backend not in _DETECTORS:
+        _DETECTORS[backend] = FaceDetector(backend)
+    return _DETECTORS[backend]
+
+
+def locate_face(
+    frames,
+    settings: PreprocessSettings,
+    *,
+    detect: bool,
+    box: tuple[float, float, float, float] | None = None,
+    detector: FaceDetector | None = None,
+) -> tuple[np.ndarray | None, int]:
+    """Where a clip's face clip comes from: `(square crop box per frame [T, 4], detections)`, or
+    `(None, 0)` when the clip is only resized (distributed face-cropped). An annotated `box`
+    (AffectNet) wins over `detect`. `frames` is `[T, H, W, 3]` or any sequence with `len()`,
+    `frames[t]` and `frames[list]` (predict's lazily decoded media): detection reads only the
+    probe frames. Raises `NoFaceError` when detecting finds no face."""
+    if box is not None:
+        return np.repeat(square_boxes(np.asarray(box, np.float32), 1.0), len(frames), axis=0), 0
+    if not detect:
+        return None, 0
+    return face_boxes(frames, detector or detector_for(settings.detector), settings.face)
+
+
+def cut_face_clip(
+    frames,
+    boxes: np.ndarray | None,
+    settings: PreprocessSettings,
+    keep: Sequence[int] | None = None,
+    chunk: int = 64,
+) -> np.ndarray:
+    """The stored pixels of frames `keep` (default all): each cropped to its box and resized to
+    `short_side` squared, or (no boxes) resized to short side `short_side`. Works `chunk` frames at
+    a time, so a long lazily decoded video is never held at full resolution."""
+    keep = list(range(len(frames))) if keep is None else [int(i) for i in keep]
+    if not keep:
+        raise ValueError("cut_face_clip: no frames to keep")
+    size = settings.short_side
+    parts = []
+    for start in range(0, len(keep), chunk):
+        part = keep[start : start + chunk]
+        pixels = frames[part]
+        if boxes is None:
+            parts.append(resize_short_side(pixels, size))
+        else:
+            parts.append(crop_frames(pixels, boxes[part], size))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def face_clip(
+    frames,
+    settings: PreprocessSettings,
+    *,
+    detect: bool,
+    box: tuple[float, float, float, float] | None = None,
+    detector: FaceDetector | None = None,
+) -> FaceClip:
+    """Raw frames -> the store's face clip: `locate_face` then `cut_face_clip` of every frame."""
+    boxes, n_detections = locate_face(frames, settings, detect=detect, box=box, detector=detector)
+    return FaceClip(cut_face_clip(frames, boxes, settings), boxes, n_detections)
+
+
+# ---- per-clip work (runs in worker processes) -------------------------------------------------
 
 
 def _init_worker() -> None:
@@ -359,20 +431,11 @@ def _init_worker() -> None:
 
 def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, dict] | str:
     """One clip -> (store record, meta) or the quarantine reason. Never raises."""
-    global _DETECTOR
     try:
         frames = read_media(task.path, task.media)
         if len(frames) == 0:
             raise MediaError(f"{task.path}: no frames")
-        size = settings.short_side
-        if task.box is not None:
-            frames = crop_annotated_face(frames, task.box, size)
-        elif task.detect:
-            if _DETECTOR is None:
-                _DETECTOR = FaceDetector(settings.detector)
-            frames = crop_faces(frames, _DETECTOR, size, settings.face).frames
-        else:
-            frames = resize_short_side(frames, size)
+        frames = face_clip(frames, settings, detect=task.detect, box=task.box).frames
         record = encode_clip(frames, settings.jpeg_quality)
         return record, {
             "n_frames": int(len(frames)),
