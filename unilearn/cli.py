@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
     "aggregate": ("unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"),
     "tables": ("unilearn.report.tables", "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)"),
     "figure": ("unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b as PNG"),
+    "predict": ("unilearn.predict.cli", "run a fine-tuned or imported checkpoint on raw videos, frame folders and images"),
     "params": ("unilearn.models.params", "print total and per-token active parameter counts of a model"),
 }
 
