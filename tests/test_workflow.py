@@ -4,54 +4,12 @@ Slurm profile, the doctor in front of real data."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from workflow_run import job_counts, snakemake, workflow_copy
 
 from unilearn.config import load_config
-
-REPO = Path(__file__).parents[1]
-SNAKEMAKE = Path(sys.executable).with_name("snakemake")
-
-
-def workflow_copy(tmp_path: Path) -> Path:
-    """The workflow, configs and Slurm profile in a fresh directory (outputs land there)."""
-    for part in ("workflow", "configs", "slurm"):
-        shutil.copytree(REPO / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, timeout: float = 300):
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    done = subprocess.run(
-        [str(SNAKEMAKE), *args],
-        cwd=workdir,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-    done.output = done.stdout + done.stderr  # Snakemake 9 logs errors to stdout
-    if check and done.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.output}")
-    return done
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """The 'Job stats' table of a dry run: rule -> number of jobs."""
-    stats = output.split("Job stats:", 1)[1]
-    counts = {}
-    for line in stats.splitlines()[3:]:
-        match = re.fullmatch(r"(\w+)\s+(\d+)", line.strip())
-        if not match:
-            break
-        counts[match[1]] = int(match[2])
-    return counts
 
 
 @pytest.fixture(scope="module")

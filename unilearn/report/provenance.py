@@ -9,8 +9,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def git_sha(repo: str | Path = ".") -> str:
-    """HEAD's sha (12 hex), `+dirty` when tracked files differ from it; `unknown` outside git."""
+def git_sha(repo: str | Path | None = None) -> str:
+    """HEAD's sha (12 hex) of the code that runs (the checkout holding the `unilearn` package, by
+    default), `+dirty` when tracked files differ from it; `unknown` outside git."""
+    if repo is None:
+        import unilearn
+
+        repo = Path(unilearn.__file__).resolve().parents[1]
 
     def git(*args: str) -> str:
         return subprocess.run(

@@ -1,12 +1,14 @@
 # The validated unilearn config, the directories of this workflow and the command-line pieces
 # every rule shares. Only path arithmetic and config look-ups: the work is done by `unilearn`.
 
+import hashlib
+import json
 import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 
-from unilearn.config import ConfigError, load_config
+from unilearn.config import ConfigError, config_hash, load_config
 from unilearn.report import layout, spec
 
 
@@ -20,6 +22,17 @@ try:
     CFG = load_config(CONFIGS, OVERRIDES)
 except ConfigError as error:
     raise WorkflowError(f"invalid unilearn config: {error}") from None
+
+# Rules carry the hash of the config sections they read as a param: Snakemake re-runs a job whose
+# params changed, so editing e.g. finetune.epochs redoes the fine-tunings but not pre-training,
+# while launcher and wandb (not hashed) never cause a re-run.
+CONFIG_HASH = {stage: config_hash(CFG, stage) for stage in (None, "pretrain", "finetune")}
+CONFIG_HASH["evaluate"] = hashlib.sha256(
+    json.dumps(
+        CFG.model_dump(mode="json", include={"seed", "data", "model", "evaluate", "runtime"}),
+        sort_keys=True,
+    ).encode()
+).hexdigest()
 
 WORKDIR = CFG.data.workdir
 SYNTH = f"{WORKDIR}/synth"
@@ -65,3 +78,15 @@ wildcard_constraints:
 
 def store_table(dataset):
     return f"{STORE}/{dataset}.parquet"
+
+
+def fresh_if_config_changed(out, digest):
+    """Shell prefix: a resumable last.pt written under another config cannot be resumed (the
+    engine refuses to mix two experiments), so a job re-run because its config changed drops it;
+    one re-run after a crash, under the same config, keeps it and resumes."""
+    out = shlex.quote(str(out))
+    return (
+        f'if [ -f {out}/config.sha256 ] && [ "$(cat {out}/config.sha256)" != {digest} ]; then '
+        f"rm -f {out}/last.pt; echo 'config changed: last.pt dropped, starting afresh'; fi; "
+    )
+

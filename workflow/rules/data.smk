@@ -86,9 +86,11 @@ rule preprocess:
         store_table("{dataset}"),
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
+    params:
+        short_side=CFG.data.store.short_side,
     threads: 2
     resources:
         local_heavy=1,
     shell:
         "{UNILEARN} preprocess --manifest {input} --out {STORE} "
-        "--short-side {CFG.data.store.short_side} --workers {threads} > {log} 2>&1"
+        "--short-side {params.short_side} --workers {threads} > {log} 2>&1"

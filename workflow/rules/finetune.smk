@@ -32,6 +32,13 @@ def run_override_args(run):
     return " ".join(shlex.quote(o) for o in layout.run_overrides(CFG, run))
 
 
+def run_config_hash(run, target):
+    """The fine-tuning config hash the engine records for this run (its config.sha256)."""
+    cfg = CFG.with_overrides(layout.run_overrides(CFG, run))
+    resolved = cfg.resolve_experiment(layout.parse_run(run).experiment, layout.parse_target(target)[0])
+    return config_hash(resolved.config, "finetune")
+
+
 rule finetune:
     input:
         unpack(finetune_inputs),
@@ -45,12 +52,17 @@ rule finetune:
         fold=lambda wc: fold_flag(wc.target),
         out=lambda wc: layout.finetune_dir(RUNS, wc.run, wc.target),
         run_overrides=lambda wc: run_override_args(wc.run),
+        config_hash=lambda wc: run_config_hash(wc.run, wc.target),
+        fresh=lambda wc: fresh_if_config_changed(
+            layout.finetune_dir(RUNS, wc.run, wc.target), run_config_hash(wc.run, wc.target)
+        ),
     threads: GPU_STAGE_THREADS
     shell:
+        "( {params.fresh} ) > {log:q} 2>&1; "
         "{UNILEARN} finetune {CONFIG_ARGS} --experiment {params.experiment} "
         "--dataset {params.dataset} {params.fold} --store {STORE} --init {input.init:q} "
         "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} {params.run_overrides} "
-        "> {log:q} 2>&1"
+        ">> {log:q} 2>&1"
 
 
 rule evaluate:
@@ -66,6 +78,7 @@ rule evaluate:
         f"{LOGS}/evaluate/{{run}}/{{target}}-{{test}}.log",
     params:
         fold=lambda wc: fold_flag(wc.target, wc.test),
+        config_hash=CONFIG_HASH["evaluate"],
     threads: GPU_STAGE_THREADS
     shell:
         "{UNILEARN} evaluate --checkpoint {input.checkpoint:q} --store {STORE} "

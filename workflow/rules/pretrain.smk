@@ -23,7 +23,12 @@ rule pretrain:
         f"{LOGS}/pretrain/{{mode}}.log",
     params:
         out=lambda wc: layout.pretrain_dir(RUNS, wc.mode),
+        config_hash=CONFIG_HASH["pretrain"],
+        fresh=lambda wc: fresh_if_config_changed(
+            layout.pretrain_dir(RUNS, wc.mode), CONFIG_HASH["pretrain"]
+        ),
     threads: GPU_STAGE_THREADS
     shell:
+        "( {params.fresh} ) > {log} 2>&1; "
         "{UNILEARN} pretrain {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
-        "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} > {log} 2>&1"
+        "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} >> {log} 2>&1"

@@ -1,3 +1,4 @@
+# Overrides go right after the table/figure name: argparse takes positionals in one run.
 # The paper's tables (CSV + Markdown: ours, the paper's number, the gap) and figures (PNG).
 
 
@@ -28,9 +29,11 @@ rule table:
         md=f"{RESULTS}/{{table}}.md",
     log:
         f"{LOGS}/report/{{table}}.log",
+    params:
+        config_hash=CONFIG_HASH[None],
     shell:
-        "{UNILEARN} tables {wildcards.table} {CONFIG_ARGS} --runs {RUNS} --manifests {MANIFESTS} "
-        "--out {output.csv:q} {OVERRIDE_ARGS} > {log:q} 2>&1"
+        "{UNILEARN} tables {wildcards.table} {OVERRIDE_ARGS} {CONFIG_ARGS} --runs {RUNS} "
+        "--manifests {MANIFESTS} --out {output.csv:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -40,6 +43,8 @@ rule figure:
         f"{RESULTS}/{{figure}}.png",
     log:
         f"{LOGS}/report/{{figure}}.log",
+    params:
+        config_hash=CONFIG_HASH[None],
     shell:
-        "{UNILEARN} figure {wildcards.figure} {CONFIG_ARGS} --runs {RUNS} --out {output:q} "
-        "{OVERRIDE_ARGS} > {log:q} 2>&1"
+        "{UNILEARN} figure {wildcards.figure} {OVERRIDE_ARGS} {CONFIG_ARGS} --runs {RUNS} "
+        "--out {output:q} > {log:q} 2>&1"
