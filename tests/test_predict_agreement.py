@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from unilearn.cli import main as cli
+from unilearn.models.checkpoint import read_checkpoint
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 SHORT_SIDE = 40
@@ -46,11 +47,16 @@ def test_predict_agrees_with_evaluate_clip_by_clip(trained):
     stored = pd.read_parquet(trained["store"] / "dfew.parquet")
     paths = stored.drop_duplicates("clip_id").set_index("clip_id")["path"]
     frame_folders = [paths[c] for c in evaluated["clip_id"]]
+    meta = read_checkpoint(trained["checkpoint"])["meta"]
+    assert meta.get("preprocess", {}).get("short_side") == SHORT_SIDE, (
+        "unilearn finetune must record the store's settings.json in meta.preprocess "
+        "(docs/ARCHITECTURE.md), so predict needs no config file"
+    )
     out = trained["work"] / "predict.parquet"
-    # DFEW is distributed face-cropped: preprocess only resized it, so predict does too
+    # DFEW is distributed face-cropped: preprocess only resized it, so predict does too. No
+    # preprocessing flags: the checkpoint says how its store was built.
     rc = cli(["predict", str(trained["checkpoint"]), *frame_folders, "--crop", "none",
-              "--short-side", str(SHORT_SIDE), "--batch-size", "5", "--out", str(out),
-              "--no-progress"])  # fmt: skip
+              "--batch-size", "5", "--out", str(out), "--no-progress"])  # fmt: skip
     assert rc == 0
     predicted = pd.read_parquet(out)
     assert list(predicted["input"]) == frame_folders and set(predicted["status"]) == {"ok"}

@@ -96,7 +96,7 @@ def thread_detector(backend: str) -> FaceDetector:
     return cache[backend]
 
 
-def choose_head(kind: str, n_frames: int, spec: InferenceModel) -> tuple[str, str]:
+def choose_head(kind: str, spec: InferenceModel) -> tuple[str, str]:
     """(head, note): SFER for images when the model has an SFER head, DFER otherwise."""
     if kind == "image" and spec.has_head("sfer"):
         return "sfer", ""
@@ -160,7 +160,7 @@ def _prepare(
     settings: PreprocessSettings = spec.settings
     n = len(source)
     out.n_frames, out.fps = n, source.fps or (options.fps if out.item.kind == "frames" else None)
-    out.head, note = choose_head(out.item.kind, n, spec)
+    out.head, note = choose_head(out.item.kind, spec)
     if note:
         out.notes.append(note)
     if n == 1:  # an image: one clip, the frame repeated as one tubelet (as evaluate does)
@@ -183,7 +183,7 @@ def _prepare(
             boxes = None
             out.notes.append(f"face fills the frame ({fill:.2f}): taken as a face crop, resized")
     out.crop = "resize" if boxes is None else "face"
-    pixels = cut_face_clip(source, boxes, settings, keep)
+    pixels = cut_face_clip(source, boxes, settings, keep, chunk=source.chunk)
     if settings.jpeg_quality:
         pixels = jpeg_round_trip(pixels, settings.jpeg_quality)
     out.frames = pixels

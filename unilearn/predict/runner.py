@@ -37,8 +37,7 @@ class Scored:
     probs: np.ndarray | None = None
     window_probs: np.ndarray | None = None
     model_s: float = 0.0
-    _clip_probs: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
-    _expected: int = 0
+    _clip_probs: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict)
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype | None:
@@ -106,7 +105,6 @@ def _finish(scored: Scored) -> None:
             [p[("window", w)] for w in range(len(scored.prepared.windows))]
         ).numpy()
     scored._clip_probs = {}
-    scored.prepared.frames = None  # pixels no longer needed
 
 
 def predict_inputs(
@@ -134,6 +132,7 @@ def predict_inputs(
                 try:
                     for role, k, clip in iter_clips(prepared, spec.input_size):
                         scorer.add(scored, (role, k), clip)
+                    prepared.frames = None  # its clips are built: memory stays bounded
                 except Exception as exc:  # noqa: BLE001 - a clip that cannot be built fails its input only
                     prepared.reason = f"{type(exc).__name__}: {prepared.item.path}: {exc}"
                     prepared.reason_code = "error"
