@@ -12,7 +12,6 @@ workload (a 2-thread torch matmul loop) measured in the same run; the targets ar
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import subprocess
@@ -62,17 +61,20 @@ def tree_rss_bytes(root: int) -> int:
 
 
 def rule_times(workdir: Path) -> dict[str, tuple[int, float]]:
-    """rule -> (jobs, summed job seconds), from .snakemake/metadata."""
-    out: dict[str, list] = defaultdict(lambda: [0, 0.0])
+    """rule -> (jobs, summed job seconds), from .snakemake/metadata (one record per output file,
+    so a job with several outputs is counted once, by its job hash)."""
+    jobs: dict[tuple[str, int], float] = {}
     for path in (workdir / ".snakemake" / "metadata").glob("*"):
         try:
             meta = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        name = base64.b64decode(path.name.replace("@", "/")).decode(errors="replace")
-        if meta.get("starttime") and meta.get("endtime") and not name.endswith(".json_"):
-            out[meta["rule"]][0] += 1
-            out[meta["rule"]][1] += meta["endtime"] - meta["starttime"]
+        if meta.get("starttime") and meta.get("endtime"):
+            jobs[(meta["rule"], meta["job_hash"])] = meta["endtime"] - meta["starttime"]
+    out: dict[str, list] = defaultdict(lambda: [0, 0.0])
+    for (rule, _), secs in jobs.items():
+        out[rule][0] += 1
+        out[rule][1] += secs
     return {rule: (n, s) for rule, (n, s) in out.items()}
 
 
