@@ -15,6 +15,7 @@ from unilearn.data.face import (
     crop_frames,
     smooth_boxes,
     square_boxes,
+    track_face,
 )
 
 # The astronaut's face in skimage's 512x512 photo (eyes near (203, 101) and (246, 103)).
@@ -37,6 +38,20 @@ def test_detector_finds_the_face_in_a_real_photo(backend):
         assert faces[0].score > 0.99
         assert faces[0].landmarks.shape == (5, 2)
         assert _contains(box, faces[0].landmarks[2])  # the nose is inside the face box
+
+
+def test_auto_detector_falls_back_to_haar_on_a_clip_mtcnn_misses():
+    # An impossible MTCNN threshold makes MTCNN miss the face; the cascade (no score threshold)
+    # still finds it, for the whole clip.
+    frames = np.stack([astronaut()] * 3)
+    strict = FaceDetector("auto", min_score=1.01)
+    assert strict.backend == "mtcnn" and strict.detect(frames[0]) == []
+    track, n_detections = track_face(frames, strict, FaceCropConfig(detect_stride=1))
+    assert n_detections == 3
+    centre = ((track[0, 0] + track[0, 2]) / 2, (track[0, 1] + track[0, 3]) / 2)
+    assert _contains(ASTRONAUT_FACE, centre)
+    with pytest.raises(NoFaceError):  # an explicit backend never falls back
+        track_face(frames, FaceDetector("mtcnn", min_score=1.01))
 
 
 def test_detector_finds_nothing_in_a_blank_frame():

@@ -44,8 +44,10 @@ class Face:
 class FaceDetector:
     """`FaceDetector(backend).detect(rgb_uint8_HxWx3) -> list[Face]`, best first.
 
-    `backend`: `mtcnn` (default through `auto`), `haar` (OpenCV 4 cascade; its score is the
-    cascade's level weight, not a probability), or `auto` (MTCNN when importable, else Haar).
+    `backend`: `mtcnn`, `haar` (OpenCV 4 cascade; its score is the cascade's level weight, not a
+    probability), or `auto` (MTCNN when importable, else Haar; with MTCNN, `fallback` is a Haar
+    detector that `track_face` tries on a clip where MTCNN found no face at all: MTCNN at its 0.9
+    threshold misses some faces, e.g. drawn or small ones, that the cascade finds).
     Frames larger than `max_side` are downscaled for detection; boxes come back in input pixels.
     """
 
@@ -64,6 +66,9 @@ class FaceDetector:
         self.min_score = min_score
         self.max_side = max_side
         self.backend = _resolve_backend(backend)
+        self.fallback: FaceDetector | None = None
+        if backend == "auto" and self.backend == "mtcnn":
+            self.fallback = FaceDetector("haar", min_face_size, min_score, max_side)
         if self.backend == "mtcnn":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the package triggers SyntaxWarnings on import
@@ -172,8 +177,9 @@ def track_face(
     The detector runs on the `probe_frames` (every `detect_stride`-th frame and the last), in
     order; `frames` may be any sequence with `len()` and `frames[t]` (a lazily decoded clip). The
     track starts at the most prominent face (score x area) and follows the detection nearest to it;
-    frames between detections get linearly interpolated boxes. Raises `NoFaceError` if no frame has
-    a face.
+    frames between detections get linearly interpolated boxes. When no probed frame has a face,
+    the detector's `fallback` (if any) tracks the whole clip instead (one detector per clip keeps
+    box geometry consistent); raises `NoFaceError` if that finds none either.
     """
     n = len(frames)
     stride = max(1, config.detect_stride)
@@ -196,6 +202,8 @@ def track_face(
                 continue
         current, lost = boxes[pick], 0
         hits[t] = current
+    if not hits and detector.fallback is not None:
+        return track_face(frames, detector.fallback, config)
     if not hits:
         raise NoFaceError(f"no face found in {len(probe)} of {n} frames (every {stride}th frame)")
     known = np.array(sorted(hits))
