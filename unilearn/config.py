@@ -164,6 +164,10 @@ class DecoderConfig(_Strict):
 
 class ModelConfig(_Strict):
     size: Literal["tiny", "base"] = "base"  # base = ViT-B/16; tiny = width 192, depth 4
+    # Optional changes to the size's encoder (null = the size's own): e.g. a narrower demo model.
+    width: PositiveInt | None = None
+    depth: PositiveInt | None = None
+    heads: PositiveInt | None = None
     num_frames: PositiveInt = 16
     input_size: PositiveInt = 160
     tubelet_size: PositiveInt = 2
@@ -184,13 +188,26 @@ class ModelConfig(_Strict):
             raise ValueError(
                 f"num_frames={self.num_frames} must be a multiple of tubelet_size={self.tubelet_size}"
             )
-        depth = MODEL_SIZES[self.size][1]
+        width, depth, heads = self.encoder_shape
+        if width % heads:
+            raise ValueError(f"width={width} is not a multiple of heads={heads}")
         pos = self.moae.position
         if isinstance(pos, list) and max(pos) >= depth:
             raise ValueError(
                 f"moae.position={pos}: block index {max(pos)} >= depth {depth} of size {self.size}"
             )
         return self
+
+    @property
+    def encoder_shape(self) -> tuple[int, int, int]:
+        """(width, depth, heads) of the encoder: the size's, changed by width/depth/heads."""
+        w, d, h = MODEL_SIZES[self.size]
+        return self.width or w, self.depth or d, self.heads or h
+
+    def encoder_kwargs(self) -> dict[str, int]:
+        """The encoder-shape kwargs that differ from the size's defaults."""
+        given = {"embed_dim": self.width, "depth": self.depth, "num_heads": self.heads}
+        return {key: value for key, value in given.items() if value is not None}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,8 +270,30 @@ class FinetuneConfig(_OptimConfig):
     mixup_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     mixup_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     randaug: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec; null = off
+    # RandomResizedCrop area range (VideoMAE / MAE-DFER: 0.08-1)
+    crop_scale: tuple[
+        Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]
+    ] = (
+        0.08,
+        1.0,
+    )
     # Fraction of the SFER dataset used per epoch (Figure 3b; paper default 50%).
     sfer_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _crop_range(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if v[0] > v[1]:
+            raise ValueError(f"crop_scale {list(v)}: the lower bound exceeds the upper")
+        return v
+
+    @model_validator(mode="after")
+    def _even_batch_for_mixup(self):
+        if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
+            raise ValueError(
+                f"batch_size={self.batch_size} must be even when mixup/cutmix is on (timm)"
+            )
+        return self
 
     @field_validator("randaug")
     @classmethod
@@ -575,6 +614,7 @@ class Config(Settings):
             "num_frames": m.num_frames,
             "tubelet_size": m.tubelet_size,
             "drop_path_rate": m.drop_path,
+            **m.encoder_kwargs(),
         }
         if arch in ("unilearn", "vit_moe"):
             kwargs.update(
@@ -600,6 +640,7 @@ class Config(Settings):
             "mask_ratio_video": p.mask_ratio_video,
             "mask_ratio_image": p.mask_ratio_image,
             "norm_pix_loss": p.norm_pix_loss,
+            **m.encoder_kwargs(),
         }
         return name, kwargs
 

@@ -8,6 +8,7 @@ resumable RUN/last.pt; re-running the same command resumes.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def run(
             find_unused_parameters=True,
         )  # fmt: skip
 
-    meta = _meta(resolved, digest, fold, init)
+    meta = _meta(resolved, digest, fold, init, store)
     group = f"{rcfg.name}/{experiment}"
     name = dataset if fold is None else f"{dataset}-{fold}"
     wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
@@ -228,6 +229,7 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
     from unilearn.data.datasets import build_finetune_loader
     from unilearn.data.mixup import ClipMixup
+    from unilearn.data.transforms import TrainClipTransform
 
     ft, m = cfg.finetune, cfg.model
     loader = build_finetune_loader(
@@ -237,6 +239,12 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
         frame_stride=ft.frame_stride,
     )  # fmt: skip
+    if tuple(ft.crop_scale) != TrainClipTransform(m.input_size).scale:
+        # the loader builder takes no crop range: give each training set the configured one
+        for source in loader.loader.dataset.sources.values():
+            source.transform = TrainClipTransform(
+                m.input_size, ft.randaug, scale=tuple(ft.crop_scale)
+            )
     mixups = {}
     if ft.mixup > 0 or ft.cutmix > 0:
         for task, names in resolved.labels.items():
@@ -260,10 +268,20 @@ def _load_init(model, init: Path, pretrain_mode: str, verbose: bool) -> None:
         print(report)
 
 
-def _meta(resolved, digest: str, fold: int | None, init: Path | None) -> dict[str, Any]:
-    """What inference needs (model, heads, input) and where the weights came from."""
+def _meta(
+    resolved, digest: str, fold: int | None, init: Path | None, store: Path | None
+) -> dict[str, Any]:
+    """What inference needs (model, heads, input, how the store cut its face clips) and where
+    the weights came from."""
     m = resolved.config.model
-    return {
+    preprocess = None
+    settings = (
+        Path(store or ".") / (resolved.dfer_dataset or resolved.sfer_dataset) / "settings.json"
+    )
+    if store is not None and settings.is_file():
+        preprocess = json.loads(settings.read_text())
+    meta = {} if preprocess is None else {"preprocess": preprocess}
+    return meta | {
         "model_name": resolved.model_name,
         "model_kwargs": dict(resolved.model_kwargs),
         "labels": {head: list(names) for head, names in resolved.labels.items()},
