@@ -3,8 +3,10 @@
 
 import hashlib
 import json
+import os
 import shlex
 import sys
+import time
 
 from snakemake.exceptions import WorkflowError
 
@@ -44,6 +46,11 @@ RESULTS = config["results"]
 LOGS = f"{RUNS}/logs"
 TABLES = spec.TABLES
 FIGURES = spec.FIGURES
+
+# W&B: runs are grouped by <config name>/<experiment> (the engines), so a sweep's points sit side
+# by side; every run started by this invocation also carries one tag (jobs inherit the variable,
+# Slurm jobs too), to find them together.
+os.environ.setdefault("WANDB_TAGS", f"workflow-{CFG.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 # The interpreter running Snakemake, so rules need no activated environment.
 UNILEARN = f"{shlex.quote(sys.executable)} -m unilearn"
