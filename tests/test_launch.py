@@ -136,3 +136,19 @@ def test_multi_task_job_exports_one_rank_per_task(tmp_path, monkeypatch):
         ("0", "2", "0"),
         ("1", "2", "1"),
     ]
+
+
+def test_thin_submitter_reads_resources_from_config_and_passes_stage_args_verbatim(tmp_path):
+    from unilearn.launch.__main__ import parse
+
+    argv = ["finetune", "--config", "c.yaml", "launcher.slurm.partition=gpu", "--slurm-gpus", "2",
+            "--", "--config", "c.yaml", "--experiment", "unilearn", "--out", "runs/x@n=2/dfew-fold1",
+            "finetune.epochs=3"]  # fmt: skip
+    args, stage_argv = parse(argv)
+    assert (args.stage, args.config, args.overrides) == (
+        "finetune",
+        ["c.yaml"],
+        ["launcher.slurm.partition=gpu"],
+    )
+    assert args.slurm_gpus == 2 and args.out == "runs/x@n=2/dfew-fold1"
+    assert stage_argv == argv[argv.index("--") + 1 :]

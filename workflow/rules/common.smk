@@ -57,9 +57,17 @@ UNILEARN = f"{shlex.quote(sys.executable)} -m unilearn"
 CONFIG_ARGS = " ".join(f"--config {shlex.quote(path)}" for path in CONFIGS)
 OVERRIDE_ARGS = " ".join(shlex.quote(o) for o in OVERRIDES)
 LAUNCHER = config["launcher"] or CFG.launcher.name
-LAUNCH_ARGS = f"--launcher {LAUNCHER}" + (
-    f" --submitit-cluster {config['submitit_cluster']}" if LAUNCHER == "submitit" else ""
-)
+# How each GPU stage starts: here, or as a Slurm job through `python -m unilearn.launch`, which
+# submits the same stage command without importing it (a waiting submitter holds ~40 MB instead
+# of the ~800 MB of torch and friends, so many folds can wait side by side on a login node).
+if LAUNCHER == "submitit":
+    GPU_STAGE = {
+        stage: f"{shlex.quote(sys.executable)} -m unilearn.launch {stage} {CONFIG_ARGS} "
+        f"{OVERRIDE_ARGS} --submitit-cluster {config['submitit_cluster']} -- "
+        for stage in ("pretrain", "finetune", "evaluate")
+    }
+else:
+    GPU_STAGE = {s: f"{UNILEARN} {s} --launcher local" for s in ("pretrain", "finetune", "evaluate")}
 # A GPU stage run here uses the config's torch threads; submitted to Slurm, only a waiting process.
 GPU_STAGE_THREADS = 1 if LAUNCHER == "submitit" else (CFG.runtime.threads or 1)
 

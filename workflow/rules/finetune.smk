@@ -59,9 +59,9 @@ rule finetune:
     threads: GPU_STAGE_THREADS
     shell:
         "( {params.fresh} ) > {log:q} 2>&1; "
-        "{UNILEARN} finetune {CONFIG_ARGS} --experiment {params.experiment} "
+        "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} "
         "--dataset {params.dataset} {params.fold} --store {STORE} --init {input.init:q} "
-        "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} {params.run_overrides} "
+        "--out {params.out:q} --no-progress {OVERRIDE_ARGS} {params.run_overrides} "
         ">> {log:q} 2>&1"
 
 
@@ -81,9 +81,9 @@ rule evaluate:
         config_hash=CONFIG_HASH["evaluate"],
     threads: GPU_STAGE_THREADS
     shell:
-        "{UNILEARN} evaluate --checkpoint {input.checkpoint:q} --store {STORE} "
+        "{GPU_STAGE[evaluate]} --checkpoint {input.checkpoint:q} --store {STORE} "
         "--dataset {wildcards.test} {params.fold} --out {output.predictions:q} {CONFIG_ARGS} "
-        "--no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} > {log:q} 2>&1"
+        "--no-progress {OVERRIDE_ARGS} > {log:q} 2>&1"
 
 
 rule aggregate:

@@ -30,5 +30,5 @@ rule pretrain:
     threads: GPU_STAGE_THREADS
     shell:
         "( {params.fresh} ) > {log} 2>&1; "
-        "{UNILEARN} pretrain {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
-        "--out {params.out:q} --no-progress {LAUNCH_ARGS} {OVERRIDE_ARGS} >> {log} 2>&1"
+        "{GPU_STAGE[pretrain]} {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
+        "--out {params.out:q} --no-progress {OVERRIDE_ARGS} >> {log} 2>&1"

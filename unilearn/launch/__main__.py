@@ -1,0 +1,70 @@
+"""`python -m unilearn.launch STAGE [--config YAML]... [key.sub=value]... [--slurm-*] -- STAGE_ARGS`
+
+Submits `unilearn STAGE STAGE_ARGS --launcher local` as a Slurm job exactly as `unilearn STAGE
+STAGE_ARGS --launcher submitit` does (same resources, log streaming, cancel on signals, requeue),
+but without importing the stage: a stage imports torch, timm and OpenCV (~800 MB resident), while
+this waiting process holds ~50 MB, so a login node can wait on many folds at once. The workflow
+uses it for its GPU stages under `launcher: submitit`.
+
+The config files and overrides before `--` are read for the `launcher` section only; the stage
+reads its own from STAGE_ARGS. Logs go to `slurm/` beside the stage's `--out` unless
+`--slurm-folder` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from unilearn.launch.job import StageCommand
+from unilearn.launch.resources import add_launcher_arguments, resolve_resources
+from unilearn.launch.submit import job_argv, run_as_job, submission_folder
+
+GPU_STAGES = ("pretrain", "finetune", "evaluate")
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    if "--" not in argv:
+        raise SystemExit(
+            f"usage: python -m unilearn.launch STAGE [options] -- STAGE_ARGS\n{__doc__}"
+        )
+    split = argv.index("--")
+    parser = argparse.ArgumentParser(
+        prog="python -m unilearn.launch",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("stage", choices=GPU_STAGES)
+    parser.add_argument("--config", action="append", default=[], metavar="YAML",
+                        help="config file(s) whose launcher section gives the resources")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="config overrides (e.g. launcher.slurm.partition=gpu)")  # fmt: skip
+    add_launcher_arguments(parser)
+    args = parser.parse_intermixed_args(argv[:split])
+    stage_argv = argv[split + 1 :]
+    # Where the stage writes (for the default log folder): only --out is read here.
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--out")
+    args.out = out.parse_known_args(stage_argv)[0].out
+    args.stage_argv = stage_argv
+    return args, stage_argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    from unilearn.config import load_config
+
+    args, stage_argv = parse(list(sys.argv[1:] if argv is None else argv))
+    launcher = load_config(args.config, args.overrides).launcher.for_stage(args.stage)
+    resources = resolve_resources(launcher.slurm.model_dump(), args)
+    command = StageCommand([args.stage, *job_argv(stage_argv)])
+    return run_as_job(
+        command,
+        submission_folder(args, args.stage),
+        resources,
+        cluster=args.submitit_cluster,
+        stream=not args.slurm_quiet,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
