@@ -1,5 +1,6 @@
 """The workflow under `--profile slurm` on the real local cluster: its GPU stages run as Slurm
-jobs; `scancel` of one fails its rule cleanly; a re-run completes only what is missing.
+jobs; `scancel` of one fails its rule cleanly; a re-run completes only what is missing; the sweep
+targets build Figure 3a/3b from one Slurm job per point.
 
 Uses the small demo variant (tests/workflow_run.SMALL: tiny synthetic data, FERV39K only, one
 epoch) so that the whole run stays around two minutes; one CPU and 1 GB per job, so two jobs
@@ -11,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 from workflow_run import SMALL, SNAKEMAKE, job_counts, overrides_arg, snakemake, workflow_copy
@@ -78,3 +81,16 @@ def test_gpu_stages_run_as_slurm_jobs_and_a_rerun_completes_what_was_cancelled(
     assert set(frame.method) == {"chance", "VideoMAE", "UniLearn"}
     assert frame.uar.between(0, 100).all()
     assert frame[frame.method != "chance"].config_hash.str.fullmatch(r"[0-9a-f]{64}").all()
+
+    # Sweeps: each point of sweeps.n_experts=[2,4] and sfer_proportion=[0.5,1.0] is its own run.
+    figures = ["results/figure3a.png", "results/figure3b.png"]
+    counts = job_counts(snakemake(workdir, *args[:2], *figures, *args[3:], timeout=900).output)
+    assert counts["finetune"] == counts["evaluate"] == 4 and "pretrain" not in counts
+    sweep_jobs = [j for j in _jobs_in(workdir, since) if j not in jobs + rerun]
+    assert (
+        sorted(name for _, name, _ in sweep_jobs)
+        == ["unilearn-evaluate"] * 4 + ["unilearn-finetune"] * 4
+    )
+    for figure in figures:
+        pixels = matplotlib.image.imread(workdir / figure)
+        assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50  # a real plot

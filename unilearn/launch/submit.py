@@ -136,6 +136,8 @@ def run_as_job(
             )
             _wait(job, follower, poll_s, err, kind)
             try:
+                if _ended_without_result(job):
+                    raise submitit.core.utils.UncompletedJobError(job.job_id)
                 job.results()
             except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError):
                 state = _state(job)
@@ -183,6 +185,28 @@ def _wait(job: Any, follower: LogFollower | None, poll_s: float, err: TextIO, ki
     if follower:
         time.sleep(0.5)  # let the file system show the job's last lines
         follower.pump()
+
+
+# Slurm states after which no result will ever appear: no need for submitit's 15-s wait for one.
+_FINAL_WITHOUT_RESULT = (
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "DEADLINE",
+    "BOOT_FAIL",
+)
+
+
+def _ended_without_result(job: Any) -> bool:
+    if not isinstance(job, SlurmJob) or any(t.paths.result_pickle.exists() for t in _tasks(job)):
+        return False
+    state = job.watcher.get_state(job.job_id, mode="cache")
+    return state.startswith(_FINAL_WITHOUT_RESULT)
+
+
+def _tasks(job: Any) -> list:
+    return [job.task(i) for i in range(job.num_tasks)]
 
 
 def _state(job: Any) -> str:

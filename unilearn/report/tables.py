@@ -109,7 +109,8 @@ def _parameter_counts(table: spec.TableSpec, cfg) -> dict[str, dict[str, float]]
 
     # The paper's shape: ViT-B/16, 16 x 160^2, 8 experts, top-2 (its Table 3 counts).
     vit_b = cfg.with_overrides(
-        [("model.size", "base"), ("model.input_size", 160), ("model.num_frames", 16),
+        [("model.size", "base"), ("model.width", None), ("model.depth", None),
+         ("model.heads", None), ("model.input_size", 160), ("model.num_frames", 16),
          ("model.moae.n_experts", 8), ("model.moae.top_k", 2)]
     )  # fmt: skip
     out = {}
