@@ -102,6 +102,14 @@ def test_finetune_on_learnable_clips_clearly_beats_chance(learnable_store, tmp_p
     assert meta["labels"]["dfer"][0] == "happy" and meta["preprocess"]["short_side"] == 40
     assert meta["config_hash"] == (ft / "config.sha256").read_text().strip() == table.config_hash[0]
 
+    # AffectNet-7 (its validation set) is scored with the SFER head of the same checkpoint
+    sfer = tmp_path / "sfer.parquet"
+    assert cli(["evaluate", "--checkpoint", str(ft / "checkpoint.pt"), "--store", store,
+                "--dataset", "affectnet7", "--out", str(sfer), "--no-progress",
+                "wandb.mode=disabled"]) == 0  # fmt: skip
+    images = pd.read_parquet(sfer)
+    assert len(images) == 7 and set(images["head"]) == {"sfer"} and images.fold.isna().all()
+
     out = tmp_path / "pooled.json"
     assert cli(["aggregate", str(pred), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["uar"] == pytest.approx(metrics["uar"])
