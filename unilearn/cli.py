@@ -13,17 +13,44 @@ import sys
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
 STAGES: dict[str, tuple[str, str]] = {
     "synth": ("unilearn.data.synth", "write learnable synthetic datasets in the native layouts"),
-    "doctor": ("unilearn.doctor.cli", "check a dataset copy against the paper's protocol before training"),
+    "doctor": (
+        "unilearn.doctor.cli",
+        "check a dataset copy against the paper's protocol before training",
+    ),
     "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
-    "preprocess": ("unilearn.data.preprocess", "crop faces, resize and write the clip store (resumable, parallel)"),
-    "pretrain": ("unilearn.engine.pretrain", "dual-modal MAE pre-training (Table 2 modes); resumable"),
-    "finetune": ("unilearn.engine.finetune", "joint SFER/DFER fine-tuning of one experiment, dataset and fold"),
-    "evaluate": ("unilearn.engine.evaluate", "2-clip test of a checkpoint: per-clip predictions, metrics, expert usage"),
-    "aggregate": ("unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"),
-    "tables": ("unilearn.report.tables", "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)"),
+    "preprocess": (
+        "unilearn.data.preprocess",
+        "crop faces, resize and write the clip store (resumable, parallel)",
+    ),
+    "pretrain": (
+        "unilearn.engine.pretrain",
+        "dual-modal MAE pre-training (Table 2 modes); resumable",
+    ),
+    "finetune": (
+        "unilearn.engine.finetune",
+        "joint SFER/DFER fine-tuning of one experiment, dataset and fold",
+    ),
+    "evaluate": (
+        "unilearn.engine.evaluate",
+        "2-clip test of a checkpoint: per-clip predictions, metrics, expert usage",
+    ),
+    "aggregate": (
+        "unilearn.engine.aggregate",
+        "pool the test folds' predictions; UAR/WAR once on the pool",
+    ),
+    "tables": (
+        "unilearn.report.tables",
+        "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)",
+    ),
     "figure": ("unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b as PNG"),
-    "predict": ("unilearn.predict.cli", "run a fine-tuned or imported checkpoint on raw videos, frame folders and images"),
-    "params": ("unilearn.models.params", "print total and per-token active parameter counts of a model"),
+    "predict": (
+        "unilearn.predict.cli",
+        "run a fine-tuned or imported checkpoint on raw videos, frame folders and images",
+    ),
+    "params": (
+        "unilearn.models.params",
+        "print total and per-token active parameter counts of a model",
+    ),
 }
 
 
@@ -37,7 +64,9 @@ def _top_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
-    parser.add_argument("stage", choices=list(STAGES), metavar="STAGE", help="pipeline stage to run")
+    parser.add_argument(
+        "stage", choices=list(STAGES), metavar="STAGE", help="pipeline stage to run"
+    )
     return parser
 
 

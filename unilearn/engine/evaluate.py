@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="key.sub=value",
-        help="config overrides, e.g. evaluate.batch_size=64",
+        help="config overrides, after all options: evaluate.batch_size=64",
     )
     launch.add_launcher_arguments(parser)  # fmt: skip
 

@@ -90,7 +90,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="key.sub=value",
-        help="config overrides, e.g. finetune.epochs=50 model.moae.n_experts=4",
+        help="config overrides, after all options: finetune.epochs=50 model.moae.n_experts=4",
     )
     launch.add_launcher_arguments(parser)  # fmt: skip
 
