@@ -3,11 +3,14 @@ a second run does no work, a killed run resumes to the same store."""
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +28,7 @@ from _media import (
 from PIL import Image
 
 from unilearn.data.preprocess import PreprocessSettings, preprocess
-from unilearn.data.store import ClipStore
+from unilearn.data.store import ClipStore, StoreWriter, read_journal
 
 SETTINGS = PreprocessSettings(short_side=48)
 
@@ -57,7 +60,10 @@ def test_preprocess_finds_faces_in_a_photo_and_raw_videos_and_quarantines_the_re
     quarantined = pd.read_parquet(store_dir / "raw.quarantine.parquet").set_index("clip_id")
     assert set(stored.index) == {"photo", "video0", "video1"}
     assert quarantined.loc["noface", "reason"].startswith("no face")
-    assert quarantined["reason_code"].to_dict() == {"noface": "no_face", "broken": "unreadable_media"}
+    assert quarantined["reason_code"].to_dict() == {
+        "noface": "no_face",
+        "broken": "unreadable_media",
+    }
     assert (
         quarantined.loc["broken", "reason"].startswith("unreadable media")
         and "broken.mp4" in quarantined.loc["broken", "reason"]
@@ -71,18 +77,20 @@ def test_preprocess_finds_faces_in_a_photo_and_raw_videos_and_quarantines_the_re
     assert np.abs(crop.astype(int) - face).mean() < 0.5 * np.abs(crop.astype(int) - other).mean()
 
 
-def _frames_manifest(tmp_path: Path, n_clips: int = 6) -> Path:
+def _frames_manifest(tmp_path: Path, n_clips: int = 6, extra_rows: Sequence[dict] = ()) -> Path:
     rows = []
     for i in range(n_clips):
-        folder = write_frames(tmp_path / "src" / f"{i:05d}", moving_pattern(5 + i, 64, seed=i))
+        n_frames = 5 + i % 8  # clips differ in length; a long manifest stays cheap
+        folder = write_frames(tmp_path / "src" / f"{i:05d}", moving_pattern(n_frames, 64, seed=i))
         for fold in (1, 2, 3):  # listed in three folds, stored once
             rows.append(
-                manifest_row("dfew", f"{i:05d}", folder, "frames", i % 7, 5 + i, "train", fold)
+                manifest_row("dfew", f"{i:05d}", folder, "frames", i % 7, n_frames, "train", fold)
             )
     (tmp_path / "src" / "empty").mkdir()
     rows.append(
         manifest_row("dfew", "empty", tmp_path / "src" / "empty", "frames", 0, 0, "test", 1)
     )
+    rows += extra_rows
     path = tmp_path / "dfew.parquet"
     manifest_frame(rows).to_parquet(path)
     return path
@@ -135,7 +143,14 @@ def test_an_interrupted_run_resumes_to_the_same_store(tmp_path):
 
 @pytest.mark.slow
 def test_a_killed_parallel_run_resumes_to_the_same_store(tmp_path):
-    manifest = _frames_manifest(tmp_path, n_clips=40)
+    # More clips than a journal flush holds, so the first journal lines come by count, not by time;
+    # the last clip reads a named pipe nobody writes to, so the run cannot finish before the kill.
+    flush_every = inspect.signature(StoreWriter).parameters["flush_every"].default
+    gate = tmp_path / "gate.png"
+    os.mkfifo(gate)
+    gate_row = manifest_row("dfew", "gate", gate, "image", 0, 1, "train", 1)
+    manifest = _frames_manifest(tmp_path, n_clips=flush_every + 16, extra_rows=[gate_row])
+    n_clips = flush_every + 18  # + the empty clip and the gate
     store = tmp_path / "store"
     cmd = [
         sys.executable,
@@ -154,26 +169,30 @@ def test_a_killed_parallel_run_resumes_to_the_same_store(tmp_path):
     proc = subprocess.Popen(
         cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
-    journal = store / "dfew" / "journal-00001.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") >= 1:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, (
-        "the run finished before it could be killed; make the manifest longer"
-    )
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included, mid-write
-    proc.wait()
-    done_before = journal.read_text().count("\n")
-    assert 0 < done_before < 41
-    subprocess.run([*cmd, "--workers", "1"], check=True, capture_output=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not read_journal(store, "dfew") and proc.poll() is None:
+            assert time.monotonic() < deadline, "no clip journaled within 120 s"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the kill (it should wait on the gate)"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the whole run, workers included, mid-write
+        proc.wait()
+    done_before = len(read_journal(store, "dfew"))
+    assert 0 < done_before < n_clips
+    gate.unlink()
+    Image.fromarray(moving_pattern(1, 64, seed=99)[0]).save(gate)
+    rerun = subprocess.run([*cmd, "--workers", "1"], check=True, capture_output=True, text=True)
+    counts = re.search(r"(\d+) unique clips; (\d+) already in the store, (\d+) stored now, (\d+) failed now", rerun.stdout)  # fmt: skip
+    clips, already, stored_now, failed_now = map(int, counts.groups())
+    assert (clips, already) == (n_clips, done_before)
+    assert stored_now + failed_now == n_clips - done_before  # the re-run does only what is missing
     preprocess(manifest, tmp_path / "reference", SETTINGS, workers=0, progress=False)
     resumed, reference = (
         _store_contents(store, "dfew"),
         _store_contents(tmp_path / "reference", "dfew"),
     )
-    assert resumed.keys() == reference.keys() and len(resumed) == 40
+    assert resumed.keys() == reference.keys() and len(resumed) == n_clips - 1
     assert all(np.array_equal(resumed[k], reference[k]) for k in resumed)
     quarantine = pd.read_parquet(store / "dfew.quarantine.parquet")
     assert quarantine["clip_id"].tolist() == ["empty"]
