@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,6 +281,66 @@ def attach_frame_counts(
             e["n_frames"] = n
             kept.append(e)
     return kept, bad
+
+
+def split_file_entries(
+    out: NativeRead,
+    rel: str,
+    lines: Sequence[str],
+    *,
+    first_line: int,
+    fold: int | None,
+    split: str,
+    parse: Callable[[str], tuple[str, tuple[str, str] | None]],
+    expected: str,
+    frames_dir: str,
+) -> list[dict]:
+    """The clips a frame-folder dataset's split file `rel` lists, as entries with `native_label`.
+
+    `lines` are the file's lines from line number `first_line` on (blank ones are skipped).
+    `parse(line)` gives `(id as written, (clip_id, native label))`, or `(id as written, None)` for
+    a line it cannot parse, which goes to `out.quarantine` as `malformed_line` (`expected`: what a
+    line should look like). A clip's frames are at `frames_dir/<clip_id>` under `out.root`."""
+    entries = []
+    for i, line in enumerate(lines, start=first_line):
+        if not line.strip():
+            continue
+        src = f"{rel}:{i}"
+        written, parsed = parse(line)
+        base = row(out.dataset, written, "", "frames", -1, "", fold, split, 0, src)
+        if parsed is None:
+            reason = f"{src}: expected '{expected}', got {line[:80]!r}"
+            out.quarantine.append(quarantined(base, "malformed_line", reason))
+            continue
+        clip_id, native_label = parsed
+        path = f"{out.root}/{frames_dir}/{clip_id}"
+        entries.append({**base, "clip_id": clip_id, "path": path, "native_label": native_label})
+    return entries
+
+
+def finish_frame_folders(
+    out: NativeRead,
+    entries: list[dict],
+    label_set: LabelSet,
+    folds: tuple[int, ...],
+    frames_dir: str,
+    name: str,
+    workers: int = 16,
+    progress: bool = True,
+) -> NativeRead:
+    """The end every frame-folder reader (DFEW, MAFW, FERV39K) shares: the split files checked
+    against each other, native labels resolved, repeated listings dropped and the frames counted
+    under `frames_dir/<clip_id>`; each step adds what it rejects to `out.quarantine`."""
+    out.findings = check_folds(entries, folds, name)
+    entries, bad = resolve_labels(entries, label_set)
+    out.quarantine += bad
+    entries, bad = drop_duplicates(entries)
+    out.quarantine += bad
+    out.rows, bad = attach_frame_counts(
+        entries, lambda e: f"{frames_dir}/{e['clip_id']}", out.root, name, workers, progress
+    )
+    out.quarantine += bad
+    return out
 
 
 def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) -> list[Finding]:

@@ -10,16 +10,12 @@ from unilearn.data.labels import DFEW, FOLDS
 from unilearn.data.native.common import (
     NativeRead,
     SplitFileError,
-    attach_frame_counts,
-    check_folds,
-    drop_duplicates,
-    quarantined,
+    finish_frame_folders,
     read_lines,
     require_dir,
     require_file,
     require_root,
-    resolve_labels,
-    row,
+    split_file_entries,
 )
 
 # Frame folders in order of preference: the original frames first.
@@ -29,6 +25,13 @@ SPLIT_DIR = "EmoLabel_DataSplit"
 
 def split_file(split: str, fold: int) -> str:
     return f"{SPLIT_DIR}/{split}(single-labeled)/set_{fold}.csv"
+
+
+def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
+    fields = [f.strip() for f in line.split(",")]
+    if len(fields) != 2 or not fields[0].isdigit():
+        return fields[0], None
+    return fields[0], (f"{int(fields[0]):05d}", fields[1])
 
 
 def read(
@@ -57,31 +60,17 @@ def read(
                 raise SplitFileError(
                     f"DFEW: {path} line 1: expected the header 'video_name,label', got {lines[0][:60] if lines else 'an empty file'!r}"
                 )
-            for i, line in enumerate(lines[1:], start=2):
-                if not line.strip():
-                    continue
-                src = f"{rel}:{i}"
-                fields = [f.strip() for f in line.split(",")]
-                base = row("dfew", fields[0], "", "frames", -1, "", fold, split, 0, src)
-                if len(fields) != 2 or not fields[0].isdigit():
-                    out.quarantine.append(
-                        quarantined(
-                            base,
-                            "malformed_line",
-                            f"{src}: expected '<video id>,<label 1-7>', got {line[:60]!r}",
-                        )
-                    )
-                    continue
-                base["clip_id"] = f"{int(fields[0]):05d}"
-                base["path"] = f"{root}/{frames_dir}/{base['clip_id']}"
-                entries.append({**base, "native_label": fields[1]})
-    out.findings = check_folds(entries, FOLDS["dfew"], "DFEW")
-    entries, bad = resolve_labels(entries, DFEW)
-    out.quarantine += bad
-    entries, bad = drop_duplicates(entries)
-    out.quarantine += bad
-    out.rows, bad = attach_frame_counts(
-        entries, lambda e: f"{frames_dir}/{e['clip_id']}", root, "DFEW", workers, progress
+            entries += split_file_entries(
+                out,
+                rel,
+                lines[1:],
+                first_line=2,
+                fold=fold,
+                split=split,
+                parse=_parse_line,
+                expected="<video id>,<label 1-7>",
+                frames_dir=frames_dir,
+            )
+    return finish_frame_folders(
+        out, entries, DFEW, FOLDS["dfew"], frames_dir, "DFEW", workers, progress
     )
-    out.quarantine += bad
-    return out

@@ -9,21 +9,25 @@ from pathlib import Path
 from unilearn.data.labels import FERV39K
 from unilearn.data.native.common import (
     NativeRead,
-    attach_frame_counts,
-    check_folds,
-    drop_duplicates,
-    quarantined,
+    finish_frame_folders,
     read_lines,
     require_dir,
     require_file,
     require_root,
-    resolve_labels,
-    row,
+    split_file_entries,
 )
 
 SPLIT_DIR = "4_setups/All_scenes"
 FRAMES_DIR = "2_ClipsforFaceCrop"
 SPLIT_FILES = {"train": "train_All.csv", "test": "test_All.csv"}
+
+
+def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
+    # the clip path comes first; the label is the last field (scene names never end a line)
+    fields = line.strip().rsplit(" ", 1)
+    if len(fields) != 2 or fields[0].count("/") < 2:
+        return fields[0], None
+    return fields[0], (fields[0], fields[1])
 
 
 def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> NativeRead:
@@ -38,31 +42,15 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
         lines = read_lines(
             require_file(root / rel, "FERV39K", f"the {split} split file"), "FERV39K"
         )
-        for i, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            src = f"{rel}:{i}"
-            # the clip path comes first; the label is the last field (scene names never end a line)
-            fields = line.strip().rsplit(" ", 1)
-            base = row("ferv39k", fields[0], "", "frames", -1, "", None, split, 0, src)
-            if len(fields) != 2 or fields[0].count("/") < 2:
-                out.quarantine.append(
-                    quarantined(
-                        base,
-                        "malformed_line",
-                        f"{src}: expected '<scene>/<Emotion>/<id> <Emotion>', got {line[:80]!r}",
-                    )
-                )
-                continue
-            base["path"] = f"{root}/{FRAMES_DIR}/{fields[0]}"
-            entries.append({**base, "native_label": fields[1]})
-    out.findings = check_folds(entries, (), "FERV39K")
-    entries, bad = resolve_labels(entries, FERV39K)
-    out.quarantine += bad
-    entries, bad = drop_duplicates(entries)
-    out.quarantine += bad
-    out.rows, bad = attach_frame_counts(
-        entries, lambda e: f"{FRAMES_DIR}/{e['clip_id']}", root, "FERV39K", workers, progress
-    )
-    out.quarantine += bad
-    return out
+        entries += split_file_entries(
+            out,
+            rel,
+            lines,
+            first_line=1,
+            fold=None,
+            split=split,
+            parse=_parse_line,
+            expected="<scene>/<Emotion>/<id> <Emotion>",
+            frames_dir=FRAMES_DIR,
+        )
+    return finish_frame_folders(out, entries, FERV39K, (), FRAMES_DIR, "FERV39K", workers, progress)

@@ -9,20 +9,24 @@ from pathlib import Path
 from unilearn.data.labels import FOLDS, MAFW
 from unilearn.data.native.common import (
     NativeRead,
-    attach_frame_counts,
-    check_folds,
-    drop_duplicates,
-    quarantined,
+    finish_frame_folders,
     read_lines,
     require_dir,
     require_file,
     require_root,
-    resolve_labels,
-    row,
+    split_file_entries,
 )
 
 SPLIT_DIRS = ("split/single/no_caption", "Train & Test Set/single/no_caption")
 FRAMES_DIR = "data/frames"
+
+
+def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
+    fields = line.split()
+    stem = fields[0].rsplit(".", 1)[0] if fields else ""
+    if len(fields) != 2 or not stem.isdigit():
+        return stem, None
+    return stem, (f"{int(stem):05d}", fields[1])
 
 
 def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> NativeRead:
@@ -42,32 +46,17 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
             lines = read_lines(
                 require_file(root / rel, "MAFW", f"the fold-{fold} {split} split file"), "MAFW"
             )
-            for i, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                src = f"{rel}:{i}"
-                fields = line.split()
-                stem = fields[0].rsplit(".", 1)[0] if fields else ""
-                base = row("mafw", stem, "", "frames", -1, "", fold, split, 0, src)
-                if len(fields) != 2 or not stem.isdigit():
-                    out.quarantine.append(
-                        quarantined(
-                            base,
-                            "malformed_line",
-                            f"{src}: expected '<id>.mp4 <label name>', got {line[:60]!r}",
-                        )
-                    )
-                    continue
-                base["clip_id"] = f"{int(stem):05d}"
-                base["path"] = f"{root}/{FRAMES_DIR}/{base['clip_id']}"
-                entries.append({**base, "native_label": fields[1]})
-    out.findings = check_folds(entries, FOLDS["mafw"], "MAFW")
-    entries, bad = resolve_labels(entries, MAFW)
-    out.quarantine += bad
-    entries, bad = drop_duplicates(entries)
-    out.quarantine += bad
-    out.rows, bad = attach_frame_counts(
-        entries, lambda e: f"{FRAMES_DIR}/{e['clip_id']}", root, "MAFW", workers, progress
+            entries += split_file_entries(
+                out,
+                rel,
+                lines,
+                first_line=1,
+                fold=fold,
+                split=split,
+                parse=_parse_line,
+                expected="<id>.mp4 <label name>",
+                frames_dir=FRAMES_DIR,
+            )
+    return finish_frame_folders(
+        out, entries, MAFW, FOLDS["mafw"], FRAMES_DIR, "MAFW", workers, progress
     )
-    out.quarantine += bad
-    return out
