@@ -312,39 +312,30 @@ def build_finetune_loader(
     run unless `resample_sfer_each_epoch`). `batch_size` is per rank."""
     from unilearn.data.samplers import JointBatchSampler
 
-    sources: dict[str, ClipDataset] = {}
     kw = {
-        "mode": "train",
         "num_frames": num_frames,
         "input_size": input_size,
         "frame_stride": frame_stride,
         "randaug": randaug,
     }
+    sources: dict[str, ClipDataset] = {}
     if dfer_dataset:
-        sources["dfer"] = ClipDataset(
-            store, load_store_table(store, dfer_dataset, fold, "train"), **kw
-        )
+        sources["dfer"] = _train_source(store, dfer_dataset, fold, "train", **kw)
     if sfer_dataset:
-        sources["sfer"] = ClipDataset(
-            store, load_store_table(store, sfer_dataset, None, "train"), **kw
-        )
+        sources["sfer"] = _train_source(store, sfer_dataset, None, "train", **kw)
     if not sources:
         raise ValueError("build_finetune_loader needs a DFER dataset, an SFER dataset or both")
-    proportion = sfer_proportion if len(sources) == 2 else 1.0
     sampler = JointBatchSampler(
-        dfer_size=len(sources["dfer"]) if "dfer" in sources else 0,
-        sfer_size=len(sources["sfer"]) if "sfer" in sources else 0,
+        dfer_size=len(sources.get("dfer", [])),
+        sfer_size=len(sources.get("sfer", [])),
         batch_size=batch_size,
-        sfer_proportion=proportion,
+        sfer_proportion=sfer_proportion if len(sources) == 2 else 1.0,
         seed=seed,
         rank=rank,
         world_size=world_size,
         resample_sfer_each_epoch=resample_sfer_each_epoch,
     )
-    loader = _data_loader(
-        SourceDataset(sources), num_workers, batch_sampler=sampler, collate_fn=collate_clips
-    )
-    return ClipLoader(loader, sampler)
+    return _one_source_batches(sources, sampler, num_workers, collate_clips)
 
 
 def build_pretrain_loader(
@@ -368,32 +359,39 @@ def build_pretrain_loader(
     Labels are -1 for unlabeled data. `image_proportion`: fraction of the image set per epoch."""
     from unilearn.data.samplers import PretrainBatchSampler
 
-    sources: dict[str, ClipDataset] = {}
     kw = {"num_frames": num_frames, "input_size": input_size, "frame_stride": frame_stride}
+    sources: dict[str, ClipDataset] = {}
     if image_dataset:
-        sources["image"] = ClipDataset(
-            store,
-            load_store_table(store, image_dataset, None, "train"),
-            mode="pretrain_image",
-            **kw,
-        )
+        sources["image"] = _train_source(store, image_dataset, None, "pretrain_image", **kw)
     if video_dataset:
-        sources["video"] = ClipDataset(
-            store, load_store_table(store, video_dataset, None, "train"), mode="pretrain", **kw
-        )
+        sources["video"] = _train_source(store, video_dataset, None, "pretrain", **kw)
     if not sources:
         raise ValueError("build_pretrain_loader needs an image dataset, a video dataset or both")
     sampler = PretrainBatchSampler(
-        image_size=len(sources["image"]) if "image" in sources else 0,
-        video_size=len(sources["video"]) if "video" in sources else 0,
+        image_size=len(sources.get("image", [])),
+        video_size=len(sources.get("video", [])),
         batch_size=batch_size,
         image_proportion=image_proportion,
         seed=seed,
         rank=rank,
         world_size=world_size,
     )
+    return _one_source_batches(sources, sampler, num_workers, _collate_pretrain)
+
+
+def _train_source(
+    store: str | Path, dataset: str, fold: int | None, mode: str, **kw
+) -> ClipDataset:
+    """The train rows of (dataset, fold) as one source of a one-source-per-batch loader."""
+    return ClipDataset(store, load_store_table(store, dataset, fold, "train"), mode, **kw)
+
+
+def _one_source_batches(
+    sources: dict[str, ClipDataset], sampler, num_workers: int, collate_fn
+) -> ClipLoader:
+    """The loader of batches drawn by `sampler`, each from one of `sources`."""
     loader = _data_loader(
-        SourceDataset(sources), num_workers, batch_sampler=sampler, collate_fn=_collate_pretrain
+        SourceDataset(sources), num_workers, batch_sampler=sampler, collate_fn=collate_fn
     )
     return ClipLoader(loader, sampler)
 
