@@ -122,7 +122,8 @@ def test_emotions_differ_far_more_than_identities_of_one_emotion():
 def test_demo_preset_puts_every_class_in_every_fold():
     p = PRESETS["demo"]
     assert p.dfew_per_class >= 5 and p.mafw_per_class >= 5 and p.broken
-    assert 100 <= 7 * p.dfew_per_class <= 150 and 100 <= 11 * p.mafw_per_class <= 150
+    # a few hundred clips per dataset: enough for a tiny ViT to generalise, small enough for CPU
+    assert 200 <= 7 * p.dfew_per_class <= 300 and 200 <= 11 * p.mafw_per_class <= 300
 
 
 def test_synth_refuses_to_overwrite_a_foreign_directory(tmp_path, capsys):

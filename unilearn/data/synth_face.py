@@ -446,13 +446,13 @@ def render(
         )
         if state.blink > 0.5:
             cv.ellipse(x, ey, 0.24 * identity.eye_size, aperture, (skin * 0.85).tolist())
-        brow_v = ey - 0.16 * fa - 0.09 * fa * e.brow_raise
-        inner = brow_v - 0.07 * fa * e.brow_inner
-        outer = brow_v + 0.02 * fa * e.brow_inner
+        brow_v = ey - 0.16 * fa - 0.15 * fa * e.brow_raise
+        inner = brow_v - 0.12 * fa * e.brow_inner
+        outer = brow_v + 0.04 * fa * e.brow_inner
         brow = _bezier(
             (x - side * 0.22, inner), (x + side * 0.05, brow_v - 0.05 * fa), (x + side * 0.3, outer)
         )
-        cv.line(brow, brow_colour, identity.brow_thickness)
+        cv.line(brow, brow_colour, identity.brow_thickness * 1.4)
 
     # nose: bridge shadow, nostrils; disgust wrinkles it
     nl = identity.nose_length
@@ -465,14 +465,14 @@ def render(
 
     # mouth: quadratic lips between two corners; an opening shows the dark cavity (and teeth)
     my = 0.5 * fa + 0.03 * fa * e.nose_wrinkle * -1
-    mw = 0.42 * e.mouth_width
-    lift = 0.15 * fa * e.mouth_curve
+    mw = 0.42 * (1 + 1.6 * (e.mouth_width - 1))
+    lift = 0.26 * fa * e.mouth_curve
     left = (-mw, my - lift - 0.08 * fa * e.mouth_asym)
     right = (mw, my - lift + 0.04 * fa * e.mouth_asym)
     if e.mouth_asym > 0:
         right = (mw, my - lift - 0.1 * fa * e.mouth_asym)
         left = (-mw, my - lift)
-    opening = 0.22 * fa * e.mouth_open
+    opening = 0.34 * fa * e.mouth_open
     centre_drop = lift * 0.9  # corners up = middle relatively low
     upper = _bezier(left, (0, my + centre_drop - 0.04 * fa - opening * 0.5), right)
     lower = _bezier(right, (0, my + centre_drop + 0.07 * fa + opening * 1.5), left)
@@ -485,7 +485,7 @@ def render(
             teeth_lo = _bezier(right, (0, my + centre_drop + opening * (0.2 + 0.6 * e.teeth)), left)
             cv.poly(np.concatenate([inner_up, teeth_lo]), (235, 232, 225))
     else:
-        cv.line(_bezier(left, (0, my + centre_drop), right), (70, 20, 25), 0.025)
+        cv.line(_bezier(left, (0, my + centre_drop), right), (70, 20, 25), 0.05)
 
     # lighting, then sensor noise
     side = np.linspace(1 - identity.light_side, 1 + identity.light_side, w, dtype=np.float32)[
