@@ -13,18 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
-from unilearn.engine.engine_finetune import EpochSums, criterion_for, train_one_epoch
+from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
+from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
 from unilearn.engine.schedule import build_schedule
-from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for
-from unilearn.models import create_model, load_pretrained, save_checkpoint
+from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
@@ -162,10 +162,6 @@ def run(
     identity = {"experiment": experiment, "dataset": dataset, "fold": fold,
                 "init": str(init) if init else None}  # fmt: skip
     state = files.resume(model, optimizer, scaler, digest, identity)
-    step = state["step"] if state else 0
-    history: list[dict] = state["extra"]["history"] if state else []
-    sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
-
     ddp = model
     if info.distributed:
         # each batch uses one head and the top-k experts only: the rest get no gradient
@@ -173,55 +169,21 @@ def run(
             model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
             find_unused_parameters=True,
         )  # fmt: skip
-
-    meta = _meta(resolved, digest, fold, init, store)
     group = f"{rcfg.name}/{experiment}"
     name = dataset if fold is None else f"{dataset}-{fold}"
     wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode)  # fmt: skip
 
-    def save(at_step: int, epoch_sums: EpochSums) -> None:
-        files.save_last(model, optimizer, scaler, _position(at_step, steps_per_epoch), at_step, digest, meta,
-                        {"history": history, "sums": epoch_sums.state_dict(), "identity": identity})  # fmt: skip
+    def train_epoch(loader, step, end, sums, on_step, bar):
+        return train_one_epoch(ddp, loader, step, end, ctx, criteria, mixups, sums, on_step, bar)
 
-    def on_step(at_step: int, epoch_sums: EpochSums) -> None:
-        if at_step % ft.checkpoint_every == 0 and at_step % steps_per_epoch:
-            save(at_step, epoch_sums)
-
-    bar = tqdm(total=end_step, initial=step, desc=f"finetune {experiment} {name}", unit="step",
-               disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
-    # Training randomness (drop path, gate noise, mixup) differs per rank; resumed runs restore it.
-    seed_everything(rcfg.seed + 1000 * (info.rank + 1))
-    if state:
-        restore_rng(state["rng"])
-    try:
-        while step < end_step:
-            epoch, offset = divmod(step, steps_per_epoch)
-            loader = data.epoch(epoch, skip=offset, seed=rcfg.seed)
-            step, sums, timing = train_one_epoch(
-                ddp, loader, step, end_step, ctx, criteria, mixups, sums, on_step, bar
-            )
-            if step % steps_per_epoch == 0 or step == end_step:
-                means = D.reduce_mean(sums.means(), info)
-                record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
-                history.append(record)
-                sums = EpochSums()
-                save(step, sums)
-                files.write_log(history)
-                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
-            state = None
-        bar.close()
-        final = history[-1] if history else {}
-        if info.is_main:
-            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
-        wandb.summary({f"train/{k}": v for k, v in final.items()})
-        wandb.finish()
-    except BaseException:
-        wandb.finish(exit_code=1)
-        raise
-    finally:
-        D.cleanup(info)
-    return final
+    return run_epochs(
+        model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
+        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store),
+        identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
+        seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
+        desc=f"finetune {experiment} {name}", progress=progress, out=out,
+    )  # fmt: skip
 
 
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
@@ -298,9 +260,3 @@ def _meta(
         "pretrain_mode": resolved.pretrain_mode,
         "init": str(init) if init else None,
     }
-
-
-def _position(step: int, steps_per_epoch: int) -> dict[str, int]:
-    """Where in the data a step leaves off (the samplers are pure functions of seed and epoch)."""
-    epoch, offset = divmod(step, steps_per_epoch)
-    return {"epoch": epoch, "offset": offset}

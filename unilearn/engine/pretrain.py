@@ -12,18 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from unilearn import launch
 from unilearn.config import PRETRAIN_MODES, config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
-from unilearn.engine.engine_finetune import EpochSums
 from unilearn.engine.engine_pretrain import train_one_epoch
 from unilearn.engine.finetune import add_common_arguments
 from unilearn.engine.loader import TrainData
+from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
 from unilearn.engine.schedule import build_schedule
-from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for
 from unilearn.models import create_model, save_checkpoint
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
@@ -88,9 +87,6 @@ def run(
 
     identity = {"mode": mode}
     state = files.resume(model, optimizer, scaler, digest, identity)
-    step = state["step"] if state else 0
-    history: list[dict] = state["extra"]["history"] if state else []
-    sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
     ddp = model
     if info.distributed:
         ddp = torch.nn.parallel.DistributedDataParallel(
@@ -99,47 +95,15 @@ def run(
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode)  # fmt: skip
 
-    def save(at_step: int, epoch_sums: EpochSums) -> None:
-        files.save_last(model, optimizer, scaler, _position(at_step, steps_per_epoch), at_step, digest, meta,
-                        {"history": history, "sums": epoch_sums.state_dict(), "identity": identity})  # fmt: skip
+    def train_epoch(loader, step, end, sums, on_step, bar):
+        return train_one_epoch(ddp, loader, step, end, ctx, sums, on_step, bar)
 
-    def on_step(at_step: int, epoch_sums: EpochSums) -> None:
-        if at_step % pt.checkpoint_every == 0 and at_step % steps_per_epoch:
-            save(at_step, epoch_sums)
-
-    bar = tqdm(total=end_step, initial=step, desc=f"pretrain {mode}", unit="step",
-               disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
-    seed_everything(cfg.seed + 1000 * (info.rank + 1))  # masks differ per rank
-    if state:
-        restore_rng(state["rng"])
-    try:
-        while step < end_step:
-            epoch, offset = divmod(step, steps_per_epoch)
-            loader = data.epoch(epoch, skip=offset, seed=cfg.seed)
-            step, sums, timing = train_one_epoch(
-                ddp, loader, step, end_step, ctx, sums, on_step, bar
-            )
-            if step % steps_per_epoch == 0 or step == end_step:
-                means = D.reduce_mean(sums.means(), info)
-                record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
-                history.append(record)
-                sums = EpochSums()
-                save(step, sums)
-                files.write_log(history)
-                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
-            state = None
-        bar.close()
-        final = history[-1] if history else {}
-        if info.is_main:
-            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
-        wandb.summary({f"train/{k}": v for k, v in final.items()})
-        wandb.finish()
-    except BaseException:
-        wandb.finish(exit_code=1)
-        raise
-    finally:
-        D.cleanup(info)
-    return final
+    return run_epochs(
+        model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
+        state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
+        checkpoint_every=pt.checkpoint_every, seed=cfg.seed, info=info, wandb=wandb,
+        train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress, out=out,
+    )  # fmt: skip
 
 
 def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
@@ -171,9 +135,3 @@ def _meta(cfg, mode: str, digest: str) -> dict[str, Any]:
         "config_hash": digest,
         "labels": {},
     }
-
-
-def _position(step: int, steps_per_epoch: int) -> dict[str, int]:
-    """Where in the data a step leaves off (the samplers are pure functions of seed and epoch)."""
-    epoch, offset = divmod(step, steps_per_epoch)
-    return {"epoch": epoch, "offset": offset}

@@ -143,7 +143,10 @@ def _records(path: Path) -> list[bytes]:
         _, length, kind = struct.unpack("<IHB", data[pos : pos + _HEADER])
         pos += _HEADER
         if kind == 0 and length == 0:
-            break
+            # zero padding (a flush mid-block, or a preallocated tail): LevelDB's reader skips
+            # the rest of the block rather than stopping, and records may follow
+            pos += (_BLOCK - pos % _BLOCK) % _BLOCK
+            continue
         chunk, pos = data[pos : pos + length], pos + length
         if kind == _FULL:
             records.append(chunk)

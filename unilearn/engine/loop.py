@@ -1,0 +1,101 @@
+"""The epoch loop that pre-training and fine-tuning share: resume position, per-rank training
+randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and at each epoch end,
+W&B logging, and the final `checkpoint.pt` written by rank 0 only.
+
+The stages differ only in how they train one epoch (`train_epoch`), which they pass in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from unilearn.engine import distributed as D
+from unilearn.engine.engine_finetune import EpochSums
+from unilearn.engine.loader import TrainData
+from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.models import save_checkpoint
+
+# train_epoch(loader, step, end_step, sums, on_step, bar) -> (step, sums, timing)
+TrainEpoch = Callable[[Iterable[dict], int, int, EpochSums, Callable, tqdm], tuple]
+
+
+def position(step: int, steps_per_epoch: int) -> dict[str, int]:
+    """Where in the data a step leaves off (the samplers are pure functions of seed and epoch)."""
+    epoch, offset = divmod(step, steps_per_epoch)
+    return {"epoch": epoch, "offset": offset}
+
+
+def run_epochs(
+    *,
+    model,
+    optimizer,
+    schedule,
+    scaler,
+    files: RunFiles,
+    state: dict | None,
+    digest: str,
+    meta: dict[str, Any],
+    identity: dict[str, Any],
+    data: TrainData,
+    end_step: int,
+    checkpoint_every: int,
+    seed: int,
+    info,
+    wandb,
+    train_epoch: TrainEpoch,
+    desc: str,
+    progress: bool,
+    out: Path,
+) -> dict[str, Any]:
+    """Train from `state` (a resumed `last.pt`, or None) to `end_step`; returns the last epoch's
+    record. Always finishes the W&B run and tears down the process group."""
+    steps_per_epoch = data.steps_per_epoch()
+    step = state["step"] if state else 0
+    history: list[dict] = state["extra"]["history"] if state else []
+    sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
+
+    def save(at_step: int, epoch_sums: EpochSums) -> None:
+        extra = {"history": history, "sums": epoch_sums.state_dict(), "identity": identity}
+        files.save_last(model, optimizer, scaler, position(at_step, steps_per_epoch), at_step,
+                        digest, meta, extra)  # fmt: skip
+
+    def on_step(at_step: int, epoch_sums: EpochSums) -> None:
+        if at_step % checkpoint_every == 0 and at_step % steps_per_epoch:
+            save(at_step, epoch_sums)
+
+    bar = tqdm(total=end_step, initial=step, desc=desc, unit="step",
+               disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
+    # Training randomness (drop path, gate noise, masks, mixup) differs per rank; a resumed run
+    # restores it exactly.
+    seed_everything(seed + 1000 * (info.rank + 1))
+    if state:
+        restore_rng(state["rng"])
+    try:
+        while step < end_step:
+            epoch, offset = divmod(step, steps_per_epoch)
+            loader = data.epoch(epoch, skip=offset, seed=seed)
+            step, sums, timing = train_epoch(loader, step, end_step, sums, on_step, bar)
+            if step % steps_per_epoch == 0 or step == end_step:
+                means = D.reduce_mean(sums.means(), info)
+                record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
+                history.append(record)
+                sums = EpochSums()
+                save(step, sums)
+                files.write_log(history)
+                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+        bar.close()
+        final = history[-1] if history else {}
+        if info.is_main:
+            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+        wandb.summary({f"train/{k}": v for k, v in final.items()})
+        wandb.finish()
+    except BaseException:
+        wandb.finish(exit_code=1)
+        raise
+    finally:
+        D.cleanup(info)
+    return final
