@@ -58,8 +58,10 @@ def main() -> None:
         result = read_native("dfew", root, progress=False, workers=8)
         t_ours = time.perf_counter() - t
         assert len(result.rows) == baseline_rows == 58_485
-        print(f"DFEW 58,485 rows: read_native {t_ours:.2f} s, baseline (pandas + listdir per row) {t_base:.2f} s, "
-              f"ratio {t_base / t_ours:.1f}x")
+        print(
+            f"DFEW 58,485 rows: read_native {t_ours:.2f} s, baseline (pandas + listdir per row) {t_base:.2f} s, "
+            f"ratio {t_base / t_ours:.1f}x"
+        )
 
         write_synthetic(work / "synth", "tiny", progress=False)
         vids = sorted(str(p) for p in (work / "synth/VoxCeleb2/dev/mp4").rglob("*.mp4"))
@@ -72,17 +74,21 @@ def main() -> None:
         for v in vids:
             count_video_frames(v)
         t_meta = (time.perf_counter() - t) / len(vids)
-        print(f"VoxCeleb2 frame count per mp4 (16 frames, 64x64): metadata {t_meta * 1e3:.2f} ms, full decode "
-              f"{t_decode * 1e3:.2f} ms, ratio {t_decode / t_meta:.1f}x; 1,092,009 files at metadata speed on one core: "
-              f"{1_092_009 * t_meta / 60:.0f} min")
+        print(
+            f"VoxCeleb2 frame count per mp4 (16 frames, 64x64): metadata {t_meta * 1e3:.2f} ms, full decode "
+            f"{t_decode * 1e3:.2f} ms, ratio {t_decode / t_meta:.1f}x; 1,092,009 files at metadata speed on one core: "
+            f"{1_092_009 * t_meta / 60:.0f} min"
+        )
         t = time.perf_counter()
         _count_parallel(vids, workers=1, progress=False)
         t1 = time.perf_counter() - t
         t = time.perf_counter()
         _count_parallel(vids, workers=2, progress=False)
         t2 = time.perf_counter() - t
-        print(f"VoxCeleb2 {len(vids)} mp4s: 1 process {t1:.2f} s, pool of 2 {t2:.2f} s, speed-up {t1 / t2:.2f}x "
-              f"({os.cpu_count()} cores, shared)")
+        print(
+            f"VoxCeleb2 {len(vids)} mp4s: 1 process {t1:.2f} s, pool of 2 {t2:.2f} s, speed-up {t1 / t2:.2f}x "
+            f"({os.cpu_count()} cores, shared)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
