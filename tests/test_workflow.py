@@ -22,9 +22,11 @@ def test_dry_run_lists_every_job_of_table1(workdir):
     counts = job_counts(done.stdout)
     # UniLearn and VideoMAE on DFEW (5 folds), MAFW (5 folds) and FERV39K: 2 x 11 fine-tunings.
     assert counts == {
-        "synth": 1, "manifest": 5, "preprocess": 5, "pretrain": 2, "finetune": 22,
-        "evaluate": 22, "aggregate": 6, "table": 1, "total": 64,
+        "synth": 1, "doctor": 5, "manifest": 5, "preprocess": 5, "pretrain": 2, "finetune": 22,
+        "evaluate": 22, "aggregate": 6, "table": 1, "total": 69,
     }  # fmt: skip
+    # the doctor checks the synthetic trees too (they pass), each before its manifest
+    assert "data/doctor/dfew.md" in done.stdout
     assert "runs/demo/finetune/unilearn/dfew-fold5/checkpoint.pt" in done.stdout
     assert "runs/demo/metrics/videomae/mafw/mafw.json" in done.stdout
 
@@ -63,7 +65,7 @@ def test_slurm_profile_sends_only_gpu_stages_through_submitit(workdir):
     here = {re.search(r"-m unilearn (\w+)", c)[1] for c in commands if "-m unilearn " in c}
     # GPU stages go through the thin submitter (the stage itself is not imported while waiting).
     assert submitted == {"pretrain", "finetune", "evaluate"}
-    assert here == {"synth", "manifest", "preprocess", "aggregate", "tables"}
+    assert here == {"synth", "doctor", "manifest", "preprocess", "aggregate", "tables"}
     assert all("--submitit-cluster slurm --" in c for c in commands if "unilearn.launch" in c)
 
 

@@ -1,5 +1,6 @@
 # Data: synthetic datasets (demo) or the user's native trees, checked by `unilearn doctor`
-# (real data), read into Parquet manifests, then preprocessed into the clip store.
+# (the demo's synthetic trees too: they pass), read into Parquet manifests, then preprocessed
+# into the clip store.
 
 NATIVE_DIRS = {
     "dfew": "DFEW",
@@ -8,7 +9,7 @@ NATIVE_DIRS = {
     "affectnet": "AffectNet",
     "voxceleb2": "VoxCeleb2",
 }
-DOCTOR_ON = CFG.data.synthetic is None and CFG.data.doctor.enabled
+DOCTOR_ON = CFG.data.doctor.enabled
 
 
 def native_root(dataset):
@@ -24,11 +25,10 @@ def native_root(dataset):
 
 
 def manifest_inputs(wildcards):
-    if CFG.data.synthetic:
-        return [f"{SYNTH}/synth.json"]
+    inputs = [f"{SYNTH}/synth.json"] if CFG.data.synthetic else []
     if DOCTOR_ON:
-        return [f"{DOCTOR}/{wildcards.dataset}.md"]
-    return []
+        inputs.append(f"{DOCTOR}/{wildcards.dataset}.md")
+    return inputs
 
 
 rule synth:
@@ -47,6 +47,8 @@ rule synth:
 # Exit status 1 = this copy of the dataset would not reproduce the paper: the rule fails and the
 # DAG stops with the doctor's verdict in the log, unless data.doctor.override is set.
 rule doctor:
+    input:
+        [f"{SYNTH}/synth.json"] if CFG.data.synthetic else [],
     output:
         f"{DOCTOR}/{{dataset}}.md",
     log:
