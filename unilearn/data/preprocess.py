@@ -89,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--short-side",
         type=int,
         default=176,
-        help="stored frames' short side in pixels (176 for 160 crops; 72 for the 64-pixel demo)",
+        help="stored frames' short side in pixels (176 for 160 crops; the demo's 40 for 32)",
     )
     parser.add_argument(
         "--workers",

@@ -3,7 +3,7 @@
 Submits `unilearn STAGE STAGE_ARGS --launcher local` as a Slurm job exactly as `unilearn STAGE
 STAGE_ARGS --launcher submitit` does (same resources, log streaming, cancel on signals, requeue),
 but without importing the stage: a stage imports torch, timm and OpenCV (~800 MB resident), while
-this waiting process holds ~50 MB, so a login node can wait on many folds at once. The workflow
+this waiting process holds ~40 MB, so a login node can wait on many folds at once. The workflow
 uses it for its GPU stages under `launcher: submitit`.
 
 The config files and overrides before `--` are read for the `launcher` section only; the stage
