@@ -28,6 +28,7 @@ from unilearn.config import load_config
 from unilearn.data.datasets import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
+from unilearn.engine.cli_args import add_run_arguments
 from unilearn.engine.finetune import check_fold
 from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.wandb_log import run_for
@@ -66,20 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="config (repeatable); default: the config.yaml beside the checkpoint",
     )
-    parser.add_argument(
-        "--wandb",
-        choices=["offline", "online", "disabled"],
-        default=None,
-        help="W&B mode for this run (default: the config's wandb.mode)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key.sub=value",
-        help="config overrides, after all options: evaluate.batch_size=64",
-    )
-    launch.add_launcher_arguments(parser)  # fmt: skip
+    add_run_arguments(parser, "evaluate.batch_size=64")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ import torch
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
+from unilearn.engine.cli_args import add_run_arguments
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
@@ -79,20 +80,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
     )
-    parser.add_argument(
-        "--wandb",
-        choices=["offline", "online", "disabled"],
-        default=None,
-        help="W&B mode for this run (default: the config's wandb.mode)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key.sub=value",
-        help="config overrides, after all options: finetune.epochs=50 model.moae.n_experts=4",
-    )
-    launch.add_launcher_arguments(parser)  # fmt: skip
+    add_run_arguments(parser, "finetune.epochs=50 model.moae.n_experts=4")
 
 
 def main(args: argparse.Namespace) -> int:
