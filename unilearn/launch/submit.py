@@ -217,7 +217,12 @@ def _state(job: Any) -> str:
         return "UNKNOWN"
 
 
-class _Interrupted(Exception):
+class _Interrupted(BaseException):
+    """A BaseException, like KeyboardInterrupt: the signal can arrive while submitit polls
+    sacct, and submitit's `except Exception` around that call would swallow an Exception (it
+    printed "Bypassing sacct error 15" and the submitter kept waiting on a job it never cancelled).
+    """
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
