@@ -28,6 +28,7 @@ rule pretrain:
             layout.pretrain_dir(RUNS, wc.mode), CONFIG_HASH["pretrain"]
         ),
     threads: GPU_STAGE_THREADS
+    priority: 40  # every fine-tuning waits for one
     shell:
         "( {params.fresh} ) > {log} 2>&1; "
         "{GPU_STAGE[pretrain]} {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
