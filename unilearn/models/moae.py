@@ -224,7 +224,7 @@ def dispatch(
     order = torch.argsort(routing.indices.reshape(-1), stable=True)
     tokens = torch.div(order, k, rounding_mode="floor")
     weights = routing.weights.reshape(-1)[order, None]
-    chunks = x[tokens].split(routing.counts.tolist())
+    chunks = x.index_select(0, tokens).split(routing.counts.tolist())
     # An expert with no tokens still runs (on 0 rows, ~free) so that every parameter gets a
     # gradient each step: DDP and optimizers then see the same parameter set every step.
     y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks)])
