@@ -11,6 +11,17 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _default_mode() -> int:
+    """What `open()` would give a new file: 0o666 minus the umask (read once; os.umask can only
+    be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _default_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto `path` on success."""
@@ -21,6 +32,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600; the result should be as shareable as any other output
+        # (group members on a cluster read each other's tables and checkpoints)
+        os.chmod(tmp_path, _MODE)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
