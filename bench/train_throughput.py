@@ -187,16 +187,17 @@ def table1_flops(per: dict[str, float], cfg) -> tuple[float, list[str]]:
     return total, lines  # fmt: skip
 
 
-def loader_share(store: Path, epochs: int = 2) -> dict[str, float]:
+def loader_share(store: Path, epochs: int = 2, workers: int | None = None) -> dict[str, float]:
     """Fine-tune the demo config through the engine on a real store; the loader's share of step
-    time in the last (warm) epoch."""
+    time in the last (warm) epoch. `workers` overrides the config's data.num_workers."""
     import tempfile
 
     from unilearn.engine import finetune
 
-    cfg = load_config(
-        ROOT / "configs/demo.yaml", [f"finetune.epochs={epochs}", "wandb.mode=disabled"]
-    )
+    overrides = [f"finetune.epochs={epochs}", "wandb.mode=disabled"]
+    if workers is not None:
+        overrides.append(f"data.num_workers={workers}")
+    cfg = load_config(ROOT / "configs/demo.yaml", overrides)
     with tempfile.TemporaryDirectory() as out:
         finetune.run(cfg, "unilearn", "dfew", 1, store, Path(out), progress=False)
         history = [json.loads(x) for x in (Path(out) / "log.jsonl").read_text().splitlines()]
@@ -213,6 +214,13 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="fewer ViT-B steps")
     parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="loader workers for part 2 (default: the demo config's data.num_workers, 0)",
+    )
+    parser.add_argument("--skip-throughput", action="store_true", help="only parts 2 and 3")
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
     )
     args = parser.parse_args()
@@ -222,7 +230,7 @@ def main() -> None:
 
     print("1. training throughput (samples/s; fine-tune = UniLearn with MoAE, pre-train = MAE)")
     print(f"{'shape':<7} {'stage':<9} {'input':<6} {'fp32':>8} {'bf16':>8} {'bf16/fp32':>10}")
-    for name, s in _shapes(args.quick).items():
+    for name, s in ({} if args.skip_throughput else _shapes(args.quick)).items():
         for stage, fn in (("finetune", finetune_step_rate), ("pretrain", pretrain_step_rate)):
             for video in (True, False):
                 fp32 = fn(s["cfg"], s["batch"], s["steps"], None, video)
@@ -235,9 +243,10 @@ def main() -> None:
 
     if args.store is not None:
         print(
-            "\n2. data loader share of a fine-tuning step (demo config, engine loop, num_workers from config)"
+            "\n2. data loader share of a fine-tuning step (demo config, engine loop, "
+            f"num_workers {'from config' if args.workers is None else args.workers})"
         )
-        share = loader_share(args.store)
+        share = loader_share(args.store, workers=args.workers)
         print(f"   first epoch {100 * share['data_share_first']:.1f}%  warm epoch "
               f"{100 * share['data_share_warm']:.1f}%  (target < 5%), {share['samples_per_s']:.1f} samples/s")  # fmt: skip
 
