@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -141,6 +142,7 @@ def run_as_job(
                 job.results()
             except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError):
                 state = _state(job)
+                _wait_until_gone(job, err)
                 print(
                     f"unilearn: {kind} {job.job_id} failed (state {state}). "
                     f"Last lines of {lead.paths.stderr}:\n"
@@ -154,6 +156,7 @@ def run_as_job(
     except _Interrupted as interrupted:
         if job is not None:
             job.cancel(check=False)
+            _wait_until_gone(job, err)
             print(
                 f"unilearn: {signal.Signals(interrupted.signum).name} received: "
                 f"cancelled {kind} {job.job_id}",
@@ -196,6 +199,44 @@ _FINAL_WITHOUT_RESULT = (
     "DEADLINE",
     "BOOT_FAIL",
 )
+
+
+# squeue states in which the job's processes may still run (COMPLETING: being killed)
+_STILL_ALIVE = {
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
+    "STAGE_OUT", "RESIZING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
+}  # fmt: skip
+
+
+def _wait_until_gone(job: Any, err: TextIO, timeout_s: float = 180.0) -> None:
+    """Return once Slurm no longer lists the job (`squeue` empty), at most `timeout_s`.
+
+    sacct says CANCELLED as soon as scancel is issued, but the job's processes live on until
+    they exit or Slurm's KillWait ends (submitit's job side ignores SIGTERM): a fine-tuning near
+    its end could still write checkpoint.pt after our caller (Snakemake) removed the failed
+    rule's outputs, and the re-run would then take the cancelled job's output as done.
+    """
+    if not isinstance(job, SlurmJob):
+        return
+    deadline = time.monotonic() + timeout_s
+    announced = False
+    while time.monotonic() < deadline:
+        try:
+            listed = subprocess.run(
+                ["squeue", "--noheader", "--jobs", str(job.job_id), "--format", "%T"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            return  # no squeue here: nothing to wait with
+        states = set(listed.stdout.split()) if listed.returncode == 0 else set()
+        if not states & _STILL_ALIVE:
+            return  # unknown to squeue, or listed in a final state (kept for MinJobAge)
+        if not announced:
+            print(f"unilearn: waiting for Slurm job {job.job_id} to end "
+                  f"({', '.join(sorted(states))})", file=err, flush=True)  # fmt: skip
+            announced = True
+        time.sleep(1.0)
+    print(f"unilearn: Slurm job {job.job_id} still listed after {timeout_s:.0f} s", file=err)
 
 
 def _ended_without_result(job: Any) -> bool:
