@@ -150,13 +150,8 @@ def run(
     identity = {"experiment": experiment, "dataset": dataset, "fold": fold,
                 "init": str(init) if init else None}  # fmt: skip
     state = files.resume(model, optimizer, scaler, digest, identity)
-    ddp = model
-    if info.distributed:
-        # each batch uses one head and the top-k experts only: the rest get no gradient
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None,
-            find_unused_parameters=True,
-        )  # fmt: skip
+    # each batch uses one head and the top-k experts only: the rest get no gradient
+    ddp = D.wrap(model, info, find_unused_parameters=True)
     group = f"{rcfg.name}/{experiment}"
     name = dataset if fold is None else f"{dataset}-{fold}"
     wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
@@ -170,7 +165,7 @@ def run(
         state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store),
         identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
         seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
-        desc=f"finetune {experiment} {name}", progress=progress, out=out,
+        desc=f"finetune {experiment} {name}", progress=progress,
     )  # fmt: skip
 
 

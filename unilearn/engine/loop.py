@@ -8,7 +8,6 @@ The stages differ only in how they train one epoch (`train_epoch`), which they p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -49,7 +48,6 @@ def run_epochs(
     train_epoch: TrainEpoch,
     desc: str,
     progress: bool,
-    out: Path,
 ) -> dict[str, Any]:
     """Train from `state` (a resumed `last.pt`, or None) to `end_step`; returns the last epoch's
     record. Always finishes the W&B run and tears down the process group."""
@@ -90,7 +88,7 @@ def run_epochs(
         bar.close()
         final = history[-1] if history else {}
         if info.is_main:
-            save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+            save_checkpoint(files.out / "checkpoint.pt", model, {**meta, "train": final})
         wandb.summary({f"train/{k}": v for k, v in final.items()})
         wandb.finish()
     except BaseException:

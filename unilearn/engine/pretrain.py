@@ -87,11 +87,7 @@ def run(
 
     identity = {"mode": mode}
     state = files.resume(model, optimizer, scaler, digest, identity)
-    ddp = model
-    if info.distributed:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
-        )
+    ddp = D.wrap(model, info)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode)  # fmt: skip
 
@@ -102,7 +98,7 @@ def run(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
         state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
         checkpoint_every=pt.checkpoint_every, seed=cfg.seed, info=info, wandb=wandb,
-        train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress, out=out,
+        train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
     )  # fmt: skip
 
 

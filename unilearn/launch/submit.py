@@ -209,7 +209,8 @@ _STILL_ALIVE = {
 
 
 def _wait_until_gone(job: Any, err: TextIO, timeout_s: float = 180.0) -> None:
-    """Return once Slurm no longer lists the job (`squeue` empty), at most `timeout_s`.
+    """Return once `squeue` no longer shows the job pending, running or completing (unknown,
+    or kept in a final state for MinJobAge), at most after `timeout_s`.
 
     sacct says CANCELLED as soon as scancel is issued, but the job's processes live on until
     they exit or Slurm's KillWait ends (submitit's job side ignores SIGTERM): a fine-tuning near

@@ -28,10 +28,9 @@ def native_root(dataset):
 
 
 def manifest_inputs(wildcards):
-    inputs = [f"{SYNTH}/synth.json"] if CFG.data.synthetic else []
-    if DOCTOR_ON:
-        inputs.append(f"{DOCTOR}/{wildcards.dataset}.md")
-    return inputs
+    if DOCTOR_ON:  # the doctor's report (the doctor itself waits for synth)
+        return [f"{DOCTOR}/{wildcards.dataset}.md"]
+    return [f"{SYNTH}/synth.json"] if CFG.data.synthetic else []
 
 
 rule synth:
