@@ -1,8 +1,10 @@
-"""How the engines iterate training data so that a run resumes exactly: a fresh DataLoader per
-epoch over the epoch's batches (from a batch sampler that is a pure function of seed and epoch),
-starting after the batches already trained on, with its own torch generator (a DataLoader
-otherwise draws its worker seed from the global RNG, which would shift every random number of a
-resumed run).
+"""How the engines iterate training data so that a run resumes exactly and the loader stays warm:
+ONE DataLoader for the whole run (its workers start once, not once per epoch, and prefetch across
+epoch boundaries) over the batches from the resume step to the last step. Epoch e's batches come
+from a batch sampler that is a pure function of (seed, e), and every item carries its own sample
+seed, so which worker loads a batch, or when, never changes its content. The DataLoader gets its
+own torch generator (it otherwise draws its worker seed from the global RNG, which would shift
+every random number of a resumed run).
 
 Resuming skips batches by index (the sampler's index lists), never by loading their clips.
 """
@@ -18,18 +20,28 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 
-class SkipBatches:
-    """The batches of `batch_sampler` after the first `skip` (index lists only)."""
+class RunBatches:
+    """The index lists of global steps [start, end): epoch e's batches (after `set_epoch(e)`) in
+    order, starting part-way into the first epoch when `start` is not on an epoch boundary."""
 
-    def __init__(self, batch_sampler, skip: int = 0) -> None:
+    def __init__(self, batch_sampler, start: int, end: int) -> None:
         self.batch_sampler = batch_sampler
-        self.skip = skip
+        self.start, self.end = start, end
 
     def __iter__(self) -> Iterator[Any]:
-        return itertools.islice(iter(self.batch_sampler), self.skip, None)
+        per_epoch = len(self.batch_sampler)
+        step = self.start
+        while step < self.end:
+            epoch, offset = divmod(step, per_epoch)
+            # Called only once the previous epoch's index lists are all out: the DataLoader
+            # prefetches the next epoch while the model still trains on this one.
+            self.batch_sampler.set_epoch(epoch)
+            count = min(per_epoch - offset, self.end - step)
+            yield from itertools.islice(iter(self.batch_sampler), offset, offset + count)
+            step += count
 
     def __len__(self) -> int:
-        return max(len(self.batch_sampler) - self.skip, 0)
+        return max(self.end - self.start, 0)
 
 
 @dataclass
@@ -43,6 +55,7 @@ class TrainData:
     pin_memory: bool = False
     mixups: dict[str, Callable | None] = field(default_factory=dict)  # task -> mixup/cutmix
     worker_init_fn: Callable | None = None
+    prefetch: int = 2  # batches a background thread fetches ahead (0: none; `engine.prefetch`)
 
     @classmethod
     def from_loader(cls, loader, pin_memory: bool, mixups: dict | None = None) -> TrainData:
@@ -54,17 +67,15 @@ class TrainData:
     def steps_per_epoch(self) -> int:
         return len(self.batch_sampler)
 
-    def epoch(self, epoch: int, skip: int = 0, seed: int = 0) -> DataLoader:
-        """The DataLoader over epoch `epoch`'s batches after the first `skip`."""
-        self.batch_sampler.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    def run(self, start: int, end: int, seed: int = 0) -> DataLoader:
+        """The DataLoader over the batches of global steps [start, end)."""
         return DataLoader(
             self.dataset,
-            batch_sampler=SkipBatches(self.batch_sampler, skip),
+            batch_sampler=RunBatches(self.batch_sampler, start, end),
             collate_fn=self.collate_fn,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            generator=generator,
+            generator=torch.Generator().manual_seed(seed * 100_003 + start),
             worker_init_fn=self.worker_init_fn,
             prefetch_factor=4 if self.num_workers else None,
         )

@@ -7,6 +7,7 @@ The stages differ only in how they train one epoch (`train_epoch`), which they p
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -15,6 +16,7 @@ from tqdm import tqdm
 from unilearn.engine import distributed as D
 from unilearn.engine.engine_finetune import EpochSums
 from unilearn.engine.loader import TrainData
+from unilearn.engine.prefetch import Prefetcher
 from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
 from unilearn.models import save_checkpoint
 
@@ -72,11 +74,23 @@ def run_epochs(
     seed_everything(seed + 1000 * (info.rank + 1))
     if state:
         restore_rng(state["rng"])
+    batches = None
     try:
+        # one loader for the rest of the run: its workers start once and prefetch across epochs;
+        # a thread receives its batches while the model trains
+        batches = Prefetcher(data.run(step, end_step, seed=seed), depth=data.prefetch)
         while step < end_step:
             epoch, offset = divmod(step, steps_per_epoch)
-            loader = data.epoch(epoch, skip=offset, seed=seed)
-            step, sums, timing = train_epoch(loader, step, end_step, sums, on_step, bar)
+            epoch_batches = itertools.islice(
+                batches, min(steps_per_epoch - offset, end_step - step)
+            )
+            before = step
+            step, sums, timing = train_epoch(epoch_batches, step, end_step, sums, on_step, bar)
+            if step == before:
+                raise RuntimeError(
+                    f"the training data ran out at step {step} of {end_step} "
+                    f"({steps_per_epoch} batches per epoch expected)"
+                )
             if step % steps_per_epoch == 0 or step == end_step:
                 means = D.reduce_mean(sums.means(), info)
                 record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
@@ -85,6 +99,7 @@ def run_epochs(
                 save(step, sums)
                 files.write_log(history)
                 wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+        batches.close()  # stops the loader's workers before the final checkpoint
         bar.close()
         final = history[-1] if history else {}
         if info.is_main:
@@ -92,6 +107,8 @@ def run_epochs(
         wandb.summary({f"train/{k}": v for k, v in final.items()})
         wandb.finish()
     except BaseException:
+        if batches is not None:
+            batches.close()
         wandb.finish(exit_code=1)
         raise
     finally:

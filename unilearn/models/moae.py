@@ -71,9 +71,13 @@ class Adapter(nn.Module):
         nn.init.zeros_(self.fc2.weight)
         nn.init.zeros_(self.fc2.bias)
 
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck activation GELU(W1 x + b1)."""
+        return self.act(self.fc1(x))
+
     def delta(self, x: torch.Tensor) -> torch.Tensor:
         """The adapter without its inner residual: W2 GELU(W1 x + b1) + b2."""
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(self.hidden(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.delta(x)
@@ -137,10 +141,13 @@ class NoisyTopKGate(nn.Module):
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Eq. 8: H(x). Returns (clean logits x Wg, H(x), noise std or None outside training)."""
-        clean = F.linear(x, self.w_gate.weight.float())
         if not (self.training and self.noisy_gating):
+            clean = F.linear(x, self.w_gate.weight.float())
             return clean, clean, None
-        noise_std = F.softplus(F.linear(x, self.w_noise.weight.float())) + self.noise_epsilon
+        # x Wg and x Wnoise in one matmul: x is read once (forward and backward)
+        both = F.linear(x, torch.cat([self.w_gate.weight, self.w_noise.weight]).float())
+        clean, raw_noise = both.split(self.n_experts, dim=1)
+        noise_std = F.softplus(raw_noise) + self.noise_epsilon
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
 
     def forward(self, x: torch.Tensor) -> Routing:
@@ -207,6 +214,15 @@ def _prob_in_top_k(
     return torch.where(is_in, prob_if_in, prob_if_out)
 
 
+def _by_expert(routing: Routing) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """The M*k token-expert pairs sorted by expert (stable): (token of each pair, its gate value
+    `[M*k, 1]`, pairs per expert). One host sync per layer to read the counts."""
+    k = routing.indices.shape[1]
+    order = torch.argsort(routing.indices.reshape(-1), stable=True)
+    tokens = torch.div(order, k, rounding_mode="floor")
+    return tokens, routing.weights.reshape(-1)[order, None], routing.counts.tolist()
+
+
 def dispatch(
     x: torch.Tensor,
     routing: Routing,
@@ -217,20 +233,42 @@ def dispatch(
 
     Token-expert pairs are sorted by expert and gathered once, each expert runs once on exactly
     its contiguous slice, and the weighted outputs are scattered back with one `index_add`: the
-    work is k/n of a dense mixture. (One host sync per layer to read the per-expert counts;
-    torch has no CPU grouped matmul.)
+    work is k/n of a dense mixture. (torch has no CPU grouped matmul; a padded `bmm` over the
+    experts measured no faster at ViT-B shapes.)
     """
-    m, k = routing.indices.shape
-    order = torch.argsort(routing.indices.reshape(-1), stable=True)
-    tokens = torch.div(order, k, rounding_mode="floor")
-    weights = routing.weights.reshape(-1)[order, None]
-    chunks = x.index_select(0, tokens).split(routing.counts.tolist())
+    tokens, weights, counts = _by_expert(routing)
+    chunks = x.index_select(0, tokens).split(counts)
     # An expert with no tokens still runs (on 0 rows, ~free) so that every parameter gets a
     # gradient each step: DDP and optimizers then see the same parameter set every step.
     y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks)])
     y = (y * weights).to(x.dtype)
-    base = x.new_zeros(m, y.shape[1]) if residual is None else residual
+    base = x.new_zeros(x.shape[0], y.shape[1]) if residual is None else residual
     return base.index_add(0, tokens, y)
+
+
+def dispatch_adapters(
+    x: torch.Tensor, routing: Routing, experts: Sequence[Adapter], residual: torch.Tensor
+) -> torch.Tensor:
+    """`dispatch` of adapter deltas, computed as residual + G(x) B2 + sum_j W2_j (g_j h_j):
+    the same sum, since g (W2 h + b2) = W2 (g h) + g b2, but the gate values scale the r-wide
+    bottleneck instead of the d-wide output, the biases come from one [M, n] x [n, d] matmul and
+    each expert adds its rows in place (no concatenation). At ViT-B shapes the layer is ~7%
+    faster than `dispatch`; its adapter matmuls alone are ~80% of its time."""
+    tokens, weights, counts = _by_expert(routing)
+    biases = torch.stack([expert.fc2.bias for expert in experts])
+    # not addmm: autocast would round the residual stream itself to bf16
+    out = residual + routing.dense(len(experts)).to(biases.dtype) @ biases
+    pieces = zip(
+        experts,
+        x.index_select(0, tokens).split(counts),
+        weights.split(counts),
+        tokens.split(counts),
+    )
+    # every expert runs, on 0 rows if need be: each parameter gets a gradient every step (DDP)
+    for expert, chunk, w, rows in pieces:
+        y = F.linear(expert.hidden(chunk) * w.to(chunk.dtype), expert.fc2.weight)
+        out.index_add_(0, rows, y.to(out.dtype))
+    return out
 
 
 def dense_mixture(
@@ -266,9 +304,7 @@ class MoAE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        routing = self.gate(x)
-        out = dispatch(x, routing, [expert.delta for expert in self.experts], residual=x)
-        return out.reshape(shape)
+        return dispatch_adapters(x, self.gate(x), self.experts, residual=x).reshape(shape)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """The same output through `dense_mixture` (all n adapters on every token)."""

@@ -1,0 +1,96 @@
+"""The engines' run-long loader: the batches of a resumed run are exactly the rest of the
+uninterrupted run's, across epoch boundaries; the workers start once per run, not per epoch; the
+prefetch thread keeps order, surfaces errors where they happened and stops when closed."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from unilearn.engine.loader import RunBatches, TrainData
+from unilearn.engine.prefetch import Prefetcher
+
+
+class EpochSampler:
+    """Epoch e: batches [[100e + 2i, 100e + 2i + 1] for i in range(5)], a pure function of e."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return 5
+
+    def __iter__(self):
+        for i in range(5):
+            yield [100 * self.epoch + 2 * i, 100 * self.epoch + 2 * i + 1]
+
+
+class WhoLoads(Dataset):
+    def __getitem__(self, item):
+        return item, os.getpid()
+
+
+def _collate(items):
+    return {"items": [i for i, _ in items], "pids": {p for _, p in items}}
+
+
+def test_run_batches_resume_mid_epoch_across_epoch_boundaries():
+    full = list(RunBatches(EpochSampler(), 0, 13))
+    assert len(full) == 13
+    assert full[5] == [100, 101] and full[12] == [204, 205]  # epoch 1 starts at step 5
+    for start in (1, 5, 7, 12):
+        rest = list(RunBatches(EpochSampler(), start, 13))
+        assert rest == full[start:], f"resumed at {start}"
+        assert len(RunBatches(EpochSampler(), start, 13)) == 13 - start
+
+
+def test_the_loader_workers_start_once_per_run():
+    data = TrainData(WhoLoads(), EpochSampler(), _collate, num_workers=1)
+    batches = list(data.run(3, 15, seed=0))
+    assert [b["items"] for b in batches] == list(RunBatches(EpochSampler(), 3, 15))
+    pids = set().union(*(b["pids"] for b in batches))
+    assert len(pids) == 1 and os.getpid() not in pids  # one worker process served 3 epochs
+
+
+def test_the_loader_never_draws_from_the_global_rng():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    list(TrainData(WhoLoads(), EpochSampler(), _collate).run(0, 7, seed=1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_prefetcher_keeps_order_and_raises_where_the_iterable_failed():
+    def items():
+        yield from range(5)
+        raise OSError("disk gone")
+
+    for depth in (0, 1, 3):
+        got = []
+        with pytest.raises(OSError, match="disk gone"):
+            for x in Prefetcher(items(), depth=depth):
+                got.append(x)
+        assert got == [0, 1, 2, 3, 4], f"depth {depth}"
+    assert list(Prefetcher(range(7), depth=2)) == list(range(7))
+
+
+def test_closing_a_prefetcher_stops_its_thread():
+    def endless():
+        yield from itertools.count()
+
+    before = {t.name for t in threading.enumerate()}
+    batches = Prefetcher(endless(), depth=2)
+    assert list(itertools.islice(batches, 3)) == [0, 1, 2]
+    batches.close()
+    assert not any(t.name == "unilearn-prefetch" and t.is_alive() for t in threading.enumerate())
+    assert {t.name for t in threading.enumerate()} <= before
+    with pytest.raises(StopIteration):
+        next(batches)
