@@ -80,6 +80,8 @@ def test_prefetcher_keeps_order_and_raises_where_the_iterable_failed():
                 got.append(x)
         assert got == [0, 1, 2, 3, 4], f"depth {depth}"
     assert list(Prefetcher(range(7), depth=2)) == list(range(7))
+    with pytest.raises(ValueError, match="depth"):
+        Prefetcher(range(3), depth=-1)
 
 
 def test_closing_a_prefetcher_stops_its_thread():

@@ -33,15 +33,15 @@ class Prefetcher(Iterator):
     raised by the iterable is raised by `next()` at the position it occurred."""
 
     def __init__(self, iterable: Iterable, depth: int = 2) -> None:
-        if depth < 0:
-            raise ValueError(f"prefetch depth must be >= 0, got {depth}")
         self._stop = threading.Event()
         self._done = False
-        self._thread = None
+        self._thread: threading.Thread | None = None
+        self._inline: Iterator | None = None
+        if depth < 0:
+            raise ValueError(f"prefetch depth must be >= 0, got {depth}")
         if depth == 0:
-            self._inline: Iterator | None = iter(iterable)
+            self._inline = iter(iterable)
             return
-        self._inline = None
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(
             target=self._fill, args=(iter(iterable),), name="unilearn-prefetch", daemon=True
