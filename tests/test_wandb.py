@@ -3,6 +3,7 @@ the offline run directory, and never record the API key."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -42,9 +43,25 @@ def test_wandb_offline_run_holds_summary_metrics(tmp_path, monkeypatch):
     assert logged["summary"]["train/loss"] == 1.25
     assert logged["config"]["config_hash"] == config_hash(cfg)
     assert logged["config"]["model"]["moae"]["n_experts"] == cfg.model.moae.n_experts
+    assert logged["complete"]
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+    # W&B's service may still be writing when finish() returns: the reader waits for the exit
+    # record, and a log cut mid-record reads as incomplete instead of failing
+    full = next(run_dir.glob("*.wandb")).read_bytes()
+    late = tmp_path / "late"
+    late.mkdir()
+    (late / "run.wandb").write_bytes(full[:7])
+    writer = threading.Timer(0.3, (late / "run.wandb").write_bytes, args=(full,))
+    writer.start()
+    try:
+        assert read_offline_run(late, wait=20)["group"] == "demo/unilearn"
+    finally:
+        writer.join()
+    (late / "run.wandb").write_bytes(full[: len(full) - 5])
+    assert not read_offline_run(late, wait=0.2)["complete"]
 
 
 def test_wandb_only_rank0_and_disabled_do_nothing(tmp_path):

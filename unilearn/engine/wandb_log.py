@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,8 @@ def _records(path: Path) -> list[bytes]:
             # the rest of the block rather than stopping, and records may follow
             pos += (_BLOCK - pos % _BLOCK) % _BLOCK
             continue
+        if pos + length > len(data):  # a record still being written
+            break
         chunk, pos = data[pos : pos + length], pos + length
         if kind == _FULL:
             records.append(chunk)
@@ -159,21 +162,36 @@ def _records(path: Path) -> list[bytes]:
     return records
 
 
-def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """`{"config", "summary", "history", "group", "job_type", "name"}` of an offline run
-    directory (`.../wandb/offline-run-*`), decoded from its `.wandb` file."""
+def read_offline_run(run_dir: str | os.PathLike, wait: float = 30.0) -> dict[str, Any]:
+    """`{"config", "summary", "history", "group", "job_type", "name", "complete"}` of an offline
+    run directory (`.../wandb/offline-run-*`), decoded from its `.wandb` file.
+
+    `run.finish()` can return before W&B's service process has written the whole log (seen: a
+    file holding only its 7-byte header, or every record but the last ones), so this re-reads
+    for up to `wait` seconds until the run's exit record is there; `complete` says whether it
+    was."""
     from wandb.proto import wandb_internal_pb2 as pb
 
     run_dir = Path(run_dir)
-    files = sorted(run_dir.glob("*.wandb"))
-    if not files:
-        raise FileNotFoundError(f"{run_dir}: no .wandb file")
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history": []}
+    deadline = time.monotonic() + wait
+    while True:
+        files = sorted(run_dir.glob("*.wandb"))
+        if files:
+            out = _decode(files[0], pb)
+            if out["complete"] or time.monotonic() >= deadline:
+                return out
+        elif time.monotonic() >= deadline:
+            raise FileNotFoundError(f"{run_dir}: no .wandb file")
+        time.sleep(0.1)
+
+
+def _decode(path: Path, pb) -> dict[str, Any]:
+    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "complete": False}
 
     def _key(item) -> str:
         return ".".join(item.nested_key) if item.nested_key else item.key
 
-    for raw in _records(files[0]):
+    for raw in _records(path):
         record = pb.Record()
         record.ParseFromString(raw)
         kind = record.WhichOneof("record_type")
@@ -190,4 +208,6 @@ def read_offline_run(run_dir: str | os.PathLike) -> dict[str, Any]:
                 out["summary"][_key(item)] = json.loads(item.value_json)
         elif kind == "history":
             out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "exit":
+            out["complete"] = True
     return out
