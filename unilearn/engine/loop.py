@@ -99,7 +99,6 @@ def run_epochs(
                 save(step, sums)
                 files.write_log(history)
                 wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
-        batches.close()  # stops the loader's workers before the final checkpoint
         bar.close()
         final = history[-1] if history else {}
         if info.is_main:
@@ -107,10 +106,10 @@ def run_epochs(
         wandb.summary({f"train/{k}": v for k, v in final.items()})
         wandb.finish()
     except BaseException:
-        if batches is not None:
-            batches.close()
         wandb.finish(exit_code=1)
         raise
     finally:
+        if batches is not None:
+            batches.close()  # stops the thread and the loader's workers
         D.cleanup(info)
     return final
