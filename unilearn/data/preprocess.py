@@ -42,6 +42,7 @@ from unilearn.data.face import (
     square_boxes,
 )
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
+from unilearn.errors import read_parquet
 
 # Distributed as face crops (SPEC section 3): resized only, never re-detected.
 FACE_CROPPED_DATASETS = frozenset(
@@ -199,7 +200,7 @@ def preprocess(
     """Store every clip of `manifest` under `out`; returns the counts (also written as tables)."""
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
-    rows = pd.read_parquet(manifest)
+    rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     _check_manifest(rows, manifest)
     _check_settings(out, dataset, settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -140,9 +141,13 @@ def run_as_job(
                 if _ended_without_result(job):
                     raise submitit.core.utils.UncompletedJobError(job.job_id)
                 job.results()
-            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError):
+            except (
+                submitit.core.utils.FailedJobError,
+                submitit.core.utils.UncompletedJobError,
+            ) as failure:
                 state = _state(job)
                 _wait_until_gone(job, err)
+                status, said = stage_failure(str(failure))
                 print(
                     f"unilearn: {kind} {job.job_id} failed (state {state}). "
                     f"Last lines of {lead.paths.stderr}:\n"
@@ -150,7 +155,9 @@ def run_as_job(
                     file=err,
                     flush=True,
                 )
-                return 1
+                if said:  # the stage's own message, last, as a local run prints it
+                    print(said, file=err, flush=True)
+                return status
             print(f"unilearn: {kind} {job.job_id} completed", file=err, flush=True)
             return 0
     except _Interrupted as interrupted:
@@ -164,6 +171,16 @@ def run_as_job(
                 flush=True,
             )
         return 128 + interrupted.signum
+
+
+def stage_failure(text: str) -> tuple[int, str]:
+    """(exit status, the stage's one-paragraph message) from a failed job's error text: the
+    `StageFailed` raised in the job (`unilearn.launch.job`) carries both; else (1, "")."""
+    found = re.findall(r"StageFailed: exit status (\d+): (.*)", text)
+    if not found:
+        return 1, ""
+    status, said = found[-1]
+    return int(status), said.strip()
 
 
 def _wait(job: Any, follower: LogFollower | None, poll_s: float, err: TextIO, kind: str) -> None:
