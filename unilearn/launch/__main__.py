@@ -51,17 +51,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Submit and wait; a config error is one paragraph and exit 2, as in `unilearn STAGE`."""
-    from unilearn.errors import debug_requested, run_reporting
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting(lambda: _submit(argv), "python -m unilearn.launch", debug_requested())
-
-
-def _submit(argv: list[str]) -> int:
     from unilearn.config import load_config
 
-    args, stage_argv = parse(argv)
+    args, stage_argv = parse(list(sys.argv[1:] if argv is None else argv))
     launcher = load_config(args.config, args.overrides).launcher.for_stage(args.stage)
     resources = resolve_resources(launcher.slurm.model_dump(), args)
     command = StageCommand([args.stage, *job_argv(stage_argv)])
@@ -75,4 +67,7 @@ def _submit(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # a config error is one paragraph and exit 2, as in `unilearn STAGE` (unilearn.errors)
+    from unilearn.errors import debug_requested, run_reporting
+
+    raise SystemExit(run_reporting(main, "python -m unilearn.launch", debug_requested(sys.argv)))
