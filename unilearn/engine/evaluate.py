@@ -31,7 +31,7 @@ from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_run_arguments
 from unilearn.engine.finetune import check_fold
 from unilearn.engine.metrics import classification_metrics
-from unilearn.engine.wandb_log import run_for
+from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
 from unilearn.models import expert_usage, model_from_checkpoint, reset_expert_usage
 
 STAGE = "evaluate"
@@ -221,13 +221,13 @@ def _write(out, frame, labels, scores, features, usage, meta, dataset, fold, hea
     centres = class_centres(features, labels, classes).assign(**ident, fold=fold)
     write_parquet(centres, sibling(out, ".centres.parquet"))
 
-    name = dataset if fold is None else f"{dataset}-{fold}"
-    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/{ident['experiment']}", name=name,
-                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode)  # fmt: skip
-    summary = {"test/uar": metrics["uar"], "test/war": metrics["war"], "test/n": metrics["n"]}
-    for block, counts in layers.items():
-        total = max(sum(counts), 1)
-        summary.update({f"experts/block{block}/e{i}": c / total for i, c in enumerate(counts)})
-    wandb.summary(summary)
+    run_name = meta.get("run") or ident["experiment"]
+    identity = run_identity(run_name, ident["experiment"], meta.get("dataset") or dataset, fold,
+                            meta.get("init")) | {"test_dataset": dataset}  # fmt: skip
+    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/{run_name}",
+                    name=f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}",
+                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode,
+                    identity=identity)  # fmt: skip
+    log_evaluation(wandb, metrics, usage=layers)
     wandb.finish()
     return metrics

@@ -89,7 +89,7 @@ def run(
     state = files.resume(model, optimizer, scaler, digest, identity)
     ddp = D.wrap(model, info)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
-                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+                    is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
 
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, sums, on_step, bar)
@@ -99,6 +99,7 @@ def run(
         state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
         checkpoint_every=pt.checkpoint_every, seed=cfg.seed, info=info, wandb=wandb,
         train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
+        log_every=cfg.runtime.log_every,
     )  # fmt: skip
 
 
