@@ -43,6 +43,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)",
     ),
     "figure": ("unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b as PNG"),
+    "status": (
+        "unilearn.status",
+        "where the workflow stands: one line per run (state, epoch, ETA, loss, Slurm job)",
+    ),
     "predict": (
         "unilearn.predict.cli",
         "run a fine-tuned or imported checkpoint on raw videos, frame folders and images",
