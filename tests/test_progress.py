@@ -62,7 +62,9 @@ def test_reports_every_n_steps_with_loss_lr_grad_norm_and_expert_usage(tmp_path)
     assert abs(sum(shares) - 1) < 1e-6  # tokens of steps 3-4 only: the counters restart
     lines = out.getvalue().splitlines()
     assert len(lines) == 4
-    assert lines[0].startswith("finetune unilearn dfew-fold1 | epoch 1/2 | step 2/12 | loss_dfer 1.5")
+    assert lines[0].startswith(
+        "finetune unilearn dfew-fold1 | epoch 1/2 | step 2/12 | loss_dfer 1.5"
+    )
     assert "lr 0.002" in lines[0] and "samples/s" in lines[0] and "ETA " in lines[0]
     assert lines[-1].startswith("finetune unilearn dfew-fold1 | epoch 1/2 done | step 6/12")
     state = json.loads((tmp_path / PROGRESS_FILE).read_text())

@@ -45,8 +45,11 @@ def fake_wandb(monkeypatch):
     module.Settings = lambda **kw: kw
     module.Table = lambda columns, data: {"columns": columns, "data": data}
     module.plot = types.SimpleNamespace(
-        confusion_matrix=lambda y_true, preds, class_names: {"y": y_true, "p": preds,
-                                                             "classes": class_names}  # fmt: skip
+        confusion_matrix=lambda y_true, preds, class_names: {
+            "y": y_true,
+            "p": preds,
+            "classes": class_names,
+        }  # fmt: skip
     )
     monkeypatch.setitem(sys.modules, "wandb", module)
     monkeypatch.delenv("WANDB_MODE", raising=False)

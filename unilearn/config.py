@@ -826,9 +826,7 @@ def _unknown_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> list
         if kind == "dict":
             problems += _unknown_keys(value, inner, prefix=f"{path}.")
         elif key not in inner.model_fields:
-            problems.append(
-                f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields)
-            )
+            problems.append(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
         else:
             sub = _schema_of(inner.model_fields[key].annotation)
             problems += _unknown_keys(value, sub, prefix=f"{path}.")

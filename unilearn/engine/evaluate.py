@@ -28,46 +28,13 @@ from unilearn.config import load_config
 from unilearn.data.datasets import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_run_arguments
+from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401
 from unilearn.engine.finetune import check_fold
 from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
 from unilearn.models import expert_usage, model_from_checkpoint, reset_expert_usage
 
 STAGE = "evaluate"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        type=Path,
-        help="fine-tuned checkpoint (`unilearn finetune` RUN/checkpoint.pt)",
-    )
-    parser.add_argument("--store", required=True, type=Path, help="clip store directory")
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
-        help="test set; affectnet7 is scored with the SFER head",
-    )
-    parser.add_argument("--fold", type=int, default=None, help="test fold 1-5 (DFEW, MAFW)")
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="PRED.parquet",
-        help="per-clip predictions; metrics, expert usage and class centres beside",
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="config (repeatable); default: the config.yaml beside the checkpoint",
-    )
-    add_run_arguments(parser, "evaluate.batch_size=64")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ import torch
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_run_arguments
+from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
@@ -30,60 +30,6 @@ from unilearn.models.checkpoint import CheckpointError
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "finetune"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--experiment",
-        required=True,
-        help="experiment name from the config (unilearn, videomae, vit_mtl, ...)",
-    )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
-        help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
-    )
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=None,
-        help="cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
-    )
-    parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
-                        help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
-                        "MAE-DFER checkpoint (default: random init)")  # fmt: skip
-    parser.add_argument("--run", default=None, metavar="EXPERIMENT[@SWEEP=VALUE]",
-                        help="the workflow's name of this run, a sweep point included: names its "
-                        "W&B group (default: the experiment)")  # fmt: skip
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by pretrain and finetune."""
-    parser.add_argument(
-        "--config",
-        action="append",
-        required=True,
-        type=Path,
-        metavar="YAML",
-        help="config file; repeat to merge (later wins): "
-        "--config configs/paper.yaml --config configs/local.yaml",
-    )
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=Path,
-        help="clip store directory (`unilearn preprocess` output)",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="RUN",
-        help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
-    )
-    add_run_arguments(parser, "finetune.epochs=50 model.moae.n_experts=4")
 
 
 def main(args: argparse.Namespace) -> int:
