@@ -154,9 +154,12 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
 def test_sweep_runs_map_back_to_their_overrides():
     cfg = load_config(CONFIG)
     runs = layout.sweep_runs(cfg, "sfer_proportion")
+    # the point at the config's own proportion is the run `unilearn` itself: trained once
     assert [r.name for r in runs] == [
-        f"unilearn@sfer_proportion={v}" for v in cfg.sweeps["sfer_proportion"]
+        "unilearn" if v == cfg.finetune.sfer_proportion else f"unilearn@sfer_proportion={v}"
+        for v in cfg.sweeps["sfer_proportion"]
     ]
+    assert cfg.finetune.sfer_proportion in cfg.sweeps["sfer_proportion"]
     assert layout.run_overrides(cfg, runs[0].name) == [
         f"finetune.sfer_proportion={cfg.sweeps['sfer_proportion'][0]}"
     ]
