@@ -145,6 +145,13 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
     args = argparse.Namespace(figure=name, config=[CONFIG], runs=runs, manifests=None, out=out,
                               overrides=[])  # fmt: skip
     assert figures.main(args) == 0
+    # vector PDF beside; provenance in the metadata and the sidecar, not drawn in the image
+    pdf = figures.pdf_path(out).read_bytes()
+    assert pdf.startswith(b"%PDF") and b"git " in pdf
+    from PIL import Image
+
+    assert "config demo; git " in Image.open(out).info["Description"]
+    assert json.loads(figures.sidecar_path(out).read_text())["config"] == "demo"
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     # A plot, not a blank canvas: many distinct colours.
