@@ -130,9 +130,9 @@ def run_for(
         return WandbRun(project="", entity=None, mode="disabled", group=group, job_type=job_type,
                         name=name, run_dir=run_dir, config={}, enabled=False)  # fmt: skip
     config = cfg.model_dump(mode="json", exclude={"experiments", "sweeps"})
-    config.update(identity or {})
     config["config_hash"] = config_hash(cfg)
     config["git_sha"] = git_sha()
+    config.update(identity or {})  # e.g. a pooled cell's config hash is its runs' one
     return WandbRun(
         project=resolve_project(cfg.wandb.project),
         entity=cfg.wandb.entity,
@@ -234,6 +234,7 @@ def log_pooled(cfg, result: dict[str, Any], run: str, train: str, mode: str | No
     identity = {
         **run_identity(run, result.get("experiment") or run.split("@")[0], train, None),
         "test_dataset": test,
+        "config_hash": result.get("config_hash"),
         "folds": result.get("folds"),
         "tables": tables,
     }
