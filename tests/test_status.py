@@ -48,6 +48,11 @@ def test_status_reads_done_running_failed_and_pending_runs(tmp_path):
     crashed_log.parent.mkdir(parents=True)
     crashed_log.write_text("Traceback (most recent call last):\n  ...\nValueError: bad\n")
 
+    stale = runs / "finetune" / "unilearn" / "dfew-fold5"  # made under an earlier config
+    stale.mkdir(parents=True)
+    (stale / "checkpoint.pt").write_bytes(b"x")
+    (stale / "config.sha256").write_text("0" * 64 + "\n")
+
     rows = _by_key(collect(cfg, runs, ["table1"]))
     assert rows[("finetune", "unilearn", "dfew-fold1")].state == "done"
     live = rows[("finetune", "unilearn", "dfew-fold2")]

@@ -75,31 +75,53 @@ def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
     out = []
     for mode in modes:
         out.append(_training("pretrain", mode, "-", layout.pretrain_dir(runs, mode),
-                             logs / "pretrain" / f"{mode}.log", cfg.pretrain.epochs, squeue))  # fmt: skip
+                             logs / "pretrain" / f"{mode}.log", cfg.pretrain.epochs, squeue,
+                             expected_hash(cfg, "pretrain", mode, "-")))  # fmt: skip
     for run, target in finetunes:
         out.append(_training("finetune", run, target, layout.finetune_dir(runs, run, target),
                              logs / "finetune" / run / f"{target}.log", cfg.finetune.epochs,
-                             squeue))  # fmt: skip
+                             squeue, expected_hash(cfg, "finetune", run, target)))  # fmt: skip
     for run, target, test in evaluations:
         pred = layout.prediction_path(runs, run, target, test)
         status = RunStatus("evaluate", run, f"{target} on {test}")
         metrics = layout.prediction_sidecar(pred, ".metrics.json")
         log = logs / "evaluate" / run / f"{target}-{test}.log"
-        if metrics.is_file():
+        m = _read_json(metrics) or {}
+        if m and m.get("config_hash") in (None, expected_hash(cfg, "finetune", run, target)):
             status.state = "done"
-            try:
-                m = json.loads(metrics.read_text())
+            if "uar" in m and "war" in m:
                 status.loss = f"UAR {100 * m['uar']:.1f} WAR {100 * m['war']:.1f}"
-            except (ValueError, KeyError):
-                pass
-        else:
-            _from_job(status, pred.parent / "slurm", "evaluate", log, squeue)
+        else:  # a log beside metrics of an earlier config is that config's
+            _from_job(status, pred.parent / "slurm", "evaluate", log, squeue, use_log=not m)
         out.append(status)
     return out
 
 
-def _training(stage, run, target, run_dir: Path, log: Path, epochs: int, squeue) -> RunStatus:
+def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
+    """The config hash a run of this config records (`config.sha256`), as the workflow computes
+    it; a run directory holding another one is from an earlier config and will be redone."""
+    from unilearn.config import ConfigError, config_hash
+    from unilearn.report import layout
+
+    try:
+        if stage == "pretrain":
+            return config_hash(cfg, "pretrain")
+        point = cfg.with_overrides(layout.run_overrides(cfg, run))
+        experiment, dataset = layout.parse_run(run).experiment, layout.parse_target(target)[0]
+        return config_hash(point.resolve_experiment(experiment, dataset).config, "finetune")
+    except (ConfigError, ValueError, KeyError):
+        return None
+
+
+def _training(
+    stage, run, target, run_dir: Path, log: Path, epochs: int, squeue, expected: str | None
+) -> RunStatus:
     status = RunStatus(stage, run, target)
+    recorded = _read_text(run_dir / "config.sha256")
+    if expected is not None and recorded is not None and recorded != expected:
+        # an earlier config's run: what is on disk says nothing about this one (yet)
+        _from_job(status, run_dir / "slurm", stage, log, squeue, epochs, use_log=False)
+        return status
     history = _history(run_dir / "log.jsonl")
     progress = _read_json(run_dir / PROGRESS_FILE)
     total = (progress or {}).get("epochs") or epochs
@@ -123,11 +145,19 @@ def _training(stage, run, target, run_dir: Path, log: Path, epochs: int, squeue)
             if progress.get("host") == socket.gethostname() and not _alive(progress.get("pid")):
                 status.state = "failed"  # its process is gone (killed) without a last word
                 status.eta = "-"
-    _from_job(status, run_dir / "slurm", stage, log, squeue)
+    _from_job(status, run_dir / "slurm", stage, log, squeue, total)
     return status
 
 
-def _from_job(status: RunStatus, slurm_dir: Path, stage: str, log: Path, squeue) -> None:
+def _from_job(
+    status: RunStatus,
+    slurm_dir: Path,
+    stage: str,
+    log: Path,
+    squeue,
+    epochs: int | None = None,
+    use_log: bool = True,
+) -> None:
     """Slurm job id and state of the run's latest submission; the job log's verdict."""
     job_id = _latest_job(slurm_dir, stage)
     if job_id is not None:
@@ -139,12 +169,14 @@ def _from_job(status: RunStatus, slurm_dir: Path, stage: str, log: Path, squeue)
             status.state = "running"
         elif state and state.split()[0] in _FAILED_SLURM:
             status.state = "failed"
-    if status.state in ("pending", "running") and log.is_file():
+    if use_log and status.state in ("pending", "running") and log.is_file():
         tail = _tail(log)
         if any(marker in tail for marker in _FAILED_LOG):
             status.state = "failed"
         elif status.state == "pending":
-            status.state = "running"  # started: the log exists, nothing written yet
+            status.state = "running"  # started: the log exists, no step reported yet
+            if status.epoch == "-" and status.stage != "evaluate":
+                status.epoch = f"0/{epochs}" if epochs else "-"
 
 
 def _latest_job(slurm_dir: Path, stage: str) -> str | None:
@@ -204,6 +236,13 @@ def _history(path: Path) -> list[dict]:
         except ValueError:  # a line being written
             break
     return out
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
 
 
 def _read_json(path: Path) -> dict | None:
