@@ -163,8 +163,8 @@ def _from_job(
     if job_id is not None:
         state = squeue.get(job_id) or _sacct_state(job_id)
         status.job = f"{job_id} {state}" if state else job_id
-        if state in ("PENDING", "CONFIGURING"):
-            status.state = "queued" if status.state == "pending" else status.state
+        if state in ("PENDING", "CONFIGURING", "REQUEUED"):  # a requeued run waits again
+            status.state = "queued" if status.state in ("pending", "failed") else status.state
         elif state == "RUNNING" and status.state in ("pending", "failed"):
             status.state = "running"
         elif state and state.split()[0] in _FAILED_SLURM:
