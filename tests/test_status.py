@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from unilearn.config import load_config
-from unilearn.status import collect, render
+from unilearn.status import collect, expected_hash, render
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -53,7 +53,16 @@ def test_status_reads_done_running_failed_and_pending_runs(tmp_path):
     (stale / "checkpoint.pt").write_bytes(b"x")
     (stale / "config.sha256").write_text("0" * 64 + "\n")
 
+    # a new attempt under this config has begun (config.sha256), the old checkpoint is still there
+    restarted = runs / "finetune" / "unilearn" / "mafw-fold1"
+    restarted.mkdir(parents=True)
+    (restarted / "checkpoint.pt").write_bytes(b"x")
+    os.utime(restarted / "checkpoint.pt", (time.time() - 60, time.time() - 60))
+    digest = expected_hash(cfg, "finetune", "unilearn", "mafw-fold1")
+    (restarted / "config.sha256").write_text(digest + "\n")
+
     rows = _by_key(collect(cfg, runs, ["table1"]))
+    assert rows[("finetune", "unilearn", "mafw-fold1")].state == "pending"
     assert rows[("finetune", "unilearn", "dfew-fold1")].state == "done"
     live = rows[("finetune", "unilearn", "dfew-fold2")]
     assert (live.state, live.epoch, live.loss) == ("running", "3/8", "dfer 1.234")

@@ -70,6 +70,8 @@ class Progress:
         self._seen: dict[str, tuple[float, int, int]] = {}  # task -> (loss sum, batches, samples)
         self._seen_steps = 0
         self.last_loss: dict[str, float] = {}
+        if is_main:  # started: what an earlier attempt left says nothing about this one
+            self._write(start_step, None, "running")
 
     # -- called by the epoch loop ---------------------------------------------------------------
 

@@ -128,7 +128,7 @@ def _training(
     if history:
         status.epoch = f"{len(history)}/{total}"
         status.loss = _loss(history[-1])
-    if (run_dir / "checkpoint.pt").is_file() and (progress or {}).get("state") != "running":
+    if _finished(run_dir) and (progress or {}).get("state") != "running":
         status.state = "done"
         status.epoch = f"{total}/{total}" if history or stage == "finetune" else status.epoch
         return status
@@ -236,6 +236,15 @@ def _history(path: Path) -> list[dict]:
         except ValueError:  # a line being written
             break
     return out
+
+
+def _finished(run_dir: Path) -> bool:
+    """A checkpoint written by the current attempt: every attempt records its config first, and
+    Snakemake leaves the previous config's checkpoint in place until the new one replaces it."""
+    checkpoint, recorded = run_dir / "checkpoint.pt", run_dir / "config.sha256"
+    if not checkpoint.is_file():
+        return False
+    return not recorded.is_file() or checkpoint.stat().st_mtime >= recorded.stat().st_mtime
 
 
 def _read_text(path: Path) -> str | None:
