@@ -11,14 +11,14 @@ import argparse
 
 import pytest
 import torch
-
 from test_models_checkpoint import (
     CLASSES,
-    D,
     DEPTH,
+    D,
     videomae_block,
     videomae_pretrain_state_dict,
 )
+
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError, authors_model_kwargs
 
