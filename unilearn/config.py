@@ -259,6 +259,9 @@ class PretrainConfig(_OptimConfig):
     betas: tuple[float, float] = (0.9, 0.95)
     mask_ratio_video: Fraction = 0.95
     mask_ratio_image: Fraction = 0.90
+    # random = int(ratio x tokens) masked anywhere in the clip (paper text, the authors'
+    # RandMasking); tube = the same spatial positions masked in every slice (VideoMAE, MAE-DFER)
+    masking: Literal["random", "tube"] = "random"
     norm_pix_loss: bool = True
     image_dataset: Literal["affectnet"] = "affectnet"
     video_dataset: Literal["voxceleb2"] = "voxceleb2"
@@ -651,6 +654,7 @@ class Config(Settings):
             "decoder_num_heads": m.decoder.heads,
             "mask_ratio_video": p.mask_ratio_video,
             "mask_ratio_image": p.mask_ratio_image,
+            "masking": p.masking,
             "norm_pix_loss": p.norm_pix_loss,
             **m.encoder_kwargs(),
         }
