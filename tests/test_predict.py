@@ -23,7 +23,7 @@ from unilearn.models import create_model, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.predict.inputs import discover_inputs
 from unilearn.predict.media import MediaFrames
-from unilearn.predict.model import load_inference_model
+from unilearn.predict.model import evaluation_model, load_inference_model
 from unilearn.predict.pipeline import PredictOptions, prepare_input
 from unilearn.predict.timeline import parse_window_stride, timeline_windows
 
@@ -186,6 +186,13 @@ def test_authors_checkpoint_runs_with_model_and_labels(raw, tmp_path):
                "--model", "unilearn_tiny_patch16_64", "--labels", "ferv39k"])  # fmt: skip
     assert rc == 0
     assert list(pd.read_parquet(out)["head"]) == ["dfer", "sfer"]
+    # `unilearn evaluate --model ... --labels ...` builds the same model, with a meta like ours
+    model, meta = evaluation_model(tmp_path / "checkpoint-best.pth", "unilearn_tiny_patch16_64",
+                                   "ferv39k")  # fmt: skip
+    assert meta["labels"] == spec.labels and (meta["num_frames"], meta["input_size"]) == (8, 64)
+    torch.testing.assert_close(model.head.weight, spec.model.head.weight)
+    with pytest.raises(CheckpointError, match="--model needs --labels"):
+        evaluation_model(tmp_path / "checkpoint-best.pth", "unilearn_tiny_patch16_64")
     with pytest.raises(CheckpointError, match="video head has 7 classes, but --labels names 11"):
         load_inference_model(tmp_path / "checkpoint-best.pth",
                              model_name="unilearn_tiny_patch16_64", labels="mafw")  # fmt: skip
