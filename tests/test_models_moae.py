@@ -92,10 +92,12 @@ def test_capacity_dispatch_never_reads_the_device(monkeypatch):
     def refuse(self, *args, **kwargs):
         raise AssertionError("host sync on the MoAE hot path")
 
-    monkeypatch.setattr(torch.Tensor, "tolist", refuse)
-    monkeypatch.setattr(torch.Tensor, "item", refuse)
-    monkeypatch.setattr(torch.Tensor, "nonzero", refuse)
+    for name in ("tolist", "item", "nonzero", "__bool__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
     moae(torch.randn(2, 30, 32)).sum().backward()
+    model = create_model("unilearn_tiny_patch16_64").train()  # the whole model, both modalities
+    model(torch.randn(2, 3, 8, 64, 64)).sum().backward()
+    model(torch.randn(2, 3, 2, 64, 64), task="sfer").sum().backward()
 
 
 def test_sparse_dispatch_runs_each_token_through_k_experts_only():
