@@ -86,6 +86,26 @@ def test_capacity_drops_tokens_in_token_order():
     assert torch.equal(out[6:], torch.zeros(6, 16))  # later ones get nothing, at test time too
 
 
+def test_capacity_keeps_the_first_tokens_of_each_expert_queue():
+    # any routing: expert i serves the first C tokens (flattened batch order) that chose it,
+    # whether it was their first or second choice
+    torch.manual_seed(2)
+    moae = random_moae(dim=16, n_experts=4, top_k=2, capacity_factor=1.0).eval()
+    x = torch.randn(3, 10, 16)
+    flat = x.reshape(-1, 16)
+    routing = moae.gate(flat)
+    c = routing.capacity
+    assert c == 15
+    expected = torch.zeros_like(flat)
+    for i, expert in enumerate(moae.experts):
+        queue = [m for m in range(30) if i in routing.indices[m].tolist()][:c]
+        for m in queue:
+            g = routing.weights[m, routing.indices[m].tolist().index(i)]
+            expected[m] += g * expert(flat[m : m + 1])[0]
+    assert routing.kept.sum() < 60  # some pairs really are dropped in this draw
+    torch.testing.assert_close(moae(x).reshape(-1, 16), expected, atol=1e-5, rtol=0)
+
+
 def test_capacity_dispatch_never_reads_the_device(monkeypatch):
     moae = random_moae(capacity_factor=1.0).train()
 

@@ -335,7 +335,7 @@ def dispatch_adapters(
     gate mass of the token (1 when no pair is dropped)."""
     gates = routing.dense(len(experts))
     biases = torch.stack([expert.fc2.bias for expert in experts])
-    # not addmm: autocast would round the residual stream itself to bf16
+    # the sum accumulates in x's dtype (fp32 under autocast), whatever dtype the matmuls give
     out = gates.to(biases.dtype) @ biases
     if experts[0].residual:
         out = out + x * gates.sum(1, keepdim=True).to(x.dtype)

@@ -37,7 +37,7 @@ from unilearn.models.checkpoint import (
 )
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULT_FRAME_STRIDE = 4  # the paper's temporal stride (SPEC 1.3)
+DEFAULT_FRAME_STRIDE = 4  # the paper's temporal stride (16 frames x 4)
 SHORT_SIDE_RATIO = 1.1  # 176-pixel store for 160-pixel crops
 
 
