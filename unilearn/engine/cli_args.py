@@ -124,6 +124,17 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="config (repeatable); default: the config.yaml beside the checkpoint",
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="for an imported checkpoint without unilearn meta (VideoMAE, or the UniLearn "
+        "authors' checkpoint-best.pth): the registered model, e.g. unilearn_base_patch16_160",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="with --model: the DFER head's classes (a label set, e.g. ferv39k, or names)",
+    )
     add_run_arguments(parser, "evaluate.batch_size=64")
 
 
