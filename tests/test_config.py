@@ -85,6 +85,21 @@ def test_config_errors_name_the_key(demo, override, key):
         demo.with_overrides([override])
 
 
+def test_config_with_several_mistakes_reports_all_of_them(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "model:\n  moae:\n    n_expert: 4\n  widht: 96\n"
+        "finetune:\n  epochs: -1\n  batch_size: many\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    message = str(error.value)
+    assert message.startswith("4 problems:")
+    for part in ("model.moae.n_expert: unknown key", "model.widht: unknown key",
+                 "finetune.epochs", "finetune.batch_size"):  # fmt: skip
+        assert part in message, part
+
+
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  moae:\n    n_expert: 4\n")

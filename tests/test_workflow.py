@@ -10,6 +10,7 @@ import pytest
 from workflow_run import job_counts, snakemake, workflow_copy
 
 from unilearn.config import load_config
+from unilearn.report import layout
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +51,11 @@ def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
         counts = job_counts(done.stdout)
         points = cfg.sweeps[sweep]
         assert counts["finetune"] == counts["evaluate"] == counts["aggregate"] == len(points)
-        for value in points:
-            assert (
-                f"runs/demo/finetune/unilearn@{sweep}={value}/ferv39k/checkpoint.pt" in done.stdout
-            )
+        for run in layout.sweep_runs(cfg, sweep):
+            assert f"runs/demo/finetune/{run.name}/ferv39k/checkpoint.pt" in done.stdout
+        # the point at the config's own value is the run `unilearn`, not a second job
+        assert "runs/demo/finetune/unilearn/ferv39k/checkpoint.pt" in done.stdout
+        assert f"unilearn@{sweep}={layout.value_slug(points[1])}/" not in done.stdout
 
 
 def test_slurm_profile_sends_only_gpu_stages_through_submitit(workdir):

@@ -385,16 +385,21 @@ class LauncherConfig(_Strict):
 
 
 class WandbConfig(_Strict):
-    project: str = "unilearn"
+    # null = the environment decides: WANDB_PROJECT, else "unilearn"
+    project: str | None = None
     entity: str | None = None
-    # offline by default (no network needed; `wandb sync` later); `--wandb online` per run.
-    mode: Literal["offline", "online", "disabled"] = "offline"
+    # null = the environment decides: WANDB_MODE, else offline (no network needed; `wandb sync`
+    # later). `--wandb MODE` on one run wins over both.
+    mode: Literal["offline", "online", "disabled"] | None = None
 
 
 class RuntimeConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     threads: PositiveInt | None = None  # torch intra-op threads; null = torch's default
+    # a progress line (stdout, the job's log) and a W&B point every this many training steps;
+    # not part of the config hash (it changes no result)
+    log_every: PositiveInt = 50
 
 
 # The paper's baselines and ablations (SPEC 1.4), one entry per row of Tables 1-5. A config file's
@@ -705,18 +710,24 @@ def load_config(
     if not paths:
         raise ConfigError("no config file given")
     merged: dict[str, Any] = {}
+    # every mistake of every file at once: unknown keys (with a did-you-mean) first, then the
+    # values pydantic refuses
+    problems: list[str] = []
     for path in paths:
         raw = _read_yaml(Path(path))
-        try:
-            _check_keys(raw, ("model", Config), prefix="")
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+        problems += [f"{path}: {p}" for p in _unknown_keys(raw, ("model", Config), prefix="")]
         merged = _deep_merge(merged, raw)
     where = " + ".join(str(p) for p in paths)
     try:
-        cfg = _validated(merged)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        cfg = Config.model_validate(merged)
+    except ValidationError as e:
+        problems += [f"{where}: {p}" for p in _error_lines(e, skip_unknown=bool(problems))]
+    if problems:
+        raise ConfigError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     pairs = [parse_override(o) for o in overrides]
     if pairs:
         try:
@@ -761,7 +772,8 @@ def config_hash(cfg: Config, stage: str | None = None) -> str:
 
 
 def canonical_json(cfg: Config, stage: str | None = None) -> str:
-    exclude = {"launcher", "wandb"} | _NOT_HASHED[stage]
+    exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
+    exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
     data = cfg.model_dump(mode="json", exclude=exclude)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
@@ -818,20 +830,23 @@ def _sub_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> None:
-    """Unknown keys -> ConfigError naming the dotted path, with a did-you-mean. Pydantic reports
-    them too; checking first gives one clear message per file."""
+def _unknown_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> list[str]:
+    """Every unknown key, as `dotted.path: unknown key (did you mean ...)`. Pydantic reports
+    them too, without the suggestion."""
     if schema is None or not isinstance(raw, Mapping):
-        return
+        return []
     kind, inner = schema
+    problems = []
     for key, value in raw.items():
         path = f"{prefix}{key}"
         if kind == "dict":
-            _check_keys(value, inner, prefix=f"{path}.")
-            continue
-        if key not in inner.model_fields:
-            raise ConfigError(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
-        _check_keys(value, _schema_of(inner.model_fields[key].annotation), prefix=f"{path}.")
+            problems += _unknown_keys(value, inner, prefix=f"{path}.")
+        elif key not in inner.model_fields:
+            problems.append(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
+        else:
+            sub = _schema_of(inner.model_fields[key].annotation)
+            problems += _unknown_keys(value, sub, prefix=f"{path}.")
+    return problems
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -901,8 +916,15 @@ def _validated(raw: Mapping[str, Any], schema: type[Settings] | None = None) -> 
 
 
 def _format_errors(e: ValidationError) -> str:
+    return "; ".join(_error_lines(e))
+
+
+def _error_lines(e: ValidationError, skip_unknown: bool = False) -> list[str]:
+    """One line per pydantic error; `skip_unknown` leaves out the unknown keys (reported already)."""
     lines = []
     for err in e.errors(include_url=False):
+        if skip_unknown and err["type"] == "extra_forbidden":
+            continue
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -914,4 +936,4 @@ def _format_errors(e: ValidationError) -> str:
             else f" (got {got!r})"
         )
         lines.append(f"{loc}: {msg}{shown}" if loc else msg)
-    return "; ".join(lines)
+    return lines

@@ -17,70 +17,19 @@ import torch
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_run_arguments
+from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
 from unilearn.engine.schedule import build_schedule
 from unilearn.engine.train_state import RunFiles, seed_everything
-from unilearn.engine.wandb_log import run_for
+from unilearn.engine.wandb_log import run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "finetune"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--experiment",
-        required=True,
-        help="experiment name from the config (unilearn, videomae, vit_mtl, ...)",
-    )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
-        help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
-    )
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=None,
-        help="cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
-    )
-    parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
-                        help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
-                        "MAE-DFER checkpoint (default: random init)")  # fmt: skip
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by pretrain and finetune."""
-    parser.add_argument(
-        "--config",
-        action="append",
-        required=True,
-        type=Path,
-        metavar="YAML",
-        help="config file; repeat to merge (later wins): "
-        "--config configs/paper.yaml --config configs/local.yaml",
-    )
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=Path,
-        help="clip store directory (`unilearn preprocess` output)",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="RUN",
-        help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
-    )
-    add_run_arguments(parser, "finetune.epochs=50 model.moae.n_experts=4")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,7 +38,7 @@ def main(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     run(cfg, args.experiment, args.dataset, args.fold, args.store, args.out, init=args.init,
-        wandb_mode=args.wandb, progress=not args.no_progress)  # fmt: skip
+        wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run)  # fmt: skip
     return 0
 
 
@@ -114,6 +63,7 @@ def run(
     init: Path | None = None,
     wandb_mode: str | None = None,
     progress: bool = True,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune one experiment on one dataset/fold; returns the final training metrics."""
     check_fold(dataset, fold)
@@ -152,20 +102,21 @@ def run(
     state = files.resume(model, optimizer, scaler, digest, identity)
     # each batch uses one head and the top-k experts only: the rest get no gradient
     ddp = D.wrap(model, info, find_unused_parameters=True)
-    group = f"{rcfg.name}/{experiment}"
-    name = dataset if fold is None else f"{dataset}-{fold}"
-    wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
-                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+    run_name = run_name or experiment
+    name = target_name(dataset, fold)
+    wandb = run_for(rcfg, job_type=STAGE, group=f"{rcfg.name}/{run_name}", name=name, run_dir=out,
+                    is_main=info.is_main, mode=wandb_mode,
+                    identity=run_identity(run_name, experiment, dataset, fold, init))  # fmt: skip
 
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, criteria, mixups, sums, on_step, bar)
 
     return run_epochs(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
-        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store),
+        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store) | {"run": run_name},
         identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
         seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
-        desc=f"finetune {experiment} {name}", progress=progress,
+        desc=f"finetune {run_name} {name}", progress=progress, log_every=rcfg.runtime.log_every,
     )  # fmt: skip
 
 

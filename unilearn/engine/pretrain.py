@@ -14,10 +14,10 @@ from typing import Any
 import torch
 
 from unilearn import launch
-from unilearn.config import PRETRAIN_MODES, config_hash, load_config, save_resolved
+from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
+from unilearn.engine.cli_args import add_pretrain_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_pretrain import train_one_epoch
-from unilearn.engine.finetune import add_common_arguments
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
@@ -28,13 +28,6 @@ from unilearn.models import create_model, save_checkpoint
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "pretrain"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--mode", required=True, choices=PRETRAIN_MODES,
-                        help="Table 2: none (random init), image (AffectNet), video (VoxCeleb2), "
-                        "image+video (UniLearn), video+video (VoxCeleb2 frames as images)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,7 +82,7 @@ def run(
     state = files.resume(model, optimizer, scaler, digest, identity)
     ddp = D.wrap(model, info)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
-                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+                    is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
 
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, sums, on_step, bar)
@@ -99,6 +92,7 @@ def run(
         state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
         checkpoint_every=pt.checkpoint_every, seed=cfg.seed, info=info, wandb=wandb,
         train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
+        log_every=cfg.runtime.log_every,
     )  # fmt: skip
 
 

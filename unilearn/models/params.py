@@ -19,8 +19,9 @@ import torch
 import yaml
 from torch import nn
 
+from unilearn.engine.cli_args import add_params_arguments as add_arguments  # noqa: F401
 from unilearn.models.moae import NoisyTopKGate
-from unilearn.models.registry import allowed_overrides, create_model, list_models
+from unilearn.models.registry import allowed_overrides, create_model
 
 
 def _numel(module: nn.Module | None) -> int:
@@ -53,21 +54,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"override {item!r}: expected key=value")
         overrides[key] = yaml.safe_load(value)
     return overrides
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model", choices=list_models(), metavar="MODEL", help="registered model: %(choices)s"
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="constructor overrides, e.g. n_experts=4 num_classes=11 moae_position=early",
-    )
-    parser.add_argument(
-        "--task", choices=("dfer", "sfer"), default="dfer", help="whose head counts as active"
-    )
 
 
 def main(args: argparse.Namespace) -> int:
