@@ -271,3 +271,76 @@ def test_unreadable_clip_is_substituted_and_counted(store):
     assert row == 1 and label == table["label"][1] and ds.substitutions == 1
     assert isinstance(pd.DataFrame(table), pd.DataFrame) and clip.shape == (3, 8, 32, 32)
     assert SHORT_SIDE >= 32
+
+
+# ---- the authors' recipe: SFER stream, erasing, image augmentation, repeated sampling --------------
+
+
+def test_balanced_sfer_stream_is_fresh_each_epoch_class_balanced_and_a_function_of_seed_and_epoch():
+    # 90% of the SFER set in class 0: the authors' oversampler draws every class equally often
+    labels = [0] * 900 + [1] * 50 + [2] * 50
+    sampler = JointBatchSampler(100, 1000, 8, 0.5, seed=3, sfer_labels=labels)
+    epoch0, epoch1 = sampler.subset("sfer", 0), sampler.subset("sfer", 1)
+    assert len(epoch0) == len(epoch1) == 500  # the proportion, drawn with replacement
+    counts = np.bincount(np.asarray(labels)[epoch0], minlength=3)
+    assert (np.abs(counts / 500 - 1 / 3) < 0.08).all()
+    assert not np.array_equal(epoch0, epoch1)  # a fresh draw every epoch
+    again = JointBatchSampler(100, 1000, 8, 0.5, seed=3, sfer_labels=labels)
+    assert np.array_equal(again.subset("sfer", 1), epoch1)  # pure function of (seed, epoch)
+
+
+def test_sfer_batch_factor_makes_image_batches_larger_and_counts_steps_by_them():
+    sampler = JointBatchSampler(64, 256, 8, 1.0, seed=0, sfer_batch_factor=2)
+    sampler.set_epoch(0)
+    sizes = {(b[0][0], len(b)) for b in sampler}
+    assert sizes == {("dfer", 8), ("sfer", 16)}
+    assert len(sampler) == 64 // 8 + 256 // 16
+
+
+def test_random_erasing_cuts_one_box_shared_by_every_frame():
+    from unilearn.data.transforms import random_erase
+
+    clip = np.full((3, 4, 32, 32), 7, np.uint8)
+    out = random_erase(clip.copy(), 1.0, random.Random(0), "zero")
+    erased = out[0, 0] == 0
+    assert 0 < erased.mean() <= 1 / 3 + 0.05
+    assert all(np.array_equal(out[c, t] == 0, erased) for c in range(3) for t in range(4))
+    noisy = random_erase(clip.copy(), 1.0, random.Random(0), "pixel")
+    changed = noisy != 7  # noise equal to 7 by chance is rare
+    assert changed.any() and (changed[:, 0] == changed[:, 3]).mean() > 0.99
+    assert np.array_equal(random_erase(clip.copy(), 0.0, random.Random(0)), clip)
+
+
+def test_authors_image_augmentation_resizes_then_crops_without_leaving_the_image():
+    from unilearn.data.transforms import ResizeCropImageTransform
+
+    image = np.random.default_rng(0).integers(1, 255, (1, 40, 48, 3), dtype=np.uint8)
+    aug = ResizeCropImageTransform(32, 38, randaug=None, hflip=0.0)
+    out = aug(image, random.Random(1))
+    assert tuple(out.shape) == (3, 1, 32, 32)
+    # a crop inside the resized image: no border fill anywhere
+    fill = torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1, 1)
+    assert not (out == fill).all(dim=0).any()
+    assert torch.equal(aug(image, random.Random(1)), out)
+
+
+def test_repeated_sampling_gives_views_of_one_decoded_clip_each_augmented_on_its_own(store):
+    loader = build_pretrain_loader(
+        store, None, "voxceleb2", num_workers=0, seed=2, augment="resized", repeated_views=2,
+        num_frames=8, input_size=32, batch_size=4,
+    )  # fmt: skip
+    batches = _batches(loader)
+    videos = load_store_table(store, "voxceleb2", None, "train")
+    assert all(tuple(b["x"].shape) == (4, 3, 8, 32, 32) for b in batches)  # batch_size = views
+    for b in batches:
+        rows = b["row"].tolist()
+        assert rows[0::2] == rows[1::2]  # consecutive rows are views of one clip
+        assert not torch.equal(b["x"][0], b["x"][1])  # each its own crop
+    # one epoch decodes each clip once and yields `views` rows per clip
+    assert sum(len(b["x"]) for b in batches) == 2 * len(videos) + (-2 * len(videos)) % 4
+
+
+def test_video_repeat_decodes_a_fresh_part_of_the_videos_each_epoch():
+    sampler = PretrainBatchSampler(0, 400, 8, seed=0, repeated_views=4, video_repeat=0.25)
+    assert len(sampler) == 100 // 2  # 100 clips per epoch, 2 clips (8 views) per batch
+    assert not np.array_equal(sampler.subset("video", 0), sampler.subset("video", 1))
