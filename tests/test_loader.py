@@ -344,3 +344,18 @@ def test_video_repeat_decodes_a_fresh_part_of_the_videos_each_epoch():
     sampler = PretrainBatchSampler(0, 400, 8, seed=0, repeated_views=4, video_repeat=0.25)
     assert len(sampler) == 100 // 2  # 100 clips per epoch, 2 clips (8 views) per batch
     assert not np.array_equal(sampler.subset("video", 0), sampler.subset("video", 1))
+
+
+def test_repeated_views_written_into_the_batch_equal_the_item_by_item_views(store):
+    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.transforms import ResizedCropPretrainTransform
+
+    table = load_store_table(store, "voxceleb2", None, "train")
+    ds = ClipDataset(store, table, "pretrain", num_frames=8, input_size=32, views=3,
+                     transform=ResizedCropPretrainTransform(32, (0.08, 1.0), short_side=38))  # fmt: skip
+    source = SourceDataset({"video": ds})
+    items = [("video", i % len(ds), 100 + i) for i in range(4)]
+    fast = _collate_pretrain(source.__getitems__(items))
+    slow = _collate_pretrain([source[it] for it in items])
+    assert torch.equal(fast["x"], slow["x"]) and torch.equal(fast["row"], slow["row"])
+    assert fast["x"].shape == (12, 3, 8, 32, 32) and fast["modality"] == "video"

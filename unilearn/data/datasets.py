@@ -20,9 +20,11 @@ after 16 unreadable clips in a row it raises, since the store itself is then bro
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -176,7 +178,34 @@ class ClipDataset(Dataset):
             f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
         )
 
-    def _load(self, i: int, seed: int | None) -> torch.Tensor:
+    def writes_into_batch(self) -> bool:
+        """Whether items can be written straight into a preallocated batch (repeated views)."""
+        return (
+            self.mode == "pretrain"
+            and self.views > 1
+            and isinstance(self.transform, ResizedCropPretrainTransform)
+        )
+
+    def load_into(self, item, out: torch.Tensor):
+        """`self[item]` with its views written into `out` `[views, C, T, S, S]`."""
+        index, seed = item
+        for attempt in range(MAX_SUBSTITUTIONS):
+            i = (int(index) + attempt) % len(self)
+            try:
+                clip = self._load(i, seed, out)
+                if clip is not out:  # a clip the batch path does not cover (one frame)
+                    out.copy_(clip)
+            except Exception as exc:  # noqa: BLE001 - as __getitem__
+                self.substitutions += 1
+                log.warning("unreadable clip %s (row %d): %s; substituting the next clip (%d so far)",
+                            self._keys[i], i, exc, self.substitutions)  # fmt: skip
+                continue
+            return out, self._labels[i], i
+        raise RuntimeError(
+            f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
+        )
+
+    def _load(self, i: int, seed: int | None, out: torch.Tensor | None = None) -> torch.Tensor:
         n, key = self._n[i], self._keys[i]
         if self.mode == "eval":
             if n == 1:  # an image: one clip, the frame repeated
@@ -224,6 +253,43 @@ class SourceDataset(Dataset):
         clip, label, row = self.sources[source][(index, seed)]
         return clip, label, row, source
 
+    def __getitems__(self, items: list) -> list | PreCollated:
+        """A whole batch (the DataLoader calls this with the batch sampler's list). Repeated-view
+        pre-training batches are written straight into one preallocated tensor (in shared memory
+        inside a worker), which saves the collation copy: with 192 views of 16 x 160^2 that copy
+        costs more than a view's augmentation (bench/loader.py)."""
+        sources = {it[0] for it in items}
+        ds = self.sources[next(iter(sources))] if len(sources) == 1 else None
+        if ds is None or not ds.writes_into_batch():
+            return [self[it] for it in items]
+        k, s = ds.views, ds.input_size
+        shape = (len(items) * k, 3, ds.num_frames, s, s)
+        x = _batch_tensor(shape)
+        labels, rows = [], []
+        for b, (_, index, seed) in enumerate(items):
+            _, label, row = ds.load_into((index, seed), x[b * k : (b + 1) * k])
+            labels += [label] * k
+            rows += [row] * k
+        return PreCollated(x, labels, rows, items[0][0])
+
+
+class PreCollated(NamedTuple):
+    """A batch already laid out by `SourceDataset.__getitems__` (collation only wraps it)."""
+
+    x: torch.Tensor
+    labels: list[int]
+    rows: list[int]
+    source: str
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor; in a DataLoader worker its storage is shared memory from the
+    start, so sending it to the main process copies nothing (as `default_collate` does)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
 
 def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
     """`[(clip, label, row, source), ...]` from one source -> the batch dict."""
@@ -240,6 +306,13 @@ def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
 
 def _collate_pretrain(items):
     """Pre-training batches; the views of a repeated clip (`[views, C, T, S, S]`) become rows."""
+    if isinstance(items, PreCollated):
+        return {
+            "x": items.x,
+            "y": torch.tensor(items.labels, dtype=torch.int64),
+            "modality": items.source,
+            "row": torch.tensor(items.rows, dtype=torch.int64),
+        }
     if items and items[0][0].ndim == 5:
         items = [(view, y, row, src) for clip, y, row, src in items for view in clip]
     return collate_clips(items, key="modality")

@@ -527,11 +527,38 @@ class PretrainClipTransform:
         return torch.from_numpy(warp_clip(x, matrix, self.input_size))
 
 
+def resize_crop_clip(
+    frames: np.ndarray,
+    box: tuple[int, int, int, int],
+    size: int,
+    flip: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Crop the integer box (top, left, height, width) of every frame of `[T, H, W, 3]`, resize it
+    to `size` x `size` (bilinear, pixel centres aligned), optionally mirror it, into planar
+    `[3, T, S, S]` (`out` if given). For axis-aligned crops `cv2.resize` of the box is ~1.5x faster
+    than the general `warpAffine` (measured: bench/loader.py)."""
+    top, left, h, w = box
+    t = frames.shape[0]
+    if out is None:
+        out = np.empty((3, t, size, size), np.uint8)
+    for j in range(t):
+        img = cv2.resize(
+            frames[j, top : top + h, left : left + w], (size, size), interpolation=cv2.INTER_LINEAR
+        )
+        if flip:
+            img = cv2.flip(img, 1)
+        cv2.split(img, [out[0, j], out[1, j], out[2, j]])
+    return out
+
+
 class ResizedCropPretrainTransform:
     """The authors' pre-training crops (their OmniMAE config): short side scaled to
     `short_side` (0 = not scaled), then RandomResizedCrop(`input_size`, `scale`), then a flip with
     probability `hflip` -> torch uint8 `[C, T, S, S]`. Images: scale 0.2-1 and flip 0.5; videos:
-    short side 192, scale 0.08-1, no flip. One warp per frame (the scaling folds into the crop)."""
+    short side 192, scale 0.08-1, no flip. The short-side scaling folds into the crop: the box is
+    drawn on the scaled size and mapped back to the nearest whole pixels of the stored frame, then
+    resized once. `out` (a `[3, T, S, S]` uint8 array) receives the clip without a copy."""
 
     def __init__(
         self,
@@ -544,15 +571,18 @@ class ResizedCropPretrainTransform:
         self.input_size, self.scale, self.short_side = input_size, tuple(scale), short_side
         self.hflip, self.ratio = hflip, ratio
 
-    def __call__(self, clip, rng: random.Random) -> torch.Tensor:
-        x = as_frames(clip)
-        h, w = x.shape[1:3]
+    def box(self, h: int, w: int, rng: random.Random) -> tuple[tuple[int, int, int, int], bool]:
+        """The crop box in stored-frame pixels and whether to mirror, drawn from `rng`."""
         f = self.short_side / min(h, w) if self.short_side else 1.0
         top, left, ch, cw = random_resized_crop_box(
             round(h * f), round(w * f), self.scale, self.ratio, rng
         )
-        s = self.input_size
-        matrix = _crop_matrix(top / f, left / f, ch / f, cw / f, s)
-        if self.hflip and rng.random() < self.hflip:
-            matrix = matrix @ np.array([[-1, 0, s - 1], [0, 1, 0], [0, 0, 1]])
-        return torch.from_numpy(warp_clip(x, matrix, s))
+        top, left = min(round(top / f), h - 1), min(round(left / f), w - 1)
+        ch, cw = max(1, min(round(ch / f), h - top)), max(1, min(round(cw / f), w - left))
+        flip = bool(self.hflip) and rng.random() < self.hflip
+        return (top, left, ch, cw), flip
+
+    def __call__(self, clip, rng: random.Random, out: np.ndarray | None = None) -> torch.Tensor:
+        x = as_frames(clip)
+        box, flip = self.box(x.shape[1], x.shape[2], rng)
+        return torch.from_numpy(resize_crop_clip(x, box, self.input_size, flip, out))
