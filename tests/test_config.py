@@ -47,7 +47,12 @@ def test_paper_config_is_the_paper_setting():
     assert cfg.model.drop_path == 0.0 and cfg.evaluate.n_clips == 2
     p = cfg.pretrain
     assert (p.blr, p.lr_batch_base, p.batch_size, p.min_lr) == (1.6e-3, 512, 192, 0.0)
-    assert (p.augment, p.repeated_views, p.video_repeat) == ("resized", 4, 0.25)
+    assert (p.augment, p.repeated_views, p.video_repeat, p.crop_on_device) == (
+        "resized",
+        4,
+        0.25,
+        True,
+    )
     assert (cfg.model.moae.n_experts, cfg.model.moae.top_k, cfg.finetune.sfer_proportion) == (
         8,
         2,

@@ -359,3 +359,23 @@ def test_repeated_views_written_into_the_batch_equal_the_item_by_item_views(stor
     slow = _collate_pretrain([source[it] for it in items])
     assert torch.equal(fast["x"], slow["x"]) and torch.equal(fast["row"], slow["row"])
     assert fast["x"].shape == (12, 3, 8, 32, 32) and fast["modality"] == "video"
+
+
+def test_views_cut_on_the_device_match_the_views_cut_in_the_loader(store):
+    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.transforms import ResizedCropPretrainTransform, crop_views_on_device
+
+    table = load_store_table(store, "voxceleb2", None, "train")
+    aug = ResizedCropPretrainTransform(32, (0.3, 1.0), short_side=36, hflip=0.5)
+    make = lambda on_device: SourceDataset({"video": ClipDataset(  # noqa: E731
+        store, table, "pretrain", num_frames=8, input_size=32, views=3, transform=aug,
+        crop_on_device=on_device)})  # fmt: skip
+    items = [("video", i % len(table), 7 + i) for i in range(4)]
+    cpu = _collate_pretrain(make(False).__getitems__(items))
+    dev = _collate_pretrain(make(True).__getitems__(items))
+    assert dev["x"].shape[:2] == (4, 8) and dev["boxes"].shape == (12, 4)  # each clip once
+    assert torch.equal(dev["row"], cpu["row"]) and torch.equal(dev["y"], cpu["y"])
+    cut = crop_views_on_device(dev["x"], dev["boxes"], dev["flip"], dev["views"], 32)
+    assert cut.shape == cpu["x"].shape
+    diff = (cut - cpu["x"].float()).abs()
+    assert diff.mean() < 1.0 and (diff <= 1.0).float().mean() > 0.95  # rounding, crop borders

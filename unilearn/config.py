@@ -272,6 +272,9 @@ class PretrainConfig(_OptimConfig):
     # Fraction of the video set decoded per epoch, a fresh draw each epoch (the authors': 1/4
     # with 4 views, so an epoch still sees as many views as the set has videos).
     video_repeat: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # With `resized` and repeated views: ship each decoded clip once and cut its views on the
+    # device (bilinear, unrounded); the loader's CPU cost per view falls to about its decode.
+    crop_on_device: bool = False
     # Published weights as a mode's pre-training: mode -> checkpoint file. The workflow then
     # skips that pre-training and fine-tunes from the file (its sha256 goes into the meta).
     init: dict[PretrainMode, str] = {}

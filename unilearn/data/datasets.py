@@ -116,6 +116,7 @@ class ClipDataset(Dataset):
         n_clips: int = 2,
         transform=None,
         views: int = 1,
+        crop_on_device: bool = False,
     ) -> None:
         if mode not in ("train", "pretrain", "pretrain_image", "eval"):
             raise ValueError(
@@ -139,6 +140,7 @@ class ClipDataset(Dataset):
         self._n = self.table["n_frames"].astype(int).tolist()
         self._labels = self.table["label"].astype(int).tolist()
         self.views = views
+        self.crop_on_device = crop_on_device
         if transform is not None:
             self.transform = transform
         elif mode == "train":
@@ -185,6 +187,23 @@ class ClipDataset(Dataset):
             and self.views > 1
             and isinstance(self.transform, ResizedCropPretrainTransform)
         )
+
+    def decoded_with_boxes(self, item) -> tuple[np.ndarray, list, int, int]:
+        """For cropping on the device: the decoded frames `[T, H, W, 3]` of `item`, its views'
+        (box, flip) as the batch path would draw them, label and row (no substitution: a store
+        read that fails raises)."""
+        index, seed = item
+        i = int(index) % len(self)
+        rng = random.Random(seed)
+        n = self._n[i]
+        frames = self.store.read_numpy(
+            self._keys[i], pretrain_indices(n, self.num_frames, self.frame_stride, rng)
+        )
+        h, w = frames.shape[1:3]
+        views = [
+            self.transform.box(h, w, random.Random(rng.getrandbits(64))) for _ in range(self.views)
+        ]
+        return frames, views, self._labels[i], i
 
     def load_into(self, item, out: torch.Tensor):
         """`self[item]` with its views written into `out` `[views, C, T, S, S]`."""
@@ -262,6 +281,8 @@ class SourceDataset(Dataset):
         ds = self.sources[next(iter(sources))] if len(sources) == 1 else None
         if ds is None or not ds.writes_into_batch():
             return [self[it] for it in items]
+        if ds.crop_on_device:
+            return _decoded_batch(ds, items)
         k, s = ds.views, ds.input_size
         shape = (len(items) * k, 3, ds.num_frames, s, s)
         x = _batch_tensor(shape)
@@ -274,12 +295,37 @@ class SourceDataset(Dataset):
 
 
 class PreCollated(NamedTuple):
-    """A batch already laid out by `SourceDataset.__getitems__` (collation only wraps it)."""
+    """A batch already laid out by `SourceDataset.__getitems__` (collation only wraps it).
+    With `boxes`, `x` holds each decoded clip once `[B, T, H, W, 3]` and the views are cut on
+    the device (`unilearn.data.transforms.crop_views_on_device`)."""
 
     x: torch.Tensor
     labels: list[int]
     rows: list[int]
     source: str
+    boxes: torch.Tensor | None = None
+    flip: torch.Tensor | None = None
+    views: int = 1
+
+
+def _decoded_batch(ds: ClipDataset, items: list) -> PreCollated:
+    """Decoded clips (padded to the batch's largest frame; boxes never reach the padding) and the
+    crop boxes of their views."""
+    decoded = [ds.decoded_with_boxes((index, seed)) for _, index, seed in items]
+    t = ds.num_frames
+    h = max(f.shape[1] for f, *_ in decoded)
+    w = max(f.shape[2] for f, *_ in decoded)
+    x = _batch_tensor((len(items), t, h, w, 3))
+    boxes, flips, labels, rows = [], [], [], []
+    for b, (frames, views, label, row) in enumerate(decoded):
+        x[b, :, : frames.shape[1], : frames.shape[2]] = torch.from_numpy(frames)
+        for box, flip in views:
+            boxes.append(box)
+            flips.append(flip)
+        labels += [label] * ds.views
+        rows += [row] * ds.views
+    return PreCollated(x, labels, rows, items[0][0], torch.tensor(boxes, dtype=torch.int32),
+                       torch.tensor(flips, dtype=torch.bool), ds.views)  # fmt: skip
 
 
 def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
@@ -307,12 +353,15 @@ def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
 def _collate_pretrain(items):
     """Pre-training batches; the views of a repeated clip (`[views, C, T, S, S]`) become rows."""
     if isinstance(items, PreCollated):
-        return {
+        batch = {
             "x": items.x,
             "y": torch.tensor(items.labels, dtype=torch.int64),
             "modality": items.source,
             "row": torch.tensor(items.rows, dtype=torch.int64),
         }
+        if items.boxes is not None:  # decoded clips + their views' boxes (cut on the device)
+            batch |= {"boxes": items.boxes, "flip": items.flip, "views": items.views}
+        return batch
     if items and items[0][0].ndim == 5:
         items = [(view, y, row, src) for clip, y, row, src in items for view in clip]
     return collate_clips(items, key="modality")
@@ -481,6 +530,7 @@ def build_pretrain_loader(
     video_crop_scale: tuple[float, float] = (0.08, 1.0),
     repeated_views: int = 1,
     video_repeat: float = 1.0,
+    crop_on_device: bool = False,
 ) -> ClipLoader:
     """Dual-modal MAE loader: batches of images (`modality` "image", x `[B, C, 2, S, S]`) and of
     videos ("video", `[B, C, num_frames, S, S]`) interleaved. A video dataset given as
@@ -488,7 +538,9 @@ def build_pretrain_loader(
     Labels are -1 for unlabeled data. `image_proportion`: fraction of the image set per epoch.
     `augment`: "multiscale" (VideoMAE's crop) or "resized" (the authors' random resized crops).
     Repeated sampling: each video is decoded once and gives `repeated_views` rows of its batch
-    (`batch_size` counts views); `video_repeat` of the videos are drawn afresh each epoch."""
+    (`batch_size` counts views); `video_repeat` of the videos are drawn afresh each epoch.
+    `crop_on_device` (with "resized" and repeated views): video batches carry each decoded clip
+    once, `x` `[B / views, T, H, W, 3]`, plus `boxes`/`flip` of its views; the engine cuts them."""
     from unilearn.data.samplers import PretrainBatchSampler
 
     kw = {"num_frames": num_frames, "input_size": input_size, "frame_stride": frame_stride}
@@ -507,8 +559,9 @@ def build_pretrain_loader(
         )
     if video_dataset:
         sources["video"] = _train_source(
-            store, video_dataset, None, "pretrain", transform=video_aug, views=repeated_views, **kw
-        )
+            store, video_dataset, None, "pretrain", transform=video_aug, views=repeated_views,
+            crop_on_device=crop_on_device and augment == "resized" and repeated_views > 1, **kw,
+        )  # fmt: skip
     if not sources:
         raise ValueError("build_pretrain_loader needs an image dataset, a video dataset or both")
     sampler = PretrainBatchSampler(

@@ -586,3 +586,25 @@ class ResizedCropPretrainTransform:
         x = as_frames(clip)
         box, flip = self.box(x.shape[1], x.shape[2], rng)
         return torch.from_numpy(resize_crop_clip(x, box, self.input_size, flip, out))
+
+
+def crop_views_on_device(
+    frames: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor, views: int, size: int
+) -> torch.Tensor:
+    """The repeated views of decoded clips, cut on the device: `frames` uint8 `[B, T, H, W, 3]`
+    (each clip once), `boxes` `[B * views, 4]` (top, left, height, width in stored-frame pixels,
+    as `ResizedCropPretrainTransform.box` draws them), `flip` bool `[B * views]` -> float
+    `[B * views, 3, T, S, S]` in 0-255, the bilinear crop-and-resize of `resize_crop_clip`
+    without its rounding to uint8 (borders of up-scaled crops may differ by a level). The loader
+    then ships each decoded clip once instead of `views` resized copies."""
+    from torchvision.ops import roi_align
+
+    b, t = frames.shape[:2]
+    planes = frames.permute(0, 1, 4, 2, 3).reshape(b * t, 3, *frames.shape[2:4]).float()
+    clip = torch.arange(b * views, device=frames.device) // views
+    index = (clip[:, None] * t + torch.arange(t, device=frames.device)).reshape(-1, 1)
+    top, left, h, w = boxes.to(planes.dtype).repeat_interleave(t, dim=0).unbind(1)
+    rois = torch.stack([index[:, 0].to(planes.dtype), left, top, left + w, top + h], dim=1)
+    out = roi_align(planes, rois, (size, size), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    out = out.view(b * views, t, 3, size, size).permute(0, 2, 1, 3, 4)
+    return torch.where(flip.view(-1, 1, 1, 1, 1), out.flip(-1), out)

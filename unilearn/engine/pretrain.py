@@ -118,7 +118,7 @@ def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
         image_proportion=pt.image_proportion, augment=pt.augment,
         image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
         video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
-        video_repeat=pt.video_repeat,
+        video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
     )  # fmt: skip
     return TrainData.from_loader(loader, cfg.data.pin_memory and info.device.type == "cuda")
 
