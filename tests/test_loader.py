@@ -103,10 +103,15 @@ def test_same_seed_gives_the_same_batches_with_any_number_of_workers(store):
     )
 
 
-def test_loader_resumes_mid_epoch_exactly(store):
+AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_erasing": 0.5,
+                  "sfer_augment": "resize_crop", "sfer_resize": 1.2}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
+def test_loader_resumes_mid_epoch_exactly(store, recipe):
     def loader():
         return build_finetune_loader(
-            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW
+            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW, **recipe
         )
 
     full = loader()
