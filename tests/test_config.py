@@ -244,3 +244,14 @@ def test_config_stage_prints_json_with_warmup_steps_from_the_store(tmp_path, cap
     assert eff["warmup_steps"] == eff["steps_per_epoch"] > 0
     schedule = build_schedule(ft, global_batch(ft, 1), eff["steps_per_epoch"])
     assert eff["total_steps"] == schedule.total_steps and eff["lr"] == schedule.base_lr
+
+
+def test_naming_published_weights_keeps_the_pretraining_hash(tmp_path):
+    weights = tmp_path / "vit_base_voxceleb2+affectnet_100.pt"
+    cfg = load_config(CONFIGS / "paper.yaml")
+    named = cfg.with_overrides([f"pretrain.init.image+video={weights}"])
+    assert named.pretrain.init == {"image+video": str(weights)}
+    assert config_hash(named, "pretrain") == config_hash(cfg, "pretrain")
+    assert config_hash(named, "finetune") == config_hash(cfg, "finetune")
+    with pytest.raises(ConfigError, match="pretrain.init"):
+        load_config(CONFIGS / "paper.yaml", ["pretrain.init.imag=/x.pt"])
