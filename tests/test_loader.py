@@ -384,3 +384,17 @@ def test_views_cut_on_the_device_match_the_views_cut_in_the_loader(store):
     assert cut.shape == cpu["x"].shape
     diff = (cut - cpu["x"].float()).abs()
     assert diff.mean() < 1.0 and (diff <= 1.0).float().mean() > 0.95  # rounding, crop borders
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["cut-in-loader", "cut-on-device"])
+def test_repeated_view_batches_are_the_same_from_worker_processes(store, on_device):
+    def batches(workers):
+        return _batches(build_pretrain_loader(
+            store, "affectnet", "voxceleb2", num_workers=workers, seed=2, augment="resized",
+            repeated_views=2, crop_on_device=on_device, **KW))  # fmt: skip
+
+    here, there = batches(0), batches(2)  # workers build batches in shared memory
+    assert len(here) == len(there) > 0
+    for a, b in zip(here, there):
+        assert a["modality"] == b["modality"] and torch.equal(a["x"], b["x"])
+        assert ("boxes" in a) == (on_device and a["modality"] == "video")
