@@ -84,3 +84,18 @@ def test_real_data_without_roots_names_the_missing_key(workdir):
                      check=False)  # fmt: skip
     assert done.returncode != 0
     assert re.search(r"data\.roots\.\w+: not set, but a requested target needs", done.output)
+
+
+def test_published_weights_replace_a_modes_pretraining(workdir, tmp_path):
+    weights = tmp_path / "vit_base_voxceleb2+affectnet_100.pt"
+    weights.write_bytes(b"stand-in for the published file")
+    done = snakemake(workdir, "-n", "results/table1.csv", "--config",
+                     f"overrides=[pretrain.init.image+video={weights}]")  # fmt: skip
+    counts = job_counts(done.stdout)
+    assert counts["pretrain"] == 1  # only the VideoMAE baseline's video pre-training runs
+    assert str(weights) in done.stdout  # UniLearn's fine-tunings start from the file
+    missing = snakemake(workdir, "-n", "results/table1.csv", "--config",
+                        f"overrides=[pretrain.init.image+video={tmp_path / 'nope.pt'}]",
+                        check=False)  # fmt: skip
+    assert missing.returncode != 0
+    assert "pretrain.init.image+video" in missing.output and "nope.pt" in missing.output

@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
         "unilearn.data.preprocess",
         "crop faces, resize and write the clip store (resumable, parallel)",
     ),
+    "config": ("unilearn.config_cli", "print one stage's resolved config and effective lr/batch"),
     "pretrain": (
         "unilearn.engine.pretrain",
         "dual-modal MAE pre-training (Table 2 modes); resumable",

@@ -59,6 +59,7 @@ Task = Literal["sfer", "dfer"]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
+UnitFloat = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class ConfigError(ValueError):
@@ -226,7 +227,10 @@ class ModelConfig(_Strict):
 class _OptimConfig(_Strict):
     epochs: PositiveInt
     batch_size: PositiveInt  # per process (per GPU)
-    blr: Annotated[float, Field(gt=0.0)]  # lr = blr * global_batch / 256 (MAE convention)
+    blr: Annotated[float, Field(gt=0.0)]  # lr = blr * global_batch / lr_batch_base
+    # The reference batch of `blr`: 256 is MAE's convention; the authors' fine-tuning uses 8 and
+    # their pre-training 512.
+    lr_batch_base: PositiveInt = 256
     lr: Annotated[float, Field(gt=0.0)] | None = None  # absolute lr; overrides blr when set
     min_lr: NonNegFloat = 1e-6
     weight_decay: NonNegFloat = 0.05
@@ -267,6 +271,42 @@ class PretrainConfig(_OptimConfig):
     video_dataset: Literal["voxceleb2"] = "voxceleb2"
     # Fraction of the image modality's clips drawn per epoch relative to its size (1 = all).
     image_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # Augmentation: `multiscale` = VideoMAE's multi-scale crop, no flip (MAE-DFER); `resized` =
+    # the authors' (OmniMAE-style): images RandomResizedCrop(image_crop_scale) + flip, videos
+    # short side scaled to video_short_side x input_size, then RandomResizedCrop(video_crop_scale).
+    augment: Literal["multiscale", "resized"] = "multiscale"
+    image_crop_scale: tuple[UnitFloat, UnitFloat] = (0.2, 1.0)
+    video_short_side: Annotated[float, Field(ge=1.0)] = 1.2  # 192 for a 160 input
+    video_crop_scale: tuple[UnitFloat, UnitFloat] = (0.08, 1.0)
+    # Repeated sampling: each decoded video gives this many views, each with its own crop and
+    # mask. `batch_size` counts views (a video batch decodes batch_size / repeated_views clips).
+    repeated_views: PositiveInt = 1
+    # Fraction of the video set decoded per epoch, a fresh draw each epoch (the authors': 1/4
+    # with 4 views, so an epoch still sees as many views as the set has videos).
+    video_repeat: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # With `resized` and repeated views: ship each decoded clip once and cut its views on the
+    # device (bilinear, unrounded); the loader's CPU cost per view falls to about its decode.
+    crop_on_device: bool = False
+    # Published weights as a mode's pre-training: mode -> checkpoint file. The workflow then
+    # skips that pre-training and fine-tunes from the file (its sha256 goes into the meta).
+    init: dict[PretrainMode, str] = {}
+
+    _init_paths = field_validator("init")(
+        classmethod(lambda cls, v: {k: _expand(p) for k, p in v.items()})
+    )
+
+    @model_validator(mode="after")
+    def _views_divide_batch(self):
+        if self.batch_size % self.repeated_views:
+            raise ValueError(
+                f"batch_size={self.batch_size} (views per GPU) must be a multiple of "
+                f"repeated_views={self.repeated_views}"
+            )
+        for key in ("image_crop_scale", "video_crop_scale"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise ValueError(f"{key} [{low}, {high}]: the lower bound exceeds the upper")
+        return self
 
 
 class FinetuneConfig(_OptimConfig):
@@ -291,6 +331,43 @@ class FinetuneConfig(_OptimConfig):
     )
     # Fraction of the SFER dataset used per epoch (Figure 3b; paper default 50%).
     sfer_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # How that fraction is drawn: `subset` = one fixed uniform subset for the whole run;
+    # `balanced` = the authors': a fresh class-balanced draw with replacement every epoch.
+    sfer_sampling: Literal["subset", "balanced"] = "subset"
+    sfer_batch_factor: PositiveInt = 1  # SFER batches hold this many x batch_size images
+    # SFER image augmentation: `video` = the clip augmentation above; `resize_crop` = the
+    # authors': resize to sfer_resize x input_size, random crop, flip, RandAugment `sfer_randaug`.
+    sfer_augment: Literal["video", "resize_crop"] = "video"
+    sfer_resize: Annotated[float, Field(ge=1.0)] = 1.2  # 192 for a 160 input
+    sfer_randaug: str | None = "rand-m9-n2-mstd0.5-inc1"
+    # Random erasing probability (timm's RandomErasing: one box of 2-33% of the frame, the same
+    # box in every frame; videos get per-pixel noise, SFER resize_crop images zeros, as theirs).
+    random_erasing: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # Per-dataset values of the keys above, applied when a run is resolved for its dataset
+    # (e.g. {ferv39k: {frame_stride: 1}}); override one with finetune.per_dataset.D.KEY=V.
+    per_dataset: dict[DatasetName, dict[str, Any]] = {}
+
+    @field_validator("per_dataset")
+    @classmethod
+    def _per_dataset_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for dataset, values in v.items():
+            for key in values:
+                if key not in cls.model_fields or key == "per_dataset":
+                    raise ValueError(
+                        f"per_dataset.{dataset}.{key}: not a finetune key"
+                        + _did_you_mean(key, [k for k in cls.model_fields if k != "per_dataset"])
+                    )
+        return v
+
+    def for_dataset(self, dataset: str) -> FinetuneConfig:
+        """This section with `per_dataset[dataset]` applied (validated)."""
+        values = self.per_dataset.get(dataset)
+        if not values:
+            return self
+        try:
+            return FinetuneConfig.model_validate({**self.model_dump(mode="python"), **values})
+        except ValidationError as e:
+            raise ConfigError(f"finetune.per_dataset.{dataset}: {_format_errors(e)}") from None
 
     @field_validator("crop_scale")
     @classmethod
@@ -307,7 +384,7 @@ class FinetuneConfig(_OptimConfig):
             )
         return self
 
-    @field_validator("randaug")
+    @field_validator("randaug", "sfer_randaug")
     @classmethod
     def _randaug_spec(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("rand-"):
@@ -578,7 +655,9 @@ class Config(Settings):
                 f"unknown dataset {dataset!r}; expected one of {list(FINETUNE_DATASETS)}"
             )
         exp = self.experiments[name]
-        cfg = self.with_overrides(exp.overrides.items()) if exp.overrides else self
+        # the dataset's own settings first (e.g. FERV39K's frame stride); the experiment's win
+        cfg = self.model_copy(update={"finetune": self.finetune.for_dataset(dataset)})
+        cfg = cfg.with_overrides(exp.overrides.items()) if exp.overrides else cfg
         tasks = tuple(exp.tasks)
         if dataset in DFER_DATASETS:
             if "dfer" not in tasks:
@@ -775,6 +854,8 @@ def canonical_json(cfg: Config, stage: str | None = None) -> str:
     exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
     exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
     data = cfg.model_dump(mode="json", exclude=exclude)
+    # Published weights replace a mode's pre-training: naming them changes no pre-training we run.
+    data.get("pretrain", {}).pop("init", None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 

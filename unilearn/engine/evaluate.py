@@ -89,7 +89,8 @@ def run(
             store, dataset, fold=fold, split="test", task=head, num_frames=meta["num_frames"],
             input_size=meta["input_size"], batch_size=cfg.evaluate.batch_size,
             num_workers=cfg.data.num_workers, n_clips=cfg.evaluate.n_clips,
-            frame_stride=meta.get("frame_stride", cfg.finetune.frame_stride), rank=info.rank,
+            frame_stride=meta.get("frame_stride", cfg.finetune.for_dataset(dataset).frame_stride),
+            rank=info.rank,
             world_size=info.world_size,
         )  # fmt: skip
         dtype = D.autocast_dtype(cfg.runtime.precision, info.device)

@@ -22,7 +22,8 @@ from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
-from unilearn.engine.schedule import build_schedule
+from unilearn.engine.pretrain_init import file_sha256
+from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
@@ -87,8 +88,7 @@ def run(
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
     end_step = min(total_steps, ft.max_steps or total_steps)
-    global_batch = ft.batch_size * info.world_size
-    schedule = build_schedule(ft, global_batch, steps_per_epoch)
+    schedule = build_schedule(ft, global_batch(ft, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, ft.weight_decay, ft.betas, ft.layer_decay)
     dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
@@ -125,7 +125,6 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
     from unilearn.data.datasets import build_finetune_loader
     from unilearn.data.mixup import ClipMixup
-    from unilearn.data.transforms import TrainClipTransform
 
     ft, m = cfg.finetune, cfg.model
     loader = build_finetune_loader(
@@ -133,14 +132,11 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
         num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
         world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
-        frame_stride=ft.frame_stride,
+        frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
+        random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
+        sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
+        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug,
     )  # fmt: skip
-    if tuple(ft.crop_scale) != TrainClipTransform(m.input_size).scale:
-        # the loader builder takes no crop range: give each training set the configured one
-        for source in loader.loader.dataset.sources.values():
-            source.transform = TrainClipTransform(
-                m.input_size, ft.randaug, scale=tuple(ft.crop_scale)
-            )
     mixups = {}
     if ft.mixup > 0 or ft.cutmix > 0:
         for task, names in resolved.labels.items():
@@ -193,4 +189,6 @@ def _meta(
         "tasks": list(resolved.tasks),
         "pretrain_mode": resolved.pretrain_mode,
         "init": str(init) if init else None,
+        # the starting weights' sha256 (published weights have no run of ours behind them)
+        "init_sha256": file_sha256(init) if init else None,
     }
