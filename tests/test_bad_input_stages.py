@@ -238,6 +238,14 @@ def test_aggregate_truncated_or_missing_predictions_name_the_file(tmp_path, caps
 # -- failed runs, debug -----------------------------------------------------------------------
 
 
+def test_nan_loss_of_a_real_run_is_status_1_naming_the_kept_checkpoint(store, tmp_path, capsys):
+    out = tmp_path / "ft"
+    status, err = _run(capsys, _finetune(store, out, "finetune.epochs=2", "finetune.blr=1e30"))
+    last = _one_paragraph(err, "unilearn finetune", kind="failed")
+    assert status == EXIT_FAILED_RUN and "loss is nan at step " in last
+    assert f"{out}/last.pt is kept" in last and "UNILEARN_DEBUG=1" in last
+
+
 def test_nan_loss_is_a_failed_run_with_status_1():
     from unilearn.engine.train_state import NonFiniteLossError, check_finite
 
