@@ -53,3 +53,19 @@ def test_a_torn_write_is_never_listed_and_later_runs_use_new_shards(tmp_path):
         key = again.add("next", encode_clip(moving_pattern(3, 16)))
     assert key.startswith("dfew/shard-00002.ulc:")
     assert ClipStore(tmp_path).num_frames(key) == 3
+
+
+def test_two_writers_at_once_take_separate_shards_and_journals(tmp_path):
+    # both see the same highest shard number before either creates its file (the old collision)
+    first, second = StoreWriter(tmp_path, "voxceleb2"), StoreWriter(tmp_path, "voxceleb2")
+    clip = encode_clip(moving_pattern(3, 16))
+    key_a, key_b = first.add("a", clip), second.add("b", clip)
+    first.close()
+    second.close()
+    assert key_a.split(":")[0] != key_b.split(":")[0]
+    assert {k: v["store_key"] for k, v in read_journal(tmp_path, "voxceleb2").items()} == {
+        "a": key_a,
+        "b": key_b,
+    }
+    store = ClipStore(tmp_path)
+    assert store.record_bytes(key_a) == store.record_bytes(key_b) == clip

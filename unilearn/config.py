@@ -350,8 +350,12 @@ class LauncherConfig(_Strict):
 
     name: Literal["local", "submitit"] = "local"
     slurm: SlurmConfig = SlurmConfig()
-    # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1).
-    stages: dict[Literal["pretrain", "finetune", "evaluate"], dict[str, Any]] = {}
+    # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1; the CPU stages
+    # doctor, manifest and preprocess on a CPU partition with gpus_per_task 0).
+    stages: dict[
+        Literal["pretrain", "finetune", "evaluate", "doctor", "manifest", "preprocess"],
+        dict[str, Any],
+    ] = {}
 
     @field_validator("stages")
     @classmethod

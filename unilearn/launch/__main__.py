@@ -4,7 +4,9 @@ Submits `unilearn STAGE STAGE_ARGS --launcher local` as a Slurm job exactly as `
 STAGE_ARGS --launcher submitit` does (same resources, log streaming, cancel on signals, requeue),
 but without importing the stage: a stage imports torch, timm and OpenCV (~800 MB resident), while
 this waiting process holds ~40 MB, so a login node can wait on many folds at once. The workflow
-uses it for its GPU stages under `launcher: submitit`.
+uses it for its GPU stages under `launcher: submitit`, and for the CPU stages doctor, manifest and
+preprocess (Slurm CPU jobs: give them a CPU partition and `gpus_per_task: 0` in
+`launcher.stages`).
 
 The config files and overrides before `--` are read for the `launcher` section only; the stage
 reads its own from STAGE_ARGS. Logs go to `slurm/` beside the stage's `--out` unless
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unilearn.launch.cpu import CPU_STAGES
 from unilearn.launch.job import StageCommand
 from unilearn.launch.resources import add_launcher_arguments, resolve_resources
 from unilearn.launch.submit import job_argv, run_as_job, submission_folder
@@ -34,7 +37,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", choices=GPU_STAGES)
+    parser.add_argument("stage", choices=GPU_STAGES + CPU_STAGES)
     parser.add_argument("--config", action="append", default=[], metavar="YAML",
                         help="config file(s) whose launcher section gives the resources")  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
