@@ -91,8 +91,14 @@ class DatasetRoots(_Strict):
     _paths = field_validator("*")(classmethod(lambda cls, v: _expand(v)))
 
 
+StoreDataset = Literal["dfew", "mafw", "ferv39k", "affectnet", "voxceleb2"]
+
+
 class StoreConfig(_Strict):
     short_side: PositiveInt = 176  # frames are stored with this short side (>= input_size)
+    # Keep every k-th source frame of a dataset that only pre-training reads (e.g. voxceleb2: 4,
+    # at pretrain.frame_stride 4): a quarter of the store; the loader refuses other strides.
+    frame_stride: dict[StoreDataset, PositiveInt] = {}
 
 
 class DoctorConfig(_Strict):
@@ -110,6 +116,8 @@ class DataConfig(_Strict):
     num_workers: Annotated[int, Field(ge=0)] = 8
     pin_memory: bool = True  # only takes effect on CUDA
     doctor: DoctorConfig = DoctorConfig()
+    # Preprocess a dataset as N parts, each its own (Slurm) job, merged when all are done.
+    preprocess_shards: dict[StoreDataset | Literal["default"], PositiveInt] = {"default": 1}
 
     _workdir = field_validator("workdir")(classmethod(lambda cls, v: _expand(v)))
 
@@ -512,6 +520,22 @@ class Settings(_Strict):
     launcher: LauncherConfig = LauncherConfig()
     wandb: WandbConfig = WandbConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _strided_stores_serve_pretraining_only(self):
+        finetuned = {*self.data.dfer_datasets, "affectnet"}
+        for dataset, k in self.data.store.frame_stride.items():
+            if k > 1 and dataset in finetuned:
+                raise ValueError(
+                    f"data.store.frame_stride.{dataset}={k}: fine-tuning reads every frame of "
+                    f"{dataset}; keep every k-th frame only of data that pre-training alone reads"
+                )
+            if self.pretrain.frame_stride % k:
+                raise ValueError(
+                    f"data.store.frame_stride.{dataset}={k} does not divide "
+                    f"pretrain.frame_stride={self.pretrain.frame_stride}"
+                )
+        return self
 
 
 class Config(Settings):
