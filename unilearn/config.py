@@ -353,11 +353,25 @@ class SlurmConfig(_Strict):
     max_requeues: Annotated[int, Field(ge=0)] = 5  # requeues after hitting the time limit
 
 
+class TimeEstimateConfig(_Strict):
+    """Default Slurm time limits of GPU stages from the FLOP model (`unilearn.launch.estimate`);
+    `launcher.stages.<stage>.time_min` (or `--slurm-time-min`) wins."""
+
+    enabled: bool = True
+    gpu_peak_tflops: Annotated[float, Field(gt=0.0)] = 989.0  # H100 SXM dense bf16
+    mfu: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # assumed model FLOP utilisation
+    safety: Annotated[float, Field(ge=1.0)] = 2.0
+    startup_min: NonNegFloat = 10.0  # queue-independent start: imports, data, first checkpoint
+    min_min: Annotated[int, Field(ge=2)] = 20
+    max_min: Annotated[int, Field(ge=2)] = 2880  # longer runs requeue at the limit and resume
+
+
 class LauncherConfig(_Strict):
     """Where GPU stages run (`unilearn.launch`; its `--launcher`/`--slurm-*` flags override)."""
 
     name: Literal["local", "submitit"] = "local"
     slurm: SlurmConfig = SlurmConfig()
+    time_estimate: TimeEstimateConfig = TimeEstimateConfig()
     # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1; the CPU stages
     # doctor, manifest and preprocess on a CPU partition with gpus_per_task 0).
     stages: dict[

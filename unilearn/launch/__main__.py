@@ -57,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from unilearn.config import load_config
 
     args, stage_argv = parse(list(sys.argv[1:] if argv is None else argv))
-    launcher = load_config(args.config, args.overrides).launcher.for_stage(args.stage)
-    resources = resolve_resources(launcher.slurm.model_dump(), args)
+    cfg = load_config(args.config, args.overrides)
+    slurm = cfg.launcher.for_stage(args.stage).slurm.model_dump()
+    if args.stage in GPU_STAGES and _estimate_time(cfg, args):
+        from unilearn.launch.estimate import estimate_time_min
+
+        gpus = slurm["gpus_per_task"] * slurm["tasks_per_node"] * slurm["nodes"]
+        slurm["time_min"] = estimate_time_min(cfg, args.stage, _run_of(stage_argv), gpus)
+    resources = resolve_resources(slurm, args)
     command = StageCommand([args.stage, *job_argv(stage_argv)])
     return run_as_job(
         command,
@@ -67,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
         cluster=args.submitit_cluster,
         stream=not args.slurm_quiet,
     )
+
+
+def _estimate_time(cfg, args: argparse.Namespace) -> bool:
+    """The time limit comes from the FLOP model unless the stage's own config or a flag sets it."""
+    explicit = "time_min" in cfg.launcher.stages.get(args.stage, {}) or args.slurm_time_min
+    return cfg.launcher.time_estimate.enabled and not explicit
+
+
+def _run_of(stage_argv: list[str]) -> dict:
+    """The stage's --mode, --experiment, --dataset and --fold (what its compute depends on)."""
+    run = argparse.ArgumentParser(add_help=False)
+    for flag in ("--mode", "--experiment", "--dataset"):
+        run.add_argument(flag)
+    run.add_argument("--fold", type=int)
+    return vars(run.parse_known_args(stage_argv)[0])
 
 
 if __name__ == "__main__":
