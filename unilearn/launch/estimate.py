@@ -43,9 +43,24 @@ def split_size(dataset: str, split: str, fold: int | None = None) -> int:
     return round(sum(sizes[k] for k in keys) / len(keys))
 
 
+def dense_flops(tokens: int, width: int, depth: int) -> float:
+    """Forward FLOPs of the linear layers of `depth` ViT blocks (qkv, projection, MLP ratio 4)."""
+    return depth * 24 * tokens * width**2
+
+
+def attention_flops(tokens: int, width: int, depth: int) -> float:
+    """Forward FLOPs of the attention itself (q k^T and attention x v) in `depth` blocks."""
+    return depth * 4 * tokens**2 * width
+
+
+def patch_embed_flops(tokens: int, width: int, tubelet: int, patch: int = 16) -> float:
+    """Forward FLOPs of the tubelet embedding (one tubelet x patch x patch x 3 -> width map)."""
+    return 2 * tokens * 3 * tubelet * patch * patch * width
+
+
 def encoder_flops(tokens: int, width: int, depth: int) -> float:
     """Forward FLOPs of `depth` pre-norm ViT blocks over `tokens` tokens of width `width`."""
-    return depth * (24 * tokens * width**2 + 4 * tokens**2 * width)
+    return dense_flops(tokens, width, depth) + attention_flops(tokens, width, depth)
 
 
 def moae_flops(tokens: int, width: int, n_blocks: int, top_k: int, n_experts: int) -> float:
@@ -91,8 +106,10 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
     n_moae = depth // 2 if resolved.arch != "vit" else 0  # the later half by default
 
     def model(tokens: int) -> float:
-        return encoder_flops(tokens, width, depth) + moae_flops(
-            tokens, width, n_moae, moae.top_k, moae.n_experts
+        return (
+            patch_embed_flops(tokens, width, m.tubelet_size)
+            + encoder_flops(tokens, width, depth)
+            + moae_flops(tokens, width, n_moae, moae.top_k, moae.n_experts)
         )
 
     fold = argv.get("fold")
