@@ -100,6 +100,7 @@ def to_frame(rows: list[dict], quarantine: bool = False) -> pd.DataFrame:
 
 def write_manifest(result: NativeRead, out: str | Path) -> tuple[Path, Path]:
     """Write the manifest and its quarantine for `result`; returns both paths."""
+    mark_synthetic_face_crops(result, result.root)
     out = Path(out)
     manifest, quarantine = (
         out / f"{result.dataset}.parquet",
@@ -154,7 +155,6 @@ def main(args: argparse.Namespace) -> int:
     except (DatasetLayoutError, SplitFileError) as err:
         print(f"unilearn manifest: {err}", file=sys.stderr)
         return 1
-    mark_synthetic_face_crops(result, args.root)
     manifest, quarantine = write_manifest(result, args.out)
     print(summarize(result))
     print(f"wrote {manifest} and {quarantine}")
