@@ -106,3 +106,6 @@ def test_preprocess_shards_from_the_config_become_parts_and_one_merge(workdir):
     assert len(merge) == 1 and "unilearn.launch" not in merge[0]  # light: on the login node
     demo = snakemake(workdir, "-n", "-p", "results/table1.csv")  # the demo: one run per dataset
     assert "preprocess_shard" not in job_counts(demo.stdout)
+    # run here, a CPU stage starts as many workers as Snakemake budgets it threads (the doctor 1)
+    doctors = [c for c in demo.stdout.splitlines() if "-m unilearn doctor" in c]
+    assert doctors and all("--workers 1 " in c for c in doctors)
