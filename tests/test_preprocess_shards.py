@@ -106,8 +106,11 @@ def test_sharded_run_equals_unsharded_run_record_for_record(tmp_path):
 def test_merge_names_unfinished_shards_and_a_rerun_redoes_only_those(tmp_path):
     manifest, store = _manifest(tmp_path), tmp_path / "store"
     _run_shards_at_once(manifest, store, [1, 3])
-    with pytest.raises(ShardsIncomplete, match=r"1 not done: 2;"):
+    with pytest.raises(ShardsIncomplete, match=r"1 not done: 2;") as err:
         merge(manifest, store, N_SHARDS)
+    in_manifest_order = [*(f"{k:05d}" for k in range(9)), "video", "empty"]
+    left = [c for c in in_manifest_order if shard_of(c, N_SHARDS) == 2]
+    assert f"{len(left)} of their clips not stored yet ({', '.join(left[:10])}" in str(err.value)
     assert not (store / "dfew.parquet").exists()
     again = preprocess(manifest, store, SETTINGS, workers=0, progress=False, shard=(1, N_SHARDS))
     assert again.stored_now == again.failed_now == 0 and again.already == again.clips > 0

@@ -357,11 +357,15 @@ def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) ->
         elif json.loads(path.read_text()).get("clips_sha256") != _ids_digest(by_shard.get(i, [])):
             stale.append(i)
     if missing or stale:
+        journal = read_journal(out, dataset)  # a part killed outright left no listing: name them
+        left = [c for i in missing + stale for c in by_shard.get(i, []) if c not in journal]
         what = [f"{len(missing)} not done: {_ranges(missing)}"] if missing else []
         what += [f"{len(stale)} done for another manifest: {_ranges(stale)}"] if stale else []
         raise ShardsIncomplete(
             f"{out / dataset / 'parts'}: {n_shards} shards of {manifest}, {'; '.join(what)}; "
-            f"run `unilearn preprocess --manifest {manifest} --out {out} --shard I/{n_shards}` "
+            f"{len(left)} of their clips not stored yet"
+            + (f" ({', '.join(left[:10])}{' ...' if len(left) > 10 else ''})" if left else "")
+            + f"; run `unilearn preprocess --manifest {manifest} --out {out} --shard I/{n_shards}` "
             "for those first"
         )
     summary = Summary(dataset, len(rows), len(ids), len(ids), 0, 0, 0, 0, Counter(), 0.0, 0)
