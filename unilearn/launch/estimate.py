@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-_SPLIT_COUNTS = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
+SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
 # Training images / clips of the sources that have no split file (AffectNet's and VoxCeleb2's own
 # documentation; AffectNet-7 drops contempt).
 AFFECTNET_TRAIN = 287_651
@@ -35,7 +35,7 @@ def split_size(dataset: str, split: str, fold: int | None = None) -> int:
         if split == "test":
             return AFFECTNET7_VAL
         return AFFECTNET_TRAIN if dataset == "affectnet" else AFFECTNET7_TRAIN
-    counts = json.loads(_SPLIT_COUNTS.read_text())[dataset]
+    counts = json.loads(SPLIT_COUNTS_PATH.read_text())[dataset]
     sizes = {k: sum(v.values()) for k, v in counts.items()}
     keys = [
         k for k in sizes if k.endswith(f"/{split}") and (fold is None or k == f"fold{fold}/{split}")
