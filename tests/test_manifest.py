@@ -267,3 +267,10 @@ def test_manifest_cli_prints_counts_and_reasons(synth_tiny, tmp_path, capsys):
     assert (tmp_path / "dfew.parquet").is_file() and (
         tmp_path / "dfew.quarantine.parquet"
     ).is_file()
+
+
+def test_synthetic_trees_are_marked_face_crops_for_preprocess(manifests_tiny):
+    # the real MAFW is full-scene frames that preprocess crops; the synthetic one is face crops
+    for dataset in ("mafw", "dfew", "voxceleb2"):
+        table = pd.read_parquet(manifests_tiny / f"{dataset}.parquet")
+        assert table["face_cropped"].all(), dataset

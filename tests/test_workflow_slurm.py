@@ -21,6 +21,8 @@ import pandas as pd
 import pytest
 from workflow_run import SMALL, SNAKEMAKE, job_counts, overrides_arg, snakemake, workflow_copy
 
+from unilearn.config import load_config
+
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 OVERRIDES = SMALL + ["launcher.slurm.cpus_per_task=1", "launcher.slurm.mem_gb=1"]
@@ -71,6 +73,9 @@ def test_gpu_stages_run_as_slurm_jobs_and_a_rerun_completes_what_was_cancelled(
     names = sorted(name for _, name, _ in jobs)
     assert names.count("unilearn-pretrain") == 2  # image+video and video
     assert names.count("unilearn-finetune") == 2  # UniLearn and VideoMAE on FERV39K
+    # the CPU stages ran as Slurm jobs too, one per dataset (the login node only ran synth)
+    for stage in ("doctor", "manifest", "preprocess"):
+        assert names.count(f"unilearn-{stage}") >= 3, (stage, names)
     assert (cancelled, "unilearn-finetune", "CANCELLED") in jobs
 
     plan = job_counts(snakemake(workdir, "-n", *args).output)
@@ -97,6 +102,48 @@ def test_gpu_stages_run_as_slurm_jobs_and_a_rerun_completes_what_was_cancelled(
     for figure in figures:
         pixels = matplotlib.image.imread(workdir / figure)
         assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50  # a real plot
+
+
+def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
+    slurm_cluster, tmp_path
+):
+    workdir = workflow_copy(tmp_path).resolve()
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    shards = OVERRIDES + ["data.preprocess_shards={voxceleb2: 2}"]
+    done = snakemake(workdir, "--profile", "slurm", "data/store/voxceleb2.parquet", "--config",
+                     overrides_arg(shards), timeout=900)  # fmt: skip
+    assert job_counts(done.output)["preprocess_shard"] == 2
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", since, "-o", "JobName,Start,End,State,WorkDir"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    parts = [r.split("|") for r in out.splitlines() if r.startswith("unilearn-preprocess|")]
+    parts = [r for r in parts if Path(r[4]) == workdir]
+    assert len(parts) == 2 and all(r[3] == "COMPLETED" for r in parts)
+    (_, start_a, end_a, *_), (_, start_b, end_b, *_) = parts
+    assert max(start_a, start_b) < min(end_a, end_b)  # the two parts ran at the same time
+
+    from unilearn.data.preprocess import PreprocessSettings, preprocess
+    from unilearn.data.store import ClipStore
+
+    store = workdir / "data" / "store"
+    whole = tmp_path / "whole"
+    settings = PreprocessSettings(
+        short_side=load_config(workdir / "configs/demo.yaml").data.store.short_side
+    )
+    preprocess(
+        workdir / "data/manifests/voxceleb2.parquet", whole, settings, workers=0, progress=False
+    )
+    a, b = (
+        pd.read_parquet(whole / "voxceleb2.parquet"),
+        pd.read_parquet(store / "voxceleb2.parquet"),
+    )
+    pd.testing.assert_frame_equal(a.drop(columns="store_key"), b.drop(columns="store_key"))
+    ra, rb = ClipStore(whole), ClipStore(store)
+    assert all(
+        ra.record_bytes(x) == rb.record_bytes(y)
+        for x, y in zip(a.store_key, b.store_key, strict=True)
+    )
 
 
 def _alive_jobs(workdir: Path) -> list[str]:

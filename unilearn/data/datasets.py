@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unilearn.data.labels import get_label_set
-from unilearn.data.store import ClipStore
+from unilearn.data.store import ClipStore, read_stride
 from unilearn.data.transforms import (
     EvalClipTransform,
     PretrainClipTransform,
@@ -138,6 +138,8 @@ class ClipDataset(Dataset):
             n_clips,
         )
         self._keys = self.table["store_key"].astype(str).tolist()
+        if mode != "pretrain_image":  # in stored frames: a store may keep every k-th frame only
+            self.frame_stride = read_stride(self.store.root, self._keys, frame_stride)
         self._n = self.table["n_frames"].astype(int).tolist()
         self._labels = self.table["label"].astype(int).tolist()
         self.views = views

@@ -11,6 +11,7 @@ Exit status 1 when the data would not reproduce the paper's protocol. The bundle
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from unilearn.data.synth import read_summary
 from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 from unilearn.doctor.media import inspect, media_findings
 from unilearn.doctor.official import PROTOCOL, compare_with_official
+from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 NAMES = {
     "dfew": "DFEW",
@@ -91,7 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, default=None, help="write the report as Markdown here"
     )
     parser.add_argument("--seed", type=int, default=0, help="which clips are sampled")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
+        help="parallel workers for reading the tree (threads; processes for VoxCeleb2 videos)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_cpu_launcher_arguments(parser)
 
 
 def diagnose(
@@ -103,11 +112,12 @@ def diagnose(
     detector: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> tuple[str, list[Finding], NativeRead | None]:
     """(verdict line, findings, reader result). The data reproduces the protocol iff no finding is an error."""
     name = NAMES[dataset]
     try:
-        result = read_native(dataset, root, progress=progress)
+        result = read_native(dataset, root, progress=progress, workers=workers)
     except (DatasetLayoutError, SplitFileError) as err:
         f = Finding(
             ERROR,
@@ -317,6 +327,9 @@ def format_markdown(
 
 
 def main(args: argparse.Namespace) -> int:
+    rc = submit_cpu_stage(args)
+    if rc is not None:
+        return rc
     verdict, findings, result = diagnose(
         args.dataset,
         args.root,
@@ -325,6 +338,7 @@ def main(args: argparse.Namespace) -> int:
         detector=args.detector,
         seed=args.seed,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     print(format_text(verdict, findings))
     if args.report is not None:
