@@ -48,6 +48,8 @@ FAILED_RUN = (
     "unilearn.errors:RunFailed",
     "unilearn.engine.train_state:NonFiniteLossError",
     "unilearn.launch.job:StageFailed",
+    "unilearn.data.preprocess:ShardFailed",
+    "unilearn.data.preprocess:ShardsIncomplete",
 )
 
 

@@ -343,7 +343,7 @@ def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) ->
     manifest; raises `ShardsIncomplete` naming the parts that are missing or stale."""
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
-    rows = pd.read_parquet(manifest)
+    rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     _check_manifest(rows, manifest)
     ids = rows["clip_id"].astype(str).drop_duplicates().tolist()
