@@ -147,7 +147,7 @@ def test_train_test_files_swapped_are_found(official, tmp_path):
     train.write_text(b)
     test.write_text(a)
     _, findings, _ = diagnose("dfew", root, **FAST)
-    assert "fold2" in _error(findings, "train_test_swapped").message
+    assert "fold 2: " in _error(findings, "train_test_swapped").message
     assert {"tested_in_several_folds", "never_tested"} <= _codes(findings)
 
 

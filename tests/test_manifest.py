@@ -179,7 +179,7 @@ def test_missing_root_error_names_the_expected_path(tmp_path, capsys):
     with pytest.raises(DatasetLayoutError, match=str(tmp_path / "nowhere")):
         read_native("dfew", tmp_path / "nowhere")
     assert (
-        cli(["manifest", "mafw", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 1
+        cli(["manifest", "mafw", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     )
     assert "does not exist" in capsys.readouterr().err
 

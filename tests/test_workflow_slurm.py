@@ -8,6 +8,9 @@ share the 2-CPU test node."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -141,3 +144,72 @@ def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
         ra.record_bytes(x) == rb.record_bytes(y)
         for x, y in zip(a.store_key, b.store_key, strict=True)
     )
+
+
+def _alive_jobs(workdir: Path) -> list[str]:
+    """`job id state` of the jobs from `workdir` that squeue shows pending, running or completing."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z"], capture_output=True, text=True,
+                         timeout=60).stdout  # fmt: skip
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    return [f"{i} {s}" for i, s, cwd in rows if Path(cwd) == workdir and s in _ALIVE]
+
+
+_ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
+
+
+# SIGINT/SIGTERM: Snakemake hands the signal on (workflow/Snakefile, onstart); SIGKILL: each
+# waiting launcher sees that the Snakemake above its rule's shell is gone (unilearn.launch.lifeline).
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_signal_sent_to_snakemake_alone_cancels_its_slurm_jobs(slurm_cluster, tmp_path, signum):
+    workdir = workflow_copy(tmp_path).resolve()
+    args = ["--profile", "slurm", "results/table1.csv", "--config", overrides_arg(OVERRIDES)]
+    # its own session: the signal reaches Snakemake only, never a process group (not a Ctrl-C)
+    proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _signal_stops_every_job(proc, workdir, signum)
+    finally:  # whatever happened, leave no Snakemake, launcher or job behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for job in _alive_jobs(workdir):
+            subprocess.run(["scancel", job.split()[0]], timeout=60)
+
+
+def _signal_stops_every_job(proc: subprocess.Popen, workdir: Path, signum: int) -> None:
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(j.endswith(" RUNNING") for j in _alive_jobs(workdir)):
+            break
+        time.sleep(0.5)
+    running = _alive_jobs(workdir)
+    assert running, f"no Slurm job of the workflow seen running:\n{proc.communicate()[0][-4000:]}"
+    os.kill(proc.pid, signum)
+    stopped = time.monotonic()
+    while _alive_jobs(workdir) and time.monotonic() - stopped < 20:
+        time.sleep(0.5)
+    assert not _alive_jobs(workdir), (
+        f"still in squeue 20 s after the signal: {_alive_jobs(workdir)}"
+    )
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    # Each job was cancelled (a job already finishing on its own may complete instead); the
+    # launcher, orphaned when its rule's shell died of the same signal, may still be writing.
+    for job_id in (job.split()[0] for job in running):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            f"cancelled Slurm job {job_id}" in _logs(workdir) or _state(job_id) == "COMPLETED"
+        ):
+            time.sleep(0.5)
+        assert f"cancelled Slurm job {job_id}" in _logs(workdir) or _state(job_id) == "COMPLETED"
+
+
+def _state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"],
+                         capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    return out.split()[0] if out.split() else ""
+
+
+def _logs(workdir: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in workdir.rglob("*.log"))

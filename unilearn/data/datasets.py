@@ -43,6 +43,7 @@ from unilearn.data.transforms import (
     finetune_indices,
     pretrain_indices,
 )
+from unilearn.errors import InputError, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def load_store_table(
     if split is not None:
         table = table[table["split"] == split]
     if table.empty:
-        raise ValueError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
+        raise InputError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
     return table.reset_index(drop=True)
 
 
@@ -88,7 +89,7 @@ def _read(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"{path}: store table missing; run `unilearn preprocess` for this dataset"
         )
-    return pd.read_parquet(path)
+    return read_parquet(path, "store table")
 
 
 class ClipDataset(Dataset):

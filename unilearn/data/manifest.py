@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +23,6 @@ from unilearn.data.native import (
     READERS,
     DatasetLayoutError,
     NativeRead,
-    SplitFileError,
     read_native,
 )
 from unilearn.data.synth import read_summary
@@ -78,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-frame-count",
         action="store_true",
         help="VoxCeleb2: do not open the videos (n_frames -1; unreadable files surface in preprocess)",
+    )
+    parser.add_argument(
+        "--zero-based-labels",
+        action="store_true",
+        help="DFEW: the split files number the classes 0-6 (some redistributed copies); read "
+        "each label as label + 1. Without it such files are refused",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_cpu_launcher_arguments(parser)
@@ -144,18 +148,23 @@ def main(args: argparse.Namespace) -> int:
     rc = submit_cpu_stage(args)
     if rc is not None:
         return rc
-    try:
-        result = read_native(
-            args.dataset,
-            args.root,
-            workers=args.workers,
-            progress=not args.no_progress,
-            count_frames=not args.no_frame_count,
-        )
-    except (DatasetLayoutError, SplitFileError) as err:
-        print(f"unilearn manifest: {err}", file=sys.stderr)
-        return 1
+    # a tree that cannot be read raises DatasetLayoutError / SplitFileError: exit 2 (unilearn.cli)
+    result = read_native(
+        args.dataset,
+        args.root,
+        workers=args.workers,
+        progress=not args.no_progress,
+        count_frames=not args.no_frame_count,
+        zero_based_labels=args.zero_based_labels,
+    )
     manifest, quarantine = write_manifest(result, args.out)
     print(summarize(result))
     print(f"wrote {manifest} and {quarantine}")
+    if not result.rows:
+        top = Counter(q["reason_code"] for q in result.quarantine).most_common(1)[0][0]
+        example = next(q["reason"] for q in result.quarantine if q["reason_code"] == top)
+        raise DatasetLayoutError(
+            f"{args.dataset}: 0 of {result.rows_in} rows kept under {result.root}: every row was "
+            f"quarantined (most often {top}, e.g. {example}); see {quarantine}"
+        )
     return 0

@@ -51,6 +51,7 @@ from unilearn.data.face import (
     square_boxes,
 )
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
+from unilearn.errors import read_parquet
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 # Distributed as face crops: resized only, never re-detected. Not MAFW: its `data/frames` are the
@@ -285,7 +286,7 @@ def preprocess(
     of n, and mark the part done instead of writing the tables); returns the counts."""
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
-    rows = pd.read_parquet(manifest)
+    rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     _check_manifest(rows, manifest)
     _check_settings(out, dataset, settings)
@@ -342,7 +343,7 @@ def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) ->
     manifest; raises `ShardsIncomplete` naming the parts that are missing or stale."""
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
-    rows = pd.read_parquet(manifest)
+    rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     _check_manifest(rows, manifest)
     ids = rows["clip_id"].astype(str).drop_duplicates().tolist()

@@ -49,6 +49,21 @@ _FIXES = {
     "unreadable_video": "videos that cannot be opened: re-download them (VoxCeleb2 has a few hundred such files; a handful is normal)",
     "not_an_emotion": "AffectNet's expression codes 8-10 (none, uncertain, no face) are left out by design",
     "excluded_class": "contempt is not part of AffectNet-7 (left out by design)",
+    "label_contradicts_path": "split rows whose label is not their path's emotion folder: restore the original split files",
+    "bad_face_box": "annotated face boxes of zero size or outside the image: restore the original annotation tables",
+    "misplaced_video": "mp4 files outside dev/mp4/<speaker>/<youtube id>/ or named .MP4: move or rename them",
+}
+# The problem in words, for the verdict: "{n} {noun}".
+_NOUNS = {
+    "missing_clip": "missing clip(s)",
+    "empty_clip": "empty frame folder(s)",
+    "unknown_label": "clip(s) with a label outside the class set",
+    "malformed_line": "split line(s) that cannot be parsed",
+    "duplicate_row": "clip(s) listed twice in one split file",
+    "unreadable_video": "unreadable video(s)",
+    "label_contradicts_path": "clip(s) labelled against their emotion folder",
+    "bad_face_box": "face box(es) of zero size or outside the image",
+    "misplaced_video": "misplaced mp4 file(s)",
 }
 # Quarantine reasons that are the dataset's normal state, not a problem of this copy.
 _EXPECTED = {"not_an_emotion", "excluded_class"}
@@ -108,7 +123,9 @@ def diagnose(
             ERROR,
             "layout",
             str(err),
-            "point --root at the dataset's own top folder, laid out as distributed (docs/data.md)",
+            "point --root at the dataset's own top folder, laid out as distributed (docs/data.md)"
+            if isinstance(err, DatasetLayoutError)
+            else "restore the original split files (or read them as the message says)",
         )
         return f"{name}: cannot be read — {err}", [f], None
     summary = read_summary(root)
@@ -120,7 +137,8 @@ def diagnose(
             f.code,
             f"split files disagree: {f.message}",
             "restore the original split files",
-            f.clip_ids[:50],
+            f.clip_ids,
+            "split files disagree: " + f.message.split(": ", 1)[-1].split(" (e.g.")[0],
         )
         for f in result.findings
     ]
@@ -175,20 +193,19 @@ def _quarantine_findings(result: NativeRead, synth: dict | None) -> list[Finding
                     code,
                     f"{len(rows)} rows left out: {_FIXES[code]}",
                     "",
-                    tuple(r["reason"] for r in rows[:20]),
+                    tuple(r["reason"] for r in rows),
                 )
             )
             continue
-        label = {"missing_clip": "missing clip(s)", "empty_clip": "empty frame folder(s)"}.get(
-            code, code.replace("_", " ")
-        )
+        label = _NOUNS.get(code, code.replace("_", " "))
         findings.append(
             Finding(
                 ERROR,
                 code,
                 f"{len(ids)} {label} ({len(rows)} split rows): {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}",
                 _FIXES[code],
-                tuple(r["reason"] for r in rows[:50]),
+                tuple(r["reason"] for r in rows),
+                f"{len(ids)} {label}",
             )
         )
     return findings
@@ -239,9 +256,7 @@ def _verdict(dataset: str, findings: list[Finding], synthetic: bool, summary: di
     name = NAMES[dataset]
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
-        problems = "; ".join(
-            f.message.split(":")[0] if len(f.message) > 90 else f.message for f in errors[:4]
-        )
+        problems = "; ".join(f.in_words for f in errors)
         return f"{name}: would NOT reproduce the paper's protocol — {len(errors)} problem(s): {problems}. See the details below for what to do."
     if synthetic:
         return f"{name}: bundled synthetic data (unilearn synth, preset {summary['preset']}, seed {summary['seed']}) — OK for the demo pipeline; not the real dataset, so the paper's numbers do not apply."
@@ -275,7 +290,7 @@ def format_text(verdict: str, findings: list[Finding]) -> str:
         for d in f.details[:5] if f.severity != OK else ():
             lines.append(f"       - {d}")
         if len(f.details) > 5 and f.severity != OK:
-            lines.append(f"       - ... {len(f.details) - 5} more in the report")
+            lines.append(f"       - ... {len(f.details) - 5} more in the report (--report)")
     return "\n".join(lines)
 
 

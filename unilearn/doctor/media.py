@@ -132,7 +132,7 @@ def media_findings(result: NativeRead, s: MediaSample, synthetic: bool) -> list[
                 "unreadable_media",
                 f"{len(s.unreadable)} of {s.clips} sampled clips cannot be read",
                 "re-extract or re-download these clips",
-                tuple(f"{c}: {why}" for c, why in s.unreadable[:50]),
+                tuple(f"{c}: {why}" for c, why in s.unreadable),
             )
         )
     n_frames = [int(r["n_frames"]) for r in result.rows if int(r["n_frames"]) > 0]
@@ -145,7 +145,7 @@ def media_findings(result: NativeRead, s: MediaSample, synthetic: bool) -> list[
                     ERROR,
                     "time_normalised_variant",
                     f"these are DFEW's 16-frame time-normalised clips ({share16:.0%} of clips have exactly 16 frames; folder {frames_dir})",
-                    "use the original frames (Clip/jpg_256 or Clip/clip_224x224): the paper samples 16 frames from the original clips",
+                    "use the original frames (Clip/jpg_256, Clip/jpg_224 or Clip/clip_224x224): the paper samples 16 frames from the original clips",
                 )
             )
         else:

@@ -91,4 +91,7 @@ def _run_of(stage_argv: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # a config error is one paragraph and exit 2, as in `unilearn STAGE` (unilearn.errors)
+    from unilearn.errors import debug_requested, run_reporting
+
+    raise SystemExit(run_reporting(main, "python -m unilearn.launch", debug_requested(sys.argv)))
