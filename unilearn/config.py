@@ -279,6 +279,9 @@ class FinetuneConfig(_OptimConfig):
     )
     # Fraction of the SFER dataset used per epoch (Figure 3b; paper default 50%).
     sfer_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # Test the run's own test split every N epochs and keep checkpoint-best.pt by WAR (the
+    # authors' "best weights"); 0 = test only after the last epoch. The final test always runs.
+    eval_every: Annotated[int, Field(ge=0)] = 1
 
     @field_validator("crop_scale")
     @classmethod
@@ -733,7 +736,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 _NOT_HASHED = {
     None: set(),
     "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
-    "finetune": {"pretrain", "evaluate", "experiments", "sweeps"},
+    # the fine-tuning job also runs the test (evaluate.*): it reads that section
+    "finetune": {"pretrain", "experiments", "sweeps"},
 }
 
 
