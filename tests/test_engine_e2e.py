@@ -124,7 +124,9 @@ def test_finetune_on_learnable_clips_clearly_beats_chance(learnable_store, tmp_p
     assert cli(["evaluate", "--checkpoint", str(ft / "checkpoint-best.pt"), "--store", store,
                 "--dataset", "dfew", "--fold", "1", "--out", str(best_pred), "--no-progress",
                 "wandb.mode=disabled"]) == 0  # fmt: skip
-    assert (pd.read_parquet(best_pred).pred == pd.read_parquet(ft / "pred-dfew.best.parquet").pred).all()
+    assert (
+        pd.read_parquet(best_pred).pred == pd.read_parquet(ft / "pred-dfew.best.parquet").pred
+    ).all()
 
     # AffectNet-7 (its validation set) is scored with the SFER head, for both weights
     for name in ("pred-affectnet7.parquet", "pred-affectnet7.best.parquet"):

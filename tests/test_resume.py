@@ -113,8 +113,12 @@ def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(tmp_path, monkey
     monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
     cfg = cfg.with_overrides(["finetune.eval_every=1"])
     tests = ("ferv39k", "affectnet7")  # a joint single-split run: its own test and AffectNet-7
-    run = lambda out: finetune.run(cfg, "unilearn", "ferv39k", None, None, out, progress=False,
-                                   tests=tests)  # fmt: skip
+
+    def run(out):
+        return finetune.run(
+            cfg, "unilearn", "ferv39k", None, None, out, progress=False, tests=tests
+        )
+
     run(tmp_path / "straight")
     # the tests draw no training random number: the weights are those of a run without tests
     finetune.run(cfg, "unilearn", "ferv39k", None, None, tmp_path / "untested", progress=False)
