@@ -23,6 +23,7 @@ from unilearn.engine import distributed as D
 from unilearn.engine.best_epoch import RunTests, TestSet
 from unilearn.engine.cli_args import add_run_arguments
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
+from unilearn.engine.evaluate import head_for
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
@@ -154,6 +155,10 @@ def run(
     check_fold(dataset, fold)
     testsets = test_sets(dataset, fold, tests)
     resolved = cfg.resolve_experiment(experiment, dataset)
+    for test in testsets:
+        if head_for(test.dataset) not in resolved.labels:
+            raise SystemExit(f"--test {test.dataset}: experiment {experiment} has no "
+                             f"{head_for(test.dataset).upper()} head to test it with")  # fmt: skip
     rcfg, ft = resolved.config, resolved.config.finetune
     digest = config_hash(rcfg, STAGE)
     info = D.init_distributed(rcfg.runtime.device)
