@@ -90,7 +90,8 @@ class RunTests:
         metrics = test_metrics(result, self.meta["labels"][head_for(own.dataset)])
         fields = {"test/uar": metrics["uar"], "test/war": metrics["war"]}
         if self.best is None or metrics["war"] > self.best["test/war"]:
-            self.best = {"epoch": epoch, "step": step, **record, **fields}
+            # the record as last.pt will hold it (a resumed run reads the best back from there)
+            self.best = {**record, **fields, "best/epoch": epoch, "best/war": metrics["war"]}
             if self.info.is_main:
                 save_checkpoint(self.out / BEST_FILE, unwrap(self.model),
                                 {**self.meta, "train": self.best})  # fmt: skip
