@@ -22,10 +22,10 @@ def test_demo_builds_table1_whose_unilearn_row_beats_chance(tmp_path):
         for dataset in unilearn.index:
             assert unilearn.uar[dataset] > chance.uar[dataset], (weights, dataset)
             assert unilearn.war[dataset] > chance.war[dataset], (weights, dataset)
-        best = frame[(frame.weights == "best") & (frame.method == "UniLearn")].set_index("dataset")
-        last = frame[(frame.weights == "last") & (frame.method == "UniLearn")].set_index("dataset")
-        # pooled over the folds' best epochs, at least the last epoch's WAR on FERV39K (one split)
-        assert best.war["ferv39k"] >= last.war["ferv39k"]
+    best = frame[(frame.weights == "best") & (frame.method == "UniLearn")].set_index("dataset")
+    last = frame[(frame.weights == "last") & (frame.method == "UniLearn")].set_index("dataset")
+    # FERV39K has one split: its best epoch's WAR is at least the last epoch's
+    assert best.war["ferv39k"] >= last.war["ferv39k"]
     markdown = (workdir / "results" / "table1.md").read_text()
     assert "66.80" in markdown  # the paper's DFEW UAR beside ours
     # Nothing left to do: a second invocation plans no job.
