@@ -126,7 +126,9 @@ class DataConfig(_Strict):
 
 
 class MoAEConfig(_Strict):
-    """Mixture of Adapter Experts (Eq. 3-12); ViT-MoE uses the same count, k and positions."""
+    """Mixture of Adapter Experts (Eq. 4-12); ViT-MoE uses the same count, k, positions, gate and
+    capacity. Defaults follow the authors' code (MSA-LMC/S4D); docs/models.md lists where the
+    paper's text differs and the key that selects the text's variant."""
 
     n_experts: PositiveInt = 8
     top_k: PositiveInt = 2
@@ -135,8 +137,15 @@ class MoAEConfig(_Strict):
     position: (
         Literal["later", "early", "middle", "alternate"] | list[Annotated[int, Field(ge=0)]]
     ) = "later"
-    aux_loss_coef: NonNegFloat = 0.01  # load-balancing loss weight (Shazeer et al. 2017)
-    noisy_gating: bool = True
+    # load-balancing loss weight (Shazeer et al. 2017); 0 = off, as in the authors' runs (their
+    # term is never applied)
+    aux_loss_coef: NonNegFloat = 0.0
+    noisy_gating: bool = True  # gate noise in training (never at test time)
+    # tokens an expert keeps per forward: int(tokens * top_k / n_experts * factor), in token
+    # order; the rest get nothing from it (authors: 1.0); null = unlimited
+    capacity_factor: Annotated[float, Field(gt=0.0)] | None = 1.0
+    # false = experts are plain bottleneck MLPs (authors' code); true = Eq. 7's x + MLP(x)
+    expert_residual: bool = False
 
     @field_validator("top_k")
     @classmethod
@@ -250,6 +259,9 @@ class PretrainConfig(_OptimConfig):
     betas: tuple[float, float] = (0.9, 0.95)
     mask_ratio_video: Fraction = 0.95
     mask_ratio_image: Fraction = 0.90
+    # random = int(ratio x tokens) masked anywhere in the clip (paper text, the authors'
+    # RandMasking); tube = the same spatial positions masked in every slice (VideoMAE, MAE-DFER)
+    masking: Literal["random", "tube"] = "random"
     norm_pix_loss: bool = True
     image_dataset: Literal["affectnet"] = "affectnet"
     video_dataset: Literal["voxceleb2"] = "voxceleb2"
@@ -626,7 +638,10 @@ class Config(Settings):
                 moae_position=m.moae.position,
                 aux_loss_coef=m.moae.aux_loss_coef,
                 noisy_gating=m.moae.noisy_gating,
+                capacity_factor=m.moae.capacity_factor,
             )
+        if arch == "unilearn":
+            kwargs["expert_residual"] = m.moae.expert_residual
         return name, kwargs
 
     def mae_spec(self) -> tuple[str, dict]:
@@ -642,6 +657,7 @@ class Config(Settings):
             "decoder_num_heads": m.decoder.heads,
             "mask_ratio_video": p.mask_ratio_video,
             "mask_ratio_image": p.mask_ratio_image,
+            "masking": p.masking,
             "norm_pix_loss": p.norm_pix_loss,
             **m.encoder_kwargs(),
         }

@@ -40,7 +40,8 @@ from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_run_arguments
 from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.wandb_log import run_for
-from unilearn.models import expert_usage, model_from_checkpoint, reset_expert_usage
+from unilearn.models import expert_usage, reset_expert_usage
+from unilearn.predict.model import evaluation_model
 
 STAGE = "evaluate"
 log = logging.getLogger(__name__)
@@ -76,6 +77,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="YAML",
         help="config (repeatable); default: the config.yaml beside the checkpoint",
     )
+    parser.add_argument(
+        "--model",
+        default=None,
+        help="for an imported checkpoint without unilearn meta (VideoMAE, or the UniLearn "
+        "authors' checkpoint-best.pth): the registered model, e.g. unilearn_base_patch16_160",
+    )
+    parser.add_argument(
+        "--labels",
+        default=None,
+        help="with --model: the DFER head's classes (a label set, e.g. ferv39k, or names)",
+    )
     add_run_arguments(parser, "evaluate.batch_size=64")
 
 
@@ -86,7 +98,8 @@ def main(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     result = run(cfg, args.checkpoint, args.dataset, args.fold, args.store, args.out,
-                 wandb_mode=args.wandb, progress=not args.no_progress)  # fmt: skip
+                 wandb_mode=args.wandb, progress=not args.no_progress,
+                 model_name=args.model, labels=args.labels)  # fmt: skip
     if result:
         print(f"{args.dataset}{'' if args.fold is None else f' fold {args.fold}'}: "
               f"UAR {100 * result['uar']:.2f}  WAR {100 * result['war']:.2f}  -> {args.out}")  # fmt: skip
@@ -113,15 +126,18 @@ def run(
     *,
     wandb_mode: str | None = None,
     progress: bool = True,
+    model_name: str | None = None,
+    labels: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate; returns this fold's metrics on rank 0 (an empty dict on other ranks)."""
+    """Evaluate; returns this fold's metrics on rank 0 (an empty dict on other ranks).
+    `model_name` and `labels` are for imported checkpoints (`evaluation_model`)."""
     from unilearn.engine.finetune import check_fold  # finetune imports this module
 
     check_fold(dataset, fold)
     info = D.init_distributed(cfg.runtime.device)
     D.set_threads(cfg.runtime.threads)
     try:
-        model, meta = model_from_checkpoint(checkpoint)
+        model, meta = evaluation_model(checkpoint, model_name, labels)
         head = head_for(dataset)
         if head not in meta.get("labels", {}):
             raise SystemExit(

@@ -2,10 +2,11 @@
 
 Total: every parameter (both heads, all n experts, the gates' noise weights). Active: what one
 token uses at inference: k of the n experts of each gated block, the gate's Wg but not its
-Wnoise (no noise at inference), and only the head of --task. Position tables are fixed, not
-parameters. The model is built on the meta device (instant, no memory). Defaults: ViT-B 16x160^2,
+Wnoise and bnoise (no noise at inference), and only the head of --task. Position tables are
+fixed, not parameters. The model is built on the meta device (instant, no memory). Defaults: ViT-B 16x160^2,
 7 DFER classes (+ 7 SFER for unilearn/vit_moe). Example: `unilearn params
-unilearn_base_patch16_160` prints {"total": 100513550, "active": 89819911}.
+unilearn_base_patch16_160` prints {"total": 100513646, "active": 89819959} (the router biases,
+as the authors', add 2 n per MoAE layer to the total and n to the active count).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def count_parameters(model: nn.Module, task: str = "dfer") -> dict[str, int]:
             per_expert = [_numel(e) for e in experts]
             # the n - k experts a token skips (experts are equal-sized; take the largest to be safe)
             inactive += sum(sorted(per_expert)[: gate.n_experts - gate.top_k])
-            inactive += gate.w_noise.weight.numel()
+            inactive += _numel(gate.w_noise)
     other_head = {"dfer": "head_sfer", "sfer": "head"}[task]
     inactive += _numel(getattr(model, other_head, None))
     return {"total": total, "active": total - inactive}
