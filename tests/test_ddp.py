@@ -22,7 +22,7 @@ EXACT = [
     "wandb.mode=disabled", "finetune.epochs=2", "finetune.warmup_epochs=1", "finetune.blr=0.02",
     "finetune.mixup=0.0", "finetune.cutmix=0.0", "model.drop_path=0.0",
     "model.moae.noisy_gating=false", "model.moae.aux_loss_coef=0.0",
-    "model.moae.capacity_factor=null", "runtime.threads=1",
+    "model.moae.capacity_factor=null", "runtime.threads=1", "finetune.eval_every=1",
 ]  # fmt: skip
 
 
