@@ -118,3 +118,39 @@ def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32)
                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                               sfer_proportion=1.0)  # fmt: skip
     return TrainData(ToyJoint(sources), sampler, collate, num_workers=num_workers)
+
+
+class ToyTestLoader:
+    """Drop-in for `unilearn.engine.evaluate.test_loader` over ToyClips: `n_clips` clips per
+    video, rank r of W gets rows r::W, `dataset.table` the rows as a store table would have them."""
+
+    def __init__(self, clips: ToyClips, task: str, n_clips: int, batch_size: int, rank: int,
+                 world_size: int):  # fmt: skip
+        import pandas as pd
+
+        self.clips, self.task, self.n_clips, self.batch = clips, task, n_clips, batch_size
+        self.rows = list(range(rank, len(clips), world_size))
+        self.dataset = type("Table", (), {})()
+        self.dataset.table = pd.DataFrame({
+            "clip_id": [f"{i:05d}" for i in range(len(clips))],
+            "label": clips.labels.astype(np.int64),
+            "split": "test",
+            "store_key": [f"toy/shard-00000.ulc:{i}" for i in range(len(clips))],
+        })  # fmt: skip
+
+    def __iter__(self):
+        for i in range(0, len(self.rows), self.batch):
+            rows = self.rows[i : i + self.batch]
+            x = torch.stack([torch.stack([self.clips.clip(r, 10_000 + c) for c in range(self.n_clips)])
+                             for r in rows])  # fmt: skip
+            yield {"x": x, "y": torch.tensor([int(self.clips.labels[r]) for r in rows]),
+                   "task": self.task, "row": torch.tensor(rows)}  # fmt: skip
+
+
+def toy_test_loader(cfg, store, dataset, fold, meta, info, n: int = 24):
+    """Drop-in for `unilearn.engine.best_epoch.test_loader` (the toy data's own classes)."""
+    task = "sfer" if dataset == "affectnet7" else "dfer"
+    frames = meta["num_frames"] if task == "dfer" else cfg.model.tubelet_size
+    clips = ToyClips(n, len(meta["labels"][task]), frames, meta["input_size"], seed=len(task))
+    return ToyTestLoader(clips, task, 1 if task == "sfer" else cfg.evaluate.n_clips,
+                         cfg.evaluate.batch_size, info.rank, info.world_size)  # fmt: skip

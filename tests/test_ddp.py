@@ -22,7 +22,7 @@ EXACT = [
     "wandb.mode=disabled", "finetune.epochs=2", "finetune.warmup_epochs=1", "finetune.blr=0.02",
     "finetune.mixup=0.0", "finetune.cutmix=0.0", "model.drop_path=0.0",
     "model.moae.noisy_gating=false", "model.moae.aux_loss_coef=0.0",
-    "model.moae.capacity_factor=null", "runtime.threads=1",
+    "model.moae.capacity_factor=null", "runtime.threads=1", "finetune.eval_every=1",
 ]  # fmt: skip
 
 
@@ -62,6 +62,9 @@ def test_rank_from_slurm_or_torchrun_environment(monkeypatch):
     ) == {"a": 1.0}
 
 
+TESTS = ("ferv39k", "affectnet7")  # tested every epoch; each rank scores a shard of the clips
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -73,28 +76,34 @@ def _rank_main(rank: int, world: int, port: int, out: str, batch: int) -> None:
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
-    from _engine_data import toy_finetune_data
+    from _engine_data import toy_finetune_data, toy_test_loader
 
+    import unilearn.engine.best_epoch as best_epoch
     import unilearn.engine.finetune as finetune
     from unilearn.config import load_config
 
     finetune.finetune_data = toy_finetune_data
+    best_epoch.test_loader = toy_test_loader
     cfg = load_config(CONFIGS / "demo.yaml", [*EXACT, f"finetune.batch_size={batch}"])
-    finetune.run(cfg, "unilearn", "ferv39k", None, None, Path(out), progress=False)
+    finetune.run(cfg, "unilearn", "ferv39k", None, None, Path(out), progress=False, tests=TESTS)
 
 
 @pytest.mark.slow
 def test_two_process_gloo_matches_single_process(tmp_path, monkeypatch):
-    from _engine_data import toy_finetune_data
+    import numpy as np
+    import pandas as pd
+    from _engine_data import toy_finetune_data, toy_test_loader
 
+    import unilearn.engine.best_epoch as best_epoch
     import unilearn.engine.finetune as finetune
     from unilearn.config import load_config
     from unilearn.engine.train_state import read_checkpoint
 
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
     single = tmp_path / "single"
     cfg = load_config(CONFIGS / "demo.yaml", [*EXACT, "finetune.batch_size=8"])
-    finetune.run(cfg, "unilearn", "ferv39k", None, None, single, progress=False)
+    finetune.run(cfg, "unilearn", "ferv39k", None, None, single, progress=False, tests=TESTS)
 
     ddp = tmp_path / "ddp"
     # global batch 2 x 4 = 8: the same batches, each rank holding half of every one
@@ -110,6 +119,16 @@ def test_two_process_gloo_matches_single_process(tmp_path, monkeypatch):
         assert ea["step"] == eb["step"]
         assert eb["loss_dfer"] == pytest.approx(ea["loss_dfer"], rel=1e-4)
         assert eb["loss_sfer"] == pytest.approx(ea["loss_sfer"], rel=1e-4)
+        assert (
+            eb["test/war"] == pytest.approx(ea["test/war"]) and eb["best/epoch"] == ea["best/epoch"]
+        )
+    for name in ("pred-ferv39k", "pred-affectnet7.best"):  # the shards gathered, in clip order
+        pa, pb = (
+            pd.read_parquet(single / f"{name}.parquet"),
+            pd.read_parquet(ddp / f"{name}.parquet"),
+        )
+        assert list(pa.clip_id) == list(pb.clip_id) and len(pa) == 24
+        np.testing.assert_allclose(np.stack(pa.scores), np.stack(pb.scores), atol=1e-4)
     # rank 0 alone wrote the run directory
     assert sorted(p.name for p in ddp.iterdir()) == sorted(p.name for p in single.iterdir())
     assert not torch.equal(a["head.weight"], torch.zeros_like(a["head.weight"]))

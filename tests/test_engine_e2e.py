@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 from _media import manifest_frame, manifest_row, write_frames
 
 from unilearn.cli import main as cli
+from unilearn.config import load_config
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -75,26 +76,26 @@ def test_finetune_on_learnable_clips_clearly_beats_chance(learnable_store, tmp_p
     pt, ft, pred = tmp_path / "pt", tmp_path / "ft", tmp_path / "pred.parquet"
     # `none` keeps it quick; the image+video path is covered by test_resume and the demo
     assert cli(["pretrain", "--mode", "none", "--store", store, "--out", str(pt), *_args([])]) == 0
+    # the fine-tuning job tests its own split every 4 epochs and writes the predictions itself
     assert cli(["finetune", "--experiment", "pretrain_none", "--dataset", "dfew", "--fold", "1",
                 "--store", store, "--init", str(pt / "checkpoint.pt"), "--out", str(ft),
-                *_args([])]) == 0  # fmt: skip
-    assert cli(["evaluate", "--checkpoint", str(ft / "checkpoint.pt"), "--store", store,
-                "--dataset", "dfew", "--fold", "1", "--out", str(pred), "--no-progress",
-                "wandb.mode=disabled"]) == 0  # fmt: skip
+                "--test", "dfew", "--test", "affectnet7",
+                *_args(["finetune.eval_every=4"])]) == 0  # fmt: skip
 
-    table = pd.read_parquet(pred)
+    table = pd.read_parquet(ft / "pred-dfew.parquet")
     assert len(table) == 21 and set(table.columns) >= {"clip_id", "fold", "label", "pred", "scores",
                                                       "config_hash", "experiment", "head"}  # fmt: skip
     assert np.allclose([s.sum() for s in table.scores], 1.0, atol=1e-5)  # mean of softmaxes
-    metrics = json.loads((tmp_path / "pred.metrics.json").read_text())
+    metrics = json.loads((ft / "pred-dfew.metrics.json").read_text())
     assert metrics["uar"] > 3 / K, (
         f"UAR {metrics['uar']:.2f} is not clearly above chance {1 / K:.2f}"
     )
-    usage = json.loads((tmp_path / "pred.expert_usage.json").read_text())
+    assert metrics["n_clips"] == metrics["n"] == 21 and metrics["n_unreadable"] == 0
+    usage = json.loads((ft / "pred-dfew.expert_usage.json").read_text())
     n_tokens = 21 * 2 * 8  # clips x test clips x tokens (4 frames at 32^2)
     assert set(usage["layers"]) == {"2", "3"}  # MoAE in the later half of 4 blocks
     assert all(sum(c) == n_tokens * 2 for c in usage["layers"].values())  # top-2 of n experts
-    centres = pd.read_parquet(tmp_path / "pred.centres.parquet")
+    centres = pd.read_parquet(ft / "pred-dfew.centres.parquet")
     assert list(centres.class_id) == list(range(K)) and centres.n.sum() == 21
     meta = __import__("unilearn.models", fromlist=["x"]).model_from_checkpoint(
         ft / "checkpoint.pt"
@@ -105,17 +106,78 @@ def test_finetune_on_learnable_clips_clearly_beats_chance(learnable_store, tmp_p
     digest = __import__("hashlib").sha256((pt / "checkpoint.pt").read_bytes()).hexdigest()
     assert meta["init_sha256"] == digest
 
-    # AffectNet-7 (its validation set) is scored with the SFER head of the same checkpoint
-    sfer = tmp_path / "sfer.parquet"
+    # `unilearn evaluate` on the saved weights gives the job's predictions: the same test
     assert cli(["evaluate", "--checkpoint", str(ft / "checkpoint.pt"), "--store", store,
-                "--dataset", "affectnet7", "--out", str(sfer), "--no-progress",
+                "--dataset", "dfew", "--fold", "1", "--out", str(pred), "--no-progress",
                 "wandb.mode=disabled"]) == 0  # fmt: skip
-    images = pd.read_parquet(sfer)
-    assert len(images) == 7 and set(images["head"]) == {"sfer"} and images.fold.isna().all()
+    again = pd.read_parquet(pred)
+    assert list(again.clip_id) == list(table.clip_id) and (again.pred == table.pred).all()
+    np.testing.assert_allclose(np.stack(again.scores), np.stack(table.scores), atol=1e-6)
+
+    # tested after epochs 4, 8 and 12; the best epoch by WAR (the earlier on ties) was kept
+    log = [json.loads(line) for line in (ft / "log.jsonl").read_text().splitlines()]
+    tested = [r for r in log if "test/war" in r]
+    assert [r["epoch"] for r in tested] == [3, 7, 11]
+    best = max(tested, key=lambda r: (r["test/war"], -r["epoch"]))
+    assert log[-1]["best/epoch"] == best["epoch"] and log[-1]["best/war"] == best["test/war"]
+    best_metrics = json.loads((ft / "pred-dfew.best.metrics.json").read_text())
+    assert best_metrics["war"] == pytest.approx(best["test/war"])
+    assert best_metrics["checkpoint_train"]["epoch"] == best["epoch"]
+    best_pred = tmp_path / "best.parquet"
+    assert cli(["evaluate", "--checkpoint", str(ft / "checkpoint-best.pt"), "--store", store,
+                "--dataset", "dfew", "--fold", "1", "--out", str(best_pred), "--no-progress",
+                "wandb.mode=disabled"]) == 0  # fmt: skip
+    assert (
+        pd.read_parquet(best_pred).pred == pd.read_parquet(ft / "pred-dfew.best.parquet").pred
+    ).all()
+
+    # AffectNet-7 (its validation set) is scored with the SFER head, for both weights
+    for name in ("pred-affectnet7.parquet", "pred-affectnet7.best.parquet"):
+        images = pd.read_parquet(ft / name)
+        assert len(images) == 7 and set(images["head"]) == {"sfer"} and images.fold.isna().all()
 
     out = tmp_path / "pooled.json"
-    assert cli(["aggregate", str(pred), "--out", str(out)]) == 0
+    assert cli(["aggregate", str(ft / "pred-dfew.parquet"), "--out", str(out)]) == 0
     assert json.loads(out.read_text())["uar"] == pytest.approx(metrics["uar"])
+
+
+def test_unreadable_test_clip_is_quarantined_not_replaced(learnable_store, tmp_path):
+    """A test clip whose store record cannot be read is never predicted in another clip's place:
+    the predictions hold the readable clips, each for itself, and the quarantine the other."""
+    import shutil
+
+    from unilearn.data.datasets import load_store_table
+    from unilearn.engine import distributed as D
+    from unilearn.engine.evaluate import test_loader, test_model, write_predictions
+    from unilearn.models import create_model
+
+    store = tmp_path / "store"
+    shutil.copytree(learnable_store, store)
+    test = load_store_table(store, "dfew", 1, "test")
+    broken = test.clip_id[3]
+    shard, _, offset = test.store_key[3].rpartition(":")
+    with open(store / shard, "r+b") as f:  # the record's header no longer reads as one
+        f.seek(int(offset))
+        f.write(b"XXXX")
+
+    cfg = load_config(CONFIGS / "demo.yaml", ["evaluate.batch_size=4", "data.num_workers=0"])
+    model = create_model("vit_tiny_patch16_64", num_classes=K, num_frames=4, img_size=32,
+                         embed_dim=96, num_heads=3)  # fmt: skip
+    meta = {"num_frames": 4, "input_size": 32, "frame_stride": 8, "experiment": "x",
+            "labels": {"dfer": [f"c{k}" for k in range(K)]}}  # fmt: skip
+    info = D.init_distributed("cpu")
+    loader = test_loader(cfg, store, "dfew", 1, meta, info)
+    result = test_model(model, loader, "dfer", info, None, progress=False)
+    out = tmp_path / "pred-dfew.parquet"
+    metrics = write_predictions(out, result, meta, "dfew", 1)
+
+    pred = pd.read_parquet(out)
+    assert broken not in set(pred.clip_id) and pred.clip_id.is_unique
+    assert list(pred.clip_id) == [c for c in test.clip_id if c != broken]
+    assert list(pred.label) == [y for c, y in zip(test.clip_id, test.label) if c != broken]
+    quarantine = pd.read_parquet(tmp_path / "pred-dfew.quarantine.parquet")
+    assert list(quarantine.clip_id) == [broken] and quarantine.reason[0]
+    assert (metrics["n_clips"], metrics["n"], metrics["n_unreadable"]) == (21, 20, 1)
 
 
 def _free_port() -> int:

@@ -72,6 +72,16 @@ def test_pooled_uar_matches_sklearn(tmp_path):
     assert m["uar"] != pytest.approx(m["per_fold_mean"]["uar"], abs=1e-9)
 
 
+def test_pooled_metrics_count_quarantined_clips_without_scoring_them(tmp_path):
+    paths, pool = _fold_predictions(tmp_path, np.random.default_rng(2))
+    quarantine = pd.DataFrame({"dataset": "dfew", "clip_id": ["99999"], "fold": [2], "label": [3],
+                               "store_key": ["dfew/shard-00001.ulc:0"], "reason": ["StoreError"]})  # fmt: skip
+    quarantine.to_parquet(tmp_path / "fold2.quarantine.parquet")
+    m = aggregate(paths, expect_folds=5)
+    assert (m["n"], m["n_unreadable"], m["n_clips"]) == (len(pool), 1, len(pool) + 1)
+    assert m["war"] == pytest.approx(accuracy_score(pool.label, pool.pred), abs=1e-12)
+
+
 def test_aggregate_refuses_inconsistent_inputs(tmp_path):
     rng = np.random.default_rng(2)
     paths, _ = _fold_predictions(tmp_path, rng, n_folds=2)

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _engine_data import toy_finetune_data, toy_pretrain_data
+from _engine_data import toy_finetune_data, toy_pretrain_data, toy_test_loader
 
+import unilearn.engine.best_epoch as best_epoch
 import unilearn.engine.engine_finetune as engine_finetune
 import unilearn.engine.engine_pretrain as engine_pretrain
 import unilearn.engine.finetune as finetune
@@ -94,6 +95,92 @@ def test_finetune_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg, kill_a
 
     _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def _tested(run: Path) -> list[dict]:
+    import json
+
+    keep = ("epoch", "test/uar", "test/war", "best/epoch", "best/war")
+    lines = (run / "log.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k in keep} for line in lines]
+
+
+@pytest.mark.parametrize("kill", ["step 7", "step 5", "writing predictions"])
+def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(tmp_path, monkeypatch, cfg, kill):
+    import pandas as pd
+
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
+    cfg = cfg.with_overrides(["finetune.eval_every=1"])
+    tests = ("ferv39k", "affectnet7")  # a joint single-split run: its own test and AffectNet-7
+
+    def run(out):
+        return finetune.run(
+            cfg, "unilearn", "ferv39k", None, None, out, progress=False, tests=tests
+        )
+
+    run(tmp_path / "straight")
+    # the tests draw no training random number: the weights are those of a run without tests
+    finetune.run(cfg, "unilearn", "ferv39k", None, None, tmp_path / "untested", progress=False)
+    _assert_bitwise(tmp_path / "straight", tmp_path / "untested")
+
+    with monkeypatch.context() as m:
+        if kill.startswith("step"):
+            _kill_after(m, engine_finetune, int(kill.split()[1]))
+        else:  # after the last epoch's last.pt, before the prediction files
+            m.setattr(best_epoch, "write_predictions", lambda *a: (_ for _ in ()).throw(Killed))
+        with pytest.raises(Killed):
+            run(tmp_path / "resumed")
+    run(tmp_path / "resumed")
+
+    _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+    tested = _tested(tmp_path / "resumed")
+    assert tested == _tested(tmp_path / "straight") and all("test/war" in r for r in tested)
+    best = max(tested, key=lambda r: (r["test/war"], -r["epoch"]))  # ties: the earlier epoch
+    assert tested[-1]["best/epoch"] == best["epoch"]
+    sa = _state(tmp_path / "straight" / "checkpoint-best.pt")
+    sb = _state(tmp_path / "resumed" / "checkpoint-best.pt")
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    for name in ("pred-ferv39k", "pred-ferv39k.best", "pred-affectnet7", "pred-affectnet7.best"):
+        a = pd.read_parquet(tmp_path / "straight" / f"{name}.parquet")
+        b = pd.read_parquet(tmp_path / "resumed" / f"{name}.parquet")
+        pd.testing.assert_frame_equal(a, b)
+        assert len(a) == 24
+    best_metrics = __import__("json").loads(
+        (tmp_path / "resumed" / "pred-ferv39k.best.metrics.json").read_text()
+    )
+    assert best_metrics["war"] == best["test/war"]
+
+
+def test_equal_wars_keep_the_earlier_epoch_whose_weights_give_the_best_predictions(
+    tmp_path, monkeypatch, cfg
+):
+    import json
+
+    import pandas as pd
+
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
+    real = best_epoch.test_metrics
+    monkeypatch.setattr(best_epoch, "test_metrics", lambda *a: {**real(*a), "war": 0.5})
+    cfg = cfg.with_overrides(["finetune.eval_every=1"])
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:  # killed before the predictions: the resumed run loads
+        m.setattr(best_epoch, "write_predictions", lambda *a: (_ for _ in ()).throw(Killed))
+        with pytest.raises(Killed):
+            finetune.run(cfg, "unilearn", "dfew", 1, None, out, progress=False, tests=("dfew",))
+    finetune.run(cfg, "unilearn", "dfew", 1, None, out, progress=False, tests=("dfew",))
+
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["best/epoch"] for r in log] == [0, 0, 0]  # three equal WARs: the first epoch
+    best = read_checkpoint(out / "checkpoint-best.pt")
+    assert best["meta"]["train"]["epoch"] == 0 and best["meta"]["train"]["step"] == log[0]["step"]
+    metrics = json.loads((out / "pred-dfew.best.metrics.json").read_text())
+    assert metrics["checkpoint_train"]["epoch"] == 0
+    last, first = (pd.read_parquet(out / f"pred-dfew{s}.parquet") for s in ("", ".best"))
+    assert list(last.clip_id) == list(first.clip_id)
+    assert not np.allclose(np.stack(last.scores), np.stack(first.scores))  # other weights
 
 
 def test_pretrain_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg):

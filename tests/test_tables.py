@@ -62,8 +62,9 @@ def make_runs_tree(tmp_path: Path):
             k = get_label_set(cell.test).num_classes
             support = [10 * (i + 1) for i in range(k)]
             score = 0.5 + 0.1 * (cell.run == "unilearn")
-            path = layout.metrics_path(runs, cell.run, cell.train, cell.test)
-            _fake_metrics(path, cell.test, score, score + 0.05, support)
+            for weights, better in (("last", 0.0), ("best", 0.02)):
+                path = layout.metrics_path(runs, cell.run, cell.train, cell.test, weights)
+                _fake_metrics(path, cell.test, score + better, score + better + 0.05, support)
             if target in ("figure4a", "figure4b"):
                 _fake_sidecars(runs, cell, rng)
     return cfg, runs, manifests
@@ -79,7 +80,9 @@ def _run_tables(table: str, runs: Path, manifests: Path, out: Path) -> pd.DataFr
 def test_table1_puts_paper_numbers_and_gap_beside_ours(runs_tree, tmp_path):
     _, runs, manifests = runs_tree
     frame = _run_tables("table1", runs, manifests, tmp_path / "results" / "table1.csv")
-    row = frame[(frame.method == "UniLearn") & (frame.dataset == "dfew")].iloc[0]
+    row = frame[
+        (frame.method == "UniLearn") & (frame.dataset == "dfew") & (frame.weights == "last")
+    ].iloc[0]
     assert (row.uar, row.war) == (60.0, 65.0)
     assert (row.paper_uar, row.paper_war) == (66.80, 76.68)
     assert row.gap_uar == pytest.approx(60.0 - 66.80) and row.gap_war == pytest.approx(65.0 - 76.68)
@@ -87,6 +90,25 @@ def test_table1_puts_paper_numbers_and_gap_beside_ours(runs_tree, tmp_path):
     assert set(frame.dataset) == {"dfew", "ferv39k", "mafw"}
     md = (tmp_path / "results" / "table1.md").read_text()
     assert "| UniLearn | 60.00 (66.80, -6.80) |" in md and "synthetic" in md
+
+
+def test_tables_show_the_last_and_the_best_epoch_labelled(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    assert list(dict.fromkeys(frame.weights)) == ["last", "best"]
+    assert len(frame[frame.weights == "last"]) == len(frame[frame.weights == "best"]) == 9
+    best = frame[
+        (frame.method == "UniLearn") & (frame.dataset == "dfew") & (frame.weights == "best")
+    ]
+    assert (best.uar.iloc[0], best.war.iloc[0]) == (62.0, 67.0)  # read from the .best metrics
+    md = (tmp_path / "t1.md").read_text()
+    last_at = md.index("**Last epoch**")
+    best_at = md.index("**Best epoch on the test split (as the authors report)**")
+    assert last_at < md.index("| UniLearn | 60.00 (66.80, -6.80) |") < best_at
+    assert best_at < md.index("| UniLearn | 62.00 (66.80, -4.80) |")
+    # Table 5: both parts under each of the two headings
+    _run_tables("table5", runs, manifests, tmp_path / "t5.csv")
+    assert (tmp_path / "t5.md").read_text().count("*components*") == 2
 
 
 def test_chance_row_is_the_best_constant_prediction(runs_tree, tmp_path):
@@ -111,7 +133,8 @@ def test_every_row_records_git_sha_config_hash_and_manifest_hash(runs_tree, tmp_
 
 def test_table3_reports_vit_b_parameter_counts_near_the_papers(runs_tree, tmp_path):
     _, runs, manifests = runs_tree
-    frame = _run_tables("table3", runs, manifests, tmp_path / "t3.csv").set_index("method")
+    frame = _run_tables("table3", runs, manifests, tmp_path / "t3.csv")
+    frame = frame[frame.weights == "best"].set_index("method")
     # Paper Table 3 (test/train, M): ViT 86/86, UniLearn 90/101, ViT-MoE 115/285.
     assert frame.loc["ViT", "vitb_params_total_M"] == pytest.approx(86, abs=1.5)
     assert frame.loc["UniLearn", "vitb_params_active_M"] == pytest.approx(90, abs=1.5)
@@ -130,9 +153,9 @@ def test_table5_has_components_and_position_parts(runs_tree, tmp_path):
 
 def test_missing_metrics_error_names_the_file_and_the_run(runs_tree, tmp_path):
     _, runs, manifests = runs_tree
-    gone = layout.metrics_path(runs, "videomae", "mafw", "mafw")
+    gone = layout.metrics_path(runs, "videomae", "mafw", "mafw", "best")
     gone.unlink()
-    with pytest.raises(FileNotFoundError, match="metrics/videomae/mafw/mafw.json.*videomae"):
+    with pytest.raises(FileNotFoundError, match="metrics/videomae/mafw/mafw.best.json.*videomae"):
         _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
 
 

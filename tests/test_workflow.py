@@ -21,15 +21,31 @@ def workdir(tmp_path_factory):
 def test_dry_run_lists_every_job_of_table1(workdir):
     done = snakemake(workdir, "-n", "results/table1.csv")
     counts = job_counts(done.stdout)
-    # UniLearn and VideoMAE on DFEW (5 folds), MAFW (5 folds) and FERV39K: 2 x 11 fine-tunings.
+    # UniLearn and VideoMAE on DFEW (5 folds), MAFW (5 folds) and FERV39K: 2 x 11 fine-tunings,
+    # each testing its model itself (UniLearn on FERV39K, a joint single-split run: finetune_joint)
     assert counts == {
-        "synth": 1, "doctor": 5, "manifest": 5, "preprocess": 5, "pretrain": 2, "finetune": 22,
-        "evaluate": 22, "aggregate": 6, "table": 1, "total": 69,
+        "synth": 1, "doctor": 5, "manifest": 5, "preprocess": 5, "pretrain": 2, "finetune": 21,
+        "finetune_joint": 1, "aggregate": 6, "table": 1, "total": 47,
     }  # fmt: skip
     # the doctor checks the synthetic trees too (they pass), each before its manifest
     assert "data/doctor/dfew.md" in done.stdout
     assert "runs/demo/finetune/unilearn/dfew-fold5/checkpoint.pt" in done.stdout
     assert "runs/demo/metrics/videomae/mafw/mafw.json" in done.stdout
+
+
+def test_fine_tuning_jobs_write_every_prediction_file_the_targets_read(workdir):
+    done = snakemake(workdir, "-n", "all")
+    assert "evaluate" not in job_counts(done.stdout)
+    plan = done.stdout.split("rule ")
+    joint = next(r for r in plan if "wildcards: run=unilearn, train=ferv39k" in r)
+    for test in ("ferv39k", "affectnet7"):
+        for name in (f"pred-{test}.parquet", f"pred-{test}.best.parquet",
+                     f"pred-{test}.expert_usage.json", f"pred-{test}.best.centres.parquet"):  # fmt: skip
+            assert f"runs/demo/finetune/unilearn/ferv39k/{name}" in joint.split("log:")[0]
+    fold = next(r for r in plan if "wildcards: run=videomae, train=dfew, fold=-fold3" in r)
+    assert "videomae/dfew-fold3/pred-dfew.best.metrics.json" in fold.split("log:")[0]
+    assert "pred-affectnet7" not in fold
+    assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.best.json" in done.stdout
 
 
 def test_misspelt_config_key_fails_before_any_job(workdir):
@@ -50,7 +66,7 @@ def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
         done = snakemake(workdir, "-n", f"results/{figure}.png")
         counts = job_counts(done.stdout)
         points = cfg.sweeps[sweep]
-        assert counts["finetune"] == counts["evaluate"] == counts["aggregate"] == len(points)
+        assert counts["finetune_joint"] == counts["aggregate"] == len(points)
         for run in layout.sweep_runs(cfg, sweep):
             assert f"runs/demo/finetune/{run.name}/ferv39k/checkpoint.pt" in done.stdout
         # the point at the config's own value is the run `unilearn`, not a second job
@@ -67,7 +83,7 @@ def test_slurm_profile_sends_gpu_and_cpu_stages_through_submitit(workdir):
     here = {re.search(r"-m unilearn (\w+)", c)[1] for c in commands if "-m unilearn " in c}
     # GPU and CPU stages go through the thin submitter (the stage is not imported while waiting);
     # only the light rules run on the login node.
-    assert submitted == {"pretrain", "finetune", "evaluate", "doctor", "manifest", "preprocess"}
+    assert submitted == {"pretrain", "finetune", "doctor", "manifest", "preprocess"}
     assert here == {"synth", "aggregate", "tables"}
     # a submitted CPU stage uses the CPUs of its job, not a worker count from the login node
     assert not any("--workers" in c for c in commands if "unilearn.launch" in c)

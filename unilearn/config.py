@@ -377,6 +377,10 @@ class FinetuneConfig(_OptimConfig):
         except ValidationError as e:
             raise ConfigError(f"finetune.per_dataset.{dataset}: {_format_errors(e)}") from None
 
+    # Test the run's own test split every N epochs and keep checkpoint-best.pt by WAR (the
+    # authors' "best weights"); 0 = test only after the last epoch. The final test always runs.
+    eval_every: Annotated[int, Field(ge=0)] = 1
+
     @field_validator("crop_scale")
     @classmethod
     def _crop_range(cls, v: tuple[float, float]) -> tuple[float, float]:
@@ -881,7 +885,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 _NOT_HASHED = {
     None: set(),
     "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
-    "finetune": {"pretrain", "evaluate", "experiments", "sweeps"},
+    # the fine-tuning job also runs the test (evaluate.*): it reads that section
+    "finetune": {"pretrain", "experiments", "sweeps"},
 }
 
 

@@ -12,9 +12,11 @@ Batches are `{"x": uint8 [B, C, T, H, W], "y": int64 [B], "task": "sfer"|"dfer",
 `[B, n_clips, C, T, H, W]`). `row` indexes `loader.dataset.tables[source]` (the store rows).
 
 Unreadable clips at load time: preprocessing quarantines bad media, so this is rare (a damaged
-shard). The dataset logs the clip and substitutes the next readable clip of the same dataset
-(deterministic: index + 1, + 2, ...), counting substitutions in `ClipDataset.substitutions`;
-after 16 unreadable clips in a row it raises, since the store itself is then broken.
+shard). In training the dataset logs the clip and substitutes the next readable clip of the same
+dataset (deterministic: index + 1, + 2, ...), counting substitutions in
+`ClipDataset.substitutions`; after 16 unreadable clips in a row it raises, since the store itself
+is then broken. A test clip is never substituted (its prediction would count for another clip):
+an eval batch leaves it out and names it in `batch["unreadable"]` (rows and reasons).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -164,6 +167,15 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, item):
         index, seed = (item, None) if isinstance(item, int | np.integer) else item
+        if self.mode == "eval":
+            try:
+                return self._load(int(index), None), self._labels[index], int(index)
+            except Exception as exc:  # noqa: BLE001 - reported per clip, never substituted
+                return (
+                    UnreadableClip(f"{type(exc).__name__}: {exc}"),
+                    self._labels[index],
+                    int(index),
+                )
         for attempt in range(MAX_SUBSTITUTIONS):
             i = (int(index) + attempt) % len(self)
             try:
@@ -255,6 +267,13 @@ class ClipDataset(Dataset):
                 ]
             )
         return self.transform(frames, rng)
+
+
+@dataclass(frozen=True)
+class UnreadableClip:
+    """Stands in for a test clip whose store record could not be read (see the module doc)."""
+
+    reason: str
 
 
 class SourceDataset(Dataset):
@@ -375,7 +394,17 @@ class _EvalCollate:
         self.task = task
 
     def __call__(self, items):
-        return collate_clips([(c, y, r, self.task) for c, y, r in items])
+        readable = [(c, y, r, self.task) for c, y, r in items if not isinstance(c, UnreadableClip)]
+        bad = [(r, c.reason) for c, _, r in items if isinstance(c, UnreadableClip)]
+        if readable:
+            batch = collate_clips(readable)
+        else:
+            empty = torch.zeros(0, dtype=torch.int64)
+            batch = {"x": torch.zeros(0, dtype=torch.uint8), "y": empty, "task": self.task,
+                     "row": empty}  # fmt: skip
+        batch["unreadable"] = {"row": torch.tensor([r for r, _ in bad], dtype=torch.int64),
+                               "reason": [why for _, why in bad]}  # fmt: skip
+        return batch
 
 
 def _worker_init(_: int) -> None:

@@ -2,7 +2,9 @@
 on the pool (SPEC 1.5: DFEW and MAFW 5-fold protocol), plus the confusion matrix, -> JSON.
 
 Per-fold numbers are reported beside the pooled ones for information only; the paper's numbers
-are the pooled ones.
+are the pooled ones. The workflow pools the last epoch's predictions (`pred-<test>.parquet`) and
+the best epoch's (`pred-<test>.best.parquet`) separately. Test clips that could not be read (the
+`.quarantine.parquet` beside each predictions file) are counted, never scored.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="PRED.parquet",
-        help="per-clip predictions written by `unilearn evaluate` (one per fold)",
+        help="per-clip predictions written by `unilearn finetune` or `unilearn evaluate` (one per fold)",
     )
     parser.add_argument(
         "--out",
@@ -118,6 +120,11 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
     for fold, df in pool.groupby("fold", dropna=True):
         m = classification_metrics(df["label"], df["pred"], len(classes), classes)
         per_fold[str(int(fold))] = {"uar": m["uar"], "war": m["war"], "n": m["n"]}
+    unreadable = 0
+    for path in paths:
+        quarantine = path.with_name(path.name.removesuffix(".parquet") + ".quarantine.parquet")
+        if quarantine.is_file():
+            unreadable += len(pd.read_parquet(quarantine, columns=["clip_id"]))
     uars = [m["uar"] for m in per_fold.values()]
     wars = [m["war"] for m in per_fold.values()]
     return {
@@ -128,6 +135,8 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
         "folds": folds,
         "pooled": True,
         **pooled,
+        "n_unreadable": unreadable,
+        "n_clips": pooled["n"] + unreadable,
         "per_fold": per_fold,
         "per_fold_mean": {"uar": float(np.mean(uars)), "war": float(np.mean(wars))}
         if uars

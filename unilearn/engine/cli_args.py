@@ -54,6 +54,11 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", default=None, metavar="EXPERIMENT[@SWEEP=VALUE]",
                         help="the workflow's name of this run, a sweep point included: names its "
                         "W&B group (default: the experiment)")  # fmt: skip
+    parser.add_argument("--test", action="append", default=None, metavar="DATASET",
+                        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+                        help="test set, repeatable; the first (the run's own) picks the best epoch "
+                        "(default: the run's own test split, plus affectnet7 for a joint model "
+                        "on ferv39k); predictions RUN/pred-DATASET[.best].parquet")  # fmt: skip
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

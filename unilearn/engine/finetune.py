@@ -2,13 +2,16 @@
 VideoMAE's / MAE-DFER's), MoAE layers are added, SFER and DFER batches come from the joint sampler
 and each trains its own head; one experiment of the config (a row of the paper's tables) on one
 dataset and fold. Writes RUN/checkpoint.pt (weights + everything `unilearn predict` needs) and a
-resumable RUN/last.pt; re-running the same command resumes.
+resumable RUN/last.pt; re-running the same command resumes. The job also runs the test
+(`unilearn.engine.best_epoch`): its own test split every `finetune.eval_every` epochs,
+RUN/checkpoint-best.pt by WAR, and RUN/pred-<test>[.best].parquet for the last and best weights.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +20,10 @@ import torch
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
+from unilearn.engine.best_epoch import RunTests, TestSet
 from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
+from unilearn.engine.evaluate import head_for
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
@@ -29,6 +34,7 @@ from unilearn.engine.wandb_log import run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
+from unilearn.report.layout import tests_of
 
 STAGE = "finetune"
 
@@ -38,9 +44,32 @@ def main(args: argparse.Namespace) -> int:
     rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
     if rc is not None:
         return rc
+    tests = args.test or default_tests(cfg, args.experiment, args.dataset)
     run(cfg, args.experiment, args.dataset, args.fold, args.store, args.out, init=args.init,
-        wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run)  # fmt: skip
+        wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run,
+        tests=tests)  # fmt: skip
     return 0
+
+
+def default_tests(cfg, experiment: str, dataset: str) -> list[str]:
+    """The test sets the workflow asks of a run (`unilearn.report.layout.tests_of`)."""
+    if experiment not in cfg.experiments:
+        return [dataset]  # resolve_experiment names the problem
+    return tests_of(dataset, cfg.experiments[experiment].tasks)
+
+
+def test_sets(dataset: str, fold: int | None, tests: Sequence[str]) -> list[TestSet]:
+    """`--test` names as test sets: the run's own dataset at its fold, another one unfolded."""
+    out = []
+    for test in tests:
+        if test == dataset:
+            out.append(TestSet(test, fold))
+        elif test in ("dfew", "mafw"):
+            raise SystemExit(f"--test {test}: a {dataset} run is tested on {test} only when it "
+                             f"is fine-tuned on {test} (its folds are {test}'s)")  # fmt: skip
+        else:
+            out.append(TestSet(test, None))
+    return out
 
 
 def check_fold(dataset: str, fold: int | None) -> None:
@@ -65,10 +94,18 @@ def run(
     wandb_mode: str | None = None,
     progress: bool = True,
     run_name: str | None = None,
+    tests: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Fine-tune one experiment on one dataset/fold; returns the final training metrics."""
+    """Fine-tune one experiment on one dataset/fold; returns the final epoch's record. `tests`:
+    the test sets (the first picks the best epoch; `unilearn.engine.best_epoch`); empty: train
+    only, no test and no predictions."""
     check_fold(dataset, fold)
+    testsets = test_sets(dataset, fold, tests)
     resolved = cfg.resolve_experiment(experiment, dataset)
+    for test in testsets:
+        if head_for(test.dataset) not in resolved.labels:
+            raise SystemExit(f"--test {test.dataset}: experiment {experiment} has no "
+                             f"{head_for(test.dataset).upper()} head to test it with")  # fmt: skip
     rcfg, ft = resolved.config, resolved.config.finetune
     digest = config_hash(rcfg, STAGE)
     info = D.init_distributed(rcfg.runtime.device)
@@ -111,12 +148,22 @@ def run(
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, criteria, mixups, sums, on_step, bar)
 
+    meta = _meta(resolved, digest, fold, init, store) | {"run": run_name}
+    hooks = {}
+    if testsets:
+        run_tests = RunTests(
+            model=model, tests=testsets, cfg=rcfg, store=store, meta=meta, info=info, dtype=dtype,
+            out=out, eval_every=ft.eval_every, end_step=end_step,
+            history=state["extra"]["history"] if state else [], progress=progress,
+        )  # fmt: skip
+        hooks = {"after_epoch": run_tests.after_epoch, "at_end": run_tests.at_end}
     return run_epochs(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
-        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store) | {"run": run_name},
+        state=state, digest=digest, meta=meta,
         identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
         seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
         desc=f"finetune {run_name} {name}", progress=progress, log_every=rcfg.runtime.log_every,
+        **hooks,
     )  # fmt: skip
 
 

@@ -3,6 +3,8 @@ randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and a
 W&B logging, and the final `checkpoint.pt` written by rank 0 only.
 
 The stages differ only in how they train one epoch (`train_epoch`), which they pass in.
+Fine-tuning also passes its tests (`unilearn.engine.best_epoch.RunTests`): `after_epoch` adds the
+test split's metrics to an epoch's record before it is saved, `at_end` writes the predictions.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ def run_epochs(
     desc: str,
     progress: bool,
     log_every: int = 50,
+    after_epoch: Callable[[int, int, dict], dict] | None = None,
+    at_end: Callable[[dict], dict] | None = None,
 ) -> dict[str, Any]:
     """Train from `state` (a resumed `last.pt`, or None) to `end_step`; returns the last epoch's
     record. Always finishes the W&B run and tears down the process group. A line every
@@ -101,17 +105,22 @@ def run_epochs(
             if step % steps_per_epoch == 0 or step == end_step:
                 means = D.reduce_mean(sums.means(), info)
                 record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
+                if after_epoch is not None:
+                    record |= after_epoch(epoch, step, record)
                 history.append(record)
                 sums = EpochSums()
                 save(step, sums)
                 files.write_log(history)
-                wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+                wandb.log(_wandb_keys(record), step=step)
                 report.epoch_end(record)
         bar.close()
         final = history[-1] if history else {}
         if info.is_main:
             save_checkpoint(files.out / "checkpoint.pt", model, {**meta, "train": final})
-        wandb.summary({f"train/{k}": v for k, v in final.items()})
+        summary = _wandb_keys(final)
+        if at_end is not None:
+            summary |= at_end(final)
+        wandb.summary(summary)
         wandb.finish()
         report.finished()
     except BaseException:
@@ -123,3 +132,8 @@ def run_epochs(
             batches.close()  # stops the thread and the loader's workers
         D.cleanup(info)
     return final
+
+
+def _wandb_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """Training metrics under `train/`; keys with their own section (`test/war`) as they are."""
+    return {(k if "/" in k else f"train/{k}"): v for k, v in record.items()}

@@ -5,8 +5,16 @@ Under the runs root (`runs/<config name>/`):
 
     pretrain/<mode>/checkpoint.pt
     finetune/<run>/<target>/checkpoint.pt          target: ferv39k | affectnet7 | dfew-fold3 ...
-    finetune/<run>/<target>/pred-<test>.parquet    (+ .metrics.json, .expert_usage.json, .centres.parquet)
-    metrics/<run>/<train>/<test>.json              folds pooled by `unilearn aggregate`
+    finetune/<run>/<target>/checkpoint-best.pt     the epoch with the best WAR on the test split
+    finetune/<run>/<target>/pred-<test>.parquet    (+ .metrics.json, .expert_usage.json, .centres.parquet,
+                                                   .quarantine.parquet): the last epoch's weights
+    finetune/<run>/<target>/pred-<test>.best.parquet  (+ the same sidecars): the best epoch's
+    metrics/<run>/<train>/<test>.json              folds pooled by `unilearn aggregate` (last epoch)
+    metrics/<run>/<train>/<test>.best.json         the same for the best epoch
+
+The fine-tuning job writes every prediction file of its run (`tests_of`): its own test split,
+and for a joint model fine-tuned on a single-split DFER dataset also AffectNet-7 (Table 4,
+Figure 4).
 
 A run is an experiment of the config, or one point of a sweep on top of it:
 `unilearn`, `unilearn@n_experts=4`, `unilearn@sfer_proportion=0.25`.
@@ -25,6 +33,16 @@ SFER_TEST = "affectnet7"
 # AffectNet table without contempt, see unilearn.data.datasets.load_store_table).
 STORE_TABLE = {"dfew": "dfew", "mafw": "mafw", "ferv39k": "ferv39k", "affectnet7": "affectnet"}
 _RUN = re.compile(r"^(?P<experiment>[A-Za-z0-9_]+)(@(?P<sweep>[A-Za-z0-9_.]+)=(?P<value>[^/]+))?$")
+
+
+# Which weights of a fine-tuning a prediction comes from: the last epoch, or the epoch with the
+# best WAR on the test split (what the authors report), and how each is labelled in the tables.
+WEIGHTS = ("last", "best")
+WEIGHTS_LABEL = {
+    "last": "last epoch",
+    "best": "best epoch on the test split (as the authors report)",
+}
+_WEIGHTS_SUFFIX = {"last": "", "best": ".best"}
 
 
 @dataclass(frozen=True)
@@ -101,24 +119,47 @@ def finetune_dir(runs: str | Path, run: str, target: str) -> Path:
     return Path(runs) / "finetune" / run / target
 
 
-def prediction_path(runs: str | Path, run: str, target: str, test: str) -> Path:
-    return finetune_dir(runs, run, target) / f"pred-{test}.parquet"
+def tests_of(target: str, tasks) -> list[str]:
+    """The test sets a fine-tuning run on `target` is tested on, its own first (that one also
+    picks the best epoch): a joint model (SFER and DFER heads) fine-tuned on a single-split DFER
+    dataset is also tested on AffectNet-7."""
+    dataset, _ = parse_target(target)
+    tests = [dataset]
+    if {"sfer", "dfer"} <= set(tasks) and dataset not in FOLDED and dataset != SFER_TEST:
+        tests.append(SFER_TEST)
+    return tests
+
+
+def prediction_name(test: str, weights: str = "last") -> str:
+    """`pred-dfew.parquet` (last epoch), `pred-dfew.best.parquet` (best epoch)."""
+    return f"pred-{test}{_WEIGHTS_SUFFIX[weights]}.parquet"
+
+
+def prediction_path(
+    runs: str | Path, run: str, target: str, test: str, weights: str = "last"
+) -> Path:
+    return finetune_dir(runs, run, target) / prediction_name(test, weights)
+
+
+PREDICTION_SIDECARS = (".metrics.json", ".expert_usage.json", ".centres.parquet")
 
 
 def prediction_sidecar(prediction: Path, suffix: str) -> Path:
-    """`pred-x.parquet` -> `pred-x.expert_usage.json` (what `unilearn evaluate` writes beside)."""
+    """`pred-x.parquet` -> `pred-x.expert_usage.json` (what the test writes beside)."""
     return prediction.with_name(prediction.name.removesuffix(".parquet") + suffix)
 
 
-def metrics_path(runs: str | Path, run: str, train: str, test: str) -> Path:
-    return Path(runs) / "metrics" / run / train / f"{test}.json"
+def metrics_path(runs: str | Path, run: str, train: str, test: str, weights: str = "last") -> Path:
+    return Path(runs) / "metrics" / run / train / f"{test}{_WEIGHTS_SUFFIX[weights]}.json"
 
 
-def predictions_for(runs: str | Path, run: str, train: str, test: str) -> list[Path]:
+def predictions_for(
+    runs: str | Path, run: str, train: str, test: str, weights: str = "last"
+) -> list[Path]:
     """The prediction files `unilearn aggregate` pools into `metrics_path(run, train, test)`."""
     if test != train and (test != SFER_TEST or train in FOLDED):
         raise ValueError(
             f"metrics {run}/{train}/{test}: a model is tested on its own dataset, or a "
             f"single-split joint model on {SFER_TEST}"
         )
-    return [prediction_path(runs, run, target, test) for target in targets(train)]
+    return [prediction_path(runs, run, target, test, weights) for target in targets(train)]

@@ -1,8 +1,6 @@
 # The validated unilearn config, the directories of this workflow and the command-line pieces
 # every rule shares. Only path arithmetic and config look-ups: the work is done by `unilearn`.
 
-import hashlib
-import json
 import os
 import shlex
 import sys
@@ -29,12 +27,6 @@ except ConfigError as error:
 # params changed, so editing e.g. finetune.epochs redoes the fine-tunings but not pre-training,
 # while launcher and wandb (not hashed) never cause a re-run.
 CONFIG_HASH = {stage: config_hash(CFG, stage) for stage in (None, "pretrain", "finetune")}
-CONFIG_HASH["evaluate"] = hashlib.sha256(
-    json.dumps(
-        CFG.model_dump(mode="json", include={"seed", "data", "model", "evaluate", "runtime"}),
-        sort_keys=True,
-    ).encode()
-).hexdigest()
 
 WORKDIR = CFG.data.workdir
 SYNTH = f"{WORKDIR}/synth"

@@ -1,6 +1,7 @@
-# Joint fine-tuning per run (experiment, or sweep point) x dataset x fold, its evaluation, and the
-# pooling of the folds' predictions into one UAR/WAR (paper SPEC 1.5). GPU stages: finetune and
-# evaluate run as Slurm jobs with `launcher: submitit`.
+# Joint fine-tuning per run (experiment, or sweep point) x dataset x fold, with its test inside
+# the job (every finetune.eval_every epochs, then the predictions of the last and the best epoch's
+# weights on every test set of the run), and the pooling of the folds' predictions into one
+# UAR/WAR. A GPU stage: finetune runs as a Slurm job with `launcher: submitit`.
 
 
 def finetune_inputs(wildcards):
@@ -11,13 +12,29 @@ def finetune_inputs(wildcards):
             f"(experiments: {sorted(CFG.experiments)})"
         )
     experiment = CFG.experiments[run.experiment]
-    dataset, _ = layout.parse_target(wildcards.target)
+    dataset = wildcards.train
     tables = []
     if "dfer" in experiment.tasks and dataset != layout.SFER_TEST:
         tables.append(store_table(layout.STORE_TABLE[dataset]))
     if "sfer" in experiment.tasks:
         tables.append(store_table(layout.STORE_TABLE[CFG.data.sfer_dataset]))
-    return {"init": pretrain_checkpoint(experiment.pretrain), "tables": tables}
+    for test in layout.tests_of(dataset, experiment.tasks):
+        tables.append(store_table(layout.STORE_TABLE[test]))
+    return {"init": pretrain_checkpoint(experiment.pretrain), "tables": sorted(set(tables))}
+
+
+def finetune_outputs(run_dir, tests):
+    """checkpoint.pt and, for each test set and the last and best weights, the predictions with
+    their sidecars (what aggregate, tables and figures read)."""
+    out = {"checkpoint": f"{run_dir}/checkpoint.pt"}
+    for test in tests:
+        for weights in layout.WEIGHTS:
+            name = layout.prediction_name(test, weights)
+            out[f"{test}_{weights}"] = f"{run_dir}/{name}"
+            for suffix in layout.PREDICTION_SIDECARS:
+                sidecar = name.removesuffix(".parquet") + suffix
+                out[f"{test}_{weights}{suffix.replace('.', '_')}"] = f"{run_dir}/{sidecar}"
+    return out
 
 
 def fold_flag(target, test=None):
@@ -39,58 +56,81 @@ def run_config_hash(run, target):
     return config_hash(resolved.config, "finetune")
 
 
+FINETUNE_PARAMS = dict(
+    experiment=lambda wc: layout.parse_run(wc.run).experiment,
+    fold=lambda wc: fold_flag(wc.train + wc.get("fold", "")),
+    out=lambda wc: layout.finetune_dir(RUNS, wc.run, wc.train + wc.get("fold", "")),
+    tests=lambda wc: " ".join(
+        f"--test {t}"
+        for t in layout.tests_of(wc.train, CFG.experiments[layout.parse_run(wc.run).experiment].tasks)
+    ),
+    run_overrides=lambda wc: run_override_args(wc.run),
+    config_hash=lambda wc: run_config_hash(wc.run, wc.train + wc.get("fold", "")),
+    fresh=lambda wc: fresh_if_config_changed(
+        layout.finetune_dir(RUNS, wc.run, wc.train + wc.get("fold", "")),
+        run_config_hash(wc.run, wc.train + wc.get("fold", "")),
+    ),
+)
+FINETUNE_SHELL = (
+    "( {params.fresh} ) > {log:q} 2>&1; "
+    "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} --run {wildcards.run:q} "
+    "--dataset {wildcards.train} {params.fold} --store {STORE} --init {input.init:q} "
+    "--out {params.out:q} {params.tests} --no-progress {OVERRIDE_ARGS} {params.run_overrides} "
+    ">> {log:q} 2>&1"
+)
+# Experiments with both heads: fine-tuned on a single-split DFER dataset, they are also tested on
+# AffectNet-7 (Table 4, Figure 4), which `finetune_joint` adds to the job's outputs.
+JOINT_RUNS = _alternatives(
+    name for name, e in CFG.experiments.items() if {"sfer", "dfer"} <= set(e.tasks)
+)
+SINGLE_SPLIT_DFER = _alternatives(
+    d for d in TESTSETS if d not in layout.FOLDED and d != layout.SFER_TEST
+)
+
+
 rule finetune:
     input:
         unpack(finetune_inputs),
     output:
-        f"{RUNS}/finetune/{{run}}/{{target}}/checkpoint.pt",
+        **finetune_outputs(f"{RUNS}/finetune/{{run}}/{{train}}{{fold}}", ["{train}"]),
     log:
-        f"{LOGS}/finetune/{{run}}/{{target}}.log",
+        f"{LOGS}/finetune/{{run}}/{{train}}{{fold}}.log",
+    wildcard_constraints:
+        fold=r"(-fold[1-5])?",
     params:
-        experiment=lambda wc: layout.parse_run(wc.run).experiment,
-        dataset=lambda wc: layout.parse_target(wc.target)[0],
-        fold=lambda wc: fold_flag(wc.target),
-        out=lambda wc: layout.finetune_dir(RUNS, wc.run, wc.target),
-        run_overrides=lambda wc: run_override_args(wc.run),
-        config_hash=lambda wc: run_config_hash(wc.run, wc.target),
-        fresh=lambda wc: fresh_if_config_changed(
-            layout.finetune_dir(RUNS, wc.run, wc.target), run_config_hash(wc.run, wc.target)
-        ),
+        **FINETUNE_PARAMS,
     threads: GPU_STAGE_THREADS
     shell:
-        "( {params.fresh} ) > {log:q} 2>&1; "
-        "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} --run {wildcards.run:q} "
-        "--dataset {params.dataset} {params.fold} --store {STORE} --init {input.init:q} "
-        "--out {params.out:q} --no-progress {OVERRIDE_ARGS} {params.run_overrides} "
-        ">> {log:q} 2>&1"
+        FINETUNE_SHELL
 
 
-rule evaluate:
+rule finetune_joint:
     input:
-        checkpoint=f"{RUNS}/finetune/{{run}}/{{target}}/checkpoint.pt",
-        table=lambda wc: store_table(layout.STORE_TABLE[wc.test]),
+        unpack(finetune_inputs),
     output:
-        predictions=f"{RUNS}/finetune/{{run}}/{{target}}/pred-{{test}}.parquet",
-        metrics=f"{RUNS}/finetune/{{run}}/{{target}}/pred-{{test}}.metrics.json",
-        expert_usage=f"{RUNS}/finetune/{{run}}/{{target}}/pred-{{test}}.expert_usage.json",
-        centres=f"{RUNS}/finetune/{{run}}/{{target}}/pred-{{test}}.centres.parquet",
+        **finetune_outputs(f"{RUNS}/finetune/{{run}}/{{train}}", ["{train}", layout.SFER_TEST]),
     log:
-        f"{LOGS}/evaluate/{{run}}/{{target}}-{{test}}.log",
+        f"{LOGS}/finetune/{{run}}/{{train}}.log",
+    wildcard_constraints:
+        run=rf"({JOINT_RUNS})(@[A-Za-z0-9_.]+=[^/]+)?",
+        train=SINGLE_SPLIT_DFER,
     params:
-        fold=lambda wc: fold_flag(wc.target, wc.test),
-        config_hash=CONFIG_HASH["evaluate"],
+        **FINETUNE_PARAMS,
     threads: GPU_STAGE_THREADS
     shell:
-        "{GPU_STAGE[evaluate]} --checkpoint {input.checkpoint:q} --store {STORE} "
-        "--dataset {wildcards.test} {params.fold} --out {output.predictions:q} {CONFIG_ARGS} "
-        "--no-progress {OVERRIDE_ARGS} > {log:q} 2>&1"
+        FINETUNE_SHELL
+
+
+ruleorder: finetune_joint > finetune
 
 
 rule aggregate:
     input:
-        lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test),
+        last=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "last"),
+        best=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "best"),
     output:
-        f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.json",
+        last=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.json",
+        best=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.best.json",
     log:
         f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
     params:
@@ -98,5 +138,7 @@ rule aggregate:
             f"--expect-folds {len(layout.FOLDED[wc.train])}" if wc.train in layout.FOLDED else ""
         ),
     shell:
-        "{UNILEARN} aggregate {input:q} --out {output:q} {params.expect} --run {wildcards.run:q} "
-        "{CONFIG_ARGS} > {log:q} 2>&1"
+        "( {UNILEARN} aggregate {input.last:q} --out {output.last:q} {params.expect} "
+        "--run {wildcards.run:q} {CONFIG_ARGS} && "
+        "{UNILEARN} aggregate {input.best:q} --out {output.best:q} {params.expect} "
+        "--run {wildcards.run:q} {CONFIG_ARGS} ) > {log:q} 2>&1"

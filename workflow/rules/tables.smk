@@ -12,9 +12,11 @@ def manifests_of(cells):
 
 def report_inputs(target):
     cells = spec.required_cells(target, CFG)
-    metrics = [layout.metrics_path(RUNS, c.run, c.train, c.test) for c in cells]
+    # tables show the last and the best epoch; figures the last
+    weights = layout.WEIGHTS if target in TABLES else ("last",)
+    metrics = [layout.metrics_path(RUNS, c.run, c.train, c.test, w) for c in cells for w in weights]
     sidecars = []
-    if target in ("figure4a", "figure4b"):  # they read what evaluate wrote beside its predictions
+    if target in ("figure4a", "figure4b"):  # they read what the test wrote beside its predictions
         for c in cells:
             for prediction in layout.predictions_for(RUNS, c.run, c.train, c.test):
                 sidecars.append(layout.prediction_sidecar(prediction, ".expert_usage.json"))
