@@ -1,12 +1,14 @@
 """The epoch loop that pre-training and fine-tuning share: resume position, per-rank training
-randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and at each epoch end,
-W&B logging, and the final `checkpoint.pt` written by rank 0 only.
+randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and at each epoch end
+or every `checkpoint_minutes` (written in the background; `train_state.Checkpointing`), W&B
+logging, and the final `checkpoint.pt` written by rank 0 only.
 
 The stages differ only in how they train one epoch (`train_epoch`), which they pass in.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,7 +19,13 @@ from unilearn.engine import distributed as D
 from unilearn.engine.engine_finetune import EpochSums
 from unilearn.engine.loader import TrainData
 from unilearn.engine.prefetch import Prefetcher
-from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.train_state import (
+    Checkpointing,
+    CheckpointSchedule,
+    RunFiles,
+    restore_rng,
+    seed_everything,
+)
 from unilearn.models import save_checkpoint
 
 # train_epoch(loader, step, end_step, sums, on_step, bar) -> (step, sums, timing)
@@ -50,6 +58,8 @@ def run_epochs(
     train_epoch: TrainEpoch,
     desc: str,
     progress: bool,
+    checkpoint_minutes: float | None = None,
+    log_every: int = 50,
 ) -> dict[str, Any]:
     """Train from `state` (a resumed `last.pt`, or None) to `end_step`; returns the last epoch's
     record. Always finishes the W&B run and tears down the process group."""
@@ -58,14 +68,16 @@ def run_epochs(
     history: list[dict] = state["extra"]["history"] if state else []
     sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
 
-    def save(at_step: int, epoch_sums: EpochSums) -> None:
+    when = CheckpointSchedule(checkpoint_every, checkpoint_minutes, log_every, end_step, info)
+    checkpoints = Checkpointing(files, when, steps_per_epoch)
+
+    def save(at_step: int, epoch_sums: EpochSums, collective: bool = True) -> None:
         extra = {"history": history, "sums": epoch_sums.state_dict(), "identity": identity}
         files.save_last(model, optimizer, scaler, position(at_step, steps_per_epoch), at_step,
-                        digest, meta, extra)  # fmt: skip
+                        digest, meta, extra, collective=collective)  # fmt: skip
 
     def on_step(at_step: int, epoch_sums: EpochSums) -> None:
-        if at_step % checkpoint_every == 0 and at_step % steps_per_epoch:
-            save(at_step, epoch_sums)
+        checkpoints.after_step(at_step, functools.partial(save, at_step, epoch_sums))
 
     bar = tqdm(total=end_step, initial=step, desc=desc, unit="step",
                disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
@@ -76,6 +88,7 @@ def run_epochs(
         restore_rng(state["rng"])
     batches = None
     try:
+        checkpoints.guard.install()  # SIGTERM/SIGUSR1 wait for the step's end, then save
         # one loader for the rest of the run: its workers start once and prefetch across epochs;
         # a thread receives its batches while the model trains
         batches = Prefetcher(data.run(step, end_step, seed=seed), depth=data.prefetch)
@@ -96,20 +109,25 @@ def run_epochs(
                 record = {"epoch": epoch, "step": step, "lr": schedule(step - 1), **means, **timing}
                 history.append(record)
                 sums = EpochSums()
-                save(step, sums)
-                files.write_log(history)
+                checkpoints.at_epoch_end(step, functools.partial(save, step, sums), history)
                 wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
         bar.close()
+        checkpoints.close()
         final = history[-1] if history else {}
         if info.is_main:
             save_checkpoint(files.out / "checkpoint.pt", model, {**meta, "train": final})
         wandb.summary({f"train/{k}": v for k, v in final.items()})
         wandb.finish()
+        checkpoints.guard.deliver()  # a signal after the last step: the run is complete
     except BaseException:
         wandb.finish(exit_code=1)
         raise
     finally:
         if batches is not None:
             batches.close()  # stops the thread and the loader's workers
-        D.cleanup(info)
+        try:
+            checkpoints.close()  # the write in flight reaches the disk, whatever happened
+        finally:
+            checkpoints.guard.restore()
+            D.cleanup(info)
     return final
