@@ -40,8 +40,19 @@ def test_paper_config_is_the_paper_setting():
     assert cfg.pretrain.epochs == cfg.finetune.epochs == 100
     f = cfg.finetune
     assert (f.layer_decay, f.label_smoothing, f.mixup, f.cutmix) == (0.75, 0.1, 0.8, 1.0)
-    assert (f.blr, f.warmup_epochs, f.randaug) == (1e-3, 5, "rand-m7-n4-mstd0.5-inc1")
-    assert cfg.model.drop_path == 0.1 and cfg.evaluate.n_clips == 2
+    # the authors' fine-tuning: lr 1e-5 x batch / 8, 16 videos and 32 images per GPU, erasing 0.25
+    assert (f.blr, f.lr_batch_base, f.batch_size, f.sfer_batch_factor) == (1e-5, 8, 16, 2)
+    assert (f.warmup_epochs, f.randaug, f.random_erasing) == (5, "rand-m7-n4-mstd0.5-inc1", 0.25)
+    assert (f.sfer_sampling, f.sfer_augment) == ("balanced", "resize_crop")
+    assert cfg.model.drop_path == 0.0 and cfg.evaluate.n_clips == 2
+    p = cfg.pretrain
+    assert (p.blr, p.lr_batch_base, p.batch_size, p.min_lr) == (1.6e-3, 512, 192, 0.0)
+    assert (p.augment, p.repeated_views, p.video_repeat, p.crop_on_device) == (
+        "resized",
+        4,
+        0.25,
+        True,
+    )
     assert (cfg.model.moae.n_experts, cfg.model.moae.top_k, cfg.finetune.sfer_proportion) == (
         8,
         2,
@@ -83,6 +94,21 @@ def test_local_file_deep_merges_dataset_roots(tmp_path):
 def test_config_errors_name_the_key(demo, override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         demo.with_overrides([override])
+
+
+def test_config_with_several_mistakes_reports_all_of_them(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "model:\n  moae:\n    n_expert: 4\n  widht: 96\n"
+        "finetune:\n  epochs: -1\n  batch_size: many\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(bad)
+    message = str(error.value)
+    assert message.startswith("4 problems:")
+    for part in ("model.moae.n_expert: unknown key", "model.widht: unknown key",
+                 "finetune.epochs", "finetune.batch_size"):  # fmt: skip
+        assert part in message, part
 
 
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
@@ -158,3 +184,89 @@ def test_config_import_does_not_import_torch():
     code = "import sys, unilearn.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---- `unilearn config`: the resolved stage and what the engine will use ---------------------------
+
+
+def _resolved(*args, **kw):
+    from unilearn.config_cli import resolve_stage
+
+    return resolve_stage([CONFIGS / "paper.yaml"], *args, **kw)
+
+
+def test_paper_unilearn_lr_is_the_authors_rule_at_their_world_size():
+    from unilearn.engine.schedule import scaled_lr
+
+    cfg = load_config(CONFIGS / "paper.yaml")
+    for dataset in ("ferv39k", "dfew"):
+        eff = _resolved("finetune", experiment="unilearn", dataset=dataset)["effective"]
+        ft = cfg.finetune
+        slurm = cfg.launcher.slurm_for("finetune")
+        assert eff["world_size"] == slurm.nodes * slurm.tasks_per_node == 2
+        assert eff["global_batch"] == ft.batch_size * 2 == 32
+        assert eff["lr"] == pytest.approx(ft.blr * 32 / ft.lr_batch_base)
+        assert eff["lr"] == pytest.approx(scaled_lr(1e-5, 32, batch_base=8))  # 4e-5
+        assert eff["sfer_batch"] == 2 * ft.batch_size  # images per GPU
+    pre = _resolved("pretrain", mode="image+video")["effective"]
+    assert pre["global_batch"] == 2 * cfg.pretrain.batch_size  # views
+    assert pre["lr"] == pytest.approx(cfg.pretrain.blr * pre["global_batch"] / 512)
+    assert pre["min_lr"] == 0.0 and pre["clips_per_video_batch"] * 4 == cfg.pretrain.batch_size
+
+
+def test_frame_stride_is_per_dataset_and_the_test_clips_use_the_same():
+    ferv39k = _resolved("finetune", experiment="unilearn", dataset="ferv39k")
+    dfew = _resolved("finetune", experiment="unilearn", dataset="dfew")
+    per = load_config(CONFIGS / "paper.yaml").finetune.per_dataset
+    assert ferv39k["effective"]["frame_stride"] == per["ferv39k"]["frame_stride"] == 1
+    assert dfew["effective"]["frame_stride"] == dfew["finetune"]["frame_stride"] == 4
+    for r in (ferv39k, dfew):
+        assert r["effective"]["test_frame_stride"] == r["effective"]["frame_stride"]
+    # a per-dataset value is overridden where it is set
+    moved = _resolved(
+        "finetune",
+        experiment="unilearn",
+        dataset="ferv39k",
+        overrides=["finetune.per_dataset.ferv39k.frame_stride=2"],
+    )
+    assert moved["effective"]["frame_stride"] == 2
+
+
+def test_per_dataset_keys_are_checked():
+    with pytest.raises(ConfigError, match="frame_strde.*did you mean 'frame_stride'"):
+        load_config(CONFIGS / "paper.yaml", ["finetune.per_dataset.ferv39k.frame_strde=1"])
+    with pytest.raises(ConfigError, match="per_dataset.ferv39k"):
+        load_config(CONFIGS / "paper.yaml", ["finetune.per_dataset.ferv39k.frame_stride=0"]
+                    ).resolve_experiment("unilearn", "ferv39k")  # fmt: skip
+
+
+def test_config_stage_prints_json_with_warmup_steps_from_the_store(tmp_path, capsys):
+    import json
+
+    from _stores import build_tiny_store
+
+    from unilearn.cli import main
+    from unilearn.engine.schedule import build_schedule, global_batch
+
+    store = build_tiny_store(tmp_path)
+    argv = ["config", "--stage", "finetune", "--config", str(CONFIGS / "demo.yaml"),
+            "--experiment", "unilearn", "--dataset", "dfew", "--fold", "1", "--store", str(store),
+            "finetune.warmup_epochs=1"]  # fmt: skip
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    eff, ft = out["effective"], load_config(CONFIGS / "demo.yaml").finetune
+    assert out["finetune"]["warmup_epochs"] == 1 and eff["world_size"] == 1  # local launcher
+    assert eff["warmup_steps"] == eff["steps_per_epoch"] > 0
+    schedule = build_schedule(ft, global_batch(ft, 1), eff["steps_per_epoch"])
+    assert eff["total_steps"] == schedule.total_steps and eff["lr"] == schedule.base_lr
+
+
+def test_naming_published_weights_keeps_the_pretraining_hash(tmp_path):
+    weights = tmp_path / "vit_base_voxceleb2+affectnet_100.pt"
+    cfg = load_config(CONFIGS / "paper.yaml")
+    named = cfg.with_overrides([f"pretrain.init.image+video={weights}"])
+    assert named.pretrain.init == {"image+video": str(weights)}
+    assert config_hash(named, "pretrain") == config_hash(cfg, "pretrain")
+    assert config_hash(named, "finetune") == config_hash(cfg, "finetune")
+    with pytest.raises(ConfigError, match="pretrain.init"):
+        load_config(CONFIGS / "paper.yaml", ["pretrain.init.imag=/x.pt"])

@@ -23,12 +23,14 @@ from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler
 from unilearn.engine.distributed import env_rank, first_host, reduce_mean
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# Deterministic given the global batch: no drop path, mixup, gate noise or per-rank aux loss
-# (the load-balancing loss is a non-linear function of each rank's tokens).
+# Deterministic given the global batch: no drop path, mixup, gate noise, per-rank aux loss
+# (the load-balancing loss is a non-linear function of each rank's tokens) or expert capacity
+# (each rank's experts keep a share of that rank's tokens, as the authors' DDP runs).
 EXACT = [
     "wandb.mode=disabled", "finetune.epochs=2", "finetune.warmup_epochs=1", "finetune.blr=0.02",
     "finetune.mixup=0.0", "finetune.cutmix=0.0", "model.drop_path=0.0",
-    "model.moae.noisy_gating=false", "model.moae.aux_loss_coef=0.0", "runtime.threads=1",
+    "model.moae.noisy_gating=false", "model.moae.aux_loss_coef=0.0",
+    "model.moae.capacity_factor=null", "runtime.threads=1",
 ]  # fmt: skip
 
 

@@ -101,6 +101,9 @@ def test_finetune_on_learnable_clips_clearly_beats_chance(learnable_store, tmp_p
     )[1]
     assert meta["labels"]["dfer"][0] == "happy" and meta["preprocess"]["short_side"] == 40
     assert meta["config_hash"] == (ft / "config.sha256").read_text().strip() == table.config_hash[0]
+    # the starting weights are named by content, for provenance (published weights have no run)
+    digest = __import__("hashlib").sha256((pt / "checkpoint.pt").read_bytes()).hexdigest()
+    assert meta["init_sha256"] == digest
 
     # AffectNet-7 (its validation set) is scored with the SFER head of the same checkpoint
     sfer = tmp_path / "sfer.parquet"

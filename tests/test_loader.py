@@ -103,10 +103,15 @@ def test_same_seed_gives_the_same_batches_with_any_number_of_workers(store):
     )
 
 
-def test_loader_resumes_mid_epoch_exactly(store):
+AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_erasing": 0.5,
+                  "sfer_augment": "resize_crop", "sfer_resize": 1.2}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
+def test_loader_resumes_mid_epoch_exactly(store, recipe):
     def loader():
         return build_finetune_loader(
-            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW
+            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW, **recipe
         )
 
     full = loader()
@@ -271,3 +276,125 @@ def test_unreadable_clip_is_substituted_and_counted(store):
     assert row == 1 and label == table["label"][1] and ds.substitutions == 1
     assert isinstance(pd.DataFrame(table), pd.DataFrame) and clip.shape == (3, 8, 32, 32)
     assert SHORT_SIDE >= 32
+
+
+# ---- the authors' recipe: SFER stream, erasing, image augmentation, repeated sampling --------------
+
+
+def test_balanced_sfer_stream_is_fresh_each_epoch_class_balanced_and_a_function_of_seed_and_epoch():
+    # 90% of the SFER set in class 0: the authors' oversampler draws every class equally often
+    labels = [0] * 900 + [1] * 50 + [2] * 50
+    sampler = JointBatchSampler(100, 1000, 8, 0.5, seed=3, sfer_labels=labels)
+    epoch0, epoch1 = sampler.subset("sfer", 0), sampler.subset("sfer", 1)
+    assert len(epoch0) == len(epoch1) == 500  # the proportion, drawn with replacement
+    counts = np.bincount(np.asarray(labels)[epoch0], minlength=3)
+    assert (np.abs(counts / 500 - 1 / 3) < 0.08).all()
+    assert not np.array_equal(epoch0, epoch1)  # a fresh draw every epoch
+    again = JointBatchSampler(100, 1000, 8, 0.5, seed=3, sfer_labels=labels)
+    assert np.array_equal(again.subset("sfer", 1), epoch1)  # pure function of (seed, epoch)
+
+
+def test_sfer_batch_factor_makes_image_batches_larger_and_counts_steps_by_them():
+    sampler = JointBatchSampler(64, 256, 8, 1.0, seed=0, sfer_batch_factor=2)
+    sampler.set_epoch(0)
+    sizes = {(b[0][0], len(b)) for b in sampler}
+    assert sizes == {("dfer", 8), ("sfer", 16)}
+    assert len(sampler) == 64 // 8 + 256 // 16
+
+
+def test_random_erasing_cuts_one_box_shared_by_every_frame():
+    from unilearn.data.transforms import random_erase
+
+    clip = np.full((3, 4, 32, 32), 7, np.uint8)
+    out = random_erase(clip.copy(), 1.0, random.Random(0), "zero")
+    erased = out[0, 0] == 0
+    assert 0 < erased.mean() <= 1 / 3 + 0.05
+    assert all(np.array_equal(out[c, t] == 0, erased) for c in range(3) for t in range(4))
+    noisy = random_erase(clip.copy(), 1.0, random.Random(0), "pixel")
+    changed = noisy != 7  # noise equal to 7 by chance is rare
+    assert changed.any() and (changed[:, 0] == changed[:, 3]).mean() > 0.99
+    assert np.array_equal(random_erase(clip.copy(), 0.0, random.Random(0)), clip)
+
+
+def test_authors_image_augmentation_resizes_then_crops_without_leaving_the_image():
+    from unilearn.data.transforms import ResizeCropImageTransform
+
+    image = np.random.default_rng(0).integers(1, 255, (1, 40, 48, 3), dtype=np.uint8)
+    aug = ResizeCropImageTransform(32, 38, randaug=None, hflip=0.0)
+    out = aug(image, random.Random(1))
+    assert tuple(out.shape) == (3, 1, 32, 32)
+    # a crop inside the resized image: no border fill anywhere
+    fill = torch.tensor([124, 116, 104], dtype=torch.uint8).view(3, 1, 1, 1)
+    assert not (out == fill).all(dim=0).any()
+    assert torch.equal(aug(image, random.Random(1)), out)
+
+
+def test_repeated_sampling_gives_views_of_one_decoded_clip_each_augmented_on_its_own(store):
+    loader = build_pretrain_loader(
+        store, None, "voxceleb2", num_workers=0, seed=2, augment="resized", repeated_views=2,
+        num_frames=8, input_size=32, batch_size=4,
+    )  # fmt: skip
+    batches = _batches(loader)
+    videos = load_store_table(store, "voxceleb2", None, "train")
+    assert all(tuple(b["x"].shape) == (4, 3, 8, 32, 32) for b in batches)  # batch_size = views
+    for b in batches:
+        rows = b["row"].tolist()
+        assert rows[0::2] == rows[1::2]  # consecutive rows are views of one clip
+        assert not torch.equal(b["x"][0], b["x"][1])  # each its own crop
+    # one epoch decodes each clip once and yields `views` rows per clip
+    assert sum(len(b["x"]) for b in batches) == 2 * len(videos) + (-2 * len(videos)) % 4
+
+
+def test_video_repeat_decodes_a_fresh_part_of_the_videos_each_epoch():
+    sampler = PretrainBatchSampler(0, 400, 8, seed=0, repeated_views=4, video_repeat=0.25)
+    assert len(sampler) == 100 // 2  # 100 clips per epoch, 2 clips (8 views) per batch
+    assert not np.array_equal(sampler.subset("video", 0), sampler.subset("video", 1))
+
+
+def test_repeated_views_written_into_the_batch_equal_the_item_by_item_views(store):
+    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.transforms import ResizedCropPretrainTransform
+
+    table = load_store_table(store, "voxceleb2", None, "train")
+    ds = ClipDataset(store, table, "pretrain", num_frames=8, input_size=32, views=3,
+                     transform=ResizedCropPretrainTransform(32, (0.08, 1.0), short_side=38))  # fmt: skip
+    source = SourceDataset({"video": ds})
+    items = [("video", i % len(ds), 100 + i) for i in range(4)]
+    fast = _collate_pretrain(source.__getitems__(items))
+    slow = _collate_pretrain([source[it] for it in items])
+    assert torch.equal(fast["x"], slow["x"]) and torch.equal(fast["row"], slow["row"])
+    assert fast["x"].shape == (12, 3, 8, 32, 32) and fast["modality"] == "video"
+
+
+def test_views_cut_on_the_device_match_the_views_cut_in_the_loader(store):
+    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.transforms import ResizedCropPretrainTransform, crop_views_on_device
+
+    table = load_store_table(store, "voxceleb2", None, "train")
+    aug = ResizedCropPretrainTransform(32, (0.3, 1.0), short_side=36, hflip=0.5)
+    make = lambda on_device: SourceDataset({"video": ClipDataset(  # noqa: E731
+        store, table, "pretrain", num_frames=8, input_size=32, views=3, transform=aug,
+        crop_on_device=on_device)})  # fmt: skip
+    items = [("video", i % len(table), 7 + i) for i in range(4)]
+    cpu = _collate_pretrain(make(False).__getitems__(items))
+    dev = _collate_pretrain(make(True).__getitems__(items))
+    assert dev["x"].shape[:2] == (4, 8) and dev["boxes"].shape == (12, 4)  # each clip once
+    assert torch.equal(dev["row"], cpu["row"]) and torch.equal(dev["y"], cpu["y"])
+    cut = crop_views_on_device(dev["x"], dev["boxes"], dev["flip"], dev["views"], 32)
+    assert cut.shape == cpu["x"].shape
+    diff = (cut - cpu["x"].float()).abs()
+    assert diff.mean() < 1.0 and (diff <= 1.0).float().mean() > 0.95  # rounding, crop borders
+
+
+@pytest.mark.parametrize("on_device", [False, True], ids=["cut-in-loader", "cut-on-device"])
+def test_repeated_view_batches_are_the_same_from_worker_processes(store, on_device):
+    def batches(workers):
+        return _batches(build_pretrain_loader(
+            store, "affectnet", "voxceleb2", num_workers=workers, seed=2, augment="resized",
+            repeated_views=2, crop_on_device=on_device, **KW))  # fmt: skip
+
+    here, there = batches(0), batches(2)  # workers build batches in shared memory
+    assert len(here) == len(there) > 0
+    for a, b in zip(here, there):
+        assert a["modality"] == b["modality"] and torch.equal(a["x"], b["x"])
+        assert ("boxes" in a) == (on_device and a["modality"] == "video")

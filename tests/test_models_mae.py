@@ -1,8 +1,10 @@
-"""Dual-modal MAE (paper Eq. 1-2): tube masking per modality, visible tokens only in the encoder,
-loss on masked patches only, VideoMAE's normalised-pixel target."""
+"""Dual-modal MAE (paper Eq. 1-2): random masking per modality (the authors' RandMasking) or
+tube masking, exact visible counts, visible tokens only in the encoder at fixed shapes, loss on
+masked patches only, VideoMAE's normalised-pixel target."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from unilearn.models import create_model, load_pretrained, save_checkpoint
@@ -11,11 +13,44 @@ from unilearn.models.mae import (
     IMAGENET_STD,
     masked_reconstruction_loss,
     patchify_target,
+    random_mask,
     tube_mask,
     visible_per_slice,
+    visible_random,
 )
 
 MAE = "mae_tiny_patch16_64"
+
+
+def test_random_masking_visible_counts_are_the_authors():
+    # int(0.95 * 8 * 10 * 10) = 760 of 800 video tokens masked; int(0.9 * 1 * 10 * 10) = 90 of 100
+    assert visible_random(8, 10, 0.95) == 40 and visible_random(1, 10, 0.90) == 10
+    assert visible_random(4, 4, 0.95) == 4  # tiny 64^2, 8 frames: int(60.8) = 60 of 64 masked
+    assert visible_random(2, 2, 0.95) == 1 and visible_random(1, 2, 0.90) == 1  # the demo's
+    assert visible_random(1, 2, 0.99) == 1  # at least one visible
+
+
+def test_random_mask_is_not_a_tube_and_exact_per_sample():
+    torch.manual_seed(0)
+    mask = random_mask(16, 800, 40)
+    assert ((~mask).sum(1) == 40).all()
+    slices = mask.view(16, 8, 100)
+    assert not (slices == slices[:, :1]).all()  # positions differ between temporal slices
+
+
+def test_default_masking_is_random_and_tube_is_an_option():
+    random = create_model(MAE)
+    tube = create_model(MAE, masking="tube")
+    assert random.masking == "random"
+    torch.manual_seed(1)
+    video = torch.randn(3, 3, 8, 64, 64)
+    r = random(video)["mask"]
+    t = tube(video)["mask"]
+    assert ((~r).sum(1) == 4).all() and ((~t).sum(1) == 4).all()  # 4 of 64 visible either way
+    grid = t.view(3, 4, 16)
+    assert (grid == grid[:, :1]).all()  # the tube option is still a tube
+    with pytest.raises(ValueError, match="masking 'block'"):
+        create_model(MAE, masking="block")
 
 
 def test_visible_token_counts_at_vit_b_shapes():
@@ -41,20 +76,45 @@ def test_mask_is_a_tube_the_same_for_every_temporal_slice():
 def test_mask_comes_from_torch_rng():
     torch.manual_seed(5)
     a = tube_mask(2, 8, 100, 0.9)
+    b = random_mask(2, 800, 80)
     torch.manual_seed(5)
-    assert torch.equal(a, tube_mask(2, 8, 100, 0.9))
+    assert torch.equal(a, tube_mask(2, 8, 100, 0.9)) and torch.equal(b, random_mask(2, 800, 80))
 
 
-def test_encoder_sees_only_visible_tokens_for_both_modalities():
-    model = create_model(MAE)
+@pytest.mark.parametrize("masking", ["random", "tube"])
+def test_encoder_sees_only_visible_tokens_for_both_modalities(masking):
+    model = create_model(MAE, masking=masking)
     seen = []
     model.encoder.blocks[0].register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape))
     video_out = model(torch.randn(2, 3, 8, 64, 64))
     image_out = model(torch.randn(2, 3, 2, 64, 64))
-    assert seen == [(2, 4, 192), (2, 2, 192)]  # 1 of 16 per slice x 4 slices; 2 of 16
+    # video: 4 of 64 tokens either way; image: random 16 - int(14.4) = 2, tube round(1.6) = 2
+    assert seen == [(2, 4, 192), (2, 2, 192)]
     assert video_out["pred"].shape == (2, 60, 3 * 2 * 16 * 16)
     assert image_out["pred"].shape == (2, 14, 3 * 2 * 16 * 16)
     assert video_out["mask"].sum().item() == 2 * 60
+
+
+def test_mae_forward_never_reads_the_device(monkeypatch):
+    model = create_model(MAE)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("host sync in the MAE forward")
+
+    for name in ("tolist", "item", "nonzero", "__bool__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    model(torch.randn(2, 3, 8, 64, 64))["loss"].backward()
+
+
+def test_encoder_input_is_the_visible_tokens_in_token_order():
+    model = create_model(MAE).eval()
+    x = torch.randn(2, 3, 8, 64, 64)
+    mask = random_mask(2, 64, 4)
+    captured = []
+    model.encoder.blocks[0].register_forward_hook(lambda m, inp, out: captured.append(inp[0]))
+    model(x, mask=mask)
+    tokens = model.encoder.patch_embed(x) + model.encoder.pos_embed
+    torch.testing.assert_close(captured[0], tokens[~mask].view(2, 4, -1))
 
 
 def test_loss_only_on_masked_patches():

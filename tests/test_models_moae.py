@@ -1,5 +1,6 @@
-"""MoAE (paper Eq. 3-12): sparse dispatch equals the dense Eq. 12, the noisy top-k gate, the
-load-balancing loss, where MoAE blocks sit, and expert-usage counting."""
+"""MoAE (paper Eq. 4-12): sparse dispatch equals the dense Eq. 8 with and without a capacity,
+the capacity keeps tokens in token order, the noisy top-k gate (with bias, as the authors'), the
+load-balancing loss, where MoAE layers sit, and expert-usage counting."""
 
 from __future__ import annotations
 
@@ -8,32 +9,115 @@ import torch
 
 from unilearn.models import create_model, expert_usage, reset_expert_usage
 from unilearn.models.moae import (
+    Adapter,
     MoAE,
     MoAEBlock,
     NoisyTopKGate,
+    expert_capacity,
     moae_block_indices,
 )
 
 
-def random_moae(dim: int = 32, n_experts: int = 8, top_k: int = 2) -> MoAE:
-    """A MoAE whose gate and adapters are not at their (zero) init, so routing is non-trivial."""
-    moae = MoAE(dim, n_experts, top_k, bottleneck=dim // 4)
+def random_moae(
+    dim: int = 32,
+    n_experts: int = 8,
+    top_k: int = 2,
+    capacity_factor: float | None = None,
+    expert_residual: bool = False,
+    aux_loss_coef: float = 0.0,
+) -> MoAE:
+    """A MoAE whose gate and adapters are far from their init, so routing is non-trivial."""
+    moae = MoAE(
+        dim, n_experts, top_k, dim // 4, aux_loss_coef, True, capacity_factor, expert_residual
+    )
     with torch.no_grad():
         for p in moae.parameters():
             p.normal_(0, 0.5)
     return moae
 
 
-def test_sparse_moae_equals_dense():
-    moae = random_moae().eval()
+@pytest.mark.parametrize("capacity_factor", [None, 1.0, 0.5])
+@pytest.mark.parametrize("expert_residual", [False, True])
+def test_sparse_moae_equals_dense(capacity_factor, expert_residual):
+    moae = random_moae(capacity_factor=capacity_factor, expert_residual=expert_residual).eval()
     x = torch.randn(3, 50, 32)
     sparse = moae(x)
     dense = moae.forward_dense(x)
-    # and Eq. 12 written out literally: sum_i G(x)_i (x + W2 GELU(W1 x + b1) + b2)
+    # and Eq. 8 written out literally: sum_i G(x)_i Adapter_i(x), G zero for dropped pairs
     gates = moae.gate(x.reshape(-1, 32)).dense(8)
     literal = sum(gates[:, i : i + 1] * moae.experts[i](x.reshape(-1, 32)) for i in range(8))
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
     torch.testing.assert_close(sparse.reshape(-1, 32), literal, atol=1e-5, rtol=0)
+
+
+def test_adapter_residual_is_one_key_away():
+    plain, text = Adapter(16, 4, residual=False), Adapter(16, 4, residual=True)
+    text.load_state_dict(plain.state_dict())
+    x = torch.randn(5, 16)
+    w2_h = plain.fc2(torch.nn.functional.gelu(plain.fc1(x)))
+    torch.testing.assert_close(plain(x), w2_h)  # the authors' Mlp(skip_connect=False)
+    torch.testing.assert_close(text(x), x + w2_h)  # Eq. 7 as written
+
+
+def test_capacity_is_the_authors_int_of_tokens_times_k_over_n():
+    # per forward, over the flattened batch: ViT-B video batch of 2 -> 1600 tokens, 8 experts, k 2
+    assert expert_capacity(1600, 8, 2, 1.0) == 400
+    assert expert_capacity(10, 4, 1, 1.0) == 2  # int(2.5)
+    assert expert_capacity(10, 4, 2, 1.5) == 7  # int(7.5)
+    assert expert_capacity(3, 2, 2, 4.0) == 3  # never more than the tokens there are
+    assert expert_capacity(10, 4, 2, None) is None
+
+
+def test_capacity_drops_tokens_in_token_order():
+    torch.manual_seed(0)
+    moae = random_moae(dim=16, n_experts=4, top_k=2, capacity_factor=1.0).eval()
+    with torch.no_grad():  # every token picks experts 0 and 1
+        moae.gate.w_gate.weight.zero_()
+        moae.gate.w_gate.bias.copy_(torch.tensor([2.0, 1.0, 0.0, -1.0]))
+    x = torch.randn(2, 6, 16)  # 12 tokens: capacity int(12 * 2 / 4) = 6 per expert
+    routing = moae.gate(x.reshape(-1, 16))
+    assert routing.capacity == 6
+    assert routing.kept.tolist() == [[True, True]] * 6 + [[False, False]] * 6
+    out = moae(x).reshape(-1, 16)
+    flat = x.reshape(-1, 16)
+    g = routing.weights
+    kept = g[:6, :1] * moae.experts[0](flat[:6]) + g[:6, 1:] * moae.experts[1](flat[:6])
+    torch.testing.assert_close(out[:6], kept)  # the first tokens (sample 0) are served
+    assert torch.equal(out[6:], torch.zeros(6, 16))  # later ones get nothing, at test time too
+
+
+def test_capacity_keeps_the_first_tokens_of_each_expert_queue():
+    # any routing: expert i serves the first C tokens (flattened batch order) that chose it,
+    # whether it was their first or second choice
+    torch.manual_seed(2)
+    moae = random_moae(dim=16, n_experts=4, top_k=2, capacity_factor=1.0).eval()
+    x = torch.randn(3, 10, 16)
+    flat = x.reshape(-1, 16)
+    routing = moae.gate(flat)
+    c = routing.capacity
+    assert c == 15
+    expected = torch.zeros_like(flat)
+    for i, expert in enumerate(moae.experts):
+        queue = [m for m in range(30) if i in routing.indices[m].tolist()][:c]
+        for m in queue:
+            g = routing.weights[m, routing.indices[m].tolist().index(i)]
+            expected[m] += g * expert(flat[m : m + 1])[0]
+    assert routing.kept.sum() < 60  # some pairs really are dropped in this draw
+    torch.testing.assert_close(moae(x).reshape(-1, 16), expected, atol=1e-5, rtol=0)
+
+
+def test_capacity_dispatch_never_reads_the_device(monkeypatch):
+    moae = random_moae(capacity_factor=1.0).train()
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("host sync on the MoAE hot path")
+
+    for name in ("tolist", "item", "nonzero", "__bool__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, refuse)
+    moae(torch.randn(2, 30, 32)).sum().backward()
+    model = create_model("unilearn_tiny_patch16_64").train()  # the whole model, both modalities
+    model(torch.randn(2, 3, 8, 64, 64)).sum().backward()
+    model(torch.randn(2, 3, 2, 64, 64), task="sfer").sum().backward()
 
 
 def test_sparse_dispatch_runs_each_token_through_k_experts_only():
@@ -43,10 +127,22 @@ def test_sparse_dispatch_runs_each_token_through_k_experts_only():
         expert.fc1.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
     moae(torch.randn(4, 25, 32))
     assert sum(seen) == 2 * 100  # k * tokens, never n * tokens
+    seen.clear()
+    moae.gate.capacity_factor = 1.0
+    moae(torch.randn(4, 25, 32))
+    assert seen == [25] * 8  # a fixed int(100 * 2 / 8) slots per expert
+
+
+def test_router_has_biases_and_the_authors_init():
+    gate = NoisyTopKGate(dim=768, n_experts=8, top_k=2)
+    for linear in (gate.w_gate, gate.w_noise):
+        assert linear.bias is not None and torch.equal(linear.bias, torch.zeros(8))
+        assert abs(linear.weight.std().item() - 0.02) < 0.002  # trunc-normal, std .02
+    assert gate.aux_loss_coef == 0.0 and gate.capacity_factor == 1.0
 
 
 def test_gate_rows_sum_to_one_with_exactly_k_nonzeros():
-    gate = NoisyTopKGate(dim=16, n_experts=6, top_k=3)
+    gate = NoisyTopKGate(dim=16, n_experts=6, top_k=3, capacity_factor=None)
     with torch.no_grad():
         gate.w_gate.weight.normal_()
         gate.w_noise.weight.normal_()
@@ -58,18 +154,20 @@ def test_gate_rows_sum_to_one_with_exactly_k_nonzeros():
 
 
 def test_gate_softmax_is_over_top_k_with_minus_infinity_elsewhere():
-    gate = NoisyTopKGate(dim=8, n_experts=5, top_k=2).eval()
+    gate = NoisyTopKGate(dim=8, n_experts=5, top_k=2, capacity_factor=None).eval()
     with torch.no_grad():
         gate.w_gate.weight.normal_()
+        gate.w_gate.bias.normal_()
     x = torch.randn(20, 8)
-    logits = x @ gate.w_gate.weight.T
+    logits = x @ gate.w_gate.weight.T + gate.w_gate.bias
     kth = logits.topk(2, dim=1).values[:, -1:]
     expected = logits.masked_fill(logits < kth, float("-inf")).softmax(1)
     torch.testing.assert_close(gate(x).dense(5), expected)
 
 
 def test_gate_noise_only_in_train_mode():
-    gate = NoisyTopKGate(dim=16, n_experts=8, top_k=2)  # zero init: Softplus(0) noise in training
+    # test-time routing is deterministic (the authors' router also draws noise at test time)
+    gate = NoisyTopKGate(dim=16, n_experts=8, top_k=2)
     x = torch.randn(64, 16)
     gate.eval()
     a, b = gate(x), gate(x)
@@ -83,7 +181,7 @@ def test_gate_noise_only_in_train_mode():
 
 
 def test_aux_loss_is_differentiable():
-    moae = random_moae().train()
+    moae = random_moae(aux_loss_coef=0.01).train()
     out = moae(torch.randn(2, 40, 32))
     aux = moae.gate.last_aux_loss
     assert aux.ndim == 0 and aux.item() > 0
@@ -136,17 +234,17 @@ def test_unilearn_model_puts_moae_in_later_blocks_beside_the_ffn():
     assert hasattr(model.blocks[2], "mlp")  # the FFN is kept: MoAE is parallel, not a replacement
 
 
-def test_moae_block_is_eq_3_to_6():
+def test_moae_block_is_eq_9_to_12():
     block = MoAEBlock(dim=32, num_heads=4, n_experts=4, top_k=2).eval()
     with torch.no_grad():
         for p in block.moae.parameters():
             p.normal_(0, 0.3)
     x = torch.randn(2, 10, 32)
-    x_prime = x + block.attn(block.norm1(x))  # Eq. 3
+    x_prime = x + block.attn(block.norm1(x))  # Eq. 9
     h = block.norm2(x_prime)
-    x_g = block.mlp(h)  # Eq. 4
-    x_s = block.moae(h)  # Eq. 5
-    torch.testing.assert_close(block(x), x_prime + x_g + x_s)  # Eq. 6
+    x_g = block.mlp(h)  # Eq. 10
+    x_s = block.moae(h)  # Eq. 11
+    torch.testing.assert_close(block(x), x_prime + x_g + x_s)  # Eq. 12
 
 
 def test_expert_usage_counts_routed_tokens_and_resets():

@@ -37,14 +37,15 @@ def test_active_counts_k_of_n_experts_and_not_the_gate_noise():
     d, r = 192, 48
     adapter = d * r + r + r * d + d
     blocks = 2  # later half of 4
+    router = 2 * (4 * d + 4)  # Wg, Wnoise with their biases (as the authors' router)
     assert count_parameters(moae)["total"] == count_parameters(dense)["total"] + blocks * (
-        4 * adapter + 2 * 4 * d
+        4 * adapter + router
     )
-    # active: 1 adapter + Wg per block; the SFER head does not serve a DFER token
+    # active: 1 adapter + Wg, bg per block; the SFER head does not serve a DFER token
     sfer_head = d * 7 + 7
     assert count_parameters(moae)["active"] == count_parameters(dense)[
         "total"
-    ] - sfer_head + blocks * (adapter + 4 * d)
+    ] - sfer_head + blocks * (adapter + 4 * d + 4)
 
 
 def test_params_cli_prints_json(capsys):

@@ -20,9 +20,10 @@ from unilearn.data.labels import get_label_set
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 from unilearn.data.store import ClipStore
 from unilearn.models import create_model, save_checkpoint
+from unilearn.models.checkpoint import CheckpointError
 from unilearn.predict.inputs import discover_inputs
 from unilearn.predict.media import MediaFrames
-from unilearn.predict.model import load_inference_model
+from unilearn.predict.model import evaluation_model, load_inference_model
 from unilearn.predict.pipeline import PredictOptions, prepare_input
 from unilearn.predict.timeline import parse_window_stride, timeline_windows
 
@@ -164,6 +165,40 @@ def test_imported_videomae_checkpoint_runs_with_model_and_labels(raw, tmp_path, 
     assert set(table["model"]) == {"vit_tiny_patch16_64"} and set(table["config_hash"]) == {""}
     assert [c.removeprefix("prob_") for c in table.columns if c.startswith("prob_")] == DFEW
     assert list(table["crop"]) == ["face", "resize"]  # the DFEW-style crop fills its frame
+
+
+def test_authors_checkpoint_runs_with_model_and_labels(raw, tmp_path):
+    from test_models_authors import authors_finetuned_state_dict, save_like_authors
+
+    theirs = authors_finetuned_state_dict()
+    ferv = list(get_label_set("ferv39k").classes)
+    theirs["head.video.weight"] = theirs["head.video.weight"][: len(ferv)]
+    theirs["head.video.bias"] = theirs["head.video.bias"][: len(ferv)]
+    save_like_authors(tmp_path / "checkpoint-best.pth", theirs)
+    spec = load_inference_model(tmp_path / "checkpoint-best.pth",
+                                model_name="unilearn_tiny_patch16_64", labels="ferv39k")  # fmt: skip
+    # expert count and MoAE blocks come from their weights, the image head is AffectNet-7's
+    assert spec.labels == {"dfer": ferv, "sfer": AFFECTNET7} and spec.imported
+    assert len(spec.model.blocks[3].moae.experts) == 4
+    torch.testing.assert_close(spec.model.head_sfer.weight, theirs["head.image.weight"])
+    out = tmp_path / "pred.parquet"
+    rc = _run([tmp_path / "checkpoint-best.pth", raw["scene"], raw["image"], "--out", out,
+               "--model", "unilearn_tiny_patch16_64", "--labels", "ferv39k"])  # fmt: skip
+    assert rc == 0
+    assert list(pd.read_parquet(out)["head"]) == ["dfer", "sfer"]
+    # `unilearn evaluate --model ... --labels ...` builds the same model, with a meta like ours
+    model, meta = evaluation_model(tmp_path / "checkpoint-best.pth", "unilearn_tiny_patch16_64",
+                                   "ferv39k")  # fmt: skip
+    assert meta["labels"] == spec.labels and (meta["num_frames"], meta["input_size"]) == (8, 64)
+    torch.testing.assert_close(model.head.weight, spec.model.head.weight)
+    with pytest.raises(CheckpointError, match="--model needs --labels"):
+        evaluation_model(tmp_path / "checkpoint-best.pth", "unilearn_tiny_patch16_64")
+    with pytest.raises(CheckpointError, match="video head has 7 classes, but --labels names 11"):
+        load_inference_model(tmp_path / "checkpoint-best.pth",
+                             model_name="unilearn_tiny_patch16_64", labels="mafw")  # fmt: skip
+    with pytest.raises(CheckpointError, match="cannot run as vit_tiny_patch16_64"):
+        load_inference_model(tmp_path / "checkpoint-best.pth",
+                             model_name="vit_tiny_patch16_64", labels="ferv39k")  # fmt: skip
 
 
 def test_timeline_rows_cover_the_video_and_plot_is_written(tiny_checkpoint, raw, tmp_path):

@@ -145,6 +145,13 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
     args = argparse.Namespace(figure=name, config=[CONFIG], runs=runs, manifests=None, out=out,
                               overrides=[])  # fmt: skip
     assert figures.main(args) == 0
+    # vector PDF beside; provenance in the metadata and the sidecar, not drawn in the image
+    pdf = figures.pdf_path(out).read_bytes()
+    assert pdf.startswith(b"%PDF") and b"git " in pdf
+    from PIL import Image
+
+    assert "config demo; git " in Image.open(out).info["Description"]
+    assert json.loads(figures.sidecar_path(out).read_text())["config"] == "demo"
     pixels = matplotlib.image.imread(out)
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     # A plot, not a blank canvas: many distinct colours.
@@ -154,9 +161,12 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
 def test_sweep_runs_map_back_to_their_overrides():
     cfg = load_config(CONFIG)
     runs = layout.sweep_runs(cfg, "sfer_proportion")
+    # the point at the config's own proportion is the run `unilearn` itself: trained once
     assert [r.name for r in runs] == [
-        f"unilearn@sfer_proportion={v}" for v in cfg.sweeps["sfer_proportion"]
+        "unilearn" if v == cfg.finetune.sfer_proportion else f"unilearn@sfer_proportion={v}"
+        for v in cfg.sweeps["sfer_proportion"]
     ]
+    assert cfg.finetune.sfer_proportion in cfg.sweeps["sfer_proportion"]
     assert layout.run_overrides(cfg, runs[0].name) == [
         f"finetune.sfer_proportion={cfg.sweeps['sfer_proportion'][0]}"
     ]

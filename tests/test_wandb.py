@@ -1,95 +1,184 @@
-"""W&B runs are offline by default, named from the config, hold the logged summary metrics in
-the offline run directory, and never record the API key."""
+"""W&B runs: the environment decides where the config says nothing, names and groups tell sweep
+points apart, the run config says what a run is, a resumed run continues the same W&B run, an
+evaluation logs its confusion matrix and per-class recall, and a pooled cell is a run of its own.
+W&B itself is replaced by a fake module that records every call."""
 
 from __future__ import annotations
 
-import threading
+import hashlib
+import sys
+import types
 from pathlib import Path
 
 import pytest
 
 from unilearn.config import config_hash, load_config
-from unilearn.engine.wandb_log import read_offline_run, run_for
+from unilearn.engine.metrics import classification_metrics
+from unilearn.engine.wandb_log import log_evaluation, log_pooled, run_for, run_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SECRET = "0123456789abcdef-not-a-real-key-0123456789"
 
 
-def test_wandb_offline_run_holds_summary_metrics(tmp_path, monkeypatch):
+class FakeRun:
+    def __init__(self, calls: list, **kwargs) -> None:
+        self.kwargs, self.id = kwargs, kwargs["id"]
+        self.dir = str(Path(kwargs["dir"]) / "wandb" / f"offline-run-{self.id}" / "files")
+        self.history: list[tuple[int, dict]] = []
+        self.summary: dict = {}
+        self.exit_code = None
+        calls.append(self)
+
+    def log(self, metrics: dict, step: int) -> None:
+        self.history.append((step, dict(metrics)))
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.exit_code = exit_code
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch):
+    """A stand-in `wandb` module; `.runs` holds every run started."""
+    module = types.ModuleType("wandb")
+    module.runs = []
+    module.init = lambda **kw: FakeRun(module.runs, **kw)
+    module.Settings = lambda **kw: kw
+    module.Table = lambda columns, data: {"columns": columns, "data": data}
+    module.plot = types.SimpleNamespace(
+        confusion_matrix=lambda y_true, preds, class_names: {
+            "y": y_true,
+            "p": preds,
+            "classes": class_names,
+        }  # fmt: skip
+    )
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_PROJECT", raising=False)
+    return module
+
+
+def _run(cfg, tmp_path, **kwargs):
+    kwargs = {"job_type": "finetune", "group": "g", "name": "n", "run_dir": tmp_path,
+              "is_main": True} | kwargs  # fmt: skip
+    return run_for(cfg, **kwargs)
+
+
+def test_run_config_says_what_the_run_is(fake_wandb, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    monkeypatch.delenv("WANDB_MODE", raising=False)  # the config's `offline` must suffice
     cfg = load_config(CONFIGS / "demo.yaml")
-    run = run_for(
-        cfg,
-        job_type="finetune",
-        group="demo/unilearn",
-        name="dfew-3",
-        run_dir=tmp_path,
-        is_main=True,
-    )
-    run.log({"train/loss": 1.25, "lr": 1e-3}, step=7)
-    run.summary({"test/uar": 0.625, "test/war": 0.75})
-    run_dir = run.dir
+    init = tmp_path / "init.pt"
+    init.write_bytes(b"weights")
+    identity = run_identity("unilearn@n_experts=4", "unilearn", "dfew", 3, init)
+    run = _run(cfg, tmp_path, group="demo/unilearn@n_experts=4", name="dfew-fold3",
+               identity=identity)  # fmt: skip
+    run.log({"train/loss": 1.25}, step=7)
+    run.summary({"test/uar": 0.625})
     run.finish()
 
-    assert run_dir.name.startswith("offline-run-")
-    logged = read_offline_run(run_dir)
-    assert (logged["group"], logged["job_type"], logged["name"]) == (
-        "demo/unilearn",
-        "finetune",
-        "dfew-3",
-    )
-    assert logged["summary"]["test/uar"] == 0.625 and logged["summary"]["test/war"] == 0.75
-    assert logged["summary"]["train/loss"] == 1.25
-    assert logged["config"]["config_hash"] == config_hash(cfg)
-    assert logged["config"]["model"]["moae"]["n_experts"] == cfg.model.moae.n_experts
-    assert logged["complete"]
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert SECRET.encode() not in path.read_bytes(), path
-
-    # W&B's service may still be writing when finish() returns: the reader waits for the exit
-    # record, and a log cut mid-record reads as incomplete instead of failing
-    full = next(run_dir.glob("*.wandb")).read_bytes()
-    late = tmp_path / "late"
-    late.mkdir()
-    (late / "run.wandb").write_bytes(full[:7])
-    writer = threading.Timer(0.3, (late / "run.wandb").write_bytes, args=(full,))
-    writer.start()
-    try:
-        assert read_offline_run(late, wait=20)["group"] == "demo/unilearn"
-    finally:
-        writer.join()
-    (late / "run.wandb").write_bytes(full[: len(full) - 5])
-    assert not read_offline_run(late, wait=0.2)["complete"]
+    (logged,) = fake_wandb.runs
+    kw = logged.kwargs
+    assert (kw["group"], kw["name"], kw["job_type"]) == ("demo/unilearn@n_experts=4", "dfew-fold3",
+                                                         "finetune")  # fmt: skip
+    config = kw["config"]
+    assert config["experiment"] == "unilearn" and config["run"] == "unilearn@n_experts=4"
+    assert (config["sweep"], config["sweep_value"]) == ("n_experts", "4")
+    assert (config["dataset"], config["fold"]) == ("dfew", 3)
+    assert config["init"] == str(init)
+    assert config["init_sha256"] == hashlib.sha256(b"weights").hexdigest()
+    assert config["config_hash"] == config_hash(cfg) and config["git_sha"]
+    assert kw["project"] == "unilearn-demo" and kw["mode"] == "offline"
+    assert SECRET not in repr(kw)
+    assert logged.history == [(7, {"train/loss": 1.25})] and logged.summary == {"test/uar": 0.625}
+    assert logged.exit_code == 0
 
 
-def test_wandb_only_rank0_and_disabled_do_nothing(tmp_path):
+def test_sweep_points_get_their_own_group(fake_wandb, tmp_path):
     cfg = load_config(CONFIGS / "demo.yaml")
-    for kwargs in ({"is_main": False}, {"is_main": True, "mode": "disabled"}):
-        run = run_for(cfg, job_type="evaluate", group="g", name="n", run_dir=tmp_path, **kwargs)
-        run.log({"x": 1}, step=0)
-        run.summary({"y": 2})
-        run.finish()
-        assert run.dir is None
-    assert not any(tmp_path.iterdir())
+    groups = set()
+    for point in ("unilearn", "unilearn@n_experts=4", "unilearn@sfer_proportion=0.25"):
+        identity = run_identity(point, "unilearn", "ferv39k", None)
+        _run(cfg, tmp_path / point, group=f"demo/{point}", identity=identity).finish()
+        groups.add(fake_wandb.runs[-1].kwargs["group"])
+    assert len(groups) == 3
 
 
-def test_resumed_run_continues_the_same_wandb_run(tmp_path):
+@pytest.mark.parametrize(
+    ("configured", "env", "flag", "expected"),
+    [
+        (None, None, None, "offline"),  # nothing said: offline, no network needed
+        (None, "disabled", None, None),  # the environment decides where the config is silent
+        (None, "online", None, "online"),
+        ("offline", "online", None, "offline"),  # the config wins over the environment
+        ("disabled", None, "offline", "offline"),  # and `--wandb` over both
+    ],
+)
+def test_mode_comes_from_flag_then_config_then_environment(
+    fake_wandb, tmp_path, monkeypatch, configured, env, flag, expected
+):
+    if env is not None:
+        monkeypatch.setenv("WANDB_MODE", env)
+    cfg = load_config(CONFIGS / "demo.yaml", [f"wandb.mode={configured or 'null'}"])
+    run = _run(cfg, tmp_path, mode=flag)
+    assert run.active == (expected is not None)
+    if expected is not None:
+        assert fake_wandb.runs[-1].kwargs["mode"] == expected
+    else:
+        assert not fake_wandb.runs and not any(tmp_path.iterdir())
+
+
+def test_project_comes_from_environment_when_the_config_has_none(fake_wandb, tmp_path, monkeypatch):
+    cfg = load_config(CONFIGS / "paper.yaml")
+    _run(cfg, tmp_path / "a")
+    monkeypatch.setenv("WANDB_PROJECT", "my-project")
+    _run(cfg, tmp_path / "b")
+    assert [r.kwargs["project"] for r in fake_wandb.runs] == ["unilearn", "my-project"]
+
+
+def test_resumed_run_continues_the_same_wandb_run(fake_wandb, tmp_path):
     cfg = load_config(CONFIGS / "demo.yaml")
-    ids = []
-    for _ in range(2):
-        run = run_for(cfg, job_type="pretrain", group="g", name="n", run_dir=tmp_path, is_main=True)
-        ids.append(run.run.id)
-        run.finish()
-    assert ids[0] == ids[1]
+    for _ in range(2):  # a requeued job starts the run again in the same run directory
+        _run(cfg, tmp_path).finish()
+    first, second = fake_wandb.runs
+    assert first.id == second.id and second.kwargs["resume"] == "allow"
+    other = _run(cfg, tmp_path / "another-run")
+    assert other.run.id != first.id
 
 
-@pytest.mark.parametrize("mode", ["offline"])
-def test_wandb_mode_flag_wins_over_config(tmp_path, mode):
-    cfg = load_config(CONFIGS / "demo.yaml", ["wandb.mode=disabled"])
-    run = run_for(
-        cfg, job_type="finetune", group="g", name="n", run_dir=tmp_path, is_main=True, mode=mode
-    )
-    assert run.dir is not None and run.dir.name.startswith("offline-run-")
+def test_only_rank0_logs(fake_wandb, tmp_path):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    run = _run(cfg, tmp_path, is_main=False)
+    run.log({"x": 1}, step=0)
+    run.summary({"y": 2})
+    log_evaluation(run, classification_metrics([0], [0], 2, ["a", "b"]))
     run.finish()
+    assert run.dir is None and not fake_wandb.runs and not any(tmp_path.iterdir())
+
+
+def test_evaluation_logs_confusion_matrix_and_per_class_recall(fake_wandb, tmp_path):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    metrics = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], 2, ["happy", "sad"])
+    run = _run(cfg, tmp_path, job_type="evaluate")
+    log_evaluation(run, metrics, usage={"2": [3, 1]})
+    run.finish()
+    (logged,) = fake_wandb.runs
+    assert logged.summary["test/recall/happy"] == 0.5 and logged.summary["test/recall/sad"] == 1.0
+    assert logged.summary["test/uar"] == 0.75 and logged.summary["experts/block2/e0"] == 0.75
+    ((step, plots),) = logged.history
+    counts = {(t, p): n for t, p, n in plots["test/confusion_counts"]["data"]}
+    assert counts == {("happy", "happy"): 1, ("happy", "sad"): 1, ("sad", "happy"): 0,
+                      ("sad", "sad"): 2}  # fmt: skip
+    matrix = plots["test/confusion_matrix"]
+    assert sorted(zip(matrix["y"], matrix["p"])) == [(0, 0), (0, 1), (1, 1), (1, 1)]
+
+
+def test_pooled_cell_is_a_run_in_the_group_of_its_folds(fake_wandb, tmp_path):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    result = classification_metrics([0, 1, 2, 3], [0, 1, 2, 0], 7, None) | {
+        "dataset": "dfew", "experiment": "unilearn", "folds": [1, 2, 3, 4, 5]}  # fmt: skip
+    log_pooled(cfg, result, "unilearn", "dfew", run_dir=tmp_path)
+    (logged,) = fake_wandb.runs
+    kw = logged.kwargs
+    assert (kw["group"], kw["job_type"]) == ("demo/unilearn", "aggregate")
+    assert "table1" in kw["config"]["tables"] and kw["config"]["folds"] == [1, 2, 3, 4, 5]
+    assert logged.summary["pooled/uar"] == result["uar"]
+    assert logged.summary["pooled/war"] == 0.75

@@ -10,6 +10,7 @@ import pytest
 from workflow_run import job_counts, snakemake, workflow_copy
 
 from unilearn.config import load_config
+from unilearn.report import layout
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +51,11 @@ def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
         counts = job_counts(done.stdout)
         points = cfg.sweeps[sweep]
         assert counts["finetune"] == counts["evaluate"] == counts["aggregate"] == len(points)
-        for value in points:
-            assert (
-                f"runs/demo/finetune/unilearn@{sweep}={value}/ferv39k/checkpoint.pt" in done.stdout
-            )
+        for run in layout.sweep_runs(cfg, sweep):
+            assert f"runs/demo/finetune/{run.name}/ferv39k/checkpoint.pt" in done.stdout
+        # the point at the config's own value is the run `unilearn`, not a second job
+        assert "runs/demo/finetune/unilearn/ferv39k/checkpoint.pt" in done.stdout
+        assert f"unilearn@{sweep}={layout.value_slug(points[1])}/" not in done.stdout
 
 
 def test_slurm_profile_sends_only_gpu_stages_through_submitit(workdir):
@@ -82,3 +84,18 @@ def test_real_data_without_roots_names_the_missing_key(workdir):
                      check=False)  # fmt: skip
     assert done.returncode != 0
     assert re.search(r"data\.roots\.\w+: not set, but a requested target needs", done.output)
+
+
+def test_published_weights_replace_a_modes_pretraining(workdir, tmp_path):
+    weights = tmp_path / "vit_base_voxceleb2+affectnet_100.pt"
+    weights.write_bytes(b"stand-in for the published file")
+    done = snakemake(workdir, "-n", "results/table1.csv", "--config",
+                     f"overrides=[pretrain.init.image+video={weights}]")  # fmt: skip
+    counts = job_counts(done.stdout)
+    assert counts["pretrain"] == 1  # only the VideoMAE baseline's video pre-training runs
+    assert str(weights) in done.stdout  # UniLearn's fine-tunings start from the file
+    missing = snakemake(workdir, "-n", "results/table1.csv", "--config",
+                        f"overrides=[pretrain.init.image+video={tmp_path / 'nope.pt'}]",
+                        check=False)  # fmt: skip
+    assert missing.returncode != 0
+    assert "pretrain.init.image+video" in missing.output and "nope.pt" in missing.output

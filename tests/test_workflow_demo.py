@@ -24,3 +24,10 @@ def test_demo_builds_table1_whose_unilearn_row_beats_chance(tmp_path):
     assert "66.80" in markdown  # the paper's DFEW UAR beside ours
     # Nothing left to do: a second invocation plans no job.
     assert job_counts(snakemake(workdir, "-n", "results/table1.csv").output) == {}
+    # Every fine-tuning reported its progress in its log, and the report holds the table with
+    # its caption
+    log = workdir / "runs" / "demo" / "logs" / "finetune" / "unilearn" / "dfew-fold1.log"
+    assert " done | step " in log.read_text() and "ETA " in log.read_text()
+    snakemake(workdir, "--report", "results/report.html", "results/table1.csv")
+    report = (workdir / "results" / "report.html").read_text()
+    assert "Table 1: UniLearn against the VideoMAE baseline" in report

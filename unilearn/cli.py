@@ -22,6 +22,7 @@ STAGES: dict[str, tuple[str, str]] = {
         "unilearn.data.preprocess",
         "crop faces, resize and write the clip store (resumable, parallel)",
     ),
+    "config": ("unilearn.config_cli", "print one stage's resolved config and effective lr/batch"),
     "pretrain": (
         "unilearn.engine.pretrain",
         "dual-modal MAE pre-training (Table 2 modes); resumable",
@@ -42,7 +43,14 @@ STAGES: dict[str, tuple[str, str]] = {
         "unilearn.report.tables",
         "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)",
     ),
-    "figure": ("unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b as PNG"),
+    "figure": (
+        "unilearn.report.figures",
+        "one of the paper's Figures 3a/3b/4a/4b (PNG + vector PDF)",
+    ),
+    "status": (
+        "unilearn.status",
+        "where the workflow stands: one line per run (state, epoch, ETA, loss, Slurm job)",
+    ),
     "predict": (
         "unilearn.predict.cli",
         "run a fine-tuned or imported checkpoint on raw videos, frame folders and images",
@@ -76,16 +84,55 @@ def _version() -> str:
     return f"unilearn {__version__}"
 
 
+# Stages whose module imports torch: their options come from a torch-free function, so that
+# `unilearn STAGE --help` answers at once; the module itself is imported only to run.
+ARGUMENTS: dict[str, str] = {
+    "pretrain": "unilearn.engine.cli_args:add_pretrain_arguments",
+    "finetune": "unilearn.engine.cli_args:add_finetune_arguments",
+    "evaluate": "unilearn.engine.cli_args:add_evaluate_arguments",
+    "params": "unilearn.engine.cli_args:add_params_arguments",
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where there is one (no "(default: None)", "False" or "[]")."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.default in (None, False, [], argparse.SUPPRESS) or not action.help:
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
+def _docstring(module_name: str) -> str | None:
+    """A module of this package's docstring, read from its source without importing it (nor its
+    package: `unilearn.models` imports torch)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    path = root.joinpath(*module_name.split(".")[1:]).with_suffix(".py")
+    if not path.is_file():
+        return None
+    return ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+
+
 def stage_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    """The argument parser of one stage and its module."""
+    """The argument parser of one stage and its module (a module not imported yet, for a stage
+    in ARGUMENTS: `importlib.import_module` it to run)."""
     module_name, help_ = STAGES[name]
-    module = importlib.import_module(module_name)
+    if name in ARGUMENTS:
+        where, function = ARGUMENTS[name].split(":")
+        add_arguments = getattr(importlib.import_module(where), function)
+        module, doc = None, _docstring(module_name)
+    else:
+        module = importlib.import_module(module_name)
+        add_arguments, doc = module.add_arguments, module.__doc__
     parser = argparse.ArgumentParser(
         prog=f"unilearn {name}",
-        description=(module.__doc__ or help_).strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(doc or help_).strip(),
+        formatter_class=_HelpFormatter,
     )
-    module.add_arguments(parser)
+    add_arguments(parser)
     return parser, module
 
 
@@ -98,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     top.parse_args(argv[:1])  # validates the stage name with a helpful message
     parser, module = stage_parser(argv[0])
     args = parser.parse_args(argv[1:])
+    if module is None:
+        module = importlib.import_module(STAGES[argv[0]][0])
     # The launcher re-submits the exact same stage command to Slurm (unilearn.launch).
     args.stage = argv[0]
     args.stage_argv = argv[1:]

@@ -59,6 +59,7 @@ Task = Literal["sfer", "dfer"]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
+UnitFloat = Annotated[float, Field(gt=0.0, le=1.0)]
 
 
 class ConfigError(ValueError):
@@ -126,7 +127,9 @@ class DataConfig(_Strict):
 
 
 class MoAEConfig(_Strict):
-    """Mixture of Adapter Experts (Eq. 3-12); ViT-MoE uses the same count, k and positions."""
+    """Mixture of Adapter Experts (Eq. 4-12); ViT-MoE uses the same count, k, positions, gate and
+    capacity. Defaults follow the authors' code (MSA-LMC/S4D); docs/models.md lists where the
+    paper's text differs and the key that selects the text's variant."""
 
     n_experts: PositiveInt = 8
     top_k: PositiveInt = 2
@@ -135,8 +138,15 @@ class MoAEConfig(_Strict):
     position: (
         Literal["later", "early", "middle", "alternate"] | list[Annotated[int, Field(ge=0)]]
     ) = "later"
-    aux_loss_coef: NonNegFloat = 0.01  # load-balancing loss weight (Shazeer et al. 2017)
-    noisy_gating: bool = True
+    # load-balancing loss weight (Shazeer et al. 2017); 0 = off, as in the authors' runs (their
+    # term is never applied)
+    aux_loss_coef: NonNegFloat = 0.0
+    noisy_gating: bool = True  # gate noise in training (never at test time)
+    # tokens an expert keeps per forward: int(tokens * top_k / n_experts * factor), in token
+    # order; the rest get nothing from it (authors: 1.0); null = unlimited
+    capacity_factor: Annotated[float, Field(gt=0.0)] | None = 1.0
+    # false = experts are plain bottleneck MLPs (authors' code); true = Eq. 7's x + MLP(x)
+    expert_residual: bool = False
 
     @field_validator("top_k")
     @classmethod
@@ -217,7 +227,10 @@ class ModelConfig(_Strict):
 class _OptimConfig(_Strict):
     epochs: PositiveInt
     batch_size: PositiveInt  # per process (per GPU)
-    blr: Annotated[float, Field(gt=0.0)]  # lr = blr * global_batch / 256 (MAE convention)
+    blr: Annotated[float, Field(gt=0.0)]  # lr = blr * global_batch / lr_batch_base
+    # The reference batch of `blr`: 256 is MAE's convention; the authors' fine-tuning uses 8 and
+    # their pre-training 512.
+    lr_batch_base: PositiveInt = 256
     lr: Annotated[float, Field(gt=0.0)] | None = None  # absolute lr; overrides blr when set
     min_lr: NonNegFloat = 1e-6
     weight_decay: NonNegFloat = 0.05
@@ -253,11 +266,50 @@ class PretrainConfig(_OptimConfig):
     betas: tuple[float, float] = (0.9, 0.95)
     mask_ratio_video: Fraction = 0.95
     mask_ratio_image: Fraction = 0.90
+    # random = int(ratio x tokens) masked anywhere in the clip (paper text, the authors'
+    # RandMasking); tube = the same spatial positions masked in every slice (VideoMAE, MAE-DFER)
+    masking: Literal["random", "tube"] = "random"
     norm_pix_loss: bool = True
     image_dataset: Literal["affectnet"] = "affectnet"
     video_dataset: Literal["voxceleb2"] = "voxceleb2"
     # Fraction of the image modality's clips drawn per epoch relative to its size (1 = all).
     image_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # Augmentation: `multiscale` = VideoMAE's multi-scale crop, no flip (MAE-DFER); `resized` =
+    # the authors' (OmniMAE-style): images RandomResizedCrop(image_crop_scale) + flip, videos
+    # short side scaled to video_short_side x input_size, then RandomResizedCrop(video_crop_scale).
+    augment: Literal["multiscale", "resized"] = "multiscale"
+    image_crop_scale: tuple[UnitFloat, UnitFloat] = (0.2, 1.0)
+    video_short_side: Annotated[float, Field(ge=1.0)] = 1.2  # 192 for a 160 input
+    video_crop_scale: tuple[UnitFloat, UnitFloat] = (0.08, 1.0)
+    # Repeated sampling: each decoded video gives this many views, each with its own crop and
+    # mask. `batch_size` counts views (a video batch decodes batch_size / repeated_views clips).
+    repeated_views: PositiveInt = 1
+    # Fraction of the video set decoded per epoch, a fresh draw each epoch (the authors': 1/4
+    # with 4 views, so an epoch still sees as many views as the set has videos).
+    video_repeat: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
+    # With `resized` and repeated views: ship each decoded clip once and cut its views on the
+    # device (bilinear, unrounded); the loader's CPU cost per view falls to about its decode.
+    crop_on_device: bool = False
+    # Published weights as a mode's pre-training: mode -> checkpoint file. The workflow then
+    # skips that pre-training and fine-tunes from the file (its sha256 goes into the meta).
+    init: dict[PretrainMode, str] = {}
+
+    _init_paths = field_validator("init")(
+        classmethod(lambda cls, v: {k: _expand(p) for k, p in v.items()})
+    )
+
+    @model_validator(mode="after")
+    def _views_divide_batch(self):
+        if self.batch_size % self.repeated_views:
+            raise ValueError(
+                f"batch_size={self.batch_size} (views per GPU) must be a multiple of "
+                f"repeated_views={self.repeated_views}"
+            )
+        for key in ("image_crop_scale", "video_crop_scale"):
+            low, high = getattr(self, key)
+            if low > high:
+                raise ValueError(f"{key} [{low}, {high}]: the lower bound exceeds the upper")
+        return self
 
 
 class FinetuneConfig(_OptimConfig):
@@ -282,6 +334,43 @@ class FinetuneConfig(_OptimConfig):
     )
     # Fraction of the SFER dataset used per epoch (Figure 3b; paper default 50%).
     sfer_proportion: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    # How that fraction is drawn: `subset` = one fixed uniform subset for the whole run;
+    # `balanced` = the authors': a fresh class-balanced draw with replacement every epoch.
+    sfer_sampling: Literal["subset", "balanced"] = "subset"
+    sfer_batch_factor: PositiveInt = 1  # SFER batches hold this many x batch_size images
+    # SFER image augmentation: `video` = the clip augmentation above; `resize_crop` = the
+    # authors': resize to sfer_resize x input_size, random crop, flip, RandAugment `sfer_randaug`.
+    sfer_augment: Literal["video", "resize_crop"] = "video"
+    sfer_resize: Annotated[float, Field(ge=1.0)] = 1.2  # 192 for a 160 input
+    sfer_randaug: str | None = "rand-m9-n2-mstd0.5-inc1"
+    # Random erasing probability (timm's RandomErasing: one box of 2-33% of the frame, the same
+    # box in every frame; videos get per-pixel noise, SFER resize_crop images zeros, as theirs).
+    random_erasing: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    # Per-dataset values of the keys above, applied when a run is resolved for its dataset
+    # (e.g. {ferv39k: {frame_stride: 1}}); override one with finetune.per_dataset.D.KEY=V.
+    per_dataset: dict[DatasetName, dict[str, Any]] = {}
+
+    @field_validator("per_dataset")
+    @classmethod
+    def _per_dataset_keys(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        for dataset, values in v.items():
+            for key in values:
+                if key not in cls.model_fields or key == "per_dataset":
+                    raise ValueError(
+                        f"per_dataset.{dataset}.{key}: not a finetune key"
+                        + _did_you_mean(key, [k for k in cls.model_fields if k != "per_dataset"])
+                    )
+        return v
+
+    def for_dataset(self, dataset: str) -> FinetuneConfig:
+        """This section with `per_dataset[dataset]` applied (validated)."""
+        values = self.per_dataset.get(dataset)
+        if not values:
+            return self
+        try:
+            return FinetuneConfig.model_validate({**self.model_dump(mode="python"), **values})
+        except ValidationError as e:
+            raise ConfigError(f"finetune.per_dataset.{dataset}: {_format_errors(e)}") from None
 
     @field_validator("crop_scale")
     @classmethod
@@ -298,7 +387,7 @@ class FinetuneConfig(_OptimConfig):
             )
         return self
 
-    @field_validator("randaug")
+    @field_validator("randaug", "sfer_randaug")
     @classmethod
     def _randaug_spec(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith("rand-"):
@@ -376,10 +465,12 @@ class LauncherConfig(_Strict):
 
 
 class WandbConfig(_Strict):
-    project: str = "unilearn"
+    # null = the environment decides: WANDB_PROJECT, else "unilearn"
+    project: str | None = None
     entity: str | None = None
-    # offline by default (no network needed; `wandb sync` later); `--wandb online` per run.
-    mode: Literal["offline", "online", "disabled"] = "offline"
+    # null = the environment decides: WANDB_MODE, else offline (no network needed; `wandb sync`
+    # later). `--wandb MODE` on one run wins over both.
+    mode: Literal["offline", "online", "disabled"] | None = None
 
 
 class RuntimeConfig(_Strict):
@@ -568,7 +659,9 @@ class Config(Settings):
                 f"unknown dataset {dataset!r}; expected one of {list(FINETUNE_DATASETS)}"
             )
         exp = self.experiments[name]
-        cfg = self.with_overrides(exp.overrides.items()) if exp.overrides else self
+        # the dataset's own settings first (e.g. FERV39K's frame stride); the experiment's win
+        cfg = self.model_copy(update={"finetune": self.finetune.for_dataset(dataset)})
+        cfg = cfg.with_overrides(exp.overrides.items()) if exp.overrides else cfg
         tasks = tuple(exp.tasks)
         if dataset in DFER_DATASETS:
             if "dfer" not in tasks:
@@ -630,7 +723,10 @@ class Config(Settings):
                 moae_position=m.moae.position,
                 aux_loss_coef=m.moae.aux_loss_coef,
                 noisy_gating=m.moae.noisy_gating,
+                capacity_factor=m.moae.capacity_factor,
             )
+        if arch == "unilearn":
+            kwargs["expert_residual"] = m.moae.expert_residual
         return name, kwargs
 
     def mae_spec(self) -> tuple[str, dict]:
@@ -646,6 +742,7 @@ class Config(Settings):
             "decoder_num_heads": m.decoder.heads,
             "mask_ratio_video": p.mask_ratio_video,
             "mask_ratio_image": p.mask_ratio_image,
+            "masking": p.masking,
             "norm_pix_loss": p.norm_pix_loss,
             **m.encoder_kwargs(),
         }
@@ -696,18 +793,24 @@ def load_config(
     if not paths:
         raise ConfigError("no config file given")
     merged: dict[str, Any] = {}
+    # every mistake of every file at once: unknown keys (with a did-you-mean) first, then the
+    # values pydantic refuses
+    problems: list[str] = []
     for path in paths:
         raw = _read_yaml(Path(path))
-        try:
-            _check_keys(raw, ("model", Config), prefix="")
-        except ConfigError as e:
-            raise ConfigError(f"{path}: {e}") from None
+        problems += [f"{path}: {p}" for p in _unknown_keys(raw, ("model", Config), prefix="")]
         merged = _deep_merge(merged, raw)
     where = " + ".join(str(p) for p in paths)
     try:
-        cfg = _validated(merged)
-    except ConfigError as e:
-        raise ConfigError(f"{where}: {e}") from None
+        cfg = Config.model_validate(merged)
+    except ValidationError as e:
+        problems += [f"{where}: {p}" for p in _error_lines(e, skip_unknown=bool(problems))]
+    if problems:
+        raise ConfigError(
+            problems[0]
+            if len(problems) == 1
+            else f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
+        )
     pairs = [parse_override(o) for o in overrides]
     if pairs:
         try:
@@ -752,8 +855,11 @@ def config_hash(cfg: Config, stage: str | None = None) -> str:
 
 
 def canonical_json(cfg: Config, stage: str | None = None) -> str:
-    exclude = {"launcher", "wandb"} | _NOT_HASHED[stage]
+    exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
+    exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
     data = cfg.model_dump(mode="json", exclude=exclude)
+    # Published weights replace a mode's pre-training: naming them changes no pre-training we run.
+    data.get("pretrain", {}).pop("init", None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -809,20 +915,23 @@ def _sub_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _check_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> None:
-    """Unknown keys -> ConfigError naming the dotted path, with a did-you-mean. Pydantic reports
-    them too; checking first gives one clear message per file."""
+def _unknown_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> list[str]:
+    """Every unknown key, as `dotted.path: unknown key (did you mean ...)`. Pydantic reports
+    them too, without the suggestion."""
     if schema is None or not isinstance(raw, Mapping):
-        return
+        return []
     kind, inner = schema
+    problems = []
     for key, value in raw.items():
         path = f"{prefix}{key}"
         if kind == "dict":
-            _check_keys(value, inner, prefix=f"{path}.")
-            continue
-        if key not in inner.model_fields:
-            raise ConfigError(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
-        _check_keys(value, _schema_of(inner.model_fields[key].annotation), prefix=f"{path}.")
+            problems += _unknown_keys(value, inner, prefix=f"{path}.")
+        elif key not in inner.model_fields:
+            problems.append(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
+        else:
+            sub = _schema_of(inner.model_fields[key].annotation)
+            problems += _unknown_keys(value, sub, prefix=f"{path}.")
+    return problems
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
@@ -892,8 +1001,15 @@ def _validated(raw: Mapping[str, Any], schema: type[Settings] | None = None) -> 
 
 
 def _format_errors(e: ValidationError) -> str:
+    return "; ".join(_error_lines(e))
+
+
+def _error_lines(e: ValidationError, skip_unknown: bool = False) -> list[str]:
+    """One line per pydantic error; `skip_unknown` leaves out the unknown keys (reported already)."""
     lines = []
     for err in e.errors(include_url=False):
+        if skip_unknown and err["type"] == "extra_forbidden":
+            continue
         loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
@@ -905,4 +1021,4 @@ def _format_errors(e: ValidationError) -> str:
             else f" (got {got!r})"
         )
         lines.append(f"{loc}: {msg}{shown}" if loc else msg)
-    return "; ".join(lines)
+    return lines

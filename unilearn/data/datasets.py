@@ -20,9 +20,11 @@ after 16 unreadable clips in a row it raises, since the store itself is then bro
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,6 +36,8 @@ from unilearn.data.store import ClipStore
 from unilearn.data.transforms import (
     EvalClipTransform,
     PretrainClipTransform,
+    ResizeCropImageTransform,
+    ResizedCropPretrainTransform,
     TrainClipTransform,
     eval_indices,
     finetune_indices,
@@ -94,7 +98,10 @@ class ClipDataset(Dataset):
     `pretrain` (multi-scale crop, `num_frames` at `frame_stride` from a random start; items
     `(index, seed)`), `pretrain_image` (one random frame of each clip as an image, for the image
     modality; `(index, seed)`) or `eval` (int items, `n_clips` clips resized + centre-cropped).
-    Returns `(clip uint8 [C, T, S, S] (eval: [n_clips, C, T, S, S]), label, row)`.
+    Returns `(clip uint8 [C, T, S, S] (eval: [n_clips, C, T, S, S]), label, row)`; `pretrain`
+    with `views > 1` (repeated sampling) decodes the frames once and returns `views` clips
+    `[views, C, T, S, S]`, each augmented with its own draw. `transform` replaces the mode's
+    default augmentation.
     """
 
     def __init__(
@@ -107,6 +114,9 @@ class ClipDataset(Dataset):
         frame_stride: int = 4,
         randaug: str | None = "rand-m7-n4-mstd0.5-inc1",
         n_clips: int = 2,
+        transform=None,
+        views: int = 1,
+        crop_on_device: bool = False,
     ) -> None:
         if mode not in ("train", "pretrain", "pretrain_image", "eval"):
             raise ValueError(
@@ -129,7 +139,11 @@ class ClipDataset(Dataset):
         self._keys = self.table["store_key"].astype(str).tolist()
         self._n = self.table["n_frames"].astype(int).tolist()
         self._labels = self.table["label"].astype(int).tolist()
-        if mode == "train":
+        self.views = views
+        self.crop_on_device = crop_on_device
+        if transform is not None:
+            self.transform = transform
+        elif mode == "train":
             self.transform = TrainClipTransform(input_size, randaug)
         elif mode in ("pretrain", "pretrain_image"):
             self.transform = PretrainClipTransform(input_size)
@@ -139,6 +153,11 @@ class ClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    @property
+    def labels(self) -> list[int]:
+        """Class id of every row (for class-balanced sampling)."""
+        return list(self._labels)
 
     def __getitem__(self, item):
         index, seed = (item, None) if isinstance(item, int | np.integer) else item
@@ -161,7 +180,51 @@ class ClipDataset(Dataset):
             f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
         )
 
-    def _load(self, i: int, seed: int | None) -> torch.Tensor:
+    def writes_into_batch(self) -> bool:
+        """Whether items can be written straight into a preallocated batch (repeated views)."""
+        return (
+            self.mode == "pretrain"
+            and self.views > 1
+            and isinstance(self.transform, ResizedCropPretrainTransform)
+        )
+
+    def decoded_with_boxes(self, item) -> tuple[np.ndarray, list, int, int]:
+        """For cropping on the device: the decoded frames `[T, H, W, 3]` of `item`, its views'
+        (box, flip) as the batch path would draw them, label and row (no substitution: a store
+        read that fails raises)."""
+        index, seed = item
+        i = int(index) % len(self)
+        rng = random.Random(seed)
+        n = self._n[i]
+        frames = self.store.read_numpy(
+            self._keys[i], pretrain_indices(n, self.num_frames, self.frame_stride, rng)
+        )
+        h, w = frames.shape[1:3]
+        views = [
+            self.transform.box(h, w, random.Random(rng.getrandbits(64))) for _ in range(self.views)
+        ]
+        return frames, views, self._labels[i], i
+
+    def load_into(self, item, out: torch.Tensor):
+        """`self[item]` with its views written into `out` `[views, C, T, S, S]`."""
+        index, seed = item
+        for attempt in range(MAX_SUBSTITUTIONS):
+            i = (int(index) + attempt) % len(self)
+            try:
+                clip = self._load(i, seed, out)
+                if clip is not out:  # a clip the batch path does not cover (one frame)
+                    out.copy_(clip)
+            except Exception as exc:  # noqa: BLE001 - as __getitem__
+                self.substitutions += 1
+                log.warning("unreadable clip %s (row %d): %s; substituting the next clip (%d so far)",
+                            self._keys[i], i, exc, self.substitutions)  # fmt: skip
+                continue
+            return out, self._labels[i], i
+        raise RuntimeError(
+            f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
+        )
+
+    def _load(self, i: int, seed: int | None, out: torch.Tensor | None = None) -> torch.Tensor:
         n, key = self._n[i], self._keys[i]
         if self.mode == "eval":
             if n == 1:  # an image: one clip, the frame repeated
@@ -180,9 +243,15 @@ class ClipDataset(Dataset):
                 1, IMAGE_FRAMES, 1, 1
             )
         sample = finetune_indices if self.mode == "train" else pretrain_indices
-        return self.transform(
-            self.store.read_numpy(key, sample(n, self.num_frames, self.frame_stride, rng)), rng
-        )
+        frames = self.store.read_numpy(key, sample(n, self.num_frames, self.frame_stride, rng))
+        if self.views > 1:  # repeated sampling: one decode, `views` augmentations
+            return torch.stack(
+                [
+                    self.transform(frames, random.Random(rng.getrandbits(64)))
+                    for _ in range(self.views)
+                ]
+            )
+        return self.transform(frames, rng)
 
 
 class SourceDataset(Dataset):
@@ -203,6 +272,70 @@ class SourceDataset(Dataset):
         clip, label, row = self.sources[source][(index, seed)]
         return clip, label, row, source
 
+    def __getitems__(self, items: list) -> list | PreCollated:
+        """A whole batch (the DataLoader calls this with the batch sampler's list). Repeated-view
+        pre-training batches are written straight into one preallocated tensor (in shared memory
+        inside a worker), which saves the collation copy: with 192 views of 16 x 160^2 that copy
+        costs more than a view's augmentation (bench/loader.py)."""
+        sources = {it[0] for it in items}
+        ds = self.sources[next(iter(sources))] if len(sources) == 1 else None
+        if ds is None or not ds.writes_into_batch():
+            return [self[it] for it in items]
+        if ds.crop_on_device:
+            return _decoded_batch(ds, items)
+        k, s = ds.views, ds.input_size
+        shape = (len(items) * k, 3, ds.num_frames, s, s)
+        x = _batch_tensor(shape)
+        labels, rows = [], []
+        for b, (_, index, seed) in enumerate(items):
+            _, label, row = ds.load_into((index, seed), x[b * k : (b + 1) * k])
+            labels += [label] * k
+            rows += [row] * k
+        return PreCollated(x, labels, rows, items[0][0])
+
+
+class PreCollated(NamedTuple):
+    """A batch already laid out by `SourceDataset.__getitems__` (collation only wraps it).
+    With `boxes`, `x` holds each decoded clip once `[B, T, H, W, 3]` and the views are cut on
+    the device (`unilearn.data.transforms.crop_views_on_device`)."""
+
+    x: torch.Tensor
+    labels: list[int]
+    rows: list[int]
+    source: str
+    boxes: torch.Tensor | None = None
+    flip: torch.Tensor | None = None
+    views: int = 1
+
+
+def _decoded_batch(ds: ClipDataset, items: list) -> PreCollated:
+    """Decoded clips (padded to the batch's largest frame; boxes never reach the padding) and the
+    crop boxes of their views."""
+    decoded = [ds.decoded_with_boxes((index, seed)) for _, index, seed in items]
+    t = ds.num_frames
+    h = max(f.shape[1] for f, *_ in decoded)
+    w = max(f.shape[2] for f, *_ in decoded)
+    x = _batch_tensor((len(items), t, h, w, 3))
+    boxes, flips, labels, rows = [], [], [], []
+    for b, (frames, views, label, row) in enumerate(decoded):
+        x[b, :, : frames.shape[1], : frames.shape[2]] = torch.from_numpy(frames)
+        for box, flip in views:
+            boxes.append(box)
+            flips.append(flip)
+        labels += [label] * ds.views
+        rows += [row] * ds.views
+    return PreCollated(x, labels, rows, items[0][0], torch.tensor(boxes, dtype=torch.int32),
+                       torch.tensor(flips, dtype=torch.bool), ds.views)  # fmt: skip
+
+
+def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
+    """An uninitialised uint8 tensor; in a DataLoader worker its storage is shared memory from the
+    start, so sending it to the main process copies nothing (as `default_collate` does)."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=torch.uint8)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape))
+    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
+
 
 def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
     """`[(clip, label, row, source), ...]` from one source -> the batch dict."""
@@ -218,6 +351,19 @@ def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
 
 
 def _collate_pretrain(items):
+    """Pre-training batches; the views of a repeated clip (`[views, C, T, S, S]`) become rows."""
+    if isinstance(items, PreCollated):
+        batch = {
+            "x": items.x,
+            "y": torch.tensor(items.labels, dtype=torch.int64),
+            "modality": items.source,
+            "row": torch.tensor(items.rows, dtype=torch.int64),
+        }
+        if items.boxes is not None:  # decoded clips + their views' boxes (cut on the device)
+            batch |= {"boxes": items.boxes, "flip": items.flip, "views": items.views}
+        return batch
+    if items and items[0][0].ndim == 5:
+        items = [(view, y, row, src) for clip, y, row, src in items for view in clip]
     return collate_clips(items, key="modality")
 
 
@@ -305,24 +451,46 @@ def build_finetune_loader(
     randaug: str | None = "rand-m7-n4-mstd0.5-inc1",
     frame_stride: int = 4,
     resample_sfer_each_epoch: bool = False,
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    random_erasing: float = 0.0,
+    sfer_sampling: str = "subset",
+    sfer_batch_factor: int = 1,
+    sfer_augment: str = "video",
+    sfer_resize: float = 1.2,
+    sfer_randaug: str | None = "rand-m9-n2-mstd0.5-inc1",
 ) -> ClipLoader:
     """Joint (or single-task) fine-tuning loader: batches from ONE source each, `task` "dfer" or
     "sfer". `fold` selects the DFER dataset's fold (None for FERV39K). `sfer_proportion` is the
-    fraction of the SFER training set used, applied only when both tasks train (a fixed subset per
-    run unless `resample_sfer_each_epoch`). `batch_size` is per rank."""
+    fraction of the SFER training set used, applied only when both tasks train: `sfer_sampling`
+    "subset" = a fixed uniform subset per run (unless `resample_sfer_each_epoch`), "balanced" = a
+    fresh class-balanced draw with replacement each epoch (the authors'). SFER batches hold
+    `sfer_batch_factor` x `batch_size` images, augmented as the videos (`sfer_augment` "video") or
+    by the authors' resize-and-crop (`"resize_crop"`). `batch_size` is per rank."""
     from unilearn.data.samplers import JointBatchSampler
 
-    kw = {
-        "num_frames": num_frames,
-        "input_size": input_size,
-        "frame_stride": frame_stride,
-        "randaug": randaug,
-    }
+    if sfer_sampling not in ("subset", "balanced"):
+        raise ValueError(f"sfer_sampling {sfer_sampling!r}: expected subset or balanced")
+    kw = {"num_frames": num_frames, "input_size": input_size, "frame_stride": frame_stride}
+    video_aug = TrainClipTransform(
+        input_size, randaug, scale=tuple(crop_scale), erasing=random_erasing
+    )
+    if sfer_augment == "resize_crop":
+        image_aug = ResizeCropImageTransform(
+            input_size, round(sfer_resize * input_size), sfer_randaug, erasing=random_erasing
+        )
+    elif sfer_augment == "video":
+        image_aug = video_aug
+    else:
+        raise ValueError(f"sfer_augment {sfer_augment!r}: expected video or resize_crop")
     sources: dict[str, ClipDataset] = {}
     if dfer_dataset:
-        sources["dfer"] = _train_source(store, dfer_dataset, fold, "train", **kw)
+        sources["dfer"] = _train_source(
+            store, dfer_dataset, fold, "train", transform=video_aug, **kw
+        )
     if sfer_dataset:
-        sources["sfer"] = _train_source(store, sfer_dataset, None, "train", **kw)
+        sources["sfer"] = _train_source(
+            store, sfer_dataset, None, "train", transform=image_aug, **kw
+        )
     if not sources:
         raise ValueError("build_finetune_loader needs a DFER dataset, an SFER dataset or both")
     sampler = JointBatchSampler(
@@ -334,6 +502,10 @@ def build_finetune_loader(
         rank=rank,
         world_size=world_size,
         resample_sfer_each_epoch=resample_sfer_each_epoch,
+        sfer_labels=(
+            sources["sfer"].labels if sfer_sampling == "balanced" and "sfer" in sources else None
+        ),
+        sfer_batch_factor=sfer_batch_factor,
     )
     return _one_source_batches(sources, sampler, num_workers, collate_clips)
 
@@ -352,19 +524,44 @@ def build_pretrain_loader(
     world_size: int = 1,
     frame_stride: int = 4,
     image_proportion: float = 1.0,
+    augment: str = "multiscale",
+    image_crop_scale: tuple[float, float] = (0.2, 1.0),
+    video_short_side: float = 1.2,
+    video_crop_scale: tuple[float, float] = (0.08, 1.0),
+    repeated_views: int = 1,
+    video_repeat: float = 1.0,
+    crop_on_device: bool = False,
 ) -> ClipLoader:
     """Dual-modal MAE loader: batches of images (`modality` "image", x `[B, C, 2, S, S]`) and of
     videos ("video", `[B, C, num_frames, S, S]`) interleaved. A video dataset given as
     `image_dataset` (video+video ablation) contributes one random frame per clip as an image.
-    Labels are -1 for unlabeled data. `image_proportion`: fraction of the image set per epoch."""
+    Labels are -1 for unlabeled data. `image_proportion`: fraction of the image set per epoch.
+    `augment`: "multiscale" (VideoMAE's crop) or "resized" (the authors' random resized crops).
+    Repeated sampling: each video is decoded once and gives `repeated_views` rows of its batch
+    (`batch_size` counts views); `video_repeat` of the videos are drawn afresh each epoch.
+    `crop_on_device` (with "resized" and repeated views): video batches carry each decoded clip
+    once, `x` `[B / views, T, H, W, 3]`, plus `boxes`/`flip` of its views; the engine cuts them."""
     from unilearn.data.samplers import PretrainBatchSampler
 
     kw = {"num_frames": num_frames, "input_size": input_size, "frame_stride": frame_stride}
+    image_aug = video_aug = None
+    if augment == "resized":
+        image_aug = ResizedCropPretrainTransform(input_size, image_crop_scale, hflip=0.5)
+        video_aug = ResizedCropPretrainTransform(
+            input_size, video_crop_scale, short_side=round(video_short_side * input_size)
+        )
+    elif augment != "multiscale":
+        raise ValueError(f"augment {augment!r}: expected multiscale or resized")
     sources: dict[str, ClipDataset] = {}
     if image_dataset:
-        sources["image"] = _train_source(store, image_dataset, None, "pretrain_image", **kw)
+        sources["image"] = _train_source(
+            store, image_dataset, None, "pretrain_image", transform=image_aug, **kw
+        )
     if video_dataset:
-        sources["video"] = _train_source(store, video_dataset, None, "pretrain", **kw)
+        sources["video"] = _train_source(
+            store, video_dataset, None, "pretrain", transform=video_aug, views=repeated_views,
+            crop_on_device=crop_on_device and augment == "resized" and repeated_views > 1, **kw,
+        )  # fmt: skip
     if not sources:
         raise ValueError("build_pretrain_loader needs an image dataset, a video dataset or both")
     sampler = PretrainBatchSampler(
@@ -375,6 +572,8 @@ def build_pretrain_loader(
         seed=seed,
         rank=rank,
         world_size=world_size,
+        repeated_views=repeated_views,
+        video_repeat=video_repeat,
     )
     return _one_source_batches(sources, sampler, num_workers, _collate_pretrain)
 

@@ -50,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="fail unless exactly N distinct folds are pooled (5 for DFEW/MAFW)",
     )
+    parser.add_argument("--config", action="append", type=Path, metavar="YAML",
+                        help="the workflow's config (repeatable): with it, the pooled numbers are "
+                        "also logged as one W&B run (see --run)")  # fmt: skip
+    parser.add_argument("--run", metavar="EXPERIMENT[@SWEEP=VALUE]",
+                        help="the run these predictions belong to (its W&B group); "
+                        "default: their experiment")  # fmt: skip
+    parser.add_argument("--wandb", choices=["offline", "online", "disabled"],
+                        help="W&B mode (else the config's wandb.mode, else WANDB_MODE, else offline)")  # fmt: skip
 
 
 def read_predictions(paths: list[Path]) -> pd.DataFrame:
@@ -122,6 +130,14 @@ def main(args: argparse.Namespace) -> int:
 
     result = aggregate(list(args.predictions), args.expect_folds)
     write_text(args.out, json.dumps(result, indent=2) + "\n")
+    if args.config:
+        from unilearn.config import load_config
+        from unilearn.engine.wandb_log import log_pooled
+        from unilearn.report.layout import parse_target
+
+        train = parse_target(Path(result["inputs"][0]).parent.name)[0]
+        log_pooled(load_config(args.config), result, args.run or result["experiment"], train,
+                   mode=args.wandb, run_dir=args.out.parent / f".wandb-{args.out.stem}")  # fmt: skip
     print(
         f"{result['dataset']}: UAR {100 * result['uar']:.2f}  WAR {100 * result['war']:.2f}  "
         f"(pooled over {result['n']} clips, folds {result['folds'] or '-'}) -> {args.out}"

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 
 from torch import nn
 
-from unilearn.data.transforms import normalize
+from unilearn.data.transforms import crop_views_on_device, normalize
 from unilearn.engine.engine_finetune import EpochSums, read_every
 from unilearn.engine.optim import StepContext, autocast, backward_step, set_lr
 
@@ -19,11 +19,21 @@ def train_step(model: nn.Module, batch: dict, step: int, ctx: StepContext) -> fl
     """One optimiser step on one single-modality batch; returns the reconstruction loss (a
     tensor on the device: no sync)."""
     set_lr(ctx.optimizer, ctx.schedule(step))
-    x = normalize(batch["x"].to(ctx.device, non_blocking=True))
+    x = batch["x"].to(ctx.device, non_blocking=True)
+    if "boxes" in batch:  # decoded clips: cut their repeated views here, on the device
+        x = crop_views_on_device(x, batch["boxes"].to(ctx.device), batch["flip"].to(ctx.device),
+                                 batch["views"], model_input_size(model))  # fmt: skip
+    x = normalize(x)
     with autocast(ctx):
         loss = model(x)["loss"]
     backward_step(loss, step, model, ctx)
     return loss.detach()
+
+
+def model_input_size(model: nn.Module) -> int:
+    """The square input size of the (possibly DDP-wrapped) MAE."""
+    size = getattr(model, "module", model).img_size
+    return int(size[0] if isinstance(size, tuple | list) else size)
 
 
 def train_one_epoch(
@@ -50,8 +60,9 @@ def train_one_epoch(
         loss = train_step(model, batch, step, ctx)
         step += 1
         modality = batch.get("modality") or ("image" if batch["x"].shape[2] == 2 else "video")
-        sums.add(modality, loss, 0.0, len(batch["x"]))
-        samples += len(batch["x"])
+        views = len(batch["y"])  # rows = views (a repeated clip is several)
+        sums.add(modality, loss, 0.0, views)
+        samples += views
         if on_step is not None:
             on_step(step, sums)
         read_every(step, ctx, sums, progress, {"modality": modality})

@@ -28,46 +28,14 @@ from unilearn.config import load_config
 from unilearn.data.datasets import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_run_arguments
+from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401
 from unilearn.engine.finetune import check_fold
 from unilearn.engine.metrics import classification_metrics
-from unilearn.engine.wandb_log import run_for
-from unilearn.models import expert_usage, model_from_checkpoint, reset_expert_usage
+from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
+from unilearn.models import expert_usage, reset_expert_usage
+from unilearn.predict.model import evaluation_model
 
 STAGE = "evaluate"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--checkpoint",
-        required=True,
-        type=Path,
-        help="fine-tuned checkpoint (`unilearn finetune` RUN/checkpoint.pt)",
-    )
-    parser.add_argument("--store", required=True, type=Path, help="clip store directory")
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
-        help="test set; affectnet7 is scored with the SFER head",
-    )
-    parser.add_argument("--fold", type=int, default=None, help="test fold 1-5 (DFEW, MAFW)")
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="PRED.parquet",
-        help="per-clip predictions; metrics, expert usage and class centres beside",
-    )
-    parser.add_argument(
-        "--config",
-        action="append",
-        type=Path,
-        default=None,
-        metavar="YAML",
-        help="config (repeatable); default: the config.yaml beside the checkpoint",
-    )
-    add_run_arguments(parser, "evaluate.batch_size=64")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -77,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     result = run(cfg, args.checkpoint, args.dataset, args.fold, args.store, args.out,
-                 wandb_mode=args.wandb, progress=not args.no_progress)  # fmt: skip
+                 wandb_mode=args.wandb, progress=not args.no_progress,
+                 model_name=args.model, labels=args.labels)  # fmt: skip
     if result:
         print(f"{args.dataset}{'' if args.fold is None else f' fold {args.fold}'}: "
               f"UAR {100 * result['uar']:.2f}  WAR {100 * result['war']:.2f}  -> {args.out}")  # fmt: skip
@@ -99,13 +68,16 @@ def run(
     *,
     wandb_mode: str | None = None,
     progress: bool = True,
+    model_name: str | None = None,
+    labels: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate; returns this fold's metrics on rank 0 (an empty dict on other ranks)."""
+    """Evaluate; returns this fold's metrics on rank 0 (an empty dict on other ranks).
+    `model_name` and `labels` are for imported checkpoints (`evaluation_model`)."""
     check_fold(dataset, fold)
     info = D.init_distributed(cfg.runtime.device)
     D.set_threads(cfg.runtime.threads)
     try:
-        model, meta = model_from_checkpoint(checkpoint)
+        model, meta = evaluation_model(checkpoint, model_name, labels)
         head = "sfer" if dataset == "affectnet7" else "dfer"
         if head not in meta.get("labels", {}):
             raise SystemExit(
@@ -117,7 +89,8 @@ def run(
             store, dataset, fold=fold, split="test", task=head, num_frames=meta["num_frames"],
             input_size=meta["input_size"], batch_size=cfg.evaluate.batch_size,
             num_workers=cfg.data.num_workers, n_clips=cfg.evaluate.n_clips,
-            frame_stride=meta.get("frame_stride", cfg.finetune.frame_stride), rank=info.rank,
+            frame_stride=meta.get("frame_stride", cfg.finetune.for_dataset(dataset).frame_stride),
+            rank=info.rank,
             world_size=info.world_size,
         )  # fmt: skip
         dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
@@ -221,13 +194,13 @@ def _write(out, frame, labels, scores, features, usage, meta, dataset, fold, hea
     centres = class_centres(features, labels, classes).assign(**ident, fold=fold)
     write_parquet(centres, sibling(out, ".centres.parquet"))
 
-    name = dataset if fold is None else f"{dataset}-{fold}"
-    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/{ident['experiment']}", name=name,
-                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode)  # fmt: skip
-    summary = {"test/uar": metrics["uar"], "test/war": metrics["war"], "test/n": metrics["n"]}
-    for block, counts in layers.items():
-        total = max(sum(counts), 1)
-        summary.update({f"experts/block{block}/e{i}": c / total for i, c in enumerate(counts)})
-    wandb.summary(summary)
+    run_name = meta.get("run") or ident["experiment"]
+    identity = run_identity(run_name, ident["experiment"], meta.get("dataset") or dataset, fold,
+                            meta.get("init")) | {"test_dataset": dataset}  # fmt: skip
+    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/{run_name}",
+                    name=f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}",
+                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode,
+                    identity=identity)  # fmt: skip
+    log_evaluation(wandb, metrics, usage=layers)
     wandb.finish()
     return metrics

@@ -17,70 +17,20 @@ import torch
 from unilearn import launch
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_run_arguments
+from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
-from unilearn.engine.schedule import build_schedule
+from unilearn.engine.pretrain_init import file_sha256
+from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.train_state import RunFiles, seed_everything
-from unilearn.engine.wandb_log import run_for
+from unilearn.engine.wandb_log import run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "finetune"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument(
-        "--experiment",
-        required=True,
-        help="experiment name from the config (unilearn, videomae, vit_mtl, ...)",
-    )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
-        help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
-    )
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=None,
-        help="cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
-    )
-    parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
-                        help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
-                        "MAE-DFER checkpoint (default: random init)")  # fmt: skip
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments shared by pretrain and finetune."""
-    parser.add_argument(
-        "--config",
-        action="append",
-        required=True,
-        type=Path,
-        metavar="YAML",
-        help="config file; repeat to merge (later wins): "
-        "--config configs/paper.yaml --config configs/local.yaml",
-    )
-    parser.add_argument(
-        "--store",
-        required=True,
-        type=Path,
-        help="clip store directory (`unilearn preprocess` output)",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        metavar="RUN",
-        help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
-    )
-    add_run_arguments(parser, "finetune.epochs=50 model.moae.n_experts=4")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -89,7 +39,7 @@ def main(args: argparse.Namespace) -> int:
     if rc is not None:
         return rc
     run(cfg, args.experiment, args.dataset, args.fold, args.store, args.out, init=args.init,
-        wandb_mode=args.wandb, progress=not args.no_progress)  # fmt: skip
+        wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run)  # fmt: skip
     return 0
 
 
@@ -114,6 +64,7 @@ def run(
     init: Path | None = None,
     wandb_mode: str | None = None,
     progress: bool = True,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tune one experiment on one dataset/fold; returns the final training metrics."""
     check_fold(dataset, fold)
@@ -137,8 +88,7 @@ def run(
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
     end_step = min(total_steps, ft.max_steps or total_steps)
-    global_batch = ft.batch_size * info.world_size
-    schedule = build_schedule(ft, global_batch, steps_per_epoch)
+    schedule = build_schedule(ft, global_batch(ft, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, ft.weight_decay, ft.betas, ft.layer_decay)
     dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
@@ -153,21 +103,21 @@ def run(
     state = files.resume(model, optimizer, scaler, digest, identity)
     # each batch uses one head and the top-k experts only: the rest get no gradient
     ddp = D.wrap(model, info, find_unused_parameters=True, compile=rcfg.runtime.compile)
-    group = f"{rcfg.name}/{experiment}"
-    name = dataset if fold is None else f"{dataset}-{fold}"
-    wandb = run_for(rcfg, job_type=STAGE, group=group, name=name, run_dir=out,
-                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+    run_name = run_name or experiment
+    name = target_name(dataset, fold)
+    wandb = run_for(rcfg, job_type=STAGE, group=f"{rcfg.name}/{run_name}", name=name, run_dir=out,
+                    is_main=info.is_main, mode=wandb_mode,
+                    identity=run_identity(run_name, experiment, dataset, fold, init))  # fmt: skip
 
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, criteria, mixups, sums, on_step, bar)
 
     return run_epochs(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
-        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store),
+        state=state, digest=digest, meta=_meta(resolved, digest, fold, init, store) | {"run": run_name},
         identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
-        checkpoint_minutes=ft.checkpoint_minutes, log_every=rcfg.runtime.log_every,
-        seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
-        desc=f"finetune {experiment} {name}", progress=progress,
+        checkpoint_minutes=ft.checkpoint_minutes, seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
+        desc=f"finetune {run_name} {name}", progress=progress, log_every=rcfg.runtime.log_every,
     )  # fmt: skip
 
 
@@ -176,7 +126,6 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
     from unilearn.data.datasets import build_finetune_loader
     from unilearn.data.mixup import ClipMixup
-    from unilearn.data.transforms import TrainClipTransform
 
     ft, m = cfg.finetune, cfg.model
     loader = build_finetune_loader(
@@ -184,14 +133,11 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
         num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
         world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
-        frame_stride=ft.frame_stride,
+        frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
+        random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
+        sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
+        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug,
     )  # fmt: skip
-    if tuple(ft.crop_scale) != TrainClipTransform(m.input_size).scale:
-        # the loader builder takes no crop range: give each training set the configured one
-        for source in loader.loader.dataset.sources.values():
-            source.transform = TrainClipTransform(
-                m.input_size, ft.randaug, scale=tuple(ft.crop_scale)
-            )
     mixups = {}
     if ft.mixup > 0 or ft.cutmix > 0:
         for task, names in resolved.labels.items():
@@ -244,4 +190,6 @@ def _meta(
         "tasks": list(resolved.tasks),
         "pretrain_mode": resolved.pretrain_mode,
         "init": str(init) if init else None,
+        # the starting weights' sha256 (published weights have no run of ours behind them)
+        "init_sha256": file_sha256(init) if init else None,
     }

@@ -27,6 +27,7 @@ from unilearn.engine.train_state import (
     seed_everything,
 )
 from unilearn.models import save_checkpoint
+from unilearn.progress import Progress
 
 # train_epoch(loader, step, end_step, sums, on_step, bar) -> (step, sums, timing)
 TrainEpoch = Callable[[Iterable[dict], int, int, EpochSums, Callable, tqdm], tuple]
@@ -62,7 +63,8 @@ def run_epochs(
     log_every: int = 50,
 ) -> dict[str, Any]:
     """Train from `state` (a resumed `last.pt`, or None) to `end_step`; returns the last epoch's
-    record. Always finishes the W&B run and tears down the process group."""
+    record. Always finishes the W&B run and tears down the process group. A line every
+    `log_every` steps and at each epoch end goes to stdout (`unilearn.progress`), tqdm or not."""
     steps_per_epoch = data.steps_per_epoch()
     step = state["step"] if state else 0
     history: list[dict] = state["extra"]["history"] if state else []
@@ -78,9 +80,13 @@ def run_epochs(
 
     def on_step(at_step: int, epoch_sums: EpochSums) -> None:
         checkpoints.after_step(at_step, functools.partial(save, at_step, epoch_sums))
+        report.step(at_step, epoch_sums)
 
     bar = tqdm(total=end_step, initial=step, desc=desc, unit="step",
                disable=not (progress and info.is_main), dynamic_ncols=True)  # fmt: skip
+    report = Progress(desc=desc, stage=desc.split()[0], run_dir=files.out, start_step=step,
+                      end_step=end_step, steps_per_epoch=steps_per_epoch, every=log_every,
+                      schedule=schedule, wandb=wandb, model=model, is_main=info.is_main)  # fmt: skip
     # Training randomness (drop path, gate noise, masks, mixup) differs per rank; a resumed run
     # restores it exactly.
     seed_everything(seed + 1000 * (info.rank + 1))
@@ -111,6 +117,7 @@ def run_epochs(
                 sums = EpochSums()
                 checkpoints.at_epoch_end(step, functools.partial(save, step, sums), history)
                 wandb.log({f"train/{k}": v for k, v in record.items()}, step=step)
+                report.epoch_end(record)
         bar.close()
         checkpoints.close()
         final = history[-1] if history else {}
@@ -118,9 +125,11 @@ def run_epochs(
             save_checkpoint(files.out / "checkpoint.pt", model, {**meta, "train": final})
         wandb.summary({f"train/{k}": v for k, v in final.items()})
         wandb.finish()
+        report.finished()
         checkpoints.guard.deliver()  # a signal after the last step: the run is complete
     except BaseException:
         wandb.finish(exit_code=1)
+        report.finished("failed")
         raise
     finally:
         if batches is not None:

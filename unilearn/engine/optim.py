@@ -1,7 +1,7 @@
 """AdamW with the ViT fine-tuning parameter groups: layer-wise lr decay (BEiT/VideoMAE: embeddings
 are layer 0, block i is layer i+1, norm and heads are layer depth+1; layer l gets lr *
-layer_decay^(depth+1-l)) and no weight decay on norms, biases, position embeddings, mask tokens
-and MoAE/MoE gates.
+layer_decay^(depth+1-l)) and no weight decay on norms, biases, position embeddings and mask tokens
+(router weights are decayed, as the authors' fine-tuning does).
 
 Hand-written rather than timm's `param_groups_layer_decay`: that needs a timm `group_matcher` on
 the model (ours has none; its fallback groups parameters by count, not by block).
@@ -26,8 +26,8 @@ from unilearn.engine.train_state import FiniteWatch
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "mask_token")
-# Never decayed: 1-D tensors (norms, biases) plus these (positions, tokens, routing gates).
-NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "mask_token", "gate.")
+# Never decayed: 1-D tensors (norms, biases) plus these (positions, tokens).
+NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "mask_token")
 
 
 def layer_id(name: str, num_layers: int) -> int:

@@ -14,27 +14,20 @@ from typing import Any
 import torch
 
 from unilearn import launch
-from unilearn.config import PRETRAIN_MODES, config_hash, load_config, save_resolved
+from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
+from unilearn.engine.cli_args import add_pretrain_arguments as add_arguments  # noqa: F401
 from unilearn.engine.engine_pretrain import train_one_epoch
-from unilearn.engine.finetune import add_common_arguments
 from unilearn.engine.loader import TrainData
 from unilearn.engine.loop import run_epochs
 from unilearn.engine.optim import StepContext, build_optimizer
-from unilearn.engine.schedule import build_schedule
+from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for
 from unilearn.models import create_model, save_checkpoint
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "pretrain"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser)
-    parser.add_argument("--mode", required=True, choices=PRETRAIN_MODES,
-                        help="Table 2: none (random init), image (AffectNet), video (VoxCeleb2), "
-                        "image+video (UniLearn), video+video (VoxCeleb2 frames as images)")  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
@@ -78,7 +71,7 @@ def run(
     steps_per_epoch = data.steps_per_epoch()
     total_steps = pt.epochs * steps_per_epoch
     end_step = min(total_steps, pt.max_steps or total_steps)
-    schedule = build_schedule(pt, pt.batch_size * info.world_size, steps_per_epoch)
+    schedule = build_schedule(pt, global_batch(pt, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, pt.weight_decay, pt.betas)
     dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
@@ -90,7 +83,7 @@ def run(
     state = files.resume(model, optimizer, scaler, digest, identity)
     ddp = D.wrap(model, info, compile=cfg.runtime.compile)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
-                    is_main=info.is_main, mode=wandb_mode)  # fmt: skip
+                    is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
 
     def train_epoch(loader, step, end, sums, on_step, bar):
         return train_one_epoch(ddp, loader, step, end, ctx, sums, on_step, bar)
@@ -99,8 +92,9 @@ def run(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
         state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
         checkpoint_every=pt.checkpoint_every, checkpoint_minutes=pt.checkpoint_minutes,
-        log_every=cfg.runtime.log_every, seed=cfg.seed, info=info, wandb=wandb,
+        seed=cfg.seed, info=info, wandb=wandb,
         train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
+        log_every=cfg.runtime.log_every,
     )  # fmt: skip
 
 
@@ -117,7 +111,10 @@ def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
         store, image, video, num_frames=m.num_frames, input_size=m.input_size,
         batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
         rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
-        image_proportion=pt.image_proportion,
+        image_proportion=pt.image_proportion, augment=pt.augment,
+        image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
+        video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
+        video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
     )  # fmt: skip
     return TrainData.from_loader(loader, cfg.data.pin_memory and info.device.type == "cuda")
 

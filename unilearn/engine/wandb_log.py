@@ -1,25 +1,39 @@
-"""Weights & Biases logging of a training or evaluation run: project/group/job_type/name from the
-config (group = experiment, name = dataset-fold), offline by default (`wandb sync` uploads later),
-online on request. Only rank 0 logs. The API key is never read or written here: W&B takes it from
-its own login (~/.netrc) or WANDB_API_KEY, and nothing of ours records it.
+"""Weights & Biases logging: one W&B run per training run, evaluation and pooled metrics cell.
 
-Also reads an offline run back (`read_offline_run`), for tests and for checking a run on a
-machine without network.
+- Where a run goes: `--wandb MODE` (one run) > the config's `wandb.mode` > `WANDB_MODE` >
+  offline; the project likewise (`wandb.project` > `WANDB_PROJECT` > `unilearn`).
+- Names: group `<config name>/<run>` (a run is an experiment or a sweep point, so each point of a
+  sweep is its own group), name = the target (`dfew-fold3`, `ferv39k`); job_type = the stage.
+- The run config carries what a reader filters on: experiment, dataset, fold, sweep key and
+  value, the init checkpoint (path + sha256), git sha and config hash.
+- A resumed job (requeue, kill) continues the same W&B run: its id is kept in the run directory
+  and `wandb.init(resume="allow")`; offline, each attempt writes its own `offline-run-*` folder
+  with that id and `wandb sync` appends them to one run.
+
+Only rank 0 logs. The API key is never read or written here: W&B takes it from its own login
+(~/.netrc) or WANDB_API_KEY.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
-import struct
-import time
 from pathlib import Path
 from typing import Any
 
 from unilearn.atomic import write_text
 
 _ID_FILE = "wandb_id"
+DEFAULT_PROJECT = "unilearn"
+
+
+def resolve_mode(flag: str | None, configured: str | None) -> str:
+    """The W&B mode of a run: the flag, else the config, else `WANDB_MODE`, else offline."""
+    return flag or configured or os.environ.get("WANDB_MODE") or "offline"
+
+
+def resolve_project(configured: str | None) -> str:
+    return configured or os.environ.get("WANDB_PROJECT") or DEFAULT_PROJECT
 
 
 class WandbRun:
@@ -39,32 +53,31 @@ class WandbRun:
         enabled: bool = True,
     ) -> None:
         self.run = None
+        self._wandb = None
         if not enabled or mode == "disabled":
             return
         import wandb
 
+        self._wandb = wandb
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        # One W&B run per run directory: a resumed job appends to the same run.
-        id_file = run_dir / _ID_FILE
-        if id_file.is_file():
-            run_id = id_file.read_text().strip()
-        else:
-            run_id = secrets.token_hex(4)
-            write_text(id_file, run_id + "\n")
         self.run = wandb.init(
             project=project,
             entity=entity,
             group=group,
             job_type=job_type,
             name=name,
-            id=run_id,
+            id=stable_run_id(run_dir),
             resume="allow",
             dir=str(run_dir),
             mode=mode,
             config=config,
             settings=wandb.Settings(console="off", silent=True),
         )
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None
 
     @property
     def dir(self) -> Path | None:
@@ -86,6 +99,16 @@ class WandbRun:
             self.run = None
 
 
+def stable_run_id(run_dir: Path) -> str:
+    """The W&B id of the run kept in `run_dir` (made once, then reused by every attempt)."""
+    id_file = run_dir / _ID_FILE
+    if id_file.is_file():
+        return id_file.read_text().strip()
+    run_id = secrets.token_hex(8)
+    write_text(id_file, run_id + "\n")
+    return run_id
+
+
 def run_for(
     cfg,
     *,
@@ -95,23 +118,62 @@ def run_for(
     run_dir: str | os.PathLike,
     is_main: bool,
     mode: str | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> WandbRun:
-    """A WandbRun configured from `cfg.wandb`; `mode` (e.g. from `--wandb online`) wins."""
+    """A WandbRun configured from `cfg.wandb` and the environment (`mode`, e.g. from `--wandb
+    online`, wins); `identity` (experiment, dataset, fold, sweep, init, ...) goes into its config."""
     from unilearn.config import config_hash
+    from unilearn.report.provenance import git_sha
 
+    mode = resolve_mode(mode, cfg.wandb.mode)
+    if not is_main or mode == "disabled":
+        return WandbRun(project="", entity=None, mode="disabled", group=group, job_type=job_type,
+                        name=name, run_dir=run_dir, config={}, enabled=False)  # fmt: skip
     config = cfg.model_dump(mode="json", exclude={"experiments", "sweeps"})
     config["config_hash"] = config_hash(cfg)
+    config["git_sha"] = git_sha()
+    config.update(identity or {})  # e.g. a pooled cell's config hash is its runs' one
     return WandbRun(
-        project=cfg.wandb.project,
+        project=resolve_project(cfg.wandb.project),
         entity=cfg.wandb.entity,
-        mode=mode or cfg.wandb.mode,
+        mode=mode,
         group=group,
         job_type=job_type,
         name=name,
         run_dir=run_dir,
         config=config,
-        enabled=is_main,
     )
+
+
+def run_identity(
+    run: str | None,
+    experiment: str,
+    dataset: str,
+    fold: int | None,
+    init: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """What a run is, for its W&B config: experiment, run (sweep point), sweep key and value,
+    dataset, fold, init checkpoint with its sha256."""
+    from unilearn.report.layout import parse_run
+    from unilearn.report.provenance import file_sha256
+
+    point = parse_run(run or experiment)
+    init_path = Path(init) if init else None
+    return {
+        "experiment": experiment,
+        "run": point.name,
+        "sweep": point.sweep,
+        "sweep_value": point.value,
+        "dataset": dataset,
+        "fold": fold,
+        "init": str(init_path) if init_path else None,
+        "init_sha256": file_sha256(init_path) if init_path and init_path.is_file() else None,
+    }
+
+
+def target_name(dataset: str, fold: int | None) -> str:
+    """The W&B name of a run of one dataset/fold (the workflow's target)."""
+    return dataset if fold is None else f"{dataset}-fold{fold}"
 
 
 def add_wandb_argument(parser) -> None:
@@ -119,95 +181,73 @@ def add_wandb_argument(parser) -> None:
         "--wandb",
         choices=["offline", "online", "disabled"],
         default=None,
-        help="W&B mode for this run (default: the config's wandb.mode, offline unless changed)",
+        help="W&B mode of this run (else the config's wandb.mode, else WANDB_MODE, else offline)",
     )
 
 
-# -- reading an offline run back ---------------------------------------------------------------
-
-# The `.wandb` transaction log is LevelDB's log format (32 KiB blocks of records with a 7-byte
-# header: crc32, length, type) after a 7-byte file header. W&B no longer ships a Python reader.
-_BLOCK, _HEADER = 32768, 7
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+# -- what the stages log ------------------------------------------------------------------------
 
 
-def _records(path: Path) -> list[bytes]:
-    data = path.read_bytes()
-    if data[:4] != b":W&B":
-        raise ValueError(f"{path}: not a W&B transaction log")
-    records, partial, pos = [], b"", _HEADER
-    while pos + _HEADER <= len(data):
-        left = _BLOCK - pos % _BLOCK
-        if left < _HEADER:  # block trailer padding
-            pos += left
-            continue
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + _HEADER])
-        pos += _HEADER
-        if kind == 0 and length == 0:
-            # zero padding (a flush mid-block, or a preallocated tail): LevelDB's reader skips
-            # the rest of the block rather than stopping, and records may follow
-            pos += (_BLOCK - pos % _BLOCK) % _BLOCK
-            continue
-        if pos + length > len(data):  # a record still being written
-            break
-        chunk, pos = data[pos : pos + length], pos + length
-        if kind == _FULL:
-            records.append(chunk)
-        elif kind == _FIRST:
-            partial = chunk
-        elif kind == _MIDDLE:
-            partial += chunk
-        elif kind == _LAST:
-            records.append(partial + chunk)
-    return records
+def log_evaluation(
+    run: WandbRun,
+    metrics: dict[str, Any],
+    usage: dict[str, list[int]] | None = None,
+    prefix: str = "test",
+) -> None:
+    """From `classification_metrics` output: UAR/WAR, per-class recall and the confusion matrix
+    (a W&B plot and a table of counts); when given, the share of tokens each expert received per
+    MoAE block."""
+    if not run.active:
+        return
+    summary = {f"{prefix}/uar": metrics["uar"], f"{prefix}/war": metrics["war"],
+               f"{prefix}/n": metrics["n"]}  # fmt: skip
+    for name, value in (metrics.get("per_class_recall") or {}).items():
+        summary[f"{prefix}/recall/{name}"] = value
+    for block, counts in (usage or {}).items():
+        total = max(sum(counts), 1)
+        summary.update({f"experts/block{block}/e{i}": c / total for i, c in enumerate(counts)})
+    run.summary(summary)
+    classes, matrix = list(metrics["class_names"]), metrics["confusion"]
+    wandb = run._wandb
+    cells = [[classes[i], classes[j], int(matrix[i][j])] for i in range(len(classes))
+             for j in range(len(classes))]  # fmt: skip
+    logged = {f"{prefix}/confusion_counts": wandb.Table(columns=["true", "predicted", "count"],
+                                                        data=cells)}  # fmt: skip
+    labels = [i for i, row in enumerate(matrix) for j, n in enumerate(row) for _ in range(n)]
+    preds = [j for i, row in enumerate(matrix) for j, n in enumerate(row) for _ in range(n)]
+    if labels:
+        logged[f"{prefix}/confusion_matrix"] = wandb.plot.confusion_matrix(
+            y_true=labels, preds=preds, class_names=classes
+        )
+    run.log(logged, step=0)
 
 
-def read_offline_run(run_dir: str | os.PathLike, wait: float = 30.0) -> dict[str, Any]:
-    """`{"config", "summary", "history", "group", "job_type", "name", "complete"}` of an offline
-    run directory (`.../wandb/offline-run-*`), decoded from its `.wandb` file.
+def log_pooled(cfg, result: dict[str, Any], run: str, train: str, mode: str | None = None,
+               run_dir: str | os.PathLike | None = None) -> None:  # fmt: skip
+    """One W&B run per pooled metrics cell (`unilearn aggregate`): the paper's number (UAR/WAR
+    pooled over the test folds), in the group of the per-fold runs it pools, with the tables it
+    appears in."""
+    from unilearn.report import spec
 
-    `run.finish()` can return before W&B's service process has written the whole log (seen: a
-    file holding only its 7-byte header, or every record but the last ones), so this re-reads
-    for up to `wait` seconds until the run's exit record is there; `complete` says whether it
-    was."""
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    run_dir = Path(run_dir)
-    deadline = time.monotonic() + wait
-    while True:
-        files = sorted(run_dir.glob("*.wandb"))
-        if files:
-            out = _decode(files[0], pb)
-            if out["complete"] or time.monotonic() >= deadline:
-                return out
-        elif time.monotonic() >= deadline:
-            raise FileNotFoundError(f"{run_dir}: no .wandb file")
-        time.sleep(0.1)
+    test = result["dataset"]
+    tables = [t for t in spec.TABLES if _in_table(spec, t, cfg, run, train, test)]
+    identity = {
+        **run_identity(run, result.get("experiment") or run.split("@")[0], train, None),
+        "test_dataset": test,
+        "config_hash": result.get("config_hash"),
+        "folds": result.get("folds"),
+        "tables": tables,
+    }
+    wandb = run_for(cfg, job_type="aggregate", group=f"{cfg.name}/{run}",
+                    name=f"{train}-pooled" if test == train else f"{train}-on-{test}",
+                    run_dir=run_dir or ".", is_main=True, mode=mode, identity=identity)  # fmt: skip
+    log_evaluation(wandb, result, prefix="pooled")
+    wandb.finish()
 
 
-def _decode(path: Path, pb) -> dict[str, Any]:
-    out: dict[str, Any] = {"config": {}, "summary": {}, "history": [], "complete": False}
-
-    def _key(item) -> str:
-        return ".".join(item.nested_key) if item.nested_key else item.key
-
-    for raw in _records(path):
-        record = pb.Record()
-        record.ParseFromString(raw)
-        kind = record.WhichOneof("record_type")
-        if kind == "run":
-            run = record.run
-            out.update(group=run.run_group, job_type=run.job_type, name=run.display_name)
-            for item in run.config.update:
-                out["config"][_key(item)] = json.loads(item.value_json)
-        elif kind == "config":
-            for item in record.config.update:
-                out["config"][_key(item)] = json.loads(item.value_json)
-        elif kind == "summary":
-            for item in record.summary.update:
-                out["summary"][_key(item)] = json.loads(item.value_json)
-        elif kind == "history":
-            out["history"].append({_key(i): json.loads(i.value_json) for i in record.history.item})
-        elif kind == "exit":
-            out["complete"] = True
-    return out
+def _in_table(spec, table: str, cfg, run: str, train: str, test: str) -> bool:
+    try:
+        cells = spec.required_cells(table, cfg)
+    except (ValueError, KeyError):  # a table this config cannot build
+        return False
+    return any((c.run, c.train, c.test) == (run, train, test) for c in cells)

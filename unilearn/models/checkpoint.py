@@ -1,6 +1,7 @@
-"""Checkpoint I/O for models: read ours and VideoMAE / MAE-DFER checkpoints (pre-train or
-fine-tune) into any of our models with a clear report, save ours atomically, and rebuild a model
-from a checkpoint's meta (what `unilearn predict` uses).
+"""Checkpoint I/O for models: read ours, VideoMAE / MAE-DFER checkpoints (pre-train or
+fine-tune) and the UniLearn authors' (MSA-LMC/S4D: their pre-training trainer's `checkpoint.pt`
+and their fine-tuned `checkpoint-best.pth`) into any of our models with a clear report, save ours
+atomically, and rebuild a model from a checkpoint's meta (what `unilearn predict` uses).
 
 Our format: `{"model": state_dict, "meta": {...}, **training_state}` (docs/ARCHITECTURE.md).
 Everything is read with `torch.load(..., weights_only=True)`; the only non-tensor class allowed
@@ -32,6 +33,21 @@ HEADS = ("head.", "head_sfer.")
 # starts fc_norm and the head afresh); anything else missing means the backbone did not load.
 _NEW_IN_FINETUNE = re.compile(r"(^|\.)(moae|gate)\.|\.mlp\.experts\.|^head(_sfer)?\.|^fc_norm\.")
 _EXPERT_KEY = re.compile(r"^blocks\.(\d+)\.mlp\.experts\.\d+\.(fc[12]\.(?:weight|bias))$")
+# Trained mixture weights (MoAE / MoE experts and their gates) and classification heads: a
+# fine-tuned checkpoint that has them must fill every one of them in the model.
+_TRAINED = re.compile(r"(^|\.)(moae|gate)\.|\.mlp\.experts\.|^head(_sfer)?\.")
+_MIXTURE = re.compile(r"(^|\.)(moae|gate|moe_layer)\.|\.mlp\.experts\.")
+# The authors' fine-tuned layout (finetune/s4d/videomae.py, VisionTransformerMoE with MoE type
+# `moe_adapters`) -> ours: MoAE under `moe_layer`, router `topkroute_linear` / `noise_linear`,
+# heads in a ModuleDict keyed by modality (`video` = DFER, `image` = SFER).
+AUTHORS_KEYS = (
+    (re.compile(r"^(blocks\.\d+)\.moe_layer\.router\.topkroute_linear\."), r"\1.moae.gate.w_gate."),
+    (re.compile(r"^(blocks\.\d+)\.moe_layer\.router\.noise_linear\."), r"\1.moae.gate.w_noise."),
+    (re.compile(r"^(blocks\.\d+)\.moe_layer\.experts\.(\d+)\.(fc[12])\."), r"\1.moae.experts.\2.\3."),
+    (re.compile(r"^head\.video\."), "head."),
+    (re.compile(r"^head\.image\."), "head_sfer."),
+)  # fmt: skip
+_AUTHORS_EXPERT = re.compile(r"^blocks\.(\d+)\.moe_layer\.experts\.(\d+)\.fc1\.weight$")
 POS_EMBED_REASON = (
     "fixed sinusoidal position table: recomputed for this model's frames and resolution"
 )
@@ -52,6 +68,8 @@ class LoadReport:
     dropped: dict[str, str] = field(default_factory=dict)
     upcycled: list[str] = field(default_factory=list)
     meta: dict[str, Any] | None = None
+    layout: str = "unilearn"  # "unilearn" (ours / VideoMAE's keys) or "authors" (MSA-LMC/S4D)
+    finetuned: bool = False  # a finished mixture model: the checkpoint holds experts / gates
 
     @property
     def missing_new(self) -> list[str]:
@@ -64,8 +82,16 @@ class LoadReport:
         return [k for k in self.missing if not _NEW_IN_FINETUNE.search(k)]
 
     @property
+    def missing_trained(self) -> list[str]:
+        """Expert, gate and head keys of the model that a fine-tuned checkpoint did not fill
+        (heads re-initialised on purpose for another class count are `dropped`, not here)."""
+        if not self.finetuned:
+            return []
+        return [k for k in self.missing if _TRAINED.search(k) and k not in self.dropped]
+
+    @property
     def ok(self) -> bool:
-        return not self.missing_backbone and not self.unexpected
+        return not self.missing_backbone and not self.unexpected and not self.missing_trained
 
     def __str__(self) -> str:
         lines = [f"loaded {self.path}"]
@@ -75,8 +101,16 @@ class LoadReport:
                 lines.append(f"  {title} ({len(keys)}): {_abbreviate(keys)}")
 
         section("NOT LOADED, backbone keys missing from the checkpoint", self.missing_backbone)
+        section(
+            "NOT LOADED, experts / gates / heads missing from this fine-tuned checkpoint",
+            self.missing_trained,
+        )
         section("unexpected keys in the checkpoint (ignored)", self.unexpected)
-        section("new in this model, freshly initialised", self.missing_new)
+        trained = set(self.missing_trained)
+        section(
+            "new in this model, freshly initialised",
+            [k for k in self.missing_new if k not in trained],
+        )
         section("FFN experts upcycled from the dense FFN", self.upcycled)
         for reason in sorted(set(self.dropped.values())):
             keys = [k for k, r in self.dropped.items() if r == reason]
@@ -163,6 +197,47 @@ def split_checkpoint(
 
 
 # -- conversion ----------------------------------------------------------------------------------
+def is_authors_layout(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """True for a state dict of the authors' fine-tuned `VisionTransformerMoE` (MSA-LMC/S4D)."""
+    return any(
+        ".moe_layer." in k or k.startswith(("head.video.", "head.image.")) for k in state_dict
+    )
+
+
+def from_authors_layout(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The authors' fine-tuned keys renamed to ours (`AUTHORS_KEYS`); every other key (patch
+    embedding, blocks, FFN, fc_norm) is already VideoMAE's and ours."""
+    out = {}
+    for key, value in state_dict.items():
+        for pattern, replacement in AUTHORS_KEYS:
+            key, n = pattern.subn(replacement, key)
+            if n:
+                break
+        out[key] = value
+    return out
+
+
+def authors_model_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """What an authors' fine-tuned state dict tells about the model: `num_classes` (the video
+    head), `num_classes_sfer` (the image head), and, when it has MoAE layers, `n_experts` and
+    `moae_position` (their block indices). Top-k and capacity are not in the weights: the
+    authors' scripts use k = 2 and capacity 1.0, which are our defaults."""
+    kwargs: dict[str, Any] = {}
+    if "head.video.weight" in state_dict:
+        kwargs["num_classes"] = int(state_dict["head.video.weight"].shape[0])
+    if "head.image.weight" in state_dict:
+        kwargs["num_classes_sfer"] = int(state_dict["head.image.weight"].shape[0])
+    experts: dict[int, set[int]] = {}
+    for key in state_dict:
+        match = _AUTHORS_EXPERT.match(key)
+        if match:
+            experts.setdefault(int(match.group(1)), set()).add(int(match.group(2)))
+    if experts:
+        kwargs["moae_position"] = sorted(experts)
+        kwargs["n_experts"] = max(len(e) for e in experts.values())
+    return kwargs
+
+
 def checkpoint_filter_fn(
     state_dict: Mapping[str, torch.Tensor],
     model: nn.Module,
@@ -170,14 +245,17 @@ def checkpoint_filter_fn(
 ) -> tuple[dict[str, torch.Tensor], dict[str, str], list[str]]:
     """Convert a checkpoint's state dict to `model`'s keys (timm's `checkpoint_filter_fn`).
 
-    Handles: VideoMAE / MAE-DFER / our pre-train dicts (`encoder.*`, decoder) into fine-tune
-    models and back; the encoder's final `norm` (unused after mean pooling + fc_norm); stored
+    Handles: the authors' fine-tuned layout (`moe_layer.*`, `head.video` / `head.image`,
+    `from_authors_layout`); VideoMAE / MAE-DFER / the authors' / our pre-train dicts
+    (`encoder.*`, decoder) into fine-tune models and back; the encoder's final `norm` (unused after mean pooling + fc_norm); stored
     position tables (ours is fixed and recomputed); heads whose class count differs; dense FFNs
     into ViT-MoE experts (upcycling). Other shape mismatches raise, naming the key.
     Returns (state dict for `model.load_state_dict(strict=False)`, dropped key -> reason, upcycled keys).
     """
     model = unwrap_model(model)
     target = model.state_dict()
+    if is_authors_layout(state_dict):
+        state_dict = from_authors_layout(state_dict)
     to_mae = isinstance(model, MaskedAutoencoder)
     source_is_pretrain = any(k.startswith("encoder.") for k in state_dict)
     out: dict[str, torch.Tensor] = {}
@@ -219,7 +297,7 @@ def checkpoint_filter_fn(
                 raise CheckpointError(
                     f"{path}: {key} has shape {tuple(out[key].shape)} in the checkpoint but "
                     f"{tuple(target[key].shape)} in the model (different width, depth, patch or "
-                    "tubelet size?)"
+                    "tubelet size, or expert count?)"
                 )
     return out, dropped, upcycled
 
@@ -246,11 +324,29 @@ def _upcycle_experts(
     return upcycled
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
-    """Load our, VideoMAE's or MAE-DFER's checkpoint (pre-train or fine-tune) into `model`.
+def _is_finetuned(state_dict: Mapping[str, torch.Tensor]) -> bool:
+    """A finished mixture model: a checkpoint with trained experts or gates (ours, the authors').
+    A dense checkpoint (pre-trained, or a fine-tuned ViT) may initialise new experts, gates or a
+    second head (reported as new, or upcycled), as the authors initialise theirs."""
+    return is_authors_layout(state_dict) or any(
+        _MIXTURE.search(k) for k in state_dict if not k.startswith(("encoder.", "decoder."))
+    )
 
-    Returns a `LoadReport` (print it). With `strict`, raise `CheckpointError` if any backbone
-    key is missing or any checkpoint key is unexpected.
+
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, strict: bool = False, complete: bool = False
+) -> LoadReport:
+    """Load our, VideoMAE's, MAE-DFER's or the authors' checkpoint (pre-train or fine-tune)
+    into `model`.
+
+    Returns a `LoadReport` (print it). Always raises `CheckpointError`, naming the keys, when a
+    fine-tuned mixture checkpoint (ours or the authors', with experts and gates) leaves experts,
+    gates or heads of the model unloaded, or brings
+    expert / gate / head weights the model has no place for: a finished model is never left
+    partly at initialisation. With `strict`, also when any backbone key is missing or any
+    checkpoint key is unexpected. With `complete` (inference on an imported checkpoint), also
+    when any key of the model is not loaded, a head re-initialised for another class count
+    included.
     """
     state_dict, meta = split_checkpoint(read_checkpoint(path), path)
     filtered, dropped, upcycled = checkpoint_filter_fn(state_dict, model, path)
@@ -262,8 +358,17 @@ def load_pretrained(model: nn.Module, path: str | os.PathLike, strict: bool = Fa
         dropped=dropped,
         upcycled=upcycled,
         meta=meta,
+        layout="authors" if is_authors_layout(state_dict) else "unilearn",
+        finetuned=_is_finetuned(state_dict),
     )
-    if strict and not report.ok:
+    stray = [k for k in report.unexpected if _TRAINED.search(k) or ".moe_layer." in k]
+    if report.finetuned and (report.missing_trained or stray):
+        raise CheckpointError(
+            f"{path}: this fine-tuned checkpoint does not fit the model (different expert "
+            f"count, MoAE positions or heads?)\n{report}"
+        )
+    incomplete = complete and (report.missing or report.unexpected)
+    if incomplete or (strict and not report.ok):
         raise CheckpointError(str(report))
     return report
 

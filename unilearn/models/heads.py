@@ -1,4 +1,4 @@
-"""Classification heads (SPEC 1.4): MLP_V for DFER (`head`, VideoMAE's name, so its fine-tuned
+"""Classification heads (paper Eq. 13): MLP_V for DFER (`head`, VideoMAE's name, so its fine-tuned
 heads load) and MLP_I for SFER (`head_sfer`), both on the pooled, fc-normed features.
 
 Each head is one linear layer, as VideoMAE's: the paper calls them MLP heads without giving a

@@ -1,12 +1,22 @@
-"""Dual-modal masked autoencoder (SPEC 1.2, paper Eq. 1-2): random tube masking with a ratio per
-modality (video 0.95, image 0.90, chosen from the input's T), a ViT encoder on the visible tokens
-only, a light decoder, and the MSE on masked patches against per-patch-normalised pixels.
+"""Dual-modal masked autoencoder (paper Eq. 1-2): random masking with a ratio per modality
+(video 0.95, image 0.90, chosen from the input's T; tube masking as an option), a ViT encoder on
+the visible tokens only, a light decoder, and the MSE on masked patches against
+per-patch-normalised pixels.
+
+Random masking is the paper's text and the authors' pre-training (omnivision `RandMasking`:
+int(ratio x tokens) of a clip's tokens masked anywhere; an image's one slice the same way). Tube
+masking (VideoMAE, MAE-DFER) masks the same spatial positions in every temporal slice. Either way
+every sample of a modality has the same visible count, so tokens are gathered at fixed shapes
+(no boolean indexing, no host sync).
 
 The key layout is VideoMAE's pre-train model (`encoder.*`, `encoder_to_decoder.*`, `mask_token`,
-`decoder.*`), so VideoMAE / MAE-DFER pre-train checkpoints load here and ours load into them.
+`decoder.*`), also the authors' (their `PretrainVisionTransformer`), so VideoMAE / MAE-DFER /
+the authors' pre-train checkpoints load here and ours load into them.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -24,19 +34,51 @@ from unilearn.models.vit import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+MASKINGS = ("random", "tube")
+
+
+def _check_ratio(mask_ratio: float) -> None:
+    if not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
 
 
 def visible_per_slice(tokens_per_slice: int, mask_ratio: float) -> int:
-    """Visible tubes per temporal slice: round(P * (1 - ratio)) (half up), at least one.
+    """Tube masking: visible tubes per temporal slice, round(P * (1 - ratio)) (half up), at
+    least one.
 
     ViT-B at 160^2 (P = 100): 5 visible at 0.95 (40 of 800 video tokens), 10 at 0.90 (10 of 100
     image tokens), the same as VideoMAE's P - int(ratio * P). Tiny 64^2 (P = 16): 1 at 0.95
     (4 of 32 tokens for 8 frames), 2 at 0.90. Masking is by whole tubes, so the visible count is
     always a multiple of the number of slices.
     """
-    if not 0.0 <= mask_ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+    _check_ratio(mask_ratio)
     return max(1, int(tokens_per_slice * (1.0 - mask_ratio) + 0.5))
+
+
+def visible_random(n_slices: int, grid: int, mask_ratio: float) -> int:
+    """Random masking: visible tokens of a clip, T*H*W - int(ratio * T * H * W) as the authors'
+    `RandMasking` computes it (same float order), at least one.
+
+    ViT-B at 160^2: 40 of 800 video tokens at 0.95, 10 of 100 image tokens at 0.90; tiny 64^2
+    with 8 frames: 4 of 64 at 0.95 (int(60.8) masked)."""
+    _check_ratio(mask_ratio)
+    n = n_slices * grid * grid
+    return max(1, n - int(mask_ratio * n_slices * grid * grid))
+
+
+def random_mask(
+    batch: int,
+    n_tokens: int,
+    n_visible: int,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Random masking: `bool [batch, n_tokens]`, True = masked, exactly `n_visible` False per
+    sample at uniformly random positions. Draws from torch's RNG (of `device`), so a
+    checkpointed RNG state makes resume exact."""
+    noise = torch.rand(batch, n_tokens, device=device)
+    visible = noise.argsort(dim=1)[:, :n_visible]
+    mask = torch.ones(batch, n_tokens, dtype=torch.bool, device=device)
+    return mask.scatter_(1, visible, False)
 
 
 def tube_mask(
@@ -52,11 +94,19 @@ def tube_mask(
     Draws from torch's RNG (of `device`), so a checkpointed RNG state makes resume exact.
     """
     n_visible = visible_per_slice(tokens_per_slice, mask_ratio)
-    noise = torch.rand(batch, tokens_per_slice, device=device)
-    visible = noise.argsort(dim=1)[:, :n_visible]
-    mask = torch.ones(batch, tokens_per_slice, dtype=torch.bool, device=device)
-    mask.scatter_(1, visible, False)
-    return mask.repeat(1, n_slices)
+    return random_mask(batch, tokens_per_slice, n_visible, device).repeat(1, n_slices)
+
+
+def split_by_mask(mask: torch.Tensor, n_visible: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(visible token indices `[B, n_visible]`, masked token indices `[B, N - n_visible]`),
+    each in token order, for a mask with `n_visible` False per row: fixed shapes, no sync."""
+    order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # visible first
+    return order[:, :n_visible], order[:, n_visible:]
+
+
+def gather_tokens(x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """`x[b, ids[b, j]]`: `[B, N, D]` -> `[B, len, D]`."""
+    return x.gather(1, ids[..., None].expand(-1, -1, x.shape[-1]))
 
 
 def patchify_target(
@@ -101,10 +151,11 @@ def masked_reconstruction_loss(
 ) -> torch.Tensor:
     """Eq. 2: mean squared error over the masked patches only.
 
-    `pred` `[B, N_masked, P]` (the decoder predicts masked tokens only), `target` `[B, N, P]`
-    for all tokens, `mask` `[B, N]`: visible patches' targets never enter the loss."""
-    b, _, p = target.shape
-    return F.mse_loss(pred.float(), target[mask].reshape(b, -1, p))
+    `pred` `[B, N_masked, P]` (the decoder predicts masked tokens only, in token order),
+    `target` `[B, N, P]` for all tokens, `mask` `[B, N]`: visible patches' targets never enter
+    the loss."""
+    _, masked = split_by_mask(mask, target.shape[1] - pred.shape[1])
+    return F.mse_loss(pred.float(), gather_tokens(target, masked))
 
 
 class MAEEncoder(nn.Module):
@@ -136,11 +187,10 @@ class MAEEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        """Encode the visible tokens: `[B, N_visible, D]` (after `norm`)."""
-        tokens = self.patch_embed(x) + pos.to(x.dtype)
-        b, _, d = tokens.shape
-        tokens = tokens[~mask].reshape(b, -1, d)
+    def forward(self, x: torch.Tensor, visible: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Encode the visible tokens (indices `visible` `[B, N_visible]`): `[B, N_visible, D]`
+        (after `norm`)."""
+        tokens = gather_tokens(self.patch_embed(x) + pos.to(x.dtype), visible)
         for block in self.blocks:
             tokens = block(tokens)
         return self.norm(tokens)
@@ -187,6 +237,7 @@ class MaskedAutoencoder(nn.Module):
         mask_ratio_video: float = 0.95,
         mask_ratio_image: float = 0.90,
         norm_pix_loss: bool = True,
+        masking: Literal["random", "tube"] = "random",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
@@ -197,6 +248,9 @@ class MaskedAutoencoder(nn.Module):
         ):
             if not 0.0 <= ratio < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {ratio}")
+        if masking not in MASKINGS:
+            raise ValueError(f"masking {masking!r}: expected one of {MASKINGS}")
+        self.masking = masking
         self.patch_size = patch_size
         self.tubelet_size = tubelet_size
         self.num_frames = num_frames
@@ -239,20 +293,37 @@ class MaskedAutoencoder(nn.Module):
         n = (t // self.tubelet_size) * self.tokens_per_slice  # image: temporal index 0 only
         return self.encoder.pos_embed[:, :n], self.pos_embed[:, :n]
 
+    def n_visible(self, t: int) -> int:
+        """Visible tokens per sample for an input of T frames (the modality's ratio, the
+        masking)."""
+        n_slices, ratio = t // self.tubelet_size, self.mask_ratio_for(t)
+        if self.masking == "tube":
+            return n_slices * visible_per_slice(self.tokens_per_slice, ratio)
+        return visible_random(n_slices, self.encoder.patch_embed.grid_size, ratio)
+
+    def draw_mask(self, b: int, t: int, device: torch.device) -> torch.Tensor:
+        """A mask for `b` inputs of T frames (True = masked), by `masking`."""
+        n_slices, ratio = t // self.tubelet_size, self.mask_ratio_for(t)
+        if self.masking == "tube":
+            return tube_mask(b, n_slices, self.tokens_per_slice, ratio, device)
+        return random_mask(b, n_slices * self.tokens_per_slice, self.n_visible(t), device)
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Mask, encode visible tokens, decode, and score. `mask` (True = masked) may be given
-        (tests, visualisation); by default it is drawn with `tube_mask`."""
+        """Mask, encode visible tokens, decode, and score. `mask` (True = masked, the same
+        visible count in every row) may be given (tests, visualisation); by default it is drawn
+        by `draw_mask`."""
         check_input_size(x, self.img_size)
         b, _, t, _, _ = x.shape
-        ratio = self.mask_ratio_for(t)
         if mask is None:
-            mask = tube_mask(b, t // self.tubelet_size, self.tokens_per_slice, ratio, x.device)
+            mask, n_visible = self.draw_mask(b, t, x.device), self.n_visible(t)
+        else:  # a given mask: reading its visible count waits for the device once
+            n_visible = int((~mask[0]).sum())
+        visible, masked = split_by_mask(mask, n_visible)
         enc_pos, dec_pos = self._positions(t)
-        latent = self.encoder_to_decoder(self.encoder(x, mask, enc_pos))
-        d = latent.shape[-1]
+        latent = self.encoder_to_decoder(self.encoder(x, visible, enc_pos))
         dec_pos = dec_pos.expand(b, -1, -1).to(latent.dtype)
-        pos_visible = dec_pos[~mask].reshape(b, -1, d)
-        pos_masked = dec_pos[mask].reshape(b, -1, d)
+        pos_visible = gather_tokens(dec_pos, visible)
+        pos_masked = gather_tokens(dec_pos, masked)
         # VideoMAE keeps visible tokens first and masked ones after, with their positions.
         tokens = torch.cat([latent + pos_visible, self.mask_token.to(latent.dtype) + pos_masked], 1)
         pred = self.decoder(tokens, pos_masked.shape[1])
@@ -261,7 +332,7 @@ class MaskedAutoencoder(nn.Module):
                 x, self.patch_size, self.tubelet_size, self.pixel_mean, self.pixel_std,
                 self.norm_pix_loss,
             )  # fmt: skip
-        loss = masked_reconstruction_loss(pred, target, mask)
+        loss = F.mse_loss(pred.float(), gather_tokens(target, masked))  # Eq. 2
         return {"loss": loss, "pred": pred, "mask": mask}
 
     def aux_loss(self) -> torch.Tensor:

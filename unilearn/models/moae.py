@@ -1,20 +1,25 @@
-"""Mixture of Adapter Experts (SPEC 1.3, paper Eq. 3-12): bottleneck adapters with an inner
-residual, Shazeer et al.'s noisy top-k gate with its load-balancing loss, sparse dispatch (each
-token runs only its k experts), the MoAE block (MoAE parallel to the FFN), where the MoAE blocks
-sit, and expert-usage counting (Figure 4a).
+"""Mixture of Adapter Experts (paper Eq. 4-12): bottleneck adapter experts, the noisy top-k gate
+with its optional load-balancing loss, expert capacity, sparse dispatch (each token runs only its
+k experts), the MoAE layer (MoAE parallel to the FFN), where the MoAE layers sit, and
+expert-usage counting (Figure 4a).
 
-Equation numbers follow the paper as SPEC 1.3 lays it out: Eq. 3-6 the MoAE layer, Eq. 7 the
-adapter, Eq. 8-11 the gate (noisy logits, TopK, softmax), Eq. 12 the mixture.
+Equation numbers are the paper's: Eq. 4-5 the gate, Eq. 7 the adapter, Eq. 8 the mixture,
+Eq. 9-12 the layer. Where the paper's text and the authors' released code (MSA-LMC/S4D,
+`finetune/s4d/videomae.py`, MoE type `moe_adapters`) differ, the code is the default and the text
+is one argument away (docs/models.md, "Differences between the paper's text and the authors'
+code"): experts without the inner residual (`expert_residual=False`), router Linear layers with a
+bias, and an expert capacity of int(M k / n) tokens in token order (`capacity_factor=1.0`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from timm.layers import trunc_normal_
 from torch import nn
 
 from unilearn.models.vit import Block
@@ -54,56 +59,95 @@ def moae_block_indices(depth: int, position: str | Sequence[int]) -> tuple[int, 
     return tuple(sorted(indices))
 
 
+def _init_linear(linear: nn.Linear) -> None:
+    # the authors' fine-tune init, applied last to every Linear of their model (routers included)
+    trunc_normal_(linear.weight, std=0.02)
+    if linear.bias is not None:
+        nn.init.zeros_(linear.bias)
+
+
 class Adapter(nn.Module):
-    """Eq. 7: Adapter_i(x) = x + W2_i GELU(W1_i x + b1_i) + b2_i (bottleneck r, inner residual).
+    """Eq. 7, one adapter expert with bottleneck r: delta(x) = W2 GELU(W1 x + b1) + b2.
 
-    W2 starts at zero (as AdaptFormer / LoRA), so a fresh adapter is the identity and adding
-    MoAE layers to a pre-trained encoder starts from the encoder's own features plus LN(x')."""
+    `residual=False` (the authors' code: `Mlp(skip_connect=False)`) returns delta(x);
+    `residual=True` (the paper's Eq. 7) returns x + delta(x). Weights start as the authors':
+    truncated normal (std 0.02), zero biases."""
 
-    def __init__(self, dim: int, bottleneck: int) -> None:
+    def __init__(self, dim: int, bottleneck: int, residual: bool = False) -> None:
         super().__init__()
+        self.residual = residual
         self.fc1 = nn.Linear(dim, bottleneck)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(bottleneck, dim)
         self.init_own_weights()
 
     def init_own_weights(self) -> None:
-        nn.init.zeros_(self.fc2.weight)
-        nn.init.zeros_(self.fc2.bias)
+        _init_linear(self.fc1)
+        _init_linear(self.fc2)
 
     def hidden(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck activation GELU(W1 x + b1)."""
         return self.act(self.fc1(x))
 
     def delta(self, x: torch.Tensor) -> torch.Tensor:
-        """The adapter without its inner residual: W2 GELU(W1 x + b1) + b2."""
+        """The adapter without an inner residual: W2 GELU(W1 x + b1) + b2."""
         return self.fc2(self.hidden(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.delta(x)
+        return x + self.delta(x) if self.residual else self.delta(x)
 
 
 @dataclass
 class Routing:
-    """The gate's decision for M tokens: the k chosen experts and their gate values G(x)_i."""
+    """The gate's decision for M tokens: the k chosen experts, their gate values G(x)_i, and,
+    under a capacity, which token-expert pairs the expert keeps (`position` < `capacity`)."""
 
     indices: torch.Tensor  # int64 [M, k]
     weights: torch.Tensor  # float [M, k], rows sum to 1
-    counts: torch.Tensor  # int64 [n_experts], tokens routed to each expert
+    counts: torch.Tensor  # int64 [n_experts], tokens routed to each expert (before capacity)
+    position: torch.Tensor | None = None  # int64 [M, k]: rank of the token in its expert's queue
+    capacity: int | None = None  # tokens each expert keeps; None = all
 
-    def dense(self, n_experts: int) -> torch.Tensor:
-        """G(x) as a dense `[M, n_experts]` matrix: zero outside the top k."""
-        dense = self.weights.new_zeros(self.weights.shape[0], n_experts)
-        return dense.scatter(1, self.indices, self.weights)
+    @property
+    def kept(self) -> torch.Tensor | None:
+        """bool [M, k]: pairs within their expert's capacity (None without a capacity)."""
+        return None if self.capacity is None else self.position < self.capacity
+
+    def kept_weights(self) -> torch.Tensor:
+        """Gate values with dropped pairs at zero (what the mixture uses, Eq. 8)."""
+        kept = self.kept
+        return self.weights if kept is None else self.weights * kept
+
+    def dense(self, n_experts: int, kept_only: bool = True) -> torch.Tensor:
+        """G(x) as a dense `[M, n_experts]` matrix: zero outside the top k (and, with
+        `kept_only`, for pairs over capacity)."""
+        weights = self.kept_weights() if kept_only else self.weights
+        dense = weights.new_zeros(weights.shape[0], n_experts)
+        return dense.scatter(1, self.indices, weights)
+
+
+def expert_capacity(n_tokens: int, n_experts: int, top_k: int, factor: float | None) -> int | None:
+    """Tokens one expert keeps among the `n_tokens` of a forward (the whole batch, flattened):
+    the authors' int(n_tokens * k / n * factor) (`SparseMoEWithCapacity`), at most n_tokens;
+    None = unlimited."""
+    if factor is None:
+        return None
+    return min(n_tokens, int((n_tokens * top_k / n_experts) * factor))
 
 
 class NoisyTopKGate(nn.Module):
-    """Eq. 8-11, noisy top-k gating (Shazeer et al. 2017):
-    H(x) = x Wg + StandardNormal() * Softplus(x Wnoise)   (noise in training only),
-    G(x) = Softmax(TopK(H(x), k)), entries outside the top k set to -inf before the softmax.
+    """Eq. 4-5, noisy top-k gating (Shazeer et al. 2017), as the authors' `NoisyTopkRouter`:
+    H(x) = x Wg + bg + StandardNormal() * Softplus(x Wnoise + bnoise)   (Eq. 4),
+    G(x) = Softmax(TopK(H(x), k)), entries outside the top k set to -inf   (Eq. 5).
 
-    Also computes the load-balancing loss (`last_aux_loss`) and counts routed tokens (`usage`).
-    The gate runs in fp32 even under autocast: top-k on bf16 logits would tie far too often.
+    Noise is drawn in training only, so test-time routing is deterministic (the authors' router
+    also adds noise at test time; see docs/models.md). With `capacity_factor`, each expert keeps
+    the first `expert_capacity(M, n, k, factor)` of the M tokens of a forward that chose it, in
+    token order (batch-major, as the authors' flattened batch), and gives nothing to the rest.
+
+    Also computes the optional load-balancing loss (`last_aux_loss`; coefficient 0 = off, as the
+    authors' term is never applied) and counts routed tokens on the device (`usage`). The gate
+    runs in fp32 even under autocast: top-k on bf16 logits would tie far too often.
     """
 
     def __init__(
@@ -111,47 +155,51 @@ class NoisyTopKGate(nn.Module):
         dim: int,
         n_experts: int,
         top_k: int,
-        aux_loss_coef: float = 0.01,
+        aux_loss_coef: float = 0.0,
         noisy_gating: bool = True,
-        noise_epsilon: float = 1e-2,
+        capacity_factor: float | None = 1.0,
+        noise_epsilon: float = 0.0,
     ) -> None:
         super().__init__()
         if not 1 <= top_k <= n_experts:
             raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
         if aux_loss_coef < 0:
             raise ValueError(f"aux_loss_coef must be >= 0, got {aux_loss_coef}")
+        if capacity_factor is not None and capacity_factor <= 0:
+            raise ValueError(f"capacity_factor must be > 0 or None, got {capacity_factor}")
         self.n_experts = n_experts
         self.top_k = top_k
         self.aux_loss_coef = aux_loss_coef
         self.noisy_gating = noisy_gating
-        self.noise_epsilon = noise_epsilon  # Shazeer's floor on the noise std
-        self.w_gate = nn.Linear(dim, n_experts, bias=False)
-        self.w_noise = nn.Linear(dim, n_experts, bias=False)
+        self.capacity_factor = capacity_factor
+        self.noise_epsilon = noise_epsilon  # floor on the noise std (Shazeer's code: 1e-2)
+        self.w_gate = nn.Linear(dim, n_experts)
+        self.w_noise = nn.Linear(dim, n_experts)
         self.last_aux_loss: torch.Tensor | None = None
         # A plain attribute, not a buffer: DDP would broadcast a buffer from rank 0 every step.
         self.usage: torch.Tensor | None = None
         self.init_own_weights()
 
     def init_own_weights(self) -> None:
-        # Shazeer et al.: zero init gives "no signal and some noise" (uniform routing at start).
-        nn.init.zeros_(self.w_gate.weight)
-        nn.init.zeros_(self.w_noise.weight)
+        _init_linear(self.w_gate)
+        _init_linear(self.w_noise)
 
     def noisy_logits(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Eq. 8: H(x). Returns (clean logits x Wg, H(x), noise std or None outside training)."""
+        """Eq. 4: H(x). Returns (clean logits, H(x), noise std or None outside training)."""
         if not (self.training and self.noisy_gating):
-            clean = F.linear(x, self.w_gate.weight.float())
+            clean = F.linear(x, self.w_gate.weight.float(), self.w_gate.bias.float())
             return clean, clean, None
-        # x Wg and x Wnoise in one matmul: x is read once (forward and backward)
-        both = F.linear(x, torch.cat([self.w_gate.weight, self.w_noise.weight]).float())
+        # both linears in one matmul: x is read once (forward and backward)
+        weight = torch.cat([self.w_gate.weight, self.w_noise.weight]).float()
+        both = F.linear(x, weight, torch.cat([self.w_gate.bias, self.w_noise.bias]).float())
         clean, raw_noise = both.split(self.n_experts, dim=1)
         noise_std = F.softplus(raw_noise) + self.noise_epsilon
         return clean, clean + torch.randn_like(clean) * noise_std, noise_std
 
     def forward(self, x: torch.Tensor) -> Routing:
-        """Route M tokens `[M, D]`: Eq. 9-11 (TopK, -inf elsewhere, softmax)."""
+        """Route M tokens `[M, D]`: Eq. 4-5, then the capacity."""
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             clean, logits, noise_std = self.noisy_logits(x)
@@ -159,8 +207,14 @@ class NoisyTopKGate(nn.Module):
             indices = top_indices[:, : self.top_k]
             # softmax over the k kept logits == softmax over all n with -inf outside the top k
             weights = top_logits[:, : self.top_k].softmax(dim=1)
-            counts = torch.bincount(indices.reshape(-1), minlength=self.n_experts)
-            routing = Routing(indices, weights, counts)
+            # one-hot of the (distinct) chosen experts: counts and queue positions, sync-free
+            chosen = torch.zeros_like(clean, dtype=torch.long).scatter_(1, indices, 1)
+            counts = chosen.sum(0)
+            capacity = expert_capacity(x.shape[0], self.n_experts, self.top_k, self.capacity_factor)
+            position = None
+            if capacity is not None:
+                position = (chosen.cumsum(0) - 1).gather(1, indices)
+            routing = Routing(indices, weights, counts, position, capacity)
             self.last_aux_loss = self._load_balancing_loss(
                 routing, clean, logits, noise_std, top_logits
             )
@@ -182,9 +236,10 @@ class NoisyTopKGate(nn.Module):
         both terms while training (Load is the smooth P(x, i) estimator)."""
         if self.aux_loss_coef == 0:
             return clean.new_zeros(())
-        importance = routing.dense(self.n_experts).sum(0)
+        importance = routing.dense(self.n_experts, kept_only=False).sum(0)
         if noise_std is not None and self.top_k < self.n_experts:
-            load = _prob_in_top_k(clean, noisy, noise_std, top_logits, self.top_k).sum(0)
+            std = noise_std.clamp_min(1e-9)  # softplus may underflow without noise_epsilon
+            load = _prob_in_top_k(clean, noisy, std, top_logits, self.top_k).sum(0)
         else:  # no noise: the load is the (non-differentiable) token count
             load = routing.counts.to(clean.dtype)
         return self.aux_loss_coef * (cv_squared(importance) + cv_squared(load))
@@ -214,59 +269,81 @@ def _prob_in_top_k(
     return torch.where(is_in, prob_if_in, prob_if_out)
 
 
-def _by_expert(routing: Routing) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
-    """The M*k token-expert pairs sorted by expert (stable): (token of each pair, its gate value
-    `[M*k, 1]`, pairs per expert). One host sync per layer to read the counts."""
-    k = routing.indices.shape[1]
-    order = torch.argsort(routing.indices.reshape(-1), stable=True)
-    tokens = torch.div(order, k, rounding_mode="floor")
-    return tokens, routing.weights.reshape(-1)[order, None], routing.counts.tolist()
+# -- dispatch ------------------------------------------------------------------------------------
+def expert_slices(
+    routing: Routing, n_experts: int
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Per expert: (expert index, the rows of the tokens it runs on, their gate values `[R, 1]`).
+
+    With a capacity C every expert gets exactly C slots, filled in token order; an unused slot
+    points at row 0 with gate value 0 (it adds an exact 0), so shapes are fixed and nothing
+    waits for the device. Without a capacity the pairs are sorted by expert and split by count,
+    which costs one host sync per layer to read the counts.
+    """
+    m, k = routing.indices.shape
+    if routing.capacity is None:
+        order = torch.argsort(routing.indices.reshape(-1), stable=True)
+        tokens = torch.div(order, k, rounding_mode="floor")
+        weights = routing.weights.reshape(-1)[order, None]
+        counts = routing.counts.tolist()
+        yield from zip(range(n_experts), tokens.split(counts), weights.split(counts))
+        return
+    c = routing.capacity
+    kept = routing.kept.reshape(-1)
+    # kept pair -> its slot e * C + position; a dropped pair -> a private slot past the end
+    pair = torch.arange(m * k, device=kept.device)
+    slot = torch.where(kept, routing.indices.reshape(-1) * c + routing.position.reshape(-1),
+                       n_experts * c + pair)  # fmt: skip
+    size = n_experts * c + m * k
+    tokens = torch.zeros(size, dtype=torch.long, device=kept.device)
+    tokens = tokens.scatter(0, slot, torch.div(pair, k, rounding_mode="floor"))
+    weights = routing.weights.new_zeros(size).scatter(0, slot, routing.weights.reshape(-1))
+    tokens = tokens[: n_experts * c].view(n_experts, c)
+    weights = weights[: n_experts * c].view(n_experts, c, 1)
+    for e in range(n_experts):
+        yield e, tokens[e], weights[e]
 
 
 def dispatch(
     x: torch.Tensor,
     routing: Routing,
     experts: Sequence[Callable[[torch.Tensor], torch.Tensor]],
-    residual: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Sparse dispatch: residual[m] + sum_j weights[m, j] * experts[indices[m, j]](x[m]).
+    """Sparse mixture: out[m] = sum_j kept[m, j] weights[m, j] * experts[indices[m, j]](x[m]).
 
-    Token-expert pairs are sorted by expert and gathered once, each expert runs once on exactly
-    its contiguous slice, and the weighted outputs are scattered back with one `index_add`: the
-    work is k/n of a dense mixture. (torch has no CPU grouped matmul; a padded `bmm` over the
-    experts measured no faster at ViT-B shapes.)
+    Each expert runs once on exactly its rows (`expert_slices`) and the weighted outputs are
+    added back with `index_add`: the work is k/n of a dense mixture. (torch has no CPU grouped
+    matmul; a padded `bmm` over the experts measured no faster at ViT-B shapes.)
     """
-    tokens, weights, counts = _by_expert(routing)
-    chunks = x.index_select(0, tokens).split(counts)
+    out = None
     # An expert with no tokens still runs (on 0 rows, ~free) so that every parameter gets a
     # gradient each step: DDP and optimizers then see the same parameter set every step.
-    y = torch.cat([expert(chunk) for expert, chunk in zip(experts, chunks)])
-    y = (y * weights).to(x.dtype)
-    base = x.new_zeros(x.shape[0], y.shape[1]) if residual is None else residual
-    return base.index_add(0, tokens, y)
+    for e, rows, w in expert_slices(routing, len(experts)):
+        y = (experts[e](x.index_select(0, rows)) * w).to(x.dtype)
+        out = x.new_zeros(x.shape[0], y.shape[1]) if out is None else out
+        out.index_add_(0, rows, y)
+    return out
 
 
 def dispatch_adapters(
     x: torch.Tensor, routing: Routing, experts: Sequence[Adapter]
 ) -> torch.Tensor:
-    """`dispatch` of adapter deltas with x as residual, computed as x + G(x) B2 + sum_j W2_j (g_j h_j):
-    the same sum, since g (W2 h + b2) = W2 (g h) + g b2, but the gate values scale the r-wide
-    bottleneck instead of the d-wide output, the biases come from one [M, n] x [n, d] matmul and
-    each expert adds its rows in place (no concatenation). At ViT-B shapes the layer is ~7%
-    faster than `dispatch`; its adapter matmuls alone are ~80% of its time."""
-    tokens, weights, counts = _by_expert(routing)
+    """`dispatch` of adapters, computed as [g x] + G(x) B2 + sum_j W2_j (g_j h_j): the same sum,
+    since g (W2 h + b2) = W2 (g h) + g b2, but the gate values scale the r-wide bottleneck
+    instead of the d-wide output, the biases come from one [M, n] x [n, d] matmul and each
+    expert adds its rows in place. The inner residual (Eq. 7 as written) adds x times the kept
+    gate mass of the token (1 when no pair is dropped)."""
+    gates = routing.dense(len(experts))
     biases = torch.stack([expert.fc2.bias for expert in experts])
-    # not addmm: autocast would round the residual stream itself to bf16
-    out = x + routing.dense(len(experts)).to(biases.dtype) @ biases
-    pieces = zip(
-        experts,
-        x.index_select(0, tokens).split(counts),
-        weights.split(counts),
-        tokens.split(counts),
-    )
+    # the sum accumulates in x's dtype (fp32 under autocast), whatever dtype the matmuls give
+    out = gates.to(biases.dtype) @ biases
+    if experts[0].residual:
+        out = out + x * gates.sum(1, keepdim=True).to(x.dtype)
+    out = out.to(torch.promote_types(out.dtype, x.dtype))
     # every expert runs, on 0 rows if need be: each parameter gets a gradient every step (DDP)
-    for expert, chunk, w, rows in pieces:
-        y = F.linear(expert.hidden(chunk) * w.to(chunk.dtype), expert.fc2.weight)
+    for e, rows, w in expert_slices(routing, len(experts)):
+        chunk = x.index_select(0, rows)
+        y = F.linear(experts[e].hidden(chunk) * w.to(chunk.dtype), experts[e].fc2.weight)
         out.index_add_(0, rows, y.to(out.dtype))
     return out
 
@@ -274,18 +351,14 @@ def dispatch_adapters(
 def dense_mixture(
     x: torch.Tensor, gates: torch.Tensor, experts: Sequence[Callable[[torch.Tensor], torch.Tensor]]
 ) -> torch.Tensor:
-    """Dense reference of Eq. 12, sum_i G(x)_i E_i(x) over ALL n experts (tests and the
+    """Dense reference of Eq. 8, sum_i G(x)_i E_i(x) over ALL n experts (tests and the
     benchmark only: n/k times the work of `dispatch`)."""
     return sum(gates[:, i : i + 1] * expert(x) for i, expert in enumerate(experts))
 
 
 class MoAE(nn.Module):
-    """Eq. 12: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely.
-
-    With the inner residual, sum_i G_i (x + delta_i(x)) = (sum_i G_i) x + sum_i G_i delta_i(x)
-    = x + sum_i G_i delta_i(x), since the softmax gates of a token sum to exactly 1 (so that
-    term has no gradient either): only the k chosen deltas run per token.
-    """
+    """Eq. 8: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely (only the k chosen
+    adapters of a token run, and only within their capacity)."""
 
     def __init__(
         self,
@@ -293,18 +366,24 @@ class MoAE(nn.Module):
         n_experts: int = 8,
         top_k: int = 2,
         bottleneck: int | None = None,
-        aux_loss_coef: float = 0.01,
+        aux_loss_coef: float = 0.0,
         noisy_gating: bool = True,
+        capacity_factor: float | None = 1.0,
+        expert_residual: bool = False,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
-        self.gate = NoisyTopKGate(dim, n_experts, top_k, aux_loss_coef, noisy_gating)
-        self.experts = nn.ModuleList(Adapter(dim, bottleneck or dim // 4) for _ in range(n_experts))
+        self.gate = NoisyTopKGate(
+            dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
+        )
+        self.experts = nn.ModuleList(
+            Adapter(dim, bottleneck or dim // 4, expert_residual) for _ in range(n_experts)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        return dispatch_adapters(x, self.gate(x), self.experts).reshape(shape)
+        return dispatch_adapters(x, self.gate(x), list(self.experts)).reshape(shape)
 
     def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
         """The same output through `dense_mixture` (all n adapters on every token)."""
@@ -315,9 +394,10 @@ class MoAE(nn.Module):
 
 
 class MoAEBlock(Block):
-    """Eq. 3-6, the MoAE layer: x' = x + MHSA(LN(x)); x_g = FFN(LN(x')); x_s = MoAE(LN(x'));
-    out = x' + x_g + x_s. The MoAE runs beside the FFN on the same LN(x'); it replaces nothing,
-    so every pre-trained ViT weight keeps its key. Drop path covers the sub-layer as a whole."""
+    """Eq. 9-12, the MoAE layer: x' = x + MHSA(LN(x)) (Eq. 9); x_g = FFN(LN(x')) (Eq. 10);
+    x_s = MoAE(LN(x')) (Eq. 11); out = x' + x_g + x_s (Eq. 12). The MoAE runs beside the FFN on
+    the same LN(x'); it replaces nothing, so every pre-trained ViT weight keeps its key. Drop
+    path covers the sub-layer as a whole (as the authors' `BlockMoEAdapters`)."""
 
     def __init__(
         self,
@@ -331,13 +411,16 @@ class MoAEBlock(Block):
         n_experts: int = 8,
         top_k: int = 2,
         adapter_ratio: float = 0.25,
-        aux_loss_coef: float = 0.01,
+        aux_loss_coef: float = 0.0,
         noisy_gating: bool = True,
+        capacity_factor: float | None = 1.0,
+        expert_residual: bool = False,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
         self.moae = MoAE(
-            dim, n_experts, top_k, int(dim * adapter_ratio), aux_loss_coef, noisy_gating
-        )
+            dim, n_experts, top_k, int(dim * adapter_ratio), aux_loss_coef, noisy_gating,
+            capacity_factor, expert_residual,
+        )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))

@@ -1,7 +1,8 @@
 """The ViT-MoE baseline (paper Table 3): in the expert blocks the FFN is replaced by n FFN experts
-behind the same noisy top-k gate and load-balancing loss as MoAE (default 8 experts, top-2).
+behind the same noisy top-k gate, capacity and optional load-balancing loss as MoAE (default 8
+experts, top-2).
 
-Keys: `blocks.N.mlp.gate.{w_gate,w_noise}.weight`, `blocks.N.mlp.experts.E.{fc1,fc2}.*`. Loading a
+Keys: `blocks.N.mlp.gate.{w_gate,w_noise}.{weight,bias}`, `blocks.N.mlp.experts.E.{fc1,fc2}.*`. Loading a
 dense ViT checkpoint copies its FFN into every expert (sparse upcycling; see checkpoint.py).
 """
 
@@ -24,13 +25,16 @@ class MoEFFN(nn.Module):
         hidden: int,
         n_experts: int = 8,
         top_k: int = 2,
-        aux_loss_coef: float = 0.01,
+        aux_loss_coef: float = 0.0,
         noisy_gating: bool = True,
         drop: float = 0.0,
+        capacity_factor: float | None = 1.0,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
-        self.gate = NoisyTopKGate(dim, n_experts, top_k, aux_loss_coef, noisy_gating)
+        self.gate = NoisyTopKGate(
+            dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
+        )
         self.experts = nn.ModuleList(
             Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop)) for _ in range(n_experts)
         )
@@ -62,10 +66,12 @@ class MoEBlock(Block):
         drop_path: float = 0.0,
         n_experts: int = 8,
         top_k: int = 2,
-        aux_loss_coef: float = 0.01,
+        aux_loss_coef: float = 0.0,
         noisy_gating: bool = True,
+        capacity_factor: float | None = 1.0,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
         self.mlp = MoEFFN(
-            dim, int(dim * mlp_ratio), n_experts, top_k, aux_loss_coef, noisy_gating, drop
-        )
+            dim, int(dim * mlp_ratio), n_experts, top_k, aux_loss_coef, noisy_gating, drop,
+            capacity_factor,
+        )  # fmt: skip

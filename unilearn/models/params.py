@@ -2,10 +2,11 @@
 
 Total: every parameter (both heads, all n experts, the gates' noise weights). Active: what one
 token uses at inference: k of the n experts of each gated block, the gate's Wg but not its
-Wnoise (no noise at inference), and only the head of --task. Position tables are fixed, not
-parameters. The model is built on the meta device (instant, no memory). Defaults: ViT-B 16x160^2,
+Wnoise and bnoise (no noise at inference), and only the head of --task. Position tables are
+fixed, not parameters. The model is built on the meta device (instant, no memory). Defaults: ViT-B 16x160^2,
 7 DFER classes (+ 7 SFER for unilearn/vit_moe). Example: `unilearn params
-unilearn_base_patch16_160` prints {"total": 100513550, "active": 89819911}.
+unilearn_base_patch16_160` prints {"total": 100513646, "active": 89819959} (the router biases,
+as the authors', add 2 n per MoAE layer to the total and n to the active count).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import torch
 import yaml
 from torch import nn
 
+from unilearn.engine.cli_args import add_params_arguments as add_arguments  # noqa: F401
 from unilearn.models.moae import NoisyTopKGate
-from unilearn.models.registry import allowed_overrides, create_model, list_models
+from unilearn.models.registry import allowed_overrides, create_model
 
 
 def _numel(module: nn.Module | None) -> int:
@@ -37,7 +39,7 @@ def count_parameters(model: nn.Module, task: str = "dfer") -> dict[str, int]:
             per_expert = [_numel(e) for e in experts]
             # the n - k experts a token skips (experts are equal-sized; take the largest to be safe)
             inactive += sum(sorted(per_expert)[: gate.n_experts - gate.top_k])
-            inactive += gate.w_noise.weight.numel()
+            inactive += _numel(gate.w_noise)
     other_head = {"dfer": "head_sfer", "sfer": "head"}[task]
     inactive += _numel(getattr(model, other_head, None))
     return {"total": total, "active": total - inactive}
@@ -52,21 +54,6 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ValueError(f"override {item!r}: expected key=value")
         overrides[key] = yaml.safe_load(value)
     return overrides
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "model", choices=list_models(), metavar="MODEL", help="registered model: %(choices)s"
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="constructor overrides, e.g. n_experts=4 num_classes=11 moae_position=early",
-    )
-    parser.add_argument(
-        "--task", choices=("dfer", "sfer"), default="dfer", help="whose head counts as active"
-    )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -39,12 +39,15 @@ def _unilearn(
     n_experts: int = 8,
     top_k: int = 2,
     moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.01,
+    aux_loss_coef: float = 0.0,
     adapter_ratio: float = 0.25,
     noisy_gating: bool = True,
+    capacity_factor: float | None = 1.0,
+    expert_residual: bool = False,
     num_classes_sfer: int = 7,
     **kwargs: Any,
 ) -> VisionTransformer:
+    """UniLearn; the MoAE defaults are the authors' code (docs/models.md)."""
     block = partial(
         MoAEBlock,
         n_experts=n_experts,
@@ -52,6 +55,8 @@ def _unilearn(
         adapter_ratio=adapter_ratio,
         aux_loss_coef=aux_loss_coef,
         noisy_gating=noisy_gating,
+        capacity_factor=capacity_factor,
+        expert_residual=expert_residual,
     )
     return VisionTransformer(
         num_classes_sfer=num_classes_sfer,
@@ -65,8 +70,9 @@ def _vit_moe(
     n_experts: int = 8,
     top_k: int = 2,
     moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.01,
+    aux_loss_coef: float = 0.0,
     noisy_gating: bool = True,
+    capacity_factor: float | None = 1.0,
     num_classes_sfer: int = 7,
     **kwargs: Any,
 ) -> VisionTransformer:
@@ -77,6 +83,7 @@ def _vit_moe(
         top_k=top_k,
         aux_loss_coef=aux_loss_coef,
         noisy_gating=noisy_gating,
+        capacity_factor=capacity_factor,
     )
     return VisionTransformer(
         num_classes_sfer=num_classes_sfer,

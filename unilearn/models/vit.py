@@ -1,5 +1,6 @@
-"""The ViT backbone (SPEC 1.1): VideoMAE's fine-tune ViT, layer for layer and key for key, so that
-VideoMAE / MAE-DFER checkpoints load unchanged. Images are 1-slice videos (T = tubelet).
+"""The ViT backbone (the paper's ViT-B/16): VideoMAE's fine-tune ViT, layer for layer and key
+for key, so that VideoMAE / MAE-DFER / the UniLearn authors' checkpoints load unchanged. Images
+are 1-slice videos (T = tubelet).
 
 State-dict keys: `patch_embed.proj.*`, `blocks.N.{norm1, attn.qkv, attn.q_bias, attn.v_bias,
 attn.proj, norm2, mlp.fc1, mlp.fc2}`, `fc_norm.*`, `head.*` (+ `head_sfer.*`, MoAE/MoE keys).

@@ -19,8 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from unilearn.predict.inputs import FOLDER_RULES
-from unilearn.predict.pipeline import CROP_MODES
+from unilearn.predict.inputs import CROP_MODES, FOLDER_RULES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

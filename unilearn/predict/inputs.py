@@ -19,6 +19,8 @@ from unilearn.data.decode import FRAME_EXTENSIONS, VIDEO_EXTENSIONS
 
 KINDS = ("video", "frames", "image")
 FOLDER_RULES = ("auto", "frames", "images")
+# how `unilearn predict --crop` finds the face (the pipeline does it; here for a torch-free --help)
+CROP_MODES = ("auto", "detect", "none")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Our checkpoints carry all of it in `meta` (docs/ARCHITECTURE.md). Preprocessing 
 from `meta["preprocess"]` (the store's `settings.json`) when the checkpoint records them; otherwise
 from documented defaults: short side = round(1.1 x input size) (176 for 160, the paper's store),
 JPEG quality 90 (the store's default), detector and face crop as `unilearn preprocess`. Imported
-VideoMAE / MAE-DFER checkpoints carry no meta: the user names the model and the label set, and
+VideoMAE / MAE-DFER checkpoints and the UniLearn authors' fine-tuned `checkpoint-best.pth`
+(MSA-LMC/S4D) carry no meta: the user names the model and the label set (the authors' expert count,
+MoAE blocks and head sizes are read from their weights; their image head is AffectNet-7's), and
 frames are resized to the input size (VideoMAE's test-time short side) without a JPEG round trip.
 Command-line flags override any of these.
 """
@@ -26,6 +28,8 @@ from unilearn.data.labels import LABEL_SETS, get_label_set
 from unilearn.data.preprocess import PreprocessSettings
 from unilearn.models.checkpoint import (
     CheckpointError,
+    authors_model_kwargs,
+    is_authors_layout,
     load_pretrained,
     model_from_checkpoint,
     read_checkpoint,
@@ -33,7 +37,7 @@ from unilearn.models.checkpoint import (
 )
 from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
-DEFAULT_FRAME_STRIDE = 4  # the paper's temporal stride (SPEC 1.3)
+DEFAULT_FRAME_STRIDE = 4  # the paper's temporal stride (16 frames x 4)
 SHORT_SIDE_RATIO = 1.1  # 176-pixel store for 160-pixel crops
 
 
@@ -182,37 +186,85 @@ def _ours(path: Path, meta: dict[str, Any]) -> InferenceModel:
     )
 
 
-def _imported(path: Path, model_name: str, classes: list[str]) -> InferenceModel:
-    from unilearn.models.registry import create_model
+def imported_model(
+    path: str | os.PathLike, model_name: str, classes: list[str]
+) -> tuple[nn.Module, dict[str, list[str]]]:
+    """An imported fine-tuned checkpoint (VideoMAE / MAE-DFER, or the authors') loaded completely
+    into `model_name` with `classes` for its DFER head: `(model.eval(), labels per head)`.
+    Every key of the model must load (`load_pretrained(complete=True)`), else `CheckpointError`
+    names the keys and the likely cause."""
+    from unilearn.models.registry import allowed_overrides, create_model
 
+    path = Path(path)
     if model_name.startswith("mae_"):
         raise CheckpointError(
             f"--model {model_name} is a pre-training model; predict needs a fine-tuned one "
             "(vit_*, unilearn_*, vit_moe_*)"
         )
-    model = create_model(model_name, num_classes=len(classes))
-    report = load_pretrained(model, path)
-    head = [k for k in report.missing if k.startswith("head.")]
-    if report.missing_backbone or head:
-        dropped = [k for k in report.dropped if k.startswith("head.")]
+    state_dict, _ = split_checkpoint(read_checkpoint(path), path)
+    kwargs: dict[str, Any] = {"num_classes": len(classes)}
+    labels = {"dfer": classes}
+    if is_authors_layout(state_dict):
+        found = authors_model_kwargs(state_dict)
+        if found.get("num_classes", len(classes)) != len(classes):
+            raise CheckpointError(
+                f"{path}: its video head has {found['num_classes']} classes, but --labels "
+                f"names {len(classes)}"
+            )
+        if "n_experts" in found and "expert_residual" not in allowed_overrides(model_name):
+            raise CheckpointError(
+                f"{path}: cannot run as {model_name} with {len(classes)} classes: the authors' "
+                f"checkpoint has MoAE layers (blocks {found['moae_position']}); use a unilearn_* "
+                "model"
+            )
+        kwargs.update(found)
+        if found.get("num_classes_sfer") == len(get_label_set("affectnet7").classes):
+            labels["sfer"] = list(get_label_set("affectnet7").classes)  # the authors' SFER set
+    model = create_model(model_name, **kwargs)
+    try:
+        load_pretrained(model, path, complete=True)
+    except CheckpointError as err:
+        report = str(err)
         why = (
-            f"its head has another class count ({report.dropped[dropped[0]]})"
-            if dropped
+            "its head has another class count"
+            if "class count differs" in report
             else "it has no classification head (a pre-training checkpoint?)"
-            if head
-            else "backbone keys are missing"
+            if "head." in report and "NOT LOADED" not in report
+            else "keys of the model are not in the checkpoint, or the reverse"
         )
         raise CheckpointError(
             f"{path}: cannot run as {model_name} with {len(classes)} classes: {why}\n{report}"
-        )
+        ) from None
+    return model.eval(), labels
+
+
+def evaluation_model(
+    path: str | os.PathLike, model_name: str | None = None, labels: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """What `unilearn evaluate` runs: our checkpoint rebuilt from its meta, or, with
+    `model_name`, an imported one (`imported_model`; `labels` a label set or class names) with
+    a meta of the same shape (labels, num_frames, input_size; no frame_stride, experiment or
+    config_hash)."""
+    if model_name is None:
+        if labels is not None:
+            raise CheckpointError(f"{path}: --labels needs --model (for imported checkpoints)")
+        return model_from_checkpoint(path)
+    if labels is None:
+        raise CheckpointError(f"{path}: --model needs --labels (the DFER head's classes)")
+    model, heads = imported_model(path, model_name, parse_labels(labels))
+    meta = {"model_name": model_name, "labels": heads, "num_frames": int(model.num_frames),
+            "input_size": int(model.img_size), "imported": True}  # fmt: skip
+    return model, meta
+
+
+def _imported(path: Path, model_name: str, classes: list[str]) -> InferenceModel:
+    model, labels = imported_model(path, model_name, classes)
     notes = [f"imported checkpoint loaded into {model_name}"]
-    if report.unexpected:
-        notes.append(f"ignored {len(report.unexpected)} unexpected checkpoint keys")
     settings = PreprocessSettings(short_side=model.img_size, jpeg_quality=0)
     return InferenceModel(
-        model=model.eval(),
+        model=model,
         model_name=model_name,
-        labels={"dfer": classes},
+        labels=labels,
         num_frames=int(model.num_frames),
         input_size=int(model.img_size),
         frame_stride=DEFAULT_FRAME_STRIDE,

@@ -42,7 +42,6 @@ from unilearn.predict.timeline import (
     timeline_windows,
 )
 
-CROP_MODES = ("auto", "detect", "none")
 AUTO_FACE_FILL = 0.8  # DFEW-style crops measure 0.9-1.1, faces in scenes well below
 
 

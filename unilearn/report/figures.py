@@ -1,4 +1,5 @@
-"""`unilearn figure NAME`: the paper's Figures 3-4 from our runs, as PNG (matplotlib).
+"""`unilearn figure NAME`: the paper's Figures 3-4 from our runs, as PNG and, beside it, vector
+PDF (matplotlib).
 
 - figure3a: UAR/WAR vs number of experts (one fine-tuning run per point of `sweeps.n_experts`)
 - figure3b: UAR/WAR vs proportion of the SFER dataset (`sweeps.sfer_proportion`)
@@ -6,7 +7,9 @@
 - figure4b: cosine similarity of class-centre features, DFER test set vs SFER test set, of one
   jointly fine-tuned UniLearn model
 
-Each figure carries a footer with the config name, git sha and config hash(es).
+Nothing but the plot is drawn (no title, no footer: a caption belongs to the paper or the
+report). Provenance (config name, git sha, config hashes) goes into both files' metadata and a
+`FIGURE.json` sidecar.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +31,8 @@ AXIS_LABELS = {"n_experts": "number of experts", "sfer_proportion": "proportion 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("figure", choices=spec.FIGURES, help="which figure of the paper")
     add_report_arguments(parser)
-    parser.add_argument("--out", required=True, type=Path, metavar="FIGURE.png")
+    parser.add_argument("--out", required=True, type=Path, metavar="FIGURE.png",
+                        help="PNG output; the PDF and the provenance sidecar (.json) go beside")  # fmt: skip
 
 
 def _pyplot():
@@ -39,10 +44,16 @@ def _pyplot():
     return plt
 
 
-def _footer(fig, cfg, hashes: set[str]) -> None:
-    short = ", ".join(sorted(h[:12] for h in hashes if h))
-    fig.text(0.01, 0.005, f"config {cfg.name} | git {git_sha()} | config hash {short}",
-             fontsize=6, color="0.4", ha="left", va="bottom")  # fmt: skip
+def provenance(name: str, cfg, hashes: set[str], description: str) -> dict[str, Any]:
+    """Where a figure came from: what `_save` writes into its metadata and sidecar."""
+    return {
+        "figure": name,
+        "description": description,
+        "config": cfg.name,
+        "git_sha": git_sha(),
+        "config_hashes": sorted(h for h in hashes if h),
+        "synthetic_data": cfg.data.synthetic is not None,
+    }
 
 
 def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
@@ -76,12 +87,11 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
     ax.set_xlabel(AXIS_LABELS.get(sweep, sweep))
     ax.set_ylabel("%")
     dataset = DATASET_NAMES.get(cells[0].test, cells[0].test)
-    ax.set_title(f"UniLearn on {dataset}: {AXIS_LABELS.get(sweep, sweep)}")
     ax.grid(alpha=0.3)
     ax.legend()
-    _footer(fig, cfg, {m.get("config_hash", "") for m in metrics})
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    _save(fig, out)
+    fig.tight_layout()
+    about = f"UniLearn on {dataset}: UAR and WAR against the {AXIS_LABELS.get(sweep, sweep)}"
+    _save(fig, out, provenance(name, cfg, {m.get("config_hash", "") for m in metrics}, about))
 
 
 def _usage(runs: Path, cell: spec.Cell) -> tuple[dict[int, np.ndarray], str]:
@@ -110,25 +120,35 @@ def expert_usage_figure(cfg, runs: Path, out: Path) -> None:
     blocks = sorted(usage[0][1])
     n_experts = len(usage[0][1][blocks[0]])
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(blocks), figsize=(2.6 * len(blocks) + 1, 3.2), dpi=150,
-                             sharey=True, squeeze=False)  # fmt: skip
+    # a grid of MoAE layers (3 across), one legend for all below it, outside the bars
+    cols = min(3, len(blocks))
+    rows = -(-len(blocks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols + 0.6, 2.1 * rows + 0.7), dpi=150,
+                             sharex=True, sharey=True, squeeze=False)  # fmt: skip
     width = 0.8 / len(usage)
-    for ax, block in zip(axes[0], blocks):
+    for ax, block in zip(axes.flat, blocks):
         for i, (label, counts, _) in enumerate(usage):
             share = counts[block] / max(counts[block].sum(), 1)
             ax.bar(
                 np.arange(n_experts) + (i - (len(usage) - 1) / 2) * width, share, width, label=label
             )
-        ax.set_title(f"block {block}")
+        ax.text(0.03, 0.95, f"block {block}", transform=ax.transAxes, ha="left", va="top",
+                fontsize=8)  # fmt: skip
         ax.set_xticks(range(n_experts), [str(e) for e in range(n_experts)])
-        ax.set_xlabel("expert")
         ax.axhline(1 / n_experts, color="0.5", lw=0.8, ls=":")
-    axes[0][0].set_ylabel("share of routed tokens")
-    axes[0][-1].legend(fontsize=7)
-    fig.suptitle("UniLearn: expert activation per MoAE layer and dataset")
-    _footer(fig, cfg, {d for *_, d in usage})
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    _save(fig, out)
+        ax.margins(y=0.25)
+    for ax in axes.flat[len(blocks) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("expert")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("share of tokens")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.07 if rows > 1 else 0.11, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=7,
+               frameon=False)  # fmt: skip
+    about = "UniLearn: share of tokens routed to each expert, per MoAE layer and test dataset"
+    _save(fig, out, provenance("figure4a", cfg, {d for *_, d in usage}, about))
 
 
 def _label(cell: spec.Cell) -> str:
@@ -174,23 +194,41 @@ def centre_similarity_figure(cfg, runs: Path, out: Path) -> None:
         for j in range(sim.shape[1]):
             ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=6,
                     color="white" if sim[i, j] < 0.6 else "black")  # fmt: skip
-    ax.set_yticks(range(len(dfer)), dfer["class_name"].to_list())
-    ax.set_xticks(range(len(sfer)), sfer["class_name"].to_list(), rotation=45, ha="right")
+    # one spelling per class across datasets (DFEW "angry", AffectNet "anger" -> "angry")
+    ax.set_yticks(range(len(dfer)), [canonical_emotion(n) for n in dfer["class_name"]])
+    ax.set_xticks(range(len(sfer)), [canonical_emotion(n) for n in sfer["class_name"]],
+                  rotation=45, ha="right")  # fmt: skip
     ax.set_ylabel(f"{DATASET_NAMES.get(dfer_cell.test, dfer_cell.test)} (DFER) class centre")
     ax.set_xlabel(f"{DATASET_NAMES.get(sfer_cell.test, sfer_cell.test)} (SFER) class centre")
-    ax.set_title("UniLearn: cosine similarity of class centres")
     fig.colorbar(image, ax=ax, fraction=0.046)
     hashes = set(dfer.get("config_hash", [])) | set(sfer.get("config_hash", []))
-    _footer(fig, cfg, {str(h) for h in hashes})
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    _save(fig, out)
+    fig.tight_layout()
+    about = "UniLearn: cosine similarity of class-centre features, DFER vs SFER test set"
+    _save(fig, out, provenance("figure4b", cfg, {str(h) for h in hashes}, about))
 
 
-def _save(fig, out: Path) -> None:
-    from unilearn.atomic import atomic_path
+def pdf_path(out: Path) -> Path:
+    return out.with_suffix(".pdf")
 
+
+def sidecar_path(out: Path) -> Path:
+    return out.with_suffix(".json")
+
+
+def _save(fig, out: Path, about: dict[str, Any]) -> None:
+    """PNG at `out`, vector PDF beside, provenance in both files' metadata and in `FIGURE.json`."""
+    from unilearn.atomic import atomic_path, write_text
+
+    text = (f"config {about['config']}; git {about['git_sha']}; config hash "
+            f"{', '.join(h[:12] for h in about['config_hashes']) or '-'}")  # fmt: skip
+    png = {"Title": about["description"], "Description": text, "Software": "unilearn"}
+    pdf = {"Title": about["description"], "Subject": text, "Creator": "unilearn",
+           "Keywords": about["figure"]}  # fmt: skip
     with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", metadata=png)
+    with atomic_path(pdf_path(out)) as tmp:
+        fig.savefig(tmp, format="pdf", metadata=pdf)
+    write_text(sidecar_path(out), json.dumps(about, indent=2) + "\n")
     _pyplot().close(fig)
 
 
@@ -204,5 +242,5 @@ def main(args: argparse.Namespace) -> int:
         expert_usage_figure(cfg, args.runs, args.out)
     else:
         centre_similarity_figure(cfg, args.runs, args.out)
-    print(f"{args.figure} -> {args.out}")
+    print(f"{args.figure} -> {args.out}, {pdf_path(args.out)}")
     return 0

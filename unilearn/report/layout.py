@@ -57,10 +57,14 @@ def parse_run(name: str) -> Run:
 
 
 def sweep_runs(cfg, sweep: str, experiment: str = "unilearn") -> list[Run]:
-    """One run per point of `sweeps.<sweep>` of the config."""
+    """One run per point of `sweeps.<sweep>` of the config (a point equal to the experiment is
+    the experiment's run: `sweep_points.sweep_point_run`)."""
+    from unilearn.report.sweep_points import sweep_point_run
+
     if sweep not in cfg.sweeps:
         raise ValueError(f"sweeps.{sweep}: not in the config (sweeps: {sorted(cfg.sweeps)})")
-    return [Run(experiment, sweep, value_slug(v)) for v in cfg.sweeps[sweep]]
+    points = zip(cfg.sweeps[sweep], cfg.sweep_overrides(sweep))
+    return [sweep_point_run(cfg, experiment, sweep, v, o) for v, o in points]
 
 
 def run_overrides(cfg, run: Run | str) -> list[str]:

@@ -1,7 +1,9 @@
-"""The paper's published numbers (UniLearn, arXiv 2409.06154; SPEC section 2), in percent.
+"""The paper's published numbers (UniLearn, arXiv 2409.06154), in percent.
 
 Keyed by (table, row label, dataset) -> (UAR, WAR); Table 3's parameter counts in millions.
-The tables stage prints ours beside these and the gap. Table 5 (left) has no numbers in SPEC.
+The tables stage prints ours beside these and the gap. Table 5 (left) (components: the baseline
+on MAE-DFER weights, +D.P., +D.P.+MoAE, all three) is not here yet: its numbers could not be
+checked against the paper's text from this machine, and a number not checked is not written.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ rule finetune:
     threads: GPU_STAGE_THREADS
     shell:
         "( {params.fresh} ) > {log:q} 2>&1; "
-        "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} "
+        "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} --run {wildcards.run:q} "
         "--dataset {params.dataset} {params.fold} --store {STORE} --init {input.init:q} "
         "--out {params.out:q} --no-progress {OVERRIDE_ARGS} {params.run_overrides} "
         ">> {log:q} 2>&1"
@@ -98,4 +98,5 @@ rule aggregate:
             f"--expect-folds {len(layout.FOLDED[wc.train])}" if wc.train in layout.FOLDED else ""
         ),
     shell:
-        "{UNILEARN} aggregate {input:q} --out {output:q} {params.expect} > {log:q} 2>&1"
+        "{UNILEARN} aggregate {input:q} --out {output:q} {params.expect} --run {wildcards.run:q} "
+        "{CONFIG_ARGS} > {log:q} 2>&1"

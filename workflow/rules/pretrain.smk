@@ -1,6 +1,8 @@
 # Dual-modal MAE pre-training, once per pre-training mode an experiment needs (paper Table 2).
 # A GPU stage: with `launcher: submitit` (config or the slurm profile) it runs as a Slurm job.
 
+from unilearn.engine.pretrain_init import init_checkpoint
+
 PRETRAIN_SOURCES = {
     "none": (),
     "image": (CFG.pretrain.image_dataset,),
@@ -10,7 +12,18 @@ PRETRAIN_SOURCES = {
 }
 
 
+# Published weights (`pretrain.init`: mode -> file) stand in for a mode's pre-training: its
+# fine-tunings start from the file and the pre-training never runs. Checked here, at parse time.
+try:
+    PRETRAIN_INIT = {mode: init_checkpoint(CFG, mode) for mode in CFG.pretrain.init}
+except FileNotFoundError as error:
+    raise WorkflowError(f"invalid unilearn config: {error}") from None
+
+
 def pretrain_checkpoint(mode):
+    """The checkpoint a mode's fine-tunings start from: the published file, or our pre-training's."""
+    if mode in PRETRAIN_INIT:
+        return str(PRETRAIN_INIT[mode])
     return f"{layout.pretrain_dir(RUNS, mode)}/checkpoint.pt"
 
 

@@ -1,5 +1,6 @@
 # Overrides go right after the table/figure name: argparse takes positionals in one run.
-# The paper's tables (CSV + Markdown: ours, the paper's number, the gap) and figures (PNG).
+# The paper's tables (CSV + Markdown: ours, the paper's number, the gap) and figures (PNG + PDF),
+# each in `snakemake --report results/report.html` with its caption (workflow/report/).
 
 
 def manifests_of(cells):
@@ -25,7 +26,8 @@ rule table:
     input:
         unpack(lambda wc: report_inputs(wc.table)),
     output:
-        csv=f"{RESULTS}/{{table}}.csv",
+        csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/table.rst", category="Tables",
+                   labels={"table": "{table}"}),
         md=f"{RESULTS}/{{table}}.md",
     log:
         f"{LOGS}/report/{{table}}.log",
@@ -40,11 +42,13 @@ rule figure:
     input:
         unpack(lambda wc: report_inputs(wc.figure)),
     output:
-        f"{RESULTS}/{{figure}}.png",
+        png=report(f"{RESULTS}/{{figure}}.png", caption="../report/figure.rst", category="Figures",
+                   labels={"figure": "{figure}"}),
+        pdf=f"{RESULTS}/{{figure}}.pdf",
     log:
         f"{LOGS}/report/{{figure}}.log",
     params:
         config_hash=CONFIG_HASH[None],
     shell:
         "{UNILEARN} figure {wildcards.figure} {OVERRIDE_ARGS} {CONFIG_ARGS} --runs {RUNS} "
-        "--out {output:q} > {log:q} 2>&1"
+        "--out {output.png:q} > {log:q} 2>&1"

@@ -1,0 +1,90 @@
+"""`unilearn status` tells, from the files of a runs directory alone, which runs of the DAG are
+done, running (epoch e/E, ETA, loss), failed or pending, with their Slurm job."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from unilearn.config import load_config
+from unilearn.status import collect, expected_hash, render
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def _by_key(rows):
+    return {(r.stage, r.run, r.target): r for r in rows}
+
+
+def test_status_reads_done_running_failed_and_pending_runs(tmp_path):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    runs = tmp_path / "runs" / "demo"
+    done = runs / "finetune" / "unilearn" / "dfew-fold1"
+    done.mkdir(parents=True)
+    (done / "checkpoint.pt").write_bytes(b"x")
+    (done / "log.jsonl").write_text(json.dumps({"epoch": 0, "step": 5, "loss_dfer": 0.5}) + "\n")
+    running = runs / "finetune" / "unilearn" / "dfew-fold2"
+    running.mkdir(parents=True)
+    (running / "progress.json").write_text(json.dumps({
+        "state": "running", "epoch": 3, "epochs": 8, "step": 30, "end_step": 80, "eta_s": 600,
+        "loss": {"loss_dfer": 1.234}, "updated": time.time(), "host": socket.gethostname(),
+        "pid": os.getpid()}))  # fmt: skip
+    job = running / "slurm" / "finetune-20260101-000000-abcdef"
+    job.mkdir(parents=True)
+    (job / "4242_submitted.pkl").write_bytes(b"")
+    killed = runs / "finetune" / "unilearn" / "dfew-fold3"
+    killed.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (killed / "progress.json").write_text(json.dumps({
+        "state": "running", "epoch": 1, "epochs": 8, "eta_s": 100, "loss": {},
+        "updated": time.time(), "host": socket.gethostname(), "pid": dead.pid}))  # fmt: skip
+    crashed_log = runs / "logs" / "finetune" / "unilearn" / "dfew-fold4.log"
+    crashed_log.parent.mkdir(parents=True)
+    crashed_log.write_text("Traceback (most recent call last):\n  ...\nValueError: bad\n")
+
+    stale = runs / "finetune" / "unilearn" / "dfew-fold5"  # made under an earlier config
+    stale.mkdir(parents=True)
+    (stale / "checkpoint.pt").write_bytes(b"x")
+    (stale / "config.sha256").write_text("0" * 64 + "\n")
+
+    # a new attempt under this config has begun (config.sha256), the old checkpoint is still there
+    restarted = runs / "finetune" / "unilearn" / "mafw-fold1"
+    restarted.mkdir(parents=True)
+    (restarted / "checkpoint.pt").write_bytes(b"x")
+    os.utime(restarted / "checkpoint.pt", (time.time() - 60, time.time() - 60))
+    digest = expected_hash(cfg, "finetune", "unilearn", "mafw-fold1")
+    (restarted / "config.sha256").write_text(digest + "\n")
+
+    rows = _by_key(collect(cfg, runs, ["table1"]))
+    assert rows[("finetune", "unilearn", "mafw-fold1")].state == "pending"
+    assert rows[("finetune", "unilearn", "dfew-fold1")].state == "done"
+    live = rows[("finetune", "unilearn", "dfew-fold2")]
+    assert (live.state, live.epoch, live.loss) == ("running", "3/8", "dfer 1.234")
+    assert live.eta in ("10:00", "9:59") and live.job.startswith("4242")
+    assert rows[("finetune", "unilearn", "dfew-fold3")].state == "failed"
+    assert rows[("finetune", "unilearn", "dfew-fold4")].state == "failed"
+    assert rows[("finetune", "unilearn", "dfew-fold5")].state == "pending"
+    assert rows[("pretrain", "image+video", "-")].state == "pending"
+    assert rows[("evaluate", "unilearn", "dfew-fold1 on dfew")].state == "pending"
+
+    text = render(list(rows.values()), show_done=False)
+    listed = [line.split()[:3] for line in text.splitlines()]
+    assert ["finetune", "unilearn", "dfew-fold1"] not in listed  # done runs are only counted
+    assert ["finetune", "unilearn", "dfew-fold2"] in listed
+    assert "1 done, 1 running, 2 failed" in text.splitlines()[-1]
+
+
+def test_status_answers_without_torch(tmp_path):
+    code = ("import sys; from unilearn.cli import main; main(['status', '--runs', sys.argv[1], "
+            "'--target', 'table1']); assert 'torch' not in sys.modules")  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, cwd=Path(__file__).resolve().parents[1], env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "pending" in done.stdout

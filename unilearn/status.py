@@ -1,0 +1,301 @@
+"""`unilearn status`: where the workflow stands, one line per run of its DAG (pre-training,
+fine-tuning, evaluation): state, epoch e/E, ETA, last loss, and the Slurm job with its state.
+
+Reads files only (checkpoints, `progress.json`, `log.jsonl`, the jobs' logs, the submitit
+folders), so it answers at once, while Snakemake runs, without torch. States: done, running,
+queued (a Slurm job waits), failed, pending (not started).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from unilearn.progress import PROGRESS_FILE, format_duration
+
+_JOB_FILE = re.compile(r"^(\d+(?:_\d+)?)_submitted\.pkl$")
+_FAILED_SLURM = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+                 "BOOT_FAIL", "DEADLINE")  # fmt: skip
+_FAILED_LOG = ("Traceback (most recent call last)", "Error:", "error:")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", type=Path, metavar="YAML",
+                        help="the workflow's config file(s), repeat to merge "
+                        "(default: configs/demo.yaml, as the workflow)")  # fmt: skip
+    parser.add_argument("--runs", type=Path, metavar="DIR",
+                        help="runs root of the workflow (default: runs/<config name>)")  # fmt: skip
+    parser.add_argument("--target", action="append", metavar="TABLE_OR_FIGURE",
+                        help="only the runs this table or figure needs, e.g. table1 (repeatable; "
+                        "default: all tables and figures)")  # fmt: skip
+    parser.add_argument("--all", action="store_true",
+                        help="also list runs that are done (default: a count of them)")  # fmt: skip
+    parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                        help="the overrides the workflow runs with")  # fmt: skip
+
+
+@dataclass
+class RunStatus:
+    stage: str
+    run: str
+    target: str
+    state: str = "pending"
+    epoch: str = "-"
+    eta: str = "-"
+    loss: str = "-"
+    job: str = "-"
+
+    def cells(self) -> list[str]:
+        return [self.stage, self.run, self.target, self.state, self.epoch, self.eta, self.loss,
+                self.job]  # fmt: skip
+
+
+HEADER = ["STAGE", "RUN", "TARGET", "STATE", "EPOCH", "ETA", "LOSS", "JOB"]
+
+
+def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
+    from unilearn.report import layout, spec
+
+    cells = list(dict.fromkeys(c for t in targets for c in spec.required_cells(t, cfg)))
+    logs = runs / "logs"
+    finetunes = list(dict.fromkeys((c.run, t) for c in cells for t in layout.targets(c.train)))
+    evaluations = list(dict.fromkeys(
+        (c.run, t, c.test) for c in cells for t in layout.targets(c.train)))  # fmt: skip
+    modes = list(dict.fromkeys(
+        cfg.experiments[layout.parse_run(run).experiment].pretrain for run, _ in finetunes))  # fmt: skip
+    squeue = _slurm_states()
+    out = []
+    for mode in modes:
+        out.append(_training("pretrain", mode, "-", layout.pretrain_dir(runs, mode),
+                             logs / "pretrain" / f"{mode}.log", cfg.pretrain.epochs, squeue,
+                             expected_hash(cfg, "pretrain", mode, "-")))  # fmt: skip
+    for run, target in finetunes:
+        out.append(_training("finetune", run, target, layout.finetune_dir(runs, run, target),
+                             logs / "finetune" / run / f"{target}.log", cfg.finetune.epochs,
+                             squeue, expected_hash(cfg, "finetune", run, target)))  # fmt: skip
+    for run, target, test in evaluations:
+        pred = layout.prediction_path(runs, run, target, test)
+        status = RunStatus("evaluate", run, f"{target} on {test}")
+        metrics = layout.prediction_sidecar(pred, ".metrics.json")
+        log = logs / "evaluate" / run / f"{target}-{test}.log"
+        m = _read_json(metrics) or {}
+        if m and m.get("config_hash") in (None, expected_hash(cfg, "finetune", run, target)):
+            status.state = "done"
+            if "uar" in m and "war" in m:
+                status.loss = f"UAR {100 * m['uar']:.1f} WAR {100 * m['war']:.1f}"
+        else:  # a log beside metrics of an earlier config is that config's
+            _from_job(status, pred.parent / "slurm", "evaluate", log, squeue, use_log=not m)
+        out.append(status)
+    return out
+
+
+def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
+    """The config hash a run of this config records (`config.sha256`), as the workflow computes
+    it; a run directory holding another one is from an earlier config and will be redone."""
+    from unilearn.config import ConfigError, config_hash
+    from unilearn.report import layout
+
+    try:
+        if stage == "pretrain":
+            return config_hash(cfg, "pretrain")
+        point = cfg.with_overrides(layout.run_overrides(cfg, run))
+        experiment, dataset = layout.parse_run(run).experiment, layout.parse_target(target)[0]
+        return config_hash(point.resolve_experiment(experiment, dataset).config, "finetune")
+    except (ConfigError, ValueError, KeyError):
+        return None
+
+
+def _training(
+    stage, run, target, run_dir: Path, log: Path, epochs: int, squeue, expected: str | None
+) -> RunStatus:
+    status = RunStatus(stage, run, target)
+    recorded = _read_text(run_dir / "config.sha256")
+    if expected is not None and recorded is not None and recorded != expected:
+        # an earlier config's run: what is on disk says nothing about this one (yet)
+        _from_job(status, run_dir / "slurm", stage, log, squeue, epochs, use_log=False)
+        return status
+    history = _history(run_dir / "log.jsonl")
+    progress = _read_json(run_dir / PROGRESS_FILE)
+    total = (progress or {}).get("epochs") or epochs
+    if history:
+        status.epoch = f"{len(history)}/{total}"
+        status.loss = _loss(history[-1])
+    if _finished(run_dir) and (progress or {}).get("state") != "running":
+        status.state = "done"
+        status.epoch = f"{total}/{total}" if history or stage == "finetune" else status.epoch
+        return status
+    if progress:
+        status.epoch = f"{progress.get('epoch', 0)}/{total}"
+        if progress.get("loss"):
+            status.loss = _loss(progress["loss"])
+        status.state = progress.get("state", "running")
+        if status.state == "running":
+            eta = progress.get("eta_s")
+            age = time.time() - float(progress.get("updated", time.time()))
+            if eta is not None:
+                status.eta = format_duration(max(eta - age, 0))
+            if progress.get("host") == socket.gethostname() and not _alive(progress.get("pid")):
+                status.state = "failed"  # its process is gone (killed) without a last word
+                status.eta = "-"
+    _from_job(status, run_dir / "slurm", stage, log, squeue, total)
+    return status
+
+
+def _from_job(
+    status: RunStatus,
+    slurm_dir: Path,
+    stage: str,
+    log: Path,
+    squeue,
+    epochs: int | None = None,
+    use_log: bool = True,
+) -> None:
+    """Slurm job id and state of the run's latest submission; the job log's verdict."""
+    job_id = _latest_job(slurm_dir, stage)
+    if job_id is not None:
+        state = squeue.get(job_id) or _sacct_state(job_id)
+        status.job = f"{job_id} {state}" if state else job_id
+        if state in ("PENDING", "CONFIGURING", "REQUEUED"):  # a requeued run waits again
+            status.state = "queued" if status.state in ("pending", "failed") else status.state
+        elif state == "RUNNING" and status.state in ("pending", "failed"):
+            status.state = "running"
+        elif state and state.split()[0] in _FAILED_SLURM:
+            status.state = "failed"
+    if use_log and status.state in ("pending", "running") and log.is_file():
+        tail = _tail(log)
+        if any(marker in tail for marker in _FAILED_LOG):
+            status.state = "failed"
+        elif status.state == "pending":
+            status.state = "running"  # started: the log exists, no step reported yet
+            if status.epoch == "-" and status.stage != "evaluate":
+                status.epoch = f"0/{epochs}" if epochs else "-"
+
+
+def _latest_job(slurm_dir: Path, stage: str) -> str | None:
+    if not slurm_dir.is_dir():
+        return None
+    folders = sorted(p for p in slurm_dir.glob(f"{stage}-*") if p.is_dir())
+    for folder in reversed(folders):
+        ids = [m[1] for p in folder.iterdir() if (m := _JOB_FILE.match(p.name))]
+        if ids:
+            return max(ids, key=lambda i: [int(x) for x in i.split("_")])
+    return None
+
+
+def _slurm_states() -> dict[str, str]:
+    """Job id -> state of this user's queued and running Slurm jobs (empty without Slurm)."""
+    if shutil.which("squeue") is None:
+        return {}
+    try:
+        text = subprocess.run(["squeue", "--noheader", "--me", "--format", "%i %T"],
+                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return dict(line.split(maxsplit=1) for line in text.splitlines() if " " in line.strip())
+
+
+def _sacct_state(job_id: str) -> str | None:
+    if shutil.which("sacct") is None:
+        return None
+    try:
+        text = subprocess.run(["sacct", "--noheader", "-X", "-j", job_id, "--format", "State"],
+                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    states = text.split()
+    return states[0] if states else None
+
+
+def _alive(pid) -> bool:
+    if not pid:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OSError):
+        return True
+    return True
+
+
+def _history(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line being written
+            break
+    return out
+
+
+def _finished(run_dir: Path) -> bool:
+    """A checkpoint written by the current attempt: every attempt records its config first, and
+    Snakemake leaves the previous config's checkpoint in place until the new one replaces it."""
+    checkpoint, recorded = run_dir / "checkpoint.pt", run_dir / "config.sha256"
+    if not checkpoint.is_file():
+        return False
+    return not recorded.is_file() or checkpoint.stat().st_mtime >= recorded.stat().st_mtime
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return None
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    with open(path, "rb") as f:
+        f.seek(max(path.stat().st_size - size, 0))
+        return f.read().decode(errors="replace")
+
+
+def _loss(record: dict) -> str:
+    losses = {k.removeprefix("loss_"): v for k, v in record.items() if k.startswith("loss_")}
+    return " ".join(f"{k} {float(v):.3f}" for k, v in sorted(losses.items())) or "-"
+
+
+def render(rows: list[RunStatus], show_done: bool) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    shown = [r for r in rows if show_done or r.state != "done"]
+    lines = []
+    if shown:
+        table = [HEADER] + [r.cells() for r in shown]
+        widths = [max(len(row[i]) for row in table) for i in range(len(HEADER))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
+    order = ("done", "running", "queued", "failed", "pending")
+    summary = ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))
+    lines.append(f"{len(rows)} runs: {summary or 'none'}"
+                 + ("" if show_done or not counts.get("done") else " (--all lists the done ones)"))  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    from unilearn.config import load_config
+    from unilearn.report import spec
+
+    configs = args.config or [Path("configs/demo.yaml")]
+    cfg = load_config(configs, args.overrides)
+    runs = args.runs or Path("runs") / cfg.name
+    targets = args.target or [*spec.TABLES, *spec.FIGURES]
+    print(render(collect(cfg, runs, targets), args.all))
+    return 0
