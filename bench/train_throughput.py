@@ -30,11 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 tensor-core peak
 MFU = 0.5
 
-# Dataset sizes of the real protocol (shared/data/official_split_counts.json for the DFER sets;
-# AffectNet and VoxCeleb2 as published).
-AFFECTNET_TRAIN = 287_651  # 8 classes (pre-training uses all of them)
-AFFECTNET7_TRAIN, AFFECTNET7_VAL = 283_901, 3_500
-VOXCELEB2_DEV = 1_092_009
+# Dataset sizes of the real protocol: the official split counts the doctor ships for the DFER
+# sets; AffectNet and VoxCeleb2 as published (defined once, with the time-limit FLOP model).
+from unilearn.launch.estimate import (  # noqa: E402
+    AFFECTNET7_TRAIN,
+    AFFECTNET_TRAIN,
+    SPLIT_COUNTS_PATH,
+    VOXCELEB2_DEV,
+)
 
 
 def _shapes(quick: bool) -> dict[str, dict]:
@@ -130,7 +133,7 @@ def flops_per_sample(cfg) -> dict[str, float]:
 
 def table1_flops(per: dict[str, float], cfg) -> tuple[float, list[str]]:
     """FLOPs of the paper's Table 1 (UniLearn and VideoMAE rows) and the lines of its derivation."""
-    counts = json.loads((ROOT.parent / "shared/data/official_split_counts.json").read_text())
+    counts = json.loads(SPLIT_COUNTS_PATH.read_text())
 
     def n(dataset: str, split: str) -> list[int]:
         return [sum(v.values()) for k, v in counts[dataset].items() if k.endswith(split)]

@@ -113,3 +113,19 @@ def test_preempted_job_is_requeued_and_resumes_from_its_checkpoint(slurm_cluster
     starts = json.loads((tmp_path / "run" / "done.json").read_text())["starts"]
     assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 2  # resumed, not restarted
     assert "requeued" in err and _sacct_state(job_id) == "COMPLETED"
+
+
+def test_job_requeued_from_outside_is_waited_for_and_resumes(slurm_cluster, tmp_path):
+    proc = _submit(tmp_path, "--steps", "12", "--step-s", "0.5")
+    job_id = _read_until_submitted(proc)
+    last = tmp_path / "run" / "last.json"
+    _wait_for(lambda: last.exists() and json.loads(last.read_text())["step"] >= 2)
+    # What an administrator or a pre-emption with requeue does: the running job goes back to
+    # PENDING under the same id, then runs again.
+    subprocess.run(["scontrol", "requeue", job_id], check=True, timeout=60)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "failed" not in err and f"Slurm job {job_id} completed" in err
+    starts = json.loads((tmp_path / "run" / "done.json").read_text())["starts"]
+    assert len(starts) == 2 and starts[0] == 0 and starts[1] >= 2  # resumed, not restarted
+    assert _sacct_state(job_id) == "COMPLETED"

@@ -179,7 +179,7 @@ def test_missing_root_error_names_the_expected_path(tmp_path, capsys):
     with pytest.raises(DatasetLayoutError, match=str(tmp_path / "nowhere")):
         read_native("dfew", tmp_path / "nowhere")
     assert (
-        cli(["manifest", "mafw", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 1
+        cli(["manifest", "mafw", "--root", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
     )
     assert "does not exist" in capsys.readouterr().err
 
@@ -267,3 +267,10 @@ def test_manifest_cli_prints_counts_and_reasons(synth_tiny, tmp_path, capsys):
     assert (tmp_path / "dfew.parquet").is_file() and (
         tmp_path / "dfew.quarantine.parquet"
     ).is_file()
+
+
+def test_synthetic_trees_are_marked_face_crops_for_preprocess(manifests_tiny):
+    # the real MAFW is full-scene frames that preprocess crops; the synthetic one is face crops
+    for dataset in ("mafw", "dfew", "voxceleb2"):
+        table = pd.read_parquet(manifests_tiny / f"{dataset}.parquet")
+        assert table["face_cropped"].all(), dataset

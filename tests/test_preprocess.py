@@ -206,3 +206,27 @@ def test_preprocess_cli_prints_counts(tmp_path):
     )  # fmt: skip
     assert "7 manifest rows, 3 unique clips" in out.stdout
     assert "2 stored now, 1 failed now" in out.stdout and "1 x unreadable media" in out.stdout
+
+
+def test_mafw_full_scene_frames_are_detected_and_cropped_unless_marked_face_crops(tmp_path):
+    # MAFW's data/frames are the clips' full frames (face boxes ship beside them): preprocess
+    # finds the face and stores a square crop; a row marked face_cropped (the synthetic MAFW) is
+    # only resized, as DFEW's face crops are.
+    scene = write_frames(tmp_path / "src" / "00001", raw_face_video(n_frames=10, step=5))
+    rows = [manifest_row("mafw", "00001", scene, "frames", 0, 10, "train", 1)]
+    manifest_frame(rows).to_parquet(tmp_path / "mafw.parquet")
+    preprocess(tmp_path / "mafw.parquet", tmp_path / "store", SETTINGS, workers=0, progress=False)
+    cropped = pd.read_parquet(tmp_path / "store" / "mafw.parquet").iloc[0]
+    assert (cropped["height"], cropped["width"]) == (48, 48)
+    marked = manifest_frame(rows).assign(face_cropped=True)
+    (tmp_path / "marked").mkdir()
+    marked.to_parquet(tmp_path / "marked" / "mafw.parquet")
+    preprocess(
+        tmp_path / "marked" / "mafw.parquet",
+        tmp_path / "resized",
+        SETTINGS,
+        workers=0,
+        progress=False,
+    )
+    resized = pd.read_parquet(tmp_path / "resized" / "mafw.parquet").iloc[0]
+    assert (resized["height"], resized["width"]) == (48, 85)  # 240 x 424 scaled to short side 48

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -53,3 +55,23 @@ def test_a_torn_write_is_never_listed_and_later_runs_use_new_shards(tmp_path):
         key = again.add("next", encode_clip(moving_pattern(3, 16)))
     assert key.startswith("dfew/shard-00002.ulc:")
     assert ClipStore(tmp_path).num_frames(key) == 3
+
+
+def test_two_writers_at_once_take_separate_shards_and_journals(tmp_path, monkeypatch):
+    first, second = StoreWriter(tmp_path, "voxceleb2"), StoreWriter(tmp_path, "voxceleb2")
+    clip = encode_clip(moving_pattern(3, 16))
+    key_a = first.add("a", clip)
+    # the second looked for the highest shard number before the first created its file (the race
+    # in which the second writer used to die on FileExistsError)
+    monkeypatch.setattr(Path, "iterdir", lambda self: iter(()))
+    key_b = second.add("b", clip)
+    monkeypatch.undo()
+    first.close()
+    second.close()
+    assert key_a.split(":")[0] != key_b.split(":")[0]
+    assert {k: v["store_key"] for k, v in read_journal(tmp_path, "voxceleb2").items()} == {
+        "a": key_a,
+        "b": key_b,
+    }
+    store = ClipStore(tmp_path)
+    assert store.record_bytes(key_a) == store.record_bytes(key_b) == clip

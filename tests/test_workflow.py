@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from workflow_run import job_counts, snakemake, workflow_copy
+from workflow_run import job_counts, overrides_arg, snakemake, workflow_copy
 
 from unilearn.config import load_config
 from unilearn.report import layout
@@ -58,17 +58,20 @@ def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
         assert f"unilearn@{sweep}={layout.value_slug(points[1])}/" not in done.stdout
 
 
-def test_slurm_profile_sends_only_gpu_stages_through_submitit(workdir):
+def test_slurm_profile_sends_gpu_and_cpu_stages_through_submitit(workdir):
     done = snakemake(workdir, "-n", "--profile", "slurm", "results/table1.csv")
     commands = [line for line in done.stdout.splitlines() if "-m unilearn" in line]
     submitted = {
         re.search(r"-m unilearn\.launch (\w+)", c)[1] for c in commands if "unilearn.launch" in c
     }
     here = {re.search(r"-m unilearn (\w+)", c)[1] for c in commands if "-m unilearn " in c}
-    # GPU stages go through the thin submitter (the stage itself is not imported while waiting).
-    assert submitted == {"pretrain", "finetune", "evaluate"}
-    assert here == {"synth", "doctor", "manifest", "preprocess", "aggregate", "tables"}
-    assert all("--submitit-cluster slurm --" in c for c in commands if "unilearn.launch" in c)
+    # GPU and CPU stages go through the thin submitter (the stage is not imported while waiting);
+    # only the light rules run on the login node.
+    assert submitted == {"pretrain", "finetune", "evaluate", "doctor", "manifest", "preprocess"}
+    assert here == {"synth", "aggregate", "tables"}
+    # a submitted CPU stage uses the CPUs of its job, not a worker count from the login node
+    assert not any("--workers" in c for c in commands if "unilearn.launch" in c)
+    assert all("--submitit-cluster slurm " in c for c in commands if "unilearn.launch" in c)
 
 
 def test_real_data_goes_through_the_doctor_first(workdir):
@@ -76,7 +79,8 @@ def test_real_data_goes_through_the_doctor_first(workdir):
     done = snakemake(workdir, "-n", "-p", "results/table1.csv", "--config", configs)
     counts = job_counts(done.stdout)
     assert counts["doctor"] == 5 and "synth" not in counts
-    assert "unilearn doctor dfew --root /datasets/DFEW" in done.stdout
+    # the paper config's launcher is submitit: the doctor is a Slurm CPU job
+    assert re.search(r"-m unilearn\.launch doctor .* -- +dfew --root /datasets/DFEW", done.stdout)
 
 
 def test_real_data_without_roots_names_the_missing_key(workdir):
@@ -99,3 +103,26 @@ def test_published_weights_replace_a_modes_pretraining(workdir, tmp_path):
                         check=False)  # fmt: skip
     assert missing.returncode != 0
     assert "pretrain.init.image+video" in missing.output and "nope.pt" in missing.output
+
+
+def test_preprocess_shards_from_the_config_become_parts_and_one_merge(workdir):
+    shards = overrides_arg(["data.preprocess_shards={voxceleb2: 4, default: 1}"])
+    done = snakemake(workdir, "-n", "-p", "--profile", "slurm", "results/table1.csv",
+                     "--config", shards)  # fmt: skip
+    counts = job_counts(done.stdout)
+    assert counts["preprocess_shard"] == 4 and counts["preprocess"] == 5
+    parts = [c for c in done.stdout.splitlines() if "--shard " in c]
+    assert sorted(re.search(r"--shard (\d/\d)", c)[1] for c in parts) == [
+        "1/4",
+        "2/4",
+        "3/4",
+        "4/4",
+    ]
+    assert all("unilearn.launch preprocess" in c for c in parts)  # each part its own Slurm job
+    merge = [c for c in done.stdout.splitlines() if "--merge 4" in c]
+    assert len(merge) == 1 and "unilearn.launch" not in merge[0]  # light: on the login node
+    demo = snakemake(workdir, "-n", "-p", "results/table1.csv")  # the demo: one run per dataset
+    assert "preprocess_shard" not in job_counts(demo.stdout)
+    # run here, a CPU stage starts as many workers as Snakemake budgets it threads (the doctor 1)
+    doctors = [c for c in demo.stdout.splitlines() if "-m unilearn doctor" in c]
+    assert doctors and all("--workers 1 " in c for c in doctors)

@@ -8,6 +8,9 @@ share the 2-CPU test node."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -17,6 +20,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from workflow_run import SMALL, SNAKEMAKE, job_counts, overrides_arg, snakemake, workflow_copy
+
+from unilearn.config import load_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -68,6 +73,9 @@ def test_gpu_stages_run_as_slurm_jobs_and_a_rerun_completes_what_was_cancelled(
     names = sorted(name for _, name, _ in jobs)
     assert names.count("unilearn-pretrain") == 2  # image+video and video
     assert names.count("unilearn-finetune") == 2  # UniLearn and VideoMAE on FERV39K
+    # the CPU stages ran as Slurm jobs too, one per dataset (the login node only ran synth)
+    for stage in ("doctor", "manifest", "preprocess"):
+        assert names.count(f"unilearn-{stage}") >= 3, (stage, names)
     assert (cancelled, "unilearn-finetune", "CANCELLED") in jobs
 
     plan = job_counts(snakemake(workdir, "-n", *args).output)
@@ -94,3 +102,114 @@ def test_gpu_stages_run_as_slurm_jobs_and_a_rerun_completes_what_was_cancelled(
     for figure in figures:
         pixels = matplotlib.image.imread(workdir / figure)
         assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50  # a real plot
+
+
+def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
+    slurm_cluster, tmp_path
+):
+    workdir = workflow_copy(tmp_path).resolve()
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    shards = OVERRIDES + ["data.preprocess_shards={voxceleb2: 2}"]
+    done = snakemake(workdir, "--profile", "slurm", "data/store/voxceleb2.parquet", "--config",
+                     overrides_arg(shards), timeout=900)  # fmt: skip
+    assert job_counts(done.output)["preprocess_shard"] == 2
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-S", since, "-o", "JobName,Start,End,State,WorkDir"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    parts = [r.split("|") for r in out.splitlines() if r.startswith("unilearn-preprocess|")]
+    parts = [r for r in parts if Path(r[4]) == workdir]
+    assert len(parts) == 2 and all(r[3] == "COMPLETED" for r in parts)
+    (_, start_a, end_a, *_), (_, start_b, end_b, *_) = parts
+    assert max(start_a, start_b) < min(end_a, end_b)  # the two parts ran at the same time
+
+    from unilearn.data.preprocess import PreprocessSettings, preprocess
+    from unilearn.data.store import ClipStore
+
+    store = workdir / "data" / "store"
+    whole = tmp_path / "whole"
+    settings = PreprocessSettings(
+        short_side=load_config(workdir / "configs/demo.yaml").data.store.short_side
+    )
+    preprocess(
+        workdir / "data/manifests/voxceleb2.parquet", whole, settings, workers=0, progress=False
+    )
+    a, b = (
+        pd.read_parquet(whole / "voxceleb2.parquet"),
+        pd.read_parquet(store / "voxceleb2.parquet"),
+    )
+    pd.testing.assert_frame_equal(a.drop(columns="store_key"), b.drop(columns="store_key"))
+    ra, rb = ClipStore(whole), ClipStore(store)
+    assert all(
+        ra.record_bytes(x) == rb.record_bytes(y)
+        for x, y in zip(a.store_key, b.store_key, strict=True)
+    )
+
+
+def _alive_jobs(workdir: Path) -> list[str]:
+    """`job id state` of the jobs from `workdir` that squeue shows pending, running or completing."""
+    out = subprocess.run(["squeue", "-h", "-o", "%i|%T|%Z"], capture_output=True, text=True,
+                         timeout=60).stdout  # fmt: skip
+    rows = [line.split("|") for line in out.splitlines() if line.strip()]
+    return [f"{i} {s}" for i, s, cwd in rows if Path(cwd) == workdir and s in _ALIVE]
+
+
+_ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
+
+
+# SIGINT/SIGTERM: Snakemake hands the signal on (workflow/Snakefile, onstart); SIGKILL: each
+# waiting launcher sees that the Snakemake above its rule's shell is gone (unilearn.launch.lifeline).
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_signal_sent_to_snakemake_alone_cancels_its_slurm_jobs(slurm_cluster, tmp_path, signum):
+    workdir = workflow_copy(tmp_path).resolve()
+    args = ["--profile", "slurm", "results/table1.csv", "--config", overrides_arg(OVERRIDES)]
+    # its own session: the signal reaches Snakemake only, never a process group (not a Ctrl-C)
+    proc = subprocess.Popen([str(SNAKEMAKE), *args], cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _signal_stops_every_job(proc, workdir, signum)
+    finally:  # whatever happened, leave no Snakemake, launcher or job behind
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for job in _alive_jobs(workdir):
+            subprocess.run(["scancel", job.split()[0]], timeout=60)
+
+
+def _signal_stops_every_job(proc: subprocess.Popen, workdir: Path, signum: int) -> None:
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(j.endswith(" RUNNING") for j in _alive_jobs(workdir)):
+            break
+        time.sleep(0.5)
+    running = _alive_jobs(workdir)
+    assert running, f"no Slurm job of the workflow seen running:\n{proc.communicate()[0][-4000:]}"
+    os.kill(proc.pid, signum)
+    stopped = time.monotonic()
+    while _alive_jobs(workdir) and time.monotonic() - stopped < 20:
+        time.sleep(0.5)
+    assert not _alive_jobs(workdir), (
+        f"still in squeue 20 s after the signal: {_alive_jobs(workdir)}"
+    )
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    # Each job was cancelled (a job already finishing on its own may complete instead); the
+    # launcher, orphaned when its rule's shell died of the same signal, may still be writing.
+    for job_id in (job.split()[0] for job in running):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            f"cancelled Slurm job {job_id}" in _logs(workdir) or _state(job_id) == "COMPLETED"
+        ):
+            time.sleep(0.5)
+        assert f"cancelled Slurm job {job_id}" in _logs(workdir) or _state(job_id) == "COMPLETED"
+
+
+def _state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"],
+                         capture_output=True, text=True, timeout=60).stdout  # fmt: skip
+    return out.split()[0] if out.split() else ""
+
+
+def _logs(workdir: Path) -> str:
+    return "\n".join(p.read_text(errors="replace") for p in workdir.rglob("*.log"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
@@ -73,6 +74,11 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=_version())
     parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the traceback of an error (also: UNILEARN_DEBUG=1); allowed anywhere",
+    )
+    parser.add_argument(
         "stage", choices=list(STAGES), metavar="STAGE", help="pipeline stage to run"
     )
     return parser
@@ -137,7 +143,20 @@ def stage_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one stage; every error becomes a one-paragraph message and exit status 2 (bad input)
+    or 1 (failed run), with the traceback only under --debug / UNILEARN_DEBUG=1."""
+    from unilearn.errors import DEBUG_ENV, debug_requested, run_reporting
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    if debug:
+        argv = [a for a in argv if a != "--debug"]
+        os.environ[DEBUG_ENV] = "1"  # a stage run as a Slurm job inherits it
+    prog = f"unilearn {argv[0]}" if argv and not argv[0].startswith("-") else "unilearn"
+    return run_reporting(lambda: _run(argv), prog, debug)
+
+
+def _run(argv: list[str]) -> int:
     top = _top_parser()
     if not argv or argv[0].startswith("-"):
         top.parse_args(argv or ["--help"])

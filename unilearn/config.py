@@ -92,8 +92,14 @@ class DatasetRoots(_Strict):
     _paths = field_validator("*")(classmethod(lambda cls, v: _expand(v)))
 
 
+StoreDataset = Literal["dfew", "mafw", "ferv39k", "affectnet", "voxceleb2"]
+
+
 class StoreConfig(_Strict):
     short_side: PositiveInt = 176  # frames are stored with this short side (>= input_size)
+    # Keep every k-th source frame of a dataset that only pre-training reads (e.g. voxceleb2: 4,
+    # at pretrain.frame_stride 4): a quarter of the store; the loader refuses other strides.
+    frame_stride: dict[StoreDataset, PositiveInt] = {}
 
 
 class DoctorConfig(_Strict):
@@ -111,6 +117,8 @@ class DataConfig(_Strict):
     num_workers: Annotated[int, Field(ge=0)] = 8
     pin_memory: bool = True  # only takes effect on CUDA
     doctor: DoctorConfig = DoctorConfig()
+    # Preprocess a dataset as N parts, each its own (Slurm) job, merged when all are done.
+    preprocess_shards: dict[StoreDataset | Literal["default"], PositiveInt] = {"default": 1}
 
     _workdir = field_validator("workdir")(classmethod(lambda cls, v: _expand(v)))
 
@@ -437,13 +445,31 @@ class SlurmConfig(_Strict):
     max_requeues: Annotated[int, Field(ge=0)] = 5  # requeues after hitting the time limit
 
 
+class TimeEstimateConfig(_Strict):
+    """Default Slurm time limits of GPU stages from the FLOP model (`unilearn.launch.estimate`);
+    `launcher.stages.<stage>.time_min` (or `--slurm-time-min`) wins."""
+
+    enabled: bool = True
+    gpu_peak_tflops: Annotated[float, Field(gt=0.0)] = 989.0  # H100 SXM dense bf16
+    mfu: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # assumed model FLOP utilisation
+    safety: Annotated[float, Field(ge=1.0)] = 2.0
+    startup_min: NonNegFloat = 10.0  # queue-independent start: imports, data, first checkpoint
+    min_min: Annotated[int, Field(ge=2)] = 20
+    max_min: Annotated[int, Field(ge=2)] = 2880  # longer runs requeue at the limit and resume
+
+
 class LauncherConfig(_Strict):
     """Where GPU stages run (`unilearn.launch`; its `--launcher`/`--slurm-*` flags override)."""
 
     name: Literal["local", "submitit"] = "local"
     slurm: SlurmConfig = SlurmConfig()
-    # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1).
-    stages: dict[Literal["pretrain", "finetune", "evaluate"], dict[str, Any]] = {}
+    time_estimate: TimeEstimateConfig = TimeEstimateConfig()
+    # Per-stage overrides of `slurm` (e.g. pretrain on 8 GPUs, evaluate on 1; the CPU stages
+    # doctor, manifest and preprocess on a CPU partition with gpus_per_task 0).
+    stages: dict[
+        Literal["pretrain", "finetune", "evaluate", "doctor", "manifest", "preprocess"],
+        dict[str, Any],
+    ] = {}
 
     @field_validator("stages")
     @classmethod
@@ -606,6 +632,22 @@ class Settings(_Strict):
     launcher: LauncherConfig = LauncherConfig()
     wandb: WandbConfig = WandbConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+
+    @model_validator(mode="after")
+    def _strided_stores_serve_pretraining_only(self):
+        finetuned = {*self.data.dfer_datasets, "affectnet"}
+        for dataset, k in self.data.store.frame_stride.items():
+            if k > 1 and dataset in finetuned:
+                raise ValueError(
+                    f"data.store.frame_stride.{dataset}={k}: fine-tuning reads every frame of "
+                    f"{dataset}; keep every k-th frame only of data that pre-training alone reads"
+                )
+            if self.pretrain.frame_stride % k:
+                raise ValueError(
+                    f"data.store.frame_stride.{dataset}={k} does not divide "
+                    f"pretrain.frame_stride={self.pretrain.frame_stride}"
+                )
+        return self
 
 
 class Config(Settings):

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from unilearn.data.labels import get_label_set
-from unilearn.data.store import ClipStore
+from unilearn.data.store import ClipStore, read_stride
 from unilearn.data.transforms import (
     EvalClipTransform,
     PretrainClipTransform,
@@ -43,6 +43,7 @@ from unilearn.data.transforms import (
     finetune_indices,
     pretrain_indices,
 )
+from unilearn.errors import InputError, read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def load_store_table(
     if split is not None:
         table = table[table["split"] == split]
     if table.empty:
-        raise ValueError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
+        raise InputError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
     return table.reset_index(drop=True)
 
 
@@ -88,7 +89,7 @@ def _read(path: Path) -> pd.DataFrame:
         raise FileNotFoundError(
             f"{path}: store table missing; run `unilearn preprocess` for this dataset"
         )
-    return pd.read_parquet(path)
+    return read_parquet(path, "store table")
 
 
 class ClipDataset(Dataset):
@@ -137,6 +138,8 @@ class ClipDataset(Dataset):
             n_clips,
         )
         self._keys = self.table["store_key"].astype(str).tolist()
+        if mode != "pretrain_image":  # in stored frames: a store may keep every k-th frame only
+            self.frame_stride = read_stride(self.store.root, self._keys, frame_stride)
         self._n = self.table["n_frames"].astype(int).tolist()
         self._labels = self.table["label"].astype(int).tolist()
         self.views = views

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from unilearn.data.native import (
     READERS,
     DatasetLayoutError,
     NativeRead,
-    SplitFileError,
     read_native,
 )
+from unilearn.data.synth import read_summary
+from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 _DTYPES = {
     "dataset": "string",
@@ -46,6 +46,7 @@ _EXTRA_DTYPES = {
     "face_width": "int32",
     "face_height": "int32",
     "valence": "float32",
+    "face_cropped": "boolean",
     "arousal": "float32",
     "reason_code": "string",
     "reason": "string",
@@ -68,7 +69,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(8, os.cpu_count() or 1),
+        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
         help="parallel workers for counting frames (threads; processes for VoxCeleb2 videos)",
     )
     parser.add_argument(
@@ -76,7 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="VoxCeleb2: do not open the videos (n_frames -1; unreadable files surface in preprocess)",
     )
+    parser.add_argument(
+        "--zero-based-labels",
+        action="store_true",
+        help="DFEW: the split files number the classes 0-6 (some redistributed copies); read "
+        "each label as label + 1. Without it such files are refused",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_cpu_launcher_arguments(parser)
 
 
 def to_frame(rows: list[dict], quarantine: bool = False) -> pd.DataFrame:
@@ -96,6 +104,7 @@ def to_frame(rows: list[dict], quarantine: bool = False) -> pd.DataFrame:
 
 def write_manifest(result: NativeRead, out: str | Path) -> tuple[Path, Path]:
     """Write the manifest and its quarantine for `result`; returns both paths."""
+    mark_synthetic_face_crops(result, result.root)
     out = Path(out)
     manifest, quarantine = (
         out / f"{result.dataset}.parquet",
@@ -104,6 +113,15 @@ def write_manifest(result: NativeRead, out: str | Path) -> tuple[Path, Path]:
     write_parquet(to_frame(result.rows), manifest)
     write_parquet(to_frame(result.quarantine, quarantine=True), quarantine)
     return manifest, quarantine
+
+
+def mark_synthetic_face_crops(result: NativeRead, root: str | Path) -> None:
+    """The bundled synthetic trees are face crops in every dataset (their MAFW too, unlike the
+    real one): say so per row (`face_cropped`), so preprocess resizes them as before."""
+    summary = read_summary(root)
+    if summary and summary.get("synthetic"):
+        for row in result.rows:
+            row["face_cropped"] = True
 
 
 def summarize(result: NativeRead) -> str:
@@ -127,18 +145,26 @@ def summarize(result: NativeRead) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        result = read_native(
-            args.dataset,
-            args.root,
-            workers=args.workers,
-            progress=not args.no_progress,
-            count_frames=not args.no_frame_count,
-        )
-    except (DatasetLayoutError, SplitFileError) as err:
-        print(f"unilearn manifest: {err}", file=sys.stderr)
-        return 1
+    rc = submit_cpu_stage(args)
+    if rc is not None:
+        return rc
+    # a tree that cannot be read raises DatasetLayoutError / SplitFileError: exit 2 (unilearn.cli)
+    result = read_native(
+        args.dataset,
+        args.root,
+        workers=args.workers,
+        progress=not args.no_progress,
+        count_frames=not args.no_frame_count,
+        zero_based_labels=args.zero_based_labels,
+    )
     manifest, quarantine = write_manifest(result, args.out)
     print(summarize(result))
     print(f"wrote {manifest} and {quarantine}")
+    if not result.rows:
+        top = Counter(q["reason_code"] for q in result.quarantine).most_common(1)[0][0]
+        example = next(q["reason"] for q in result.quarantine if q["reason_code"] == top)
+        raise DatasetLayoutError(
+            f"{args.dataset}: 0 of {result.rows_in} rows kept under {result.root}: every row was "
+            f"quarantined (most often {top}, e.g. {example}); see {quarantine}"
+        )
     return 0

@@ -10,12 +10,21 @@ Face detection (`--detect auto`): datasets distributed face-cropped (DFEW jpg_25
 frames, VoxCeleb2 face-tracked mp4, AffectNet) are only resized; any other dataset, or rows whose
 optional `face_cropped` column is false, go through detection + tracking. Rows with AffectNet's
 annotation box (`face_x`, `face_y`, `face_width`, `face_height`) are cropped to that box.
+MAFW's `data/frames` are full scene frames (its authors ship face boxes and landmarks beside them,
+and UniLearn's authors cropped them with MTCNN first), so MAFW is detected and cropped too.
+
+Shards (`--shard I/N`): the clips are split by a hash of their clip id into N parts that separate
+jobs store at the same time, each resumable; a finished part leaves `DATASET/parts/*.done.json`,
+and `--merge N` writes the store tables once every part is done. The result equals one unsharded
+run: the same records, in other shard files. `--frame-stride K` keeps every K-th source frame
+only (for data that pre-training alone reads, at a multiple of K); `settings.json` records it.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import hashlib
 import json
 import multiprocessing
 import os
@@ -42,11 +51,13 @@ from unilearn.data.face import (
     square_boxes,
 )
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
+from unilearn.errors import read_parquet
+from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
-# Distributed as face crops (SPEC section 3): resized only, never re-detected.
-FACE_CROPPED_DATASETS = frozenset(
-    {"dfew", "ferv39k", "mafw", "voxceleb2", "affectnet", "affectnet7"}
-)
+# Distributed as face crops: resized only, never re-detected. Not MAFW: its `data/frames` are the
+# clips' full frames (the dataset ships face boxes and 68 landmarks for them as annotations, and
+# the UniLearn authors' `finetune/process/mtcnn.py` crops and aligns them before training).
+FACE_CROPPED_DATASETS = frozenset({"dfew", "ferv39k", "voxceleb2", "affectnet", "affectnet7"})
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
 STORE_VERSION = 1
 
@@ -61,6 +72,7 @@ class PreprocessSettings:
     detector: str = "auto"  # auto | mtcnn | haar
     face: FaceCropConfig = field(default_factory=FaceCropConfig)
     version: int = STORE_VERSION
+    frame_stride: int = 1  # keep every k-th source frame (a store only pre-training reads)
 
 
 @dataclass(frozen=True)
@@ -128,13 +140,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames"
     )
     parser.add_argument(
+        "--frame-stride",
+        type=int,
+        default=1,
+        help="keep every K-th source frame only (data read by pre-training alone, at a multiple of K)",
+    )
+    parser.add_argument(
+        "--shard",
+        type=parse_shard,
+        default=None,
+        metavar="I/N",
+        help="store only part I of N (clips split by a hash of their id; parts run side by side); "
+        "writes DATASET/parts/ markers, not the tables: run --merge N when all are done",
+    )
+    parser.add_argument(
+        "--merge",
+        type=int,
+        default=None,
+        metavar="N",
+        help="write the store tables from the N finished parts of a sharded run (no clip work)",
+    )
+    parser.add_argument(
         "--retry-failed", action="store_true", help="retry clips quarantined by an earlier run"
     )
     parser.add_argument("--limit", type=int, default=None, help="process at most N new clips this run (resume later)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    add_cpu_launcher_arguments(parser)
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (1 <= I <= N) -> (I, N)."""
+    i, sep, n = text.partition("/")
+    if not sep or not i.isdigit() or not n.isdigit() or not 1 <= int(i) <= int(n):
+        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N with 1 <= I <= N")
+    return int(i), int(n)
 
 
 def main(args: argparse.Namespace) -> int:
+    rc = submit_cpu_stage(args)
+    if rc is not None:
+        return rc
+    if args.merge is not None:
+        try:
+            print(merge(args.manifest, args.out, args.merge).report())
+        except ShardsIncomplete as err:
+            print(f"unilearn preprocess: {err}", file=sys.stderr)
+            return 1
+        return 0
     settings = PreprocessSettings(
         short_side=args.short_side,
         jpeg_quality=args.jpeg_quality,
@@ -145,16 +197,22 @@ def main(args: argparse.Namespace) -> int:
             scale=args.face_scale,
             smooth_window=args.smooth_window,
         ),
+        frame_stride=args.frame_stride,
     )
-    summary = preprocess(
-        args.manifest,
-        args.out,
-        settings,
-        workers=args.workers,
-        retry_failed=args.retry_failed,
-        limit=args.limit,
-        progress=not args.no_progress,
-    )
+    try:
+        summary = preprocess(
+            args.manifest,
+            args.out,
+            settings,
+            workers=args.workers,
+            retry_failed=args.retry_failed,
+            limit=args.limit,
+            progress=not args.no_progress,
+            shard=args.shard,
+        )
+    except ShardFailed as err:
+        print(f"unilearn preprocess: {err}", file=sys.stderr)
+        return 1
     print(summary.report())
     return 0
 
@@ -172,8 +230,21 @@ class Summary:
     reasons: Counter
     seconds: float
     pending: int = 0
+    shard: tuple[int, int] | None = None
 
     def report(self) -> str:
+        if self.shard is not None:
+            i, n = self.shard
+            return (
+                f"preprocess {self.dataset} shard {i}/{n}: {self.clips} clips; {self.already} "
+                f"already in the store, {self.stored_now} stored now, {self.failed_now} failed now "
+                f"({self.seconds:.1f} s)"
+                + (
+                    f", {self.pending} still to do (re-run to resume)"
+                    if self.pending
+                    else "; done (tables: --merge when every shard is done)"
+                )
+            )
         lines = [
             f"preprocess {self.dataset}: {self.rows} manifest rows, {self.clips} unique clips; "
             f"{self.already} already in the store, {self.stored_now} stored now, "
@@ -187,6 +258,20 @@ class Summary:
         return "\n".join(lines)
 
 
+class ShardFailed(RuntimeError):
+    """A shard stopped before all its clips were stored or quarantined; names the clips left."""
+
+
+class ShardsIncomplete(RuntimeError):
+    """`--merge` found shards not (or not freshly) done; names them."""
+
+
+def shard_of(clip_id: str, n_shards: int) -> int:
+    """The shard (1..n) a clip belongs to: a hash of its id, the same on every machine and run."""
+    digest = hashlib.blake2b(str(clip_id).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % n_shards + 1
+
+
 def preprocess(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
@@ -195,15 +280,20 @@ def preprocess(
     retry_failed: bool = False,
     limit: int | None = None,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> Summary:
-    """Store every clip of `manifest` under `out`; returns the counts (also written as tables)."""
+    """Store every clip of `manifest` under `out` (or, with `shard=(i, n)`, the clips of part i
+    of n, and mark the part done instead of writing the tables); returns the counts."""
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
-    rows = pd.read_parquet(manifest)
+    rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     _check_manifest(rows, manifest)
     _check_settings(out, dataset, settings)
     tasks = _tasks(rows, settings, manifest)
+    if shard is not None:
+        tasks = [t for t in tasks if shard_of(t.clip_id, shard[1]) == shard[0]]
+        _part_path(out, dataset, shard).unlink(missing_ok=True)  # not done until this run says so
     done = read_journal(out, dataset)
     todo = [
         t for t in tasks if t.clip_id not in done or (retry_failed and "reason" in done[t.clip_id])
@@ -213,33 +303,127 @@ def preprocess(
     if limit is not None and len(todo) > limit:
         pending, todo = len(todo) - limit, todo[:limit]
     stored_now = failed_now = 0
-    if todo:
-        with StoreWriter(out, dataset) as writer:
-            for task, result in _run(todo, settings, workers, progress, dataset):
-                if isinstance(result, str):
-                    writer.fail(task.clip_id, result)
-                    failed_now += 1
-                else:
-                    record, meta = result
-                    writer.add(task.clip_id, record, **meta)
-                    stored_now += 1
+    finished: set[str] = set()
+    try:
+        if todo:
+            with StoreWriter(out, dataset) as writer:
+                for task, result in _run(todo, settings, workers, progress, dataset):
+                    if isinstance(result, str):
+                        writer.fail(task.clip_id, result)
+                        failed_now += 1
+                    else:
+                        record, meta = result
+                        writer.add(task.clip_id, record, **meta)
+                        stored_now += 1
+                    finished.add(task.clip_id)
+    except Exception as exc:
+        if shard is None:
+            raise
+        left = [t.clip_id for t in todo if t.clip_id not in finished]
+        listing = _part_path(out, dataset, shard, "failed.txt")
+        write_text(listing, "".join(f"{c}\n" for c in left))
+        raise ShardFailed(
+            f"{manifest}: shard {shard[0]}/{shard[1]} stopped ({type(exc).__name__}: {exc}) with "
+            f"{len(left)} clip(s) not done: {', '.join(left[:10])}"
+            f"{' ...' if len(left) > 10 else ''} (all listed in {listing}); re-run to resume"
+        ) from exc
+    summary = Summary(
+        dataset, len(rows), len(tasks), already, stored_now, failed_now, 0, 0, Counter(),
+        time.monotonic() - start, pending, shard,
+    )  # fmt: skip
+    if shard is not None:
+        if not pending:
+            _mark_part_done(out, dataset, shard, tasks, summary)
+        return summary
+    return _write_tables(rows, out, dataset, summary)
+
+
+def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) -> Summary:
+    """Write the store tables of a sharded run once all `n_shards` parts are done for this
+    manifest; raises `ShardsIncomplete` naming the parts that are missing or stale."""
+    start = time.monotonic()
+    manifest, out = Path(manifest), Path(out)
+    rows = read_parquet(manifest, "manifest")
+    dataset = manifest.stem
+    _check_manifest(rows, manifest)
+    ids = rows["clip_id"].astype(str).drop_duplicates().tolist()
+    by_shard: dict[int, list[str]] = {}
+    for clip_id in ids:
+        by_shard.setdefault(shard_of(clip_id, n_shards), []).append(clip_id)
+    missing, stale = [], []
+    for i in range(1, n_shards + 1):
+        path = _part_path(out, dataset, (i, n_shards))
+        if not path.is_file():
+            missing.append(i)
+        elif json.loads(path.read_text()).get("clips_sha256") != _ids_digest(by_shard.get(i, [])):
+            stale.append(i)
+    if missing or stale:
+        journal = read_journal(out, dataset)  # a part killed outright left no listing: name them
+        left = [c for i in missing + stale for c in by_shard.get(i, []) if c not in journal]
+        what = [f"{len(missing)} not done: {_ranges(missing)}"] if missing else []
+        what += [f"{len(stale)} done for another manifest: {_ranges(stale)}"] if stale else []
+        raise ShardsIncomplete(
+            f"{out / dataset / 'parts'}: {n_shards} shards of {manifest}, {'; '.join(what)}; "
+            f"{len(left)} of their clips not stored yet"
+            + (f" ({', '.join(left[:10])}{' ...' if len(left) > 10 else ''})" if left else "")
+            + f"; run `unilearn preprocess --manifest {manifest} --out {out} --shard I/{n_shards}` "
+            "for those first"
+        )
+    summary = Summary(dataset, len(rows), len(ids), len(ids), 0, 0, 0, 0, Counter(), 0.0, 0)
+    summary = _write_tables(rows, out, dataset, summary)
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary) -> Summary:
     stored, quarantined = _tables(rows, read_journal(out, dataset))
     write_parquet(stored, out / f"{dataset}.parquet")
     write_parquet(quarantined, out / f"{dataset}.quarantine.parquet")
-    reasons = Counter(r.split(":", 1)[0] for r in quarantined.drop_duplicates("clip_id")["reason"])
-    return Summary(
-        dataset,
-        len(rows),
-        len(tasks),
-        already,
-        stored_now,
-        failed_now,
-        len(stored),
-        len(quarantined),
-        reasons,
-        time.monotonic() - start,
-        pending,
+    summary.stored_rows, summary.quarantined_rows = len(stored), len(quarantined)
+    summary.reasons = Counter(
+        r.split(":", 1)[0] for r in quarantined.drop_duplicates("clip_id")["reason"]
     )
+    summary.seconds = max(summary.seconds, 0.0)
+    return summary
+
+
+def _part_path(out: Path, dataset: str, shard: tuple[int, int], kind: str = "done.json") -> Path:
+    """`parts/shard-IIII-of-NNNN.done.json` (the part is done) or `.failed.txt` (clips left)."""
+    return out / dataset / "parts" / f"shard-{shard[0]:04d}-of-{shard[1]:04d}.{kind}"
+
+
+def _ids_digest(clip_ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(sorted(clip_ids)).encode()).hexdigest()
+
+
+def _mark_part_done(
+    out: Path, dataset: str, shard: tuple[int, int], tasks: list[ClipTask], summary: Summary
+) -> None:
+    journal = read_journal(out, dataset)
+    failed = sum("reason" in journal.get(t.clip_id, {}) for t in tasks)
+    marker = {
+        "shard": shard[0],
+        "of": shard[1],
+        "clips": len(tasks),
+        "stored": len(tasks) - failed,
+        "quarantined": failed,
+        "clips_sha256": _ids_digest([t.clip_id for t in tasks]),
+    }
+    path = _part_path(out, dataset, shard)
+    write_text(path, json.dumps(marker, indent=2, sort_keys=True) + "\n")
+    _part_path(out, dataset, shard, "failed.txt").unlink(missing_ok=True)
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 7] -> "1-3, 7"."""
+    parts, start = [], None
+    for k, n in enumerate(numbers):
+        if start is None:
+            start = n
+        if k + 1 == len(numbers) or numbers[k + 1] != n + 1:
+            parts.append(f"{start}-{n}" if n > start else f"{n}")
+            start = None
+    return ", ".join(parts)
 
 
 def _check_manifest(rows: pd.DataFrame, manifest: Path) -> None:
@@ -258,7 +442,11 @@ def _check_settings(out: Path, dataset: str, settings: PreprocessSettings) -> No
     path = out / dataset / "settings.json"
     wanted = json.loads(json.dumps(asdict(settings)))
     if path.exists():
-        have = json.loads(path.read_text())
+        # a key the store's settings lack is one added later, with its default: the same pixels
+        have = {
+            **json.loads(json.dumps(asdict(PreprocessSettings()))),
+            **json.loads(path.read_text()),
+        }
         if have != wanted:
             diff = {k: (have.get(k), wanted.get(k)) for k in wanted if have.get(k) != wanted.get(k)}
             raise ValueError(
@@ -435,7 +623,9 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
         frames = read_media(task.path, task.media)
         if len(frames) == 0:
             raise MediaError(f"{task.path}: no frames")
-        frames = face_clip(frames, settings, detect=task.detect, box=task.box).frames
+        boxes, _ = locate_face(frames, settings, detect=task.detect, box=task.box)
+        keep = range(0, len(frames), settings.frame_stride)
+        frames = cut_face_clip(frames, boxes, settings, keep=keep)
         record = encode_clip(frames, settings.jpeg_quality)
         return record, {
             "n_frames": int(len(frames)),

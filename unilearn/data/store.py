@@ -14,6 +14,12 @@ index lookup and scales to millions of clips. Beside each shard, `journal-NNNNN.
 clips whose records are durably written (one JSON line each, written only after the shard data was
 fsync'ed): a killed writer leaves at most an unreferenced tail, and a re-run resumes from the
 journals. Shards are never appended to by a later run.
+
+Several writers may fill one dataset folder at the same time (`unilearn preprocess --shard i/N`):
+each claims its next shard number by creating the file exclusively, so no two ever share a shard
+or a journal. A store may keep only every k-th source frame (`settings.json`'s `frame_stride`,
+for data that pre-training alone reads at that stride): `read_stride` maps a loader's stride onto
+it and refuses one the store cannot serve.
 """
 
 from __future__ import annotations
@@ -118,6 +124,12 @@ class ClipStore:
             raise StoreError(f"store key {key!r}: record truncated in {self.root / rel}")
         return mm, ClipInfo(n, h, w), offsets, data
 
+    def record_bytes(self, key: str) -> bytes:
+        """The stored record of clip `key`, byte for byte (header, offsets, JPEG frames)."""
+        rel, offset = parse_key(key)
+        _, info, offsets, data = self._record(key)
+        return bytes(self._shard(rel)[offset : data + int(offsets[-1])])
+
     def info(self, key: str) -> ClipInfo:
         return self._record(key)[1]
 
@@ -191,9 +203,16 @@ class StoreWriter:
         self._close_files()
         used = [int(m.group(1)) for p in self.dir.iterdir() if (m := _SHARD_RE.search(p.name))]
         seq = max(used, default=0) + 1
+        while True:
+            # "xb" (O_EXCL): never reuse a shard a killed run may have left with a torn tail, and
+            # a concurrent writer that took this number first makes us take the next one (two
+            # writers used to compute the same number and the second died on FileExistsError).
+            try:
+                self._shard = open(self.dir / f"shard-{seq:05d}.ulc", "xb")  # noqa: SIM115
+                break
+            except FileExistsError:
+                seq += 1
         self._shard_name = f"shard-{seq:05d}.ulc"
-        # "xb": never reuse a shard a killed run may have left with a torn tail
-        self._shard = open(self.dir / self._shard_name, "xb")  # noqa: SIM115
         self._journal = open(self.dir / f"journal-{seq:05d}.jsonl", "ab")  # noqa: SIM115
 
     def add(self, clip_id: str, record: bytes, **meta) -> str:
@@ -276,3 +295,28 @@ def read_journal(root: str | os.PathLike, dataset: str) -> dict[str, dict]:
 def _lines(path: Path) -> Iterable[str]:
     with open(path, encoding="utf-8", errors="replace") as f:
         yield from f
+
+
+def stored_frame_stride(root: str | os.PathLike, dataset_dir: str) -> int:
+    """Every how many source frames the store folder `dataset_dir` keeps one (1: all frames)."""
+    path = Path(root) / dataset_dir / "settings.json"
+    if not path.is_file():
+        return 1
+    return int(json.loads(path.read_text()).get("frame_stride", 1))
+
+
+def read_stride(root: str | os.PathLike, keys: Sequence[str], frame_stride: int) -> int:
+    """The stride in stored frames that samples every `frame_stride`-th source frame of the clips
+    `keys`. Raises `StoreError` when their store keeps only every k-th frame and k does not divide
+    `frame_stride`: such a loader would read frames that are not in the store."""
+    kept = {stored_frame_stride(root, d) for d in {str(k).split("/", 1)[0] for k in keys}}
+    if len(kept) > 1:
+        raise StoreError(f"{root}: the clips come from stores with different frame strides {kept}")
+    k = kept.pop() if kept else 1
+    if frame_stride % k:
+        raise StoreError(
+            f"{root}: the store keeps every {k}-th frame (settings.json frame_stride), so it cannot "
+            f"serve frame_stride {frame_stride}; use a multiple of {k} or preprocess with "
+            "--frame-stride 1"
+        )
+    return frame_stride // k

@@ -11,6 +11,7 @@ Exit status 1 when the data would not reproduce the paper's protocol. The bundle
 from __future__ import annotations
 
 import argparse
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from unilearn.data.synth import read_summary
 from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 from unilearn.doctor.media import inspect, media_findings
 from unilearn.doctor.official import PROTOCOL, compare_with_official
+from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 NAMES = {
     "dfew": "DFEW",
@@ -47,6 +49,21 @@ _FIXES = {
     "unreadable_video": "videos that cannot be opened: re-download them (VoxCeleb2 has a few hundred such files; a handful is normal)",
     "not_an_emotion": "AffectNet's expression codes 8-10 (none, uncertain, no face) are left out by design",
     "excluded_class": "contempt is not part of AffectNet-7 (left out by design)",
+    "label_contradicts_path": "split rows whose label is not their path's emotion folder: restore the original split files",
+    "bad_face_box": "annotated face boxes of zero size or outside the image: restore the original annotation tables",
+    "misplaced_video": "mp4 files outside dev/mp4/<speaker>/<youtube id>/ or named .MP4: move or rename them",
+}
+# The problem in words, for the verdict: "{n} {noun}".
+_NOUNS = {
+    "missing_clip": "missing clip(s)",
+    "empty_clip": "empty frame folder(s)",
+    "unknown_label": "clip(s) with a label outside the class set",
+    "malformed_line": "split line(s) that cannot be parsed",
+    "duplicate_row": "clip(s) listed twice in one split file",
+    "unreadable_video": "unreadable video(s)",
+    "label_contradicts_path": "clip(s) labelled against their emotion folder",
+    "bad_face_box": "face box(es) of zero size or outside the image",
+    "misplaced_video": "misplaced mp4 file(s)",
 }
 # Quarantine reasons that are the dataset's normal state, not a problem of this copy.
 _EXPECTED = {"not_an_emotion", "excluded_class"}
@@ -76,7 +93,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, default=None, help="write the report as Markdown here"
     )
     parser.add_argument("--seed", type=int, default=0, help="which clips are sampled")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
+        help="parallel workers for reading the tree (threads; processes for VoxCeleb2 videos)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_cpu_launcher_arguments(parser)
 
 
 def diagnose(
@@ -88,17 +112,20 @@ def diagnose(
     detector: str = "auto",
     seed: int = 0,
     progress: bool = True,
+    workers: int = 1,
 ) -> tuple[str, list[Finding], NativeRead | None]:
     """(verdict line, findings, reader result). The data reproduces the protocol iff no finding is an error."""
     name = NAMES[dataset]
     try:
-        result = read_native(dataset, root, progress=progress)
+        result = read_native(dataset, root, progress=progress, workers=workers)
     except (DatasetLayoutError, SplitFileError) as err:
         f = Finding(
             ERROR,
             "layout",
             str(err),
-            "point --root at the dataset's own top folder, laid out as distributed (docs/data.md)",
+            "point --root at the dataset's own top folder, laid out as distributed (docs/data.md)"
+            if isinstance(err, DatasetLayoutError)
+            else "restore the original split files (or read them as the message says)",
         )
         return f"{name}: cannot be read — {err}", [f], None
     summary = read_summary(root)
@@ -110,7 +137,8 @@ def diagnose(
             f.code,
             f"split files disagree: {f.message}",
             "restore the original split files",
-            f.clip_ids[:50],
+            f.clip_ids,
+            "split files disagree: " + f.message.split(": ", 1)[-1].split(" (e.g.")[0],
         )
         for f in result.findings
     ]
@@ -165,20 +193,19 @@ def _quarantine_findings(result: NativeRead, synth: dict | None) -> list[Finding
                     code,
                     f"{len(rows)} rows left out: {_FIXES[code]}",
                     "",
-                    tuple(r["reason"] for r in rows[:20]),
+                    tuple(r["reason"] for r in rows),
                 )
             )
             continue
-        label = {"missing_clip": "missing clip(s)", "empty_clip": "empty frame folder(s)"}.get(
-            code, code.replace("_", " ")
-        )
+        label = _NOUNS.get(code, code.replace("_", " "))
         findings.append(
             Finding(
                 ERROR,
                 code,
                 f"{len(ids)} {label} ({len(rows)} split rows): {', '.join(ids[:10])}{' ...' if len(ids) > 10 else ''}",
                 _FIXES[code],
-                tuple(r["reason"] for r in rows[:50]),
+                tuple(r["reason"] for r in rows),
+                f"{len(ids)} {label}",
             )
         )
     return findings
@@ -229,9 +256,7 @@ def _verdict(dataset: str, findings: list[Finding], synthetic: bool, summary: di
     name = NAMES[dataset]
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
-        problems = "; ".join(
-            f.message.split(":")[0] if len(f.message) > 90 else f.message for f in errors[:4]
-        )
+        problems = "; ".join(f.in_words for f in errors)
         return f"{name}: would NOT reproduce the paper's protocol — {len(errors)} problem(s): {problems}. See the details below for what to do."
     if synthetic:
         return f"{name}: bundled synthetic data (unilearn synth, preset {summary['preset']}, seed {summary['seed']}) — OK for the demo pipeline; not the real dataset, so the paper's numbers do not apply."
@@ -265,7 +290,7 @@ def format_text(verdict: str, findings: list[Finding]) -> str:
         for d in f.details[:5] if f.severity != OK else ():
             lines.append(f"       - {d}")
         if len(f.details) > 5 and f.severity != OK:
-            lines.append(f"       - ... {len(f.details) - 5} more in the report")
+            lines.append(f"       - ... {len(f.details) - 5} more in the report (--report)")
     return "\n".join(lines)
 
 
@@ -302,6 +327,9 @@ def format_markdown(
 
 
 def main(args: argparse.Namespace) -> int:
+    rc = submit_cpu_stage(args)
+    if rc is not None:
+        return rc
     verdict, findings, result = diagnose(
         args.dataset,
         args.root,
@@ -310,6 +338,7 @@ def main(args: argparse.Namespace) -> int:
         detector=args.detector,
         seed=args.seed,
         progress=not args.no_progress,
+        workers=args.workers,
     )
     print(format_text(verdict, findings))
     if args.report is not None:

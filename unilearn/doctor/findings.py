@@ -15,4 +15,9 @@ class Finding:
     code: str  # stable identifier, e.g. `missing_clips`, `time_normalised_variant`
     message: str  # one sentence naming what differs
     fix: str = ""  # what to do
-    details: tuple[str, ...] = field(default_factory=tuple)  # clip ids, per-class deltas, ...
+    details: tuple[str, ...] = field(default_factory=tuple)  # every clip, per-class delta, ...
+    headline: str = ""  # the problem in a few words, for the verdict line (default: message)
+
+    @property
+    def in_words(self) -> str:
+        return self.headline or self.message

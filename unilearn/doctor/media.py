@@ -14,14 +14,16 @@ from tqdm import tqdm
 
 from unilearn.data.decode import MediaError, list_frames, read_image, read_video
 from unilearn.data.native import NativeRead
+from unilearn.data.preprocess import FACE_CROPPED_DATASETS
 from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 
 # A face crop (box scaled ~1.3x around the face) puts a detector box of roughly 35-60% of the
 # frame; a face in a full scene is a few percent. Between: warn.
 LARGE_FACE = 0.15
 SMALL_FACE = 0.06
-# Datasets distributed as face crops (VoxCeleb2 face-tracked); AffectNet gives a box instead.
-FACE_CROPPED = {"dfew", "mafw", "ferv39k", "voxceleb2"}
+# Datasets distributed as face crops (VoxCeleb2 face-tracked; not MAFW, whose frames preprocess
+# crops); AffectNet gives a box instead.
+FACE_CROPPED = FACE_CROPPED_DATASETS - {"affectnet", "affectnet7"}
 VARIANT_DIR_16F = "clip_224x224_16f"
 
 
@@ -130,7 +132,7 @@ def media_findings(result: NativeRead, s: MediaSample, synthetic: bool) -> list[
                 "unreadable_media",
                 f"{len(s.unreadable)} of {s.clips} sampled clips cannot be read",
                 "re-extract or re-download these clips",
-                tuple(f"{c}: {why}" for c, why in s.unreadable[:50]),
+                tuple(f"{c}: {why}" for c, why in s.unreadable),
             )
         )
     n_frames = [int(r["n_frames"]) for r in result.rows if int(r["n_frames"]) > 0]
@@ -143,7 +145,7 @@ def media_findings(result: NativeRead, s: MediaSample, synthetic: bool) -> list[
                     ERROR,
                     "time_normalised_variant",
                     f"these are DFEW's 16-frame time-normalised clips ({share16:.0%} of clips have exactly 16 frames; folder {frames_dir})",
-                    "use the original frames (Clip/jpg_256 or Clip/clip_224x224): the paper samples 16 frames from the original clips",
+                    "use the original frames (Clip/jpg_256, Clip/jpg_224 or Clip/clip_224x224): the paper samples 16 frames from the original clips",
                 )
             )
         else:

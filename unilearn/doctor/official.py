@@ -16,6 +16,12 @@ PROTOCOL = {
     "mafw": "the official single-labeled, no-caption 5-fold split",
     "ferv39k": "the official All_scenes train/test split",
 }
+# Each dataset's train and test split files of one fold, as distributed ("{k}" the fold number).
+SPLIT_FILES = {
+    "dfew": ("train(single-labeled)/set_{k}.csv", "test(single-labeled)/set_{k}.csv"),
+    "mafw": ("set_{k}/train.txt", "set_{k}/test.txt"),
+    "ferv39k": ("train_All.csv", "test_All.csv"),
+}
 # Quarantine reasons whose rows are still listed in the split files with a valid label.
 _LISTED = {"missing_clip", "empty_clip"}
 
@@ -52,12 +58,16 @@ def compare_with_official(dataset: str, result: NativeRead) -> list[Finding]:
             swapped.append(key)
     swapped_folds = sorted({k.split("/")[0] for k in swapped})
     for fold in swapped_folds:
+        k = fold.removeprefix("fold")
+        train, test = (f.format(k=k) for f in SPLIT_FILES[dataset])
+        where = f"fold {k}: " if fold != "official" else ""
         findings.append(
             Finding(
                 ERROR,
                 "train_test_swapped",
-                f"{fold}: the train and test split files are swapped (train has the official test counts and vice versa)",
-                "swap the two files back (train(single-labeled)/set_k.csv is the larger one)",
+                f"{where}the train and test split files {train} and {test} are swapped (train has the official test counts and vice versa)",
+                f"swap {train} and {test} back ({train} is the larger one)",
+                headline=f"{where}{train} and {test} swapped",
             )
         )
     deltas = []
@@ -77,15 +87,17 @@ def compare_with_official(dataset: str, result: NativeRead) -> list[Finding]:
         for key, name, e, g in deltas:
             by_key[key].append(f"{name} {g - e:+d} ({g} vs {e})")
         relabel = _relabel_pattern(deltas)
+        counts = f"{total_missing} clip slots missing, {total_extra} extra"
         findings.append(
             Finding(
                 ERROR,
                 "split_counts_differ",
                 f"the split files differ from {PROTOCOL[dataset]} in {len(by_key)} of {len(official)} splits: "
-                f"{total_missing} clip slots missing, {total_extra} extra"
-                + (f"; {relabel}" if relabel else ""),
+                f"{counts}" + (f"; {relabel}" if relabel else ""),
                 "use the split files exactly as the dataset distributes them (do not regenerate or filter them)",
                 tuple(f"{key}: {', '.join(v)}" for key, v in sorted(by_key.items())),
+                relabel
+                or f"class counts differ from the official split in {len(by_key)} splits ({counts})",
             )
         )
     if not findings:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from unilearn.engine.metrics import classification_metrics
+from unilearn.errors import InputError, read_parquet
 
 PREDICTION_COLUMNS = (
     "dataset",
@@ -67,25 +68,25 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: predictions file not found")
-        df = pd.read_parquet(path)
+        df = read_parquet(path, "predictions file")
         missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: missing columns {missing}; is it a `unilearn evaluate` output?"
             )
         if df.empty:
-            raise ValueError(f"{path}: no predictions")
+            raise InputError(f"{path}: no predictions")
         frames.append(df.assign(source=str(path)))
     pool = pd.concat(frames, ignore_index=True)
     for column in ("dataset", "experiment", "head", "config_hash"):
         values = pool.groupby(column)["source"].first()
         if len(values) > 1:
             detail = ", ".join(f"{v!r} in {src}" for v, src in values.items())
-            raise ValueError(f"predictions mix several values of {column}: {detail}")
+            raise InputError(f"predictions mix several values of {column}: {detail}")
     dup = pool[pool.duplicated(["fold", "clip_id"], keep=False)]
     if not dup.empty:
         row = dup.iloc[0]
-        raise ValueError(
+        raise InputError(
             f"clip {row.clip_id!r} of fold {row.fold} is predicted more than once "
             f"({', '.join(sorted(set(dup.source)))})"
         )
@@ -101,7 +102,17 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
     classes = get_label_set(dataset).classes
     folds = sorted(int(f) for f in pool["fold"].dropna().unique())
     if expect_folds is not None and len(folds) != expect_folds:
-        raise ValueError(f"{dataset}: expected {expect_folds} folds, got {folds or 'none'}")
+        raise InputError(f"{dataset}: expected {expect_folds} folds, got {folds or 'none'}")
+    outside = pool[
+        ~pool["label"].between(0, len(classes) - 1) | ~pool["pred"].between(0, len(classes) - 1)
+    ]
+    if not outside.empty:
+        bad = outside.iloc[0]
+        raise InputError(
+            f"{bad.source}: clip {bad.clip_id!r} has label {int(bad.label)} / prediction "
+            f"{int(bad.pred)}, outside the {len(classes)} {dataset} classes 0-{len(classes) - 1} "
+            f"({len(outside)} such row(s) in {', '.join(sorted(set(outside.source)))})"
+        )
     pooled = classification_metrics(pool["label"], pool["pred"], len(classes), classes)
     per_fold = {}
     for fold, df in pool.groupby("fold", dropna=True):

@@ -4,7 +4,9 @@ Submits `unilearn STAGE STAGE_ARGS --launcher local` as a Slurm job exactly as `
 STAGE_ARGS --launcher submitit` does (same resources, log streaming, cancel on signals, requeue),
 but without importing the stage: a stage imports torch, timm and OpenCV (~800 MB resident), while
 this waiting process holds ~40 MB, so a login node can wait on many folds at once. The workflow
-uses it for its GPU stages under `launcher: submitit`.
+uses it for its GPU stages under `launcher: submitit`, and for the CPU stages doctor, manifest and
+preprocess (Slurm CPU jobs: give them a CPU partition and `gpus_per_task: 0` in
+`launcher.stages`).
 
 The config files and overrides before `--` are read for the `launcher` section only; the stage
 reads its own from STAGE_ARGS. Logs go to `slurm/` beside the stage's `--out` unless
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from unilearn.launch.cpu import CPU_STAGES
 from unilearn.launch.job import StageCommand
 from unilearn.launch.resources import add_launcher_arguments, resolve_resources
 from unilearn.launch.submit import job_argv, run_as_job, submission_folder
@@ -34,7 +37,7 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", choices=GPU_STAGES)
+    parser.add_argument("stage", choices=GPU_STAGES + CPU_STAGES)
     parser.add_argument("--config", action="append", default=[], metavar="YAML",
                         help="config file(s) whose launcher section gives the resources")  # fmt: skip
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value",
@@ -54,8 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     from unilearn.config import load_config
 
     args, stage_argv = parse(list(sys.argv[1:] if argv is None else argv))
-    launcher = load_config(args.config, args.overrides).launcher.for_stage(args.stage)
-    resources = resolve_resources(launcher.slurm.model_dump(), args)
+    cfg = load_config(args.config, args.overrides)
+    slurm = cfg.launcher.for_stage(args.stage).slurm.model_dump()
+    if args.stage in GPU_STAGES and _estimate_time(cfg, args):
+        from unilearn.launch.estimate import estimate_time_min
+
+        gpus = slurm["gpus_per_task"] * slurm["tasks_per_node"] * slurm["nodes"]
+        slurm["time_min"] = estimate_time_min(cfg, args.stage, _run_of(stage_argv), gpus)
+    resources = resolve_resources(slurm, args)
     command = StageCommand([args.stage, *job_argv(stage_argv)])
     return run_as_job(
         command,
@@ -66,5 +75,23 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
+def _estimate_time(cfg, args: argparse.Namespace) -> bool:
+    """The time limit comes from the FLOP model unless the stage's own config or a flag sets it."""
+    explicit = "time_min" in cfg.launcher.stages.get(args.stage, {}) or args.slurm_time_min
+    return cfg.launcher.time_estimate.enabled and not explicit
+
+
+def _run_of(stage_argv: list[str]) -> dict:
+    """The stage's --mode, --experiment, --dataset and --fold (what its compute depends on)."""
+    run = argparse.ArgumentParser(add_help=False)
+    for flag in ("--mode", "--experiment", "--dataset"):
+        run.add_argument(flag)
+    run.add_argument("--fold", type=int)
+    return vars(run.parse_known_args(stage_argv)[0])
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # a config error is one paragraph and exit 2, as in `unilearn STAGE` (unilearn.errors)
+    from unilearn.errors import debug_requested, run_reporting
+
+    raise SystemExit(run_reporting(main, "python -m unilearn.launch", debug_requested(sys.argv)))

@@ -7,15 +7,53 @@ command line needs pickling.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import sys
+from collections import deque
+from typing import Any
 
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 
 class StageFailed(RuntimeError):
-    """The stage returned a non-zero exit code inside the job."""
+    """The stage returned a non-zero exit code inside the job. Its text is
+    `exit status N: <the stage's own one-paragraph message>`, which the waiting launcher prints
+    and exits with (`unilearn.launch.submit.stage_failure`)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"exit status {status}: {message}")
+        self.status = status
+
+
+class _Tee(io.TextIOBase):
+    """Writes to `stream` and keeps the last lines written (the stage's error message)."""
+
+    def __init__(self, stream: Any, keep: int = 20) -> None:
+        self.stream = stream
+        self.lines: deque[str] = deque(maxlen=keep)
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        *done, self._partial = (self._partial + text).split("\n")
+        self.lines.extend(line for line in done if line.strip())
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def fileno(self) -> int:  # subprocesses and faulthandler write to the real stream
+        return self.stream.fileno()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def last_message(self, prefix: str) -> str:
+        lines = [*self.lines, self._partial]
+        return next((ln for ln in reversed(lines) if ln.startswith(prefix)), "")
 
 
 class StageCommand(Checkpointable):
@@ -31,14 +69,17 @@ class StageCommand(Checkpointable):
         module_name, _, function_name = self.entry.partition(":")
         function = getattr(importlib.import_module(module_name), function_name)
         print(f"unilearn job: running {self.describe()}", file=sys.stderr, flush=True)
+        tee = _Tee(sys.stderr)
         try:
-            rc = int(function(list(self.argv)) or 0)
+            with contextlib.redirect_stderr(tee):
+                rc = int(function(list(self.argv)) or 0)
         except SystemExit as exit_:
             if self._requeued:  # submitit's own exit after checkpoint(): the job is requeued
                 raise
             rc = exit_.code if isinstance(exit_.code, int) else 1  # argparse errors, sys.exit()
         if rc != 0:
-            raise StageFailed(f"`{self.describe()}` exited with code {rc}")
+            said = tee.last_message(f"unilearn {self.argv[0]}") if self.argv else ""
+            raise StageFailed(rc, said or f"`{self.describe()}` exited with code {rc}")
         return rc
 
     def checkpoint(self, *args, **kwargs) -> DelayedSubmission:

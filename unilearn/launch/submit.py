@@ -1,8 +1,10 @@
 """Submit a stage as a Slurm job through submitit, stream its log, wait, and own its lifetime.
 
 submitit submits and waits, but does not cancel the job when the submitting process is stopped
-(nor does Snakemake: ENVIRONMENT.md), and only re-checks a long job's Slurm state every few minutes.
-This module adds both: SIGINT/SIGTERM cancel the job, and the state is forced every `poll_s`.
+(nor does Snakemake), and only re-checks a long job's Slurm state every few minutes. This module
+adds both: SIGINT/SIGTERM/SIGHUP cancel the job, and so does the end of the process that started
+this one (`lifeline.Lifeline`: Snakemake killed outright); the state is forced every `poll_s`.
+A job requeued by Slurm (pre-emption, `scontrol requeue`) is the same job: waiting goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -23,6 +26,7 @@ import submitit
 from submitit.slurm.slurm import SlurmJob
 
 from unilearn.launch.follow import LogFollower, tail
+from unilearn.launch.lifeline import Lifeline
 from unilearn.launch.resources import SlurmResources, resolve_resources
 
 TAIL_LINES = 40
@@ -121,6 +125,7 @@ def run_as_job(
     what = command.describe() if hasattr(command, "describe") else repr(command)
     kind = "Slurm job" if cluster == "slurm" else "local submitit job"
     job = None
+    lifeline = Lifeline()
     try:
         with _cancel_on_signals() as guard:
             job = executor.submit(command)
@@ -135,14 +140,18 @@ def run_as_job(
             follower = (
                 LogFollower({lead.paths.stdout: out, lead.paths.stderr: err}) if stream else None
             )
-            _wait(job, follower, poll_s, err, kind)
+            _wait(job, follower, poll_s, err, kind, lifeline)
             try:
                 if _ended_without_result(job):
                     raise submitit.core.utils.UncompletedJobError(job.job_id)
                 job.results()
-            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError):
+            except (
+                submitit.core.utils.FailedJobError,
+                submitit.core.utils.UncompletedJobError,
+            ) as failure:
                 state = _state(job)
                 _wait_until_gone(job, err)
+                status, said = stage_failure(str(failure))
                 print(
                     f"unilearn: {kind} {job.job_id} failed (state {state}). "
                     f"Last lines of {lead.paths.stderr}:\n"
@@ -150,39 +159,59 @@ def run_as_job(
                     file=err,
                     flush=True,
                 )
-                return 1
+                if said:  # the stage's own message, last, as a local run prints it
+                    print(said, file=err, flush=True)
+                return status
             print(f"unilearn: {kind} {job.job_id} completed", file=err, flush=True)
             return 0
     except _Interrupted as interrupted:
+        why = interrupted.reason or f"{signal.Signals(interrupted.signum).name} received"
         if job is not None:
             job.cancel(check=False)
             _wait_until_gone(job, err)
-            print(
-                f"unilearn: {signal.Signals(interrupted.signum).name} received: "
-                f"cancelled {kind} {job.job_id}",
-                file=err,
-                flush=True,
-            )
+            print(f"unilearn: {why}: cancelled {kind} {job.job_id}", file=err, flush=True)
         return 128 + interrupted.signum
 
 
-def _wait(job: Any, follower: LogFollower | None, poll_s: float, err: TextIO, kind: str) -> None:
-    """Until the job has a result or Slurm says it ended; reports state changes."""
+def stage_failure(text: str) -> tuple[int, str]:
+    """(exit status, the stage's one-paragraph message) from a failed job's error text: the
+    `StageFailed` raised in the job (`unilearn.launch.job`) carries both; else (1, "")."""
+    found = re.findall(r"StageFailed: exit status (\d+): (.*)", text)
+    if not found:
+        return 1, ""
+    status, said = found[-1]
+    return int(status), said.strip()
+
+
+def _wait(
+    job: Any,
+    follower: LogFollower | None,
+    poll_s: float,
+    err: TextIO,
+    kind: str,
+    lifeline: Lifeline | None = None,
+) -> None:
+    """Until the job has a result or Slurm says it ended; reports state changes. Raises
+    `_Interrupted` when the process that started this one is gone."""
     last_forced = time.monotonic()
     last_state = None
     while True:
         if follower:
             follower.pump()
+        gone = lifeline.gone() if lifeline else ""
+        if gone:
+            raise _Interrupted(signal.SIGHUP, gone)
         slurm = isinstance(job, SlurmJob)
         if slurm and time.monotonic() - last_forced >= poll_s:
             last_forced = time.monotonic()
             job.get_info(mode="force")  # notice an external scancel within poll_s
-        if job.done():
+        if _finished(job) if slurm else job.done():
             break
         # Slurm: the state cached by the last sacct call; local: the subprocess's state.
         state = job.watcher.get_state(job.job_id, mode="cache") if slurm else job.state
         if state != last_state and state != "UNKNOWN":
-            print(f"unilearn: {kind} {job.job_id} {state}", file=err, flush=True)
+            again = " (the same job, to run again: waiting)" if state in _REQUEUED else ""
+            print(f"unilearn: {kind} {job.job_id} {state}{again}", file=err, flush=True)
             last_state = state
         time.sleep(1.0)
     if follower:
@@ -206,6 +235,20 @@ _STILL_ALIVE = {
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
     "STAGE_OUT", "RESIZING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
 }  # fmt: skip
+
+
+_REQUEUED = {"REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "PREEMPTED"}
+
+
+def _finished(job: Any) -> bool:
+    """A result on disk, or a Slurm state after which the job never runs again. submitit's own
+    `done()` takes every state outside a short list for the end (REQUEUE_HOLD, SUSPENDED, ...);
+    a requeued or held job is the same job and resumes from its checkpoint: keep waiting."""
+    if any(t.paths.result_pickle.exists() for t in _tasks(job)):
+        return True
+    job.watcher.update_if_long_enough(mode="standard")
+    state = job.watcher.get_state(job.job_id, mode="cache").split()[0]
+    return state not in _STILL_ALIVE | _REQUEUED | {"UNKNOWN", "READY"}
 
 
 def _wait_until_gone(job: Any, err: TextIO, timeout_s: float = 180.0) -> None:
@@ -265,9 +308,10 @@ class _Interrupted(BaseException):
     printed "Bypassing sacct error 15" and the submitter kept waiting on a job it never cancelled).
     """
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, reason: str = "") -> None:
         super().__init__(signum)
         self.signum = signum
+        self.reason = reason
 
 
 class _SignalGuard:

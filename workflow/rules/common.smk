@@ -60,16 +60,41 @@ LAUNCHER = config["launcher"] or CFG.launcher.name
 # How each GPU stage starts: here, or as a Slurm job through `python -m unilearn.launch`, which
 # submits the same stage command without importing it (a waiting submitter holds ~40 MB instead
 # of the ~800 MB of torch and friends, so many folds can wait side by side on a login node).
-if LAUNCHER == "submitit":
-    GPU_STAGE = {
-        stage: f"{shlex.quote(sys.executable)} -m unilearn.launch {stage} {CONFIG_ARGS} "
+def SUBMITTED_STAGE(stage):
+    """`python -m unilearn.launch STAGE <configs> -- `: a Slurm job runs the stage's command that
+    follows (the submitter does not import the stage)."""
+    return (
+        f"{shlex.quote(sys.executable)} -m unilearn.launch {stage} {CONFIG_ARGS} "
         f"{OVERRIDE_ARGS} --submitit-cluster {config['submitit_cluster']} -- "
-        for stage in ("pretrain", "finetune", "evaluate")
-    }
+    )
+
+
+if LAUNCHER == "submitit":
+    GPU_STAGE = {stage: SUBMITTED_STAGE(stage) for stage in ("pretrain", "finetune", "evaluate")}
 else:
     GPU_STAGE = {s: f"{UNILEARN} {s} --launcher local" for s in ("pretrain", "finetune", "evaluate")}
 # A GPU stage run here uses the config's torch threads; submitted to Slurm, only a waiting process.
 GPU_STAGE_THREADS = 1 if LAUNCHER == "submitit" else (CFG.runtime.threads or 1)
+# The CPU stages (doctor, manifest, preprocess) likewise: Slurm CPU jobs under submitit, with the
+# job's CPUs (launcher.stages.<stage>) as their workers; here `--workers {threads}` as before.
+CPU_STAGES = ("doctor", "manifest", "preprocess")
+if LAUNCHER == "submitit":
+    # their job logs under LOGS/slurm/ (the doctor has no --out beside which they would go)
+    CPU_STAGE = {s: f"{SUBMITTED_STAGE(s)[:-3]} --slurm-folder {LOGS}/slurm/{s} -- " for s in CPU_STAGES}
+else:
+    CPU_STAGE = {s: f"{UNILEARN} {s}" for s in CPU_STAGES}
+# A submitted CPU stage only waits here: one thread, no local_heavy slot.
+CPU_STAGE_LOCAL_HEAVY = 0 if LAUNCHER == "submitit" else 1
+
+
+def cpu_threads(n):
+    return 1 if LAUNCHER == "submitit" else n
+
+
+def cpu_workers(wildcards, threads):
+    """`--workers N` for a CPU stage run here (its Snakemake threads); none for a Slurm job,
+    whose stage defaults to the CPUs Slurm gave it."""
+    return "" if LAUNCHER == "submitit" else f"--workers {threads}"
 
 PRETRAIN_MODES = ("none", "image", "video", "image+video", "video+video")
 DATASETS = ("dfew", "mafw", "ferv39k", "affectnet", "voxceleb2")

@@ -13,6 +13,7 @@ from unilearn.data.native.common import (
     Finding,
     NativeRead,
     SplitFileError,
+    no_rows_error,
 )
 
 # Manifest names -> reader and its options. `affectnet7` is AffectNet read with the 7-class set.
@@ -31,7 +32,10 @@ def read_native(dataset: str, root: str | Path, **options) -> NativeRead:
     if dataset not in READERS:
         raise KeyError(f"unknown dataset {dataset!r}; expected one of {sorted(READERS)}")
     reader, fixed = READERS[dataset]
-    return reader(root, **{**options, **fixed})
+    result = reader(root, **{**options, **fixed})
+    if not result.rows_in:
+        raise no_rows_error(dataset, result.root, "the split/annotation files list no rows")
+    return result
 
 
 __all__ = [

@@ -6,6 +6,9 @@ header row; both forms are read. The validation set is the test split (paper pro
 
 `read(root)` gives the 8-class `affectnet` rows; `read(root, label_set="affectnet7")` the
 AffectNet-7 view, where contempt rows are quarantined (never silently dropped).
+
+A face box of zero size, or one that lies mostly outside its image (image size from the file
+header only), would become a blank or flat crop: such rows are quarantined (`bad_face_box`).
 """
 
 from __future__ import annotations
@@ -156,12 +159,17 @@ def read(
     out.findings = check_folds(entries, (), "AffectNet")
     entries, bad = drop_duplicates(entries)
     out.quarantine += bad
-    exists = parallel_map(
-        lambda e: os.path.isfile(e["path"]), entries, "AffectNet: images", workers, progress
+    sizes = parallel_map(
+        lambda e: image_size(e["path"]), entries, "AffectNet: images", workers, progress
     )
-    for e, ok in zip(entries, exists):
+    for e, size in zip(entries, sizes):
         rel_image = e.pop("rel_image")
-        if ok:
+        problem = box_problem(e, size) if size else ""
+        if problem:
+            out.quarantine.append(
+                quarantined(e, "bad_face_box", f"{e['source_file']}: image {rel_image}: {problem}")
+            )
+        elif size:
             out.rows.append(e)
         else:
             out.quarantine.append(
@@ -174,3 +182,39 @@ def read(
     for q in out.quarantine:
         q.pop("rel_image", None)
     return out
+
+
+# A box whose overlap with its image is less than this share of the box is "outside the image".
+MIN_BOX_INSIDE = 0.5
+
+
+def image_size(path: str) -> tuple[int, int] | None:
+    """(width, height) from the image header (PIL opens lazily); None when there is no file.
+    An unreadable file gives (0, 0): it exists, and preprocess reports what is wrong with it."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        return None
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError):
+        return (0, 0)
+
+
+def box_problem(entry: dict, size: tuple[int, int]) -> str:
+    """Why the entry's face box cannot give a face crop of its image ("" when it can)."""
+    x, y, w, h = (entry[k] for k in ("face_x", "face_y", "face_width", "face_height"))
+    width, height = size
+    if w <= 0 or h <= 0:
+        return f"face box (x {x}, y {y}, width {w}, height {h}) has zero size"
+    if width <= 0 or height <= 0:
+        return ""
+    inside_w = max(0, min(x + w, width) - max(x, 0))
+    inside_h = max(0, min(y + h, height) - max(y, 0))
+    if inside_w * inside_h < MIN_BOX_INSIDE * w * h:
+        return (
+            f"face box (x {x}, y {y}, width {w}, height {h}) lies outside the {width}x{height} "
+            f"image ({inside_w * inside_h / (w * h):.0%} of it inside)"
+        )
+    return ""

@@ -39,6 +39,9 @@ REASONS = {
     "missing_clip": "the split file names a clip whose media does not exist",
     "empty_clip": "a frame folder with no image files",
     "unreadable_video": "a video the container cannot open, or with zero frames",
+    "label_contradicts_path": "a split row whose label is not the emotion folder its path names",
+    "bad_face_box": "an annotated face box of zero size or (mostly) outside its image",
+    "misplaced_video": "a video at a depth or with a file name the native layout does not use",
 }
 
 
@@ -47,7 +50,15 @@ class DatasetLayoutError(FileNotFoundError):
 
 
 class SplitFileError(ValueError):
-    """A split or annotation file cannot be read at all (bad header, not text)."""
+    """A split or annotation file cannot be read at all (bad header, not text, 0-based labels)."""
+
+
+def no_rows_error(dataset: str, root: Path, what: str) -> DatasetLayoutError:
+    """The error for a tree in which the reader found nothing at all (never a 0-row manifest)."""
+    return DatasetLayoutError(
+        f"{dataset}: found 0 rows under {root}: {what}. Point --root at the dataset's own top "
+        "folder, laid out as distributed (docs/data.md)"
+    )
 
 
 @dataclass(frozen=True)

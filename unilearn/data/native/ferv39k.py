@@ -1,6 +1,7 @@
 """FERV39K as distributed: `2_ClipsforFaceCrop/<scene>/<Emotion>/<4-digit id>/*.jpg` and
 `4_setups/All_scenes/{train_All,test_All}.csv`, lines `<scene>/<Emotion>/<id> <Emotion>` (no
-header, space separated)."""
+header, space separated). A row whose label is not the emotion folder of its own path is
+quarantined (`label_contradicts_path`): one of the two was edited, and neither can be trusted."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from unilearn.data.labels import FERV39K
 from unilearn.data.native.common import (
     NativeRead,
     finish_frame_folders,
+    quarantined,
     read_lines,
     require_dir,
     require_file,
@@ -42,15 +44,40 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
         lines = read_lines(
             require_file(root / rel, "FERV39K", f"the {split} split file"), "FERV39K"
         )
-        entries += split_file_entries(
+        entries += _agreeing_with_path(
             out,
-            rel,
-            lines,
-            first_line=1,
-            fold=None,
-            split=split,
-            parse=_parse_line,
-            expected="<scene>/<Emotion>/<id> <Emotion>",
-            frames_dir=FRAMES_DIR,
+            split_file_entries(
+                out,
+                rel,
+                lines,
+                first_line=1,
+                fold=None,
+                split=split,
+                parse=_parse_line,
+                expected="<scene>/<Emotion>/<id> <Emotion>",
+                frames_dir=FRAMES_DIR,
+            ),
         )
     return finish_frame_folders(out, entries, FERV39K, (), FRAMES_DIR, "FERV39K", workers, progress)
+
+
+def _agreeing_with_path(out: NativeRead, entries: list[dict]) -> list[dict]:
+    """`entries` whose label names the emotion folder of their path; the others quarantined."""
+    kept = []
+    for e in entries:
+        folder = e["clip_id"].split("/")[-2]
+        label = e["native_label"]
+        if folder in FERV39K.native and label in FERV39K.native and folder != label:
+            bad = {**e, "label": -1, "label_name": ""}
+            bad.pop("native_label")
+            out.quarantine.append(
+                quarantined(
+                    bad,
+                    "label_contradicts_path",
+                    f"{e['source_file']}: clip {e['clip_id']} is labelled {label}, but its path is "
+                    f"under the {folder} folder",
+                )
+            )
+        else:
+            kept.append(e)
+    return kept

@@ -1,0 +1,135 @@
+"""How long a GPU stage's Slurm job needs: training FLOPs of the run (a closed-form FLOP model of
+the ViT, MoAE and MAE decoder) / (GPUs x peak x MFU), times a safety factor, plus start-up.
+
+Torch-free, so the waiting submitter (`python -m unilearn.launch`) computes it without importing
+the stage. The FLOP model counts 2 FLOPs per multiply-add of the matmuls (what torch's
+FlopCounterMode counts): per encoder block and token 24 d^2 (qkv, projection, MLP ratio 4) plus
+4 N d for attention over N tokens; backward = 2x forward. It agrees with the counts of
+bench/train_throughput.py (ViT-B fine-tune clip 412 GFLOP counted, 470 here with attention; MAE
+pre-train clip 61 counted, 66 here) to within the safety factor. Clip counts come from the official
+splits (the paper's datasets), so the estimate is the same for every fold and needs no store.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
+# Training images / clips of the sources that have no split file (AffectNet's and VoxCeleb2's own
+# documentation; AffectNet-7 drops contempt).
+AFFECTNET_TRAIN = 287_651
+AFFECTNET7_TRAIN = 283_901
+AFFECTNET7_VAL = 3_500
+VOXCELEB2_DEV = 1_092_009
+
+
+def split_size(dataset: str, split: str, fold: int | None = None) -> int:
+    """Clips of one official split: `dfew`/`mafw` (fold 1-5, or the mean fold), `ferv39k`,
+    `affectnet` (8 classes), `affectnet7`, `voxceleb2` (train only)."""
+    if dataset == "voxceleb2":
+        return VOXCELEB2_DEV
+    if dataset in ("affectnet", "affectnet7"):
+        if split == "test":
+            return AFFECTNET7_VAL
+        return AFFECTNET_TRAIN if dataset == "affectnet" else AFFECTNET7_TRAIN
+    counts = json.loads(SPLIT_COUNTS_PATH.read_text())[dataset]
+    sizes = {k: sum(v.values()) for k, v in counts.items()}
+    keys = [
+        k for k in sizes if k.endswith(f"/{split}") and (fold is None or k == f"fold{fold}/{split}")
+    ]
+    return round(sum(sizes[k] for k in keys) / len(keys))
+
+
+def dense_flops(tokens: int, width: int, depth: int) -> float:
+    """Forward FLOPs of the linear layers of `depth` ViT blocks (qkv, projection, MLP ratio 4)."""
+    return depth * 24 * tokens * width**2
+
+
+def attention_flops(tokens: int, width: int, depth: int) -> float:
+    """Forward FLOPs of the attention itself (q k^T and attention x v) in `depth` blocks."""
+    return depth * 4 * tokens**2 * width
+
+
+def patch_embed_flops(tokens: int, width: int, tubelet: int, patch: int = 16) -> float:
+    """Forward FLOPs of the tubelet embedding (one tubelet x patch x patch x 3 -> width map)."""
+    return 2 * tokens * 3 * tubelet * patch * patch * width
+
+
+def encoder_flops(tokens: int, width: int, depth: int) -> float:
+    """Forward FLOPs of `depth` pre-norm ViT blocks over `tokens` tokens of width `width`."""
+    return dense_flops(tokens, width, depth) + attention_flops(tokens, width, depth)
+
+
+def moae_flops(tokens: int, width: int, n_blocks: int, top_k: int, n_experts: int) -> float:
+    """Forward FLOPs the MoAE adds (Eq. 8-12): per token, k adapters of bottleneck d/4 (two
+    d x d/4 matmuls each) and the router (d x n)."""
+    return n_blocks * tokens * (top_k * 2 * 2 * width * (width // 4) + 2 * width * n_experts)
+
+
+def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
+    """Training (or test) FLOPs of one stage run with the resolved config `cfg`; `argv` holds the
+    stage's `mode`, `experiment`, `dataset`, `fold` where it has them."""
+    m = cfg.model
+    width, depth, _ = m.encoder_shape
+    patches = (m.input_size // 16) ** 2
+    video_tokens = m.num_frames // m.tubelet_size * patches
+    if stage == "pretrain":
+        p = cfg.pretrain
+        mode = argv.get("mode") or "image+video"
+        dec = m.decoder
+
+        def mae(tokens: int, ratio: float) -> float:
+            visible = max(1, round(tokens * (1 - ratio)))
+            return 3 * (
+                encoder_flops(visible, width, depth) + encoder_flops(tokens, dec.width, dec.depth)
+            )
+
+        videos = VOXCELEB2_DEV if "video" in mode else 0
+        images = {
+            "image": AFFECTNET_TRAIN,
+            "image+video": AFFECTNET_TRAIN,
+            "video+video": VOXCELEB2_DEV,
+        }
+        n_images = images.get(mode, 0) * p.image_proportion
+        per_epoch = videos * mae(video_tokens, p.mask_ratio_video) + n_images * mae(
+            patches, p.mask_ratio_image
+        )
+        return p.epochs * per_epoch
+    dataset = argv.get("dataset") or "dfew"
+    experiment = argv.get("experiment") or "unilearn"  # evaluate: the model of Table 1
+    resolved = cfg.resolve_experiment(experiment, dataset if stage == "finetune" else "dfew")
+    rcfg = resolved.config or cfg
+    moae = rcfg.model.moae
+    n_moae = depth // 2 if resolved.arch != "vit" else 0  # the later half by default
+
+    def model(tokens: int) -> float:
+        return (
+            patch_embed_flops(tokens, width, m.tubelet_size)
+            + encoder_flops(tokens, width, depth)
+            + moae_flops(tokens, width, n_moae, moae.top_k, moae.n_experts)
+        )
+
+    fold = argv.get("fold")
+    if stage == "evaluate":
+        if dataset == "affectnet7":
+            return split_size(dataset, "test") * model(patches)
+        return rcfg.evaluate.n_clips * split_size(dataset, "test", fold) * model(video_tokens)
+    f = rcfg.finetune
+    total = 0.0
+    if "dfer" in resolved.tasks and resolved.dfer_dataset:
+        total += split_size(resolved.dfer_dataset, "train", fold) * 3 * model(video_tokens)
+    if "sfer" in resolved.tasks:
+        total += f.sfer_proportion * AFFECTNET7_TRAIN * 3 * model(patches)
+    return f.epochs * total
+
+
+def estimate_time_min(cfg: Any, stage: str, argv: dict[str, Any], gpus: int) -> int:
+    """Slurm time limit in minutes: FLOPs / (gpus x peak x MFU) x safety + start-up, rounded up to
+    10 minutes, capped at `launcher.time_estimate.max_min` (longer runs requeue and resume)."""
+    est = cfg.launcher.time_estimate
+    seconds = run_flops(cfg, stage, argv) / (max(1, gpus) * est.gpu_peak_tflops * 1e12 * est.mfu)
+    minutes = seconds * est.safety / 60 + est.startup_min
+    return int(min(est.max_min, max(est.min_min, 10 * math.ceil(minutes / 10))))
