@@ -119,12 +119,26 @@ class ClusterState:
 
 
 class SlurmCluster:
-    """Single-node Slurm + slurmdbd + MariaDB + munged under `root`; `start()` / `stop()`."""
+    """Slurm + slurmdbd + MariaDB + munged under `root`; `start()` / `stop()`. One node, or with
+    `nodes=N` N nodes on this host (one slurmd each, `node1..N`, own port and spool: Debian's
+    Slurm is built with multiple-slurmd support), for multi-node jobs."""
 
-    def __init__(self, root: str | os.PathLike | None = None, cpus: int | None = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike | None = None, cpus: int | None = None, nodes: int = 1
+    ) -> None:
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="unilearn-slurm-"))
         self.cpus = cpus
+        self.nodes = nodes
         self.state: ClusterState | None = None
+
+    def _node_names(self) -> list[str]:
+        if self.nodes == 1:
+            return [self.state.hostname]
+        return [f"node{i + 1}" for i in range(self.nodes)]
+
+    def _slurmd_names(self) -> list[str]:
+        """Daemon names in the state: `slurmd`, then `slurmd-node2`, ... for extra nodes."""
+        return ["slurmd"] + [f"slurmd-{n}" for n in self._node_names()[1:]]
 
     # ---- public -------------------------------------------------------------------------------
     @property
@@ -143,8 +157,11 @@ class SlurmCluster:
         if missing_binaries():
             install_packages()
         self._prepare_dirs()
+        for i in range(self.nodes if self.nodes > 1 else 0):
+            (self.root / f"spool-node{i + 1}").mkdir(exist_ok=True)  # SlurmdSpoolDir=spool-%n
         hostname = socket.gethostname().split(".")[0]
         ports = {name: _free_port() for name in ("mariadb", "slurmdbd", "slurmctld", "slurmd")}
+        ports.update({f"slurmd{i}": _free_port() for i in range(2, self.nodes + 1)})
         self.state = ClusterState(
             root=str(self.root),
             cluster_name=f"unilearn{secrets.token_hex(3)}",
@@ -161,7 +178,8 @@ class SlurmCluster:
             self._client(["sacctmgr", "-i", "add", "cluster", self.state.cluster_name])
             self._spawn("slurmctld", [_sbin("slurmctld"), "-D", "-i"])
             self._wait_for(deadline, "slurmctld", lambda: self._client_ok(["scontrol", "ping"]))
-            self._spawn("slurmd", [_sbin("slurmd"), "-D", "-N", hostname])
+            for daemon, node in zip(self._slurmd_names(), self._node_names(), strict=True):
+                self._spawn(daemon, [_sbin("slurmd"), "-D", "-N", node])
             self._wait_for(deadline, "slurmd", self._node_idle)
         except BaseException:
             self.stop()
@@ -178,6 +196,9 @@ class SlurmCluster:
             while time.monotonic() < end and self._client_out(["squeue", "-h", "-o", "%i"]).strip():
                 time.sleep(0.5)
         for name in reversed(START_ORDER):
+            if name == "slurmd":
+                for extra in self._slurmd_names()[1:]:
+                    self._terminate(extra, timeout_s)
             self._terminate(name, timeout_s)
         self._save_state()
 
@@ -291,6 +312,19 @@ class SlurmCluster:
         # Leave headroom for the OS; DefMemPerCPU keeps a job from claiming the whole node
         # (otherwise jobs run one at a time, ENVIRONMENT.md).
         node_mb = int(real_mb * 0.9)
+        per = "" if self.nodes == 1 else "-%n"  # several slurmd: a spool, pid and log each
+        if self.nodes == 1:
+            nodes = (
+                f"NodeName={s.hostname} NodeAddr=127.0.0.1 CPUs={node_cpus} "
+                f"RealMemory={node_mb} State=UNKNOWN\n"
+            )
+        else:
+            ports = [s.ports["slurmd"]] + [s.ports[f"slurmd{i}"] for i in range(2, self.nodes + 1)]
+            nodes = "".join(
+                f"NodeName={name} NodeHostname={s.hostname} NodeAddr=127.0.0.1 Port={port} "
+                f"CPUs={node_cpus} RealMemory={node_mb // self.nodes} State=UNKNOWN\n"
+                for name, port in zip(self._node_names(), ports, strict=True)
+            )
         conf = (
             f"ClusterName={s.cluster_name}\n"
             f"SlurmctldHost={s.hostname}(127.0.0.1)\n"
@@ -299,9 +333,9 @@ class SlurmCluster:
             # A requeued job waits cred_expire seconds (default 120) before it may start again.
             + ",cred_expire=10\n"
             + "CredType=cred/munge\nSlurmUser=root\nSlurmdUser=root\n"
-            f"StateSaveLocation={self.root / 'state'}\nSlurmdSpoolDir={self.root / 'spool'}\n"
-            f"SlurmctldPidFile={run / 'slurmctld.pid'}\nSlurmdPidFile={run / 'slurmd.pid'}\n"
-            f"SlurmctldLogFile={log / 'slurmctld.log'}\nSlurmdLogFile={log / 'slurmd.log'}\n"
+            f"StateSaveLocation={self.root / 'state'}\nSlurmdSpoolDir={self.root / 'spool'}{per}\n"
+            f"SlurmctldPidFile={run / 'slurmctld.pid'}\nSlurmdPidFile={run / 'slurmd'}{per}.pid\n"
+            f"SlurmctldLogFile={log / 'slurmctld.log'}\nSlurmdLogFile={log / 'slurmd'}{per}.log\n"
             "ProctrackType=proctrack/linuxproc\nTaskPlugin=task/none\n"
             "JobAcctGatherType=jobacct_gather/none\nMpiDefault=none\n"
             "AccountingStorageType=accounting_storage/slurmdbd\n"
@@ -316,9 +350,9 @@ class SlurmCluster:
             "KillWait=5\nMinJobAge=300\nInactiveLimit=0\nWaittime=0\n"
             "SchedulerParameters=sched_interval=2,defer_batch\n"
             + ("SlurmdParameters=config_overrides\n" if node_cpus != cpus else "")
-            + f"NodeName={s.hostname} NodeAddr=127.0.0.1 CPUs={node_cpus} "
-            f"RealMemory={node_mb} State=UNKNOWN\n"
-            f"PartitionName=debug Nodes={s.hostname} Default=YES MaxTime=INFINITE State=UP\n"
+            + nodes
+            + f"PartitionName=debug Nodes={','.join(self._node_names())} Default=YES "
+            "MaxTime=INFINITE State=UP\n"
         )
         (etc / "slurm.conf").write_text(conf)
 

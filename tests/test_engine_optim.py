@@ -1,14 +1,16 @@
 """The fine-tuning optimiser and schedule: layer-wise lr decay by block depth, no weight decay on
-norms/biases/positions, warmup + cosine per step."""
+norms/biases/positions, warmup + cosine per step, the multi-tensor AdamW on CPU giving the
+per-parameter loop's numbers exactly (fused on CUDA), lr scaled by the global batch."""
 
 from __future__ import annotations
 
 import math
 
 import pytest
+import torch
 
-from unilearn.engine.optim import build_optimizer, layer_id, param_groups, set_lr
-from unilearn.engine.schedule import WarmupCosine, scaled_lr
+from unilearn.engine.optim import adamw_kernel, build_optimizer, layer_id, param_groups, set_lr
+from unilearn.engine.schedule import WarmupCosine, build_schedule, scaled_lr
 from unilearn.models import create_model
 
 
@@ -67,3 +69,34 @@ def test_warmup_then_cosine_per_step():
     values = [s(i) for i in range(10, 111)]
     assert all(a >= b for a, b in zip(values, values[1:]))
     assert scaled_lr(1e-3, 512) == pytest.approx(2e-3) and scaled_lr(1e-3, 512, lr=5e-4) == 5e-4
+
+
+def test_cpu_adamw_is_foreach_and_equals_the_per_parameter_loop():
+    def train(kernel: dict) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        model = create_model("unilearn_tiny_patch16_64", num_classes=7, num_classes_sfer=7)
+        groups = param_groups(model, weight_decay=0.05, layer_decay=0.75)
+        opt = torch.optim.AdamW(groups, lr=1e-3, **kernel)
+        x = torch.randn(2, 3, 8, 64, 64)
+        for step in range(3):
+            set_lr(opt, 1e-3 * (step + 1))
+            loss = model(x, task="dfer").square().mean() + model.aux_loss()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return {k: v.clone() for k, v in model.state_dict().items()}
+
+    model = create_model("unilearn_tiny_patch16_64", num_classes=7, num_classes_sfer=7)
+    assert adamw_kernel(model) == {"foreach": True}  # fused only when every parameter is on CUDA
+    assert build_optimizer(model, 1e-3, 0.05).defaults["foreach"] is True
+    multi, loop = train({"foreach": True}), train({"foreach": False})
+    assert all(torch.equal(multi[k], loop[k]) for k in loop)
+
+
+def test_lr_scales_with_the_global_batch_of_all_nodes():
+    from unilearn.config import FinetuneConfig
+
+    ft = FinetuneConfig(blr=1e-3, lr=None, epochs=10, warmup_epochs=1)
+    # 2 nodes x 4 GPUs x 16 clips = 128 clips per step: lr = blr x 128 / 256
+    assert build_schedule(ft, 2 * 4 * 16, steps_per_epoch=10).base_lr == pytest.approx(5e-4)
+    assert build_schedule(ft, 16, steps_per_epoch=10).base_lr == pytest.approx(1e-3 / 16)

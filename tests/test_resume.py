@@ -1,11 +1,19 @@
 """Runs that survive: a run killed at any step and resumed ends bitwise equal (weights and
 metrics) to an uninterrupted one, for pre-training and fine-tuning, with and without loader
-workers; a NaN loss stops the run keeping the last good checkpoint; a corrupt or foreign
-checkpoint gets a clear error."""
+workers, with step- or time-triggered checkpoints, on a signal and on kill -9 in the middle of a
+background write; a NaN loss stops the run keeping the last good checkpoint; a corrupt or foreign
+checkpoint gets a clear error; the background writer saves the state as it was at the call."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +29,8 @@ import unilearn.engine.pretrain as pretrain
 from unilearn.config import load_config
 from unilearn.engine.train_state import (
     CheckpointError,
+    CheckpointSchedule,
+    CheckpointWriter,
     NonFiniteLossError,
     capture_rng,
     read_checkpoint,
@@ -28,7 +38,7 @@ from unilearn.engine.train_state import (
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-# 3 epochs of 5 steps; a resumable checkpoint every 3 steps (and at each epoch end)
+# 3 epochs of 9 steps; a resumable checkpoint every 3 steps (and at each epoch end)
 OVERRIDES = [
     "wandb.mode=disabled", "finetune.epochs=3", "finetune.batch_size=8", "finetune.warmup_epochs=1",
     "finetune.checkpoint_every=3", "finetune.blr=0.05", "finetune.mixup=0.8", "finetune.cutmix=1.0",
@@ -65,8 +75,6 @@ def _assert_bitwise(a: Path, b: Path) -> None:
 
 
 def _losses(run: Path) -> list[dict]:
-    import json
-
     keep = ("epoch", "step", "lr", "loss_dfer", "loss_sfer", "aux_loss", "loss_image", "loss_video")
     lines = (run / "log.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k in keep} for line in lines]
@@ -250,3 +258,198 @@ def test_rng_states_round_trip():
     restore_rng(state)
     b = (random.random(), np.random.rand(), torch.rand(3))
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+
+
+def test_time_triggered_checkpoints_resume_bitwise(tmp_path, monkeypatch, cfg):
+    # a 1e-9-minute interval is always due: a save at every check (every 2 steps), none between
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    timed = cfg.with_overrides(["finetune.checkpoint_every=null",
+                                "finetune.checkpoint_minutes=1e-9", "runtime.log_every=2"])  # fmt: skip
+    finetune.run(timed, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
+    with monkeypatch.context() as m:
+        _kill_after(m, engine_finetune, 7)
+        with pytest.raises(Killed):
+            finetune.run(timed, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 6
+    finetune.run(timed, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
+    _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+def test_checkpoint_minutes_saves_at_checks_after_the_interval():
+    from unilearn.engine.distributed import DistInfo
+
+    now = [0.0]
+    when = CheckpointSchedule(None, 1.0, 5, 100, DistInfo(), clock=lambda: now[0])
+    now[0] = 30.0
+    assert not when.after_step(5) and not when.at_epoch_end(20)  # not due yet
+    now[0] = 61.0
+    assert not when.after_step(7)  # due, but not a check step
+    assert when.after_step(10)
+    when.saved()
+    assert not when.after_step(15) and not when.at_epoch_end(16)
+    assert when.at_epoch_end(100)  # the last step always saves
+    steps = CheckpointSchedule(3, None, 5, 100, DistInfo())
+    assert [s for s in range(1, 10) if steps.after_step(s)] == [3, 6, 9]
+    assert steps.at_epoch_end(4)  # without a time trigger, every epoch end saves
+
+
+def test_device_loss_sums_give_the_history_of_host_sums(tmp_path, monkeypatch, cfg):
+    # the old engine summed `.item()` values in Python floats: the device float64 sums must give
+    # the same log, bit for bit
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "device", progress=False)
+    real = engine_finetune.EpochSums.add
+
+    def host_add(self, task, loss, aux, n):
+        real(self, task, float(loss.item()), float(aux.item()), n)
+
+    monkeypatch.setattr(engine_finetune.EpochSums, "add", host_add)
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "host", progress=False)
+    assert _losses(tmp_path / "device") == _losses(tmp_path / "host")
+    assert len(_losses(tmp_path / "host")) == 3
+
+
+def test_nan_stops_within_log_every_steps_without_a_save(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    real, calls = engine_finetune.normalize, [0]
+
+    def poisoned(x):
+        calls[0] += 1
+        return real(x) * float("nan") if calls[0] == 2 else real(x)
+
+    monkeypatch.setattr(engine_finetune, "normalize", poisoned)
+    run = tmp_path / "run"
+    quiet = cfg.with_overrides(["finetune.checkpoint_every=1000", "runtime.log_every=3"])
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 1.*no checkpoint"):
+        finetune.run(quiet, "unilearn", "dfew", 1, None, run, progress=False)
+    assert calls[0] == 3  # stopped at the check after step 3, not at the epoch end (5)
+    assert not (run / "last.pt").exists()
+
+
+class Preempted(BaseException):
+    """What submitit's SIGUSR1 handler does after requeueing the job: exit the process."""
+
+
+def test_signal_saves_at_the_step_end_then_passes_it_on(tmp_path, monkeypatch, cfg):
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
+    seen = []
+
+    def requeue(signum, frame):
+        seen.append(signum)
+        raise Preempted
+
+    previous = signal.signal(signal.SIGUSR1, requeue)
+    real, calls = engine_finetune.train_step, [0]
+
+    def step(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 8:  # the signal arrives in the middle of step 8
+            os.kill(os.getpid(), signal.SIGUSR1)
+        return real(*args, **kwargs)
+
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(engine_finetune, "train_step", step)
+            with pytest.raises(Preempted):
+                finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed",
+                             progress=False)  # fmt: skip
+        assert seen == [signal.SIGUSR1]
+        assert signal.getsignal(signal.SIGUSR1) is requeue  # the handler is given back
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    # not a checkpoint_every step (3, 6): saved because of the signal, after step 8 finished
+    assert read_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 8
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
+    _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
+    assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
+
+
+# The child trains until its second background write (step 6) has written half of its temp file,
+# then waits there to be killed.
+_CHILD = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from _engine_data import toy_finetune_data
+import unilearn.engine.finetune as finetune
+import unilearn.engine.train_state as train_state
+from unilearn.atomic import atomic_path
+from unilearn.config import load_config
+import torch
+
+real_save, calls = train_state.torch_save, [0]
+def torch_save(obj, path):
+    calls[0] += 1
+    if calls[0] < 2:
+        return real_save(obj, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        data = tmp.read_bytes()
+        tmp.write_bytes(data[: len(data) // 2])
+        Path({marker!r}).write_text(str(obj["step"]))
+        time.sleep(600)
+
+train_state.torch_save = torch_save
+finetune.finetune_data = toy_finetune_data
+cfg = load_config({config!r}, {overrides!r})
+finetune.run(cfg, "unilearn", "dfew", 1, None, Path({out!r}), progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_background_write_resumes_bitwise(tmp_path, monkeypatch, cfg):
+    out, marker = tmp_path / "resumed", tmp_path / "writing"
+    code = _CHILD.format(tests=str(Path(__file__).parent), marker=str(marker),
+                         config=str(CONFIGS / "demo.yaml"), overrides=OVERRIDES, out=str(out))  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.Popen([sys.executable, "-c", code], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert child.poll() is None, "the child ended before its second checkpoint write"
+            assert time.monotonic() < deadline, "the child never reached its second write"
+            time.sleep(0.05)
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait()
+    assert marker.read_text() == "6"
+    assert list(out.glob(".last.pt.*.tmp")), "the half-written temp file is left behind"
+    assert read_checkpoint(out / "last.pt")["step"] == 3  # the complete previous one
+
+    monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
+    finetune.run(cfg, "unilearn", "dfew", 1, None, out, progress=False)
+    assert not list(out.glob(".last.pt.*.tmp"))  # cleaned up on resume
+    finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
+    _assert_bitwise(tmp_path / "straight", out)
+    assert _losses(tmp_path / "straight") == _losses(out)
+
+
+def test_background_save_writes_the_state_at_the_call(tmp_path):
+    weights = torch.arange(6, dtype=torch.float32)
+    release, finished = threading.Event(), []
+
+    def then(state):
+        release.wait(timeout=30)
+        finished.append(state["step"])
+
+    writer = CheckpointWriter()
+    writer.save(tmp_path / "a.pt", {"w": weights, "step": 1}, then=then)
+    assert writer.busy  # save() returned while the write is still in flight
+    weights.add_(100)  # training goes on, in place
+    release.set()
+    writer.save(tmp_path / "b.pt", {"w": weights, "step": 2})  # waits for the first write
+    assert finished == [1]
+    writer.wait()
+    assert torch.equal(torch.load(tmp_path / "a.pt")["w"], torch.arange(6.0))
+    assert torch.equal(torch.load(tmp_path / "b.pt")["w"], torch.arange(6.0) + 100)
+
+
+def test_background_write_error_is_raised_in_the_training_thread(tmp_path):
+    writer = CheckpointWriter()
+    (tmp_path / "file").write_text("")
+    writer.save(tmp_path / "file" / "x.pt", {"step": 1})  # a file where a directory must be
+    with pytest.raises(OSError):
+        writer.wait()
+    writer.wait()  # raised once

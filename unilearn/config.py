@@ -250,7 +250,10 @@ class _OptimConfig(_Strict):
     )
     warmup_epochs: NonNegFloat = 5
     clip_grad: Annotated[float, Field(gt=0.0)] | None = None
-    checkpoint_every: PositiveInt = 500  # steps between resumable `last.pt` writes
+    checkpoint_every: PositiveInt | None = 500  # steps between resumable `last.pt` writes
+    # wall-clock minutes between `last.pt` writes (at epoch ends and every runtime.log_every
+    # steps once due; replaces the save at every epoch end); null = checkpoint_every + epoch ends
+    checkpoint_minutes: Annotated[float, Field(gt=0.0)] | None = None
     frame_stride: PositiveInt = 4  # temporal sampling stride of training clips
     max_steps: PositiveInt | None = None  # stop early after this many steps (smoke tests)
 
@@ -507,6 +510,7 @@ class RuntimeConfig(_Strict):
     # a progress line (stdout, the job's log) and a W&B point every this many training steps;
     # not part of the config hash (it changes no result)
     log_every: PositiveInt = 50
+    compile: bool = False  # torch.compile the training model (CUDA; first steps compile)
 
 
 # The paper's baselines and ablations (SPEC 1.4), one entry per row of Tables 1-5. A config file's

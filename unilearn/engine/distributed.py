@@ -1,7 +1,7 @@
 """torch.distributed for the engines: process rank and world size from torchrun's environment
 (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) or from Slurm's (SLURM_PROCID, SLURM_NTASKS,
 SLURM_LOCALID, master = first host of SLURM_JOB_NODELIST); NCCL on CUDA, gloo on CPU; rank-0-only
-writes; metric reduction across ranks.
+writes; metric reduction across ranks; TF32 matmuls on CUDA; the opt-in `torch.compile`.
 """
 
 from __future__ import annotations
@@ -69,8 +69,16 @@ def resolve_device(preference: str = "auto", local_rank: int = 0) -> torch.devic
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("runtime.device=cuda but CUDA is not available on this machine")
+        enable_tf32()
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
+
+
+def enable_tf32() -> None:
+    """fp32 matmuls and convolutions on tensor cores (TF32) on CUDA; under bf16 autocast it
+    covers what autocast leaves in fp32. CPU matmuls are not affected."""
+    torch.set_float32_matmul_precision("high")
+    torch.backends.cudnn.allow_tf32 = True
 
 
 def init_distributed(device: str = "auto") -> DistInfo:
@@ -87,14 +95,21 @@ def init_distributed(device: str = "auto") -> DistInfo:
     return DistInfo(rank=rank, world_size=world, local_rank=local, device=dev, backend=backend)
 
 
-def wrap(model: torch.nn.Module, info: DistInfo, find_unused_parameters: bool = False):
-    """The model under DistributedDataParallel when there are several ranks, else itself."""
-    if not info.distributed:
-        return model
-    device_ids = [info.device.index] if info.device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
-    )
+def wrap(
+    model: torch.nn.Module,
+    info: DistInfo,
+    find_unused_parameters: bool = False,
+    compile: bool = False,
+):
+    """The model under DistributedDataParallel when there are several ranks, else itself;
+    under `torch.compile` when `compile` (`runtime.compile`; DDP first, so that compile splits
+    the graph at DDP's gradient buckets). Checkpoints are always written from the bare model."""
+    if info.distributed:
+        device_ids = [info.device.index] if info.device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=device_ids, find_unused_parameters=find_unused_parameters
+        )
+    return torch.compile(model) if compile else model
 
 
 def cleanup(info: DistInfo) -> None:
@@ -115,6 +130,24 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
         out = out.to(info.device)
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out.cpu()
+
+
+def all_reduce_min(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Element-wise minimum of a tensor over ranks (a CPU copy)."""
+    out = values.detach().clone()
+    if info.distributed:
+        out = out.to(info.device)
+        dist.all_reduce(out, op=dist.ReduceOp.MIN)
+    return out.cpu()
+
+
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    """Rank 0's `flag` on every rank (one tiny broadcast; call it at the same step everywhere)."""
+    if not info.distributed:
+        return flag
+    t = torch.tensor([int(flag)], dtype=torch.int32, device=info.device)
+    dist.broadcast(t, src=0)
+    return bool(t.item())
 
 
 def reduce_mean(metrics: dict[str, float], info: DistInfo) -> dict[str, float]:

@@ -11,12 +11,13 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 from unilearn.data.transforms import crop_views_on_device, normalize
-from unilearn.engine.engine_finetune import EpochSums
+from unilearn.engine.engine_finetune import EpochSums, read_every
 from unilearn.engine.optim import StepContext, autocast, backward_step, set_lr
 
 
 def train_step(model: nn.Module, batch: dict, step: int, ctx: StepContext) -> float:
-    """One optimiser step on one single-modality batch; returns the reconstruction loss."""
+    """One optimiser step on one single-modality batch; returns the reconstruction loss (a
+    tensor on the device: no sync)."""
     set_lr(ctx.optimizer, ctx.schedule(step))
     x = batch["x"].to(ctx.device, non_blocking=True)
     if "boxes" in batch:  # decoded clips: cut their repeated views here, on the device
@@ -26,7 +27,7 @@ def train_step(model: nn.Module, batch: dict, step: int, ctx: StepContext) -> fl
     with autocast(ctx):
         loss = model(x)["loss"]
     backward_step(loss, step, model, ctx)
-    return loss.item()
+    return loss.detach()
 
 
 def model_input_size(model: nn.Module) -> int:
@@ -64,11 +65,11 @@ def train_one_epoch(
         samples += views
         if on_step is not None:
             on_step(step, sums)
+        read_every(step, ctx, sums, progress, {"modality": modality})
         tic = time.perf_counter()
         compute_time += tic - got
         if progress is not None:
             progress.update(1)
-            progress.set_postfix(modality=modality, loss=f"{loss:.3f}", refresh=False)
     total = data_time + compute_time
     timing = {
         "samples_per_s": samples / total if total > 0 else 0.0,

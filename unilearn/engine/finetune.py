@@ -130,7 +130,8 @@ def run(
     dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
     ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, ft.clip_grad,
-                      last_good=files.last_good)  # fmt: skip
+                      last_good=files.last_good, finite=files.finite,
+                      log_every=rcfg.runtime.log_every)  # fmt: skip
     mixups = {task: data.mixups.get(task) for task in resolved.tasks}
     criteria = {t: criterion_for(mixups[t] is not None, ft.label_smoothing) for t in resolved.tasks}
 
@@ -138,7 +139,7 @@ def run(
                 "init": str(init) if init else None}  # fmt: skip
     state = files.resume(model, optimizer, scaler, digest, identity)
     # each batch uses one head and the top-k experts only: the rest get no gradient
-    ddp = D.wrap(model, info, find_unused_parameters=True)
+    ddp = D.wrap(model, info, find_unused_parameters=True, compile=rcfg.runtime.compile)
     run_name = run_name or experiment
     name = target_name(dataset, fold)
     wandb = run_for(rcfg, job_type=STAGE, group=f"{rcfg.name}/{run_name}", name=name, run_dir=out,
@@ -161,7 +162,7 @@ def run(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
         state=state, digest=digest, meta=meta,
         identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
-        seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
+        checkpoint_minutes=ft.checkpoint_minutes, seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
         desc=f"finetune {run_name} {name}", progress=progress, log_every=rcfg.runtime.log_every,
         **hooks,
     )  # fmt: skip

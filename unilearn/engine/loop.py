@@ -1,6 +1,7 @@
 """The epoch loop that pre-training and fine-tuning share: resume position, per-rank training
-randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and at each epoch end,
-W&B logging, and the final `checkpoint.pt` written by rank 0 only.
+randomness, one record per epoch, `last.pt` every `checkpoint_every` steps and at each epoch end
+or every `checkpoint_minutes` (written in the background; `train_state.Checkpointing`), W&B
+logging, and the final `checkpoint.pt` written by rank 0 only.
 
 The stages differ only in how they train one epoch (`train_epoch`), which they pass in.
 Fine-tuning also passes its tests (`unilearn.engine.best_epoch.RunTests`): `after_epoch` adds the
@@ -9,6 +10,7 @@ test split's metrics to an epoch's record before it is saved, `at_end` writes th
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,7 +21,13 @@ from unilearn.engine import distributed as D
 from unilearn.engine.engine_finetune import EpochSums
 from unilearn.engine.loader import TrainData
 from unilearn.engine.prefetch import Prefetcher
-from unilearn.engine.train_state import RunFiles, restore_rng, seed_everything
+from unilearn.engine.train_state import (
+    Checkpointing,
+    CheckpointSchedule,
+    RunFiles,
+    restore_rng,
+    seed_everything,
+)
 from unilearn.models import save_checkpoint
 from unilearn.progress import Progress
 
@@ -53,6 +61,7 @@ def run_epochs(
     train_epoch: TrainEpoch,
     desc: str,
     progress: bool,
+    checkpoint_minutes: float | None = None,
     log_every: int = 50,
     after_epoch: Callable[[int, int, dict], dict] | None = None,
     at_end: Callable[[dict], dict] | None = None,
@@ -65,14 +74,16 @@ def run_epochs(
     history: list[dict] = state["extra"]["history"] if state else []
     sums = EpochSums.from_state(state["extra"]["sums"] if state else None)
 
-    def save(at_step: int, epoch_sums: EpochSums) -> None:
+    when = CheckpointSchedule(checkpoint_every, checkpoint_minutes, log_every, end_step, info)
+    checkpoints = Checkpointing(files, when, steps_per_epoch)
+
+    def save(at_step: int, epoch_sums: EpochSums, collective: bool = True) -> None:
         extra = {"history": history, "sums": epoch_sums.state_dict(), "identity": identity}
         files.save_last(model, optimizer, scaler, position(at_step, steps_per_epoch), at_step,
-                        digest, meta, extra)  # fmt: skip
+                        digest, meta, extra, collective=collective)  # fmt: skip
 
     def on_step(at_step: int, epoch_sums: EpochSums) -> None:
-        if at_step % checkpoint_every == 0 and at_step % steps_per_epoch:
-            save(at_step, epoch_sums)
+        checkpoints.after_step(at_step, functools.partial(save, at_step, epoch_sums))
         report.step(at_step, epoch_sums)
 
     bar = tqdm(total=end_step, initial=step, desc=desc, unit="step",
@@ -87,6 +98,7 @@ def run_epochs(
         restore_rng(state["rng"])
     batches = None
     try:
+        checkpoints.guard.install()  # SIGTERM/SIGUSR1 wait for the step's end, then save
         # one loader for the rest of the run: its workers start once and prefetch across epochs;
         # a thread receives its batches while the model trains
         batches = Prefetcher(data.run(step, end_step, seed=seed), depth=data.prefetch)
@@ -109,11 +121,11 @@ def run_epochs(
                     record |= after_epoch(epoch, step, record)
                 history.append(record)
                 sums = EpochSums()
-                save(step, sums)
-                files.write_log(history)
+                checkpoints.at_epoch_end(step, functools.partial(save, step, sums), history)
                 wandb.log(_wandb_keys(record), step=step)
                 report.epoch_end(record)
         bar.close()
+        checkpoints.close()
         final = history[-1] if history else {}
         if info.is_main:
             save_checkpoint(files.out / "checkpoint.pt", model, {**meta, "train": final})
@@ -123,6 +135,7 @@ def run_epochs(
         wandb.summary(summary)
         wandb.finish()
         report.finished()
+        checkpoints.guard.deliver()  # a signal after the last step: the run is complete
     except BaseException:
         wandb.finish(exit_code=1)
         report.finished("failed")
@@ -130,7 +143,11 @@ def run_epochs(
     finally:
         if batches is not None:
             batches.close()  # stops the thread and the loader's workers
-        D.cleanup(info)
+        try:
+            checkpoints.close()  # the write in flight reaches the disk, whatever happened
+        finally:
+            checkpoints.guard.restore()
+            D.cleanup(info)
     return final
 
 

@@ -5,6 +5,10 @@ layer_decay^(depth+1-l)) and no weight decay on norms, biases, position embeddin
 
 Hand-written rather than timm's `param_groups_layer_decay`: that needs a timm `group_matcher` on
 the model (ours has none; its fallback groups parameters by count, not by block).
+
+The step makes no host-device sync: AdamW is fused on CUDA (one kernel for all parameters) and
+multi-tensor (`foreach`) on CPU, which gives the same numbers as the per-parameter loop there;
+the NaN guard only records on the device (`FiniteWatch`), the engines read it every few steps.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unilearn.engine.distributed import DistInfo, any_rank
-from unilearn.engine.train_state import check_finite
+from unilearn.engine.distributed import DistInfo
+from unilearn.engine.train_state import FiniteWatch
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 _EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "mask_token")
@@ -72,9 +76,18 @@ def build_optimizer(
     betas: tuple[float, float] = (0.9, 0.999),
     layer_decay: float = 1.0,
 ) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, ...)`; per-step lr is set by `set_lr`."""
+    """AdamW over `param_groups(model, ...)`; per-step lr is set by `set_lr`. Fused when every
+    parameter is a floating CUDA tensor, else `foreach` (build it after `model.to(device)`)."""
     groups = param_groups(model, weight_decay, layer_decay)
-    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas))
+    return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **adamw_kernel(model))
+
+
+def adamw_kernel(model: nn.Module) -> dict[str, bool]:
+    """`fused=True` when all trainable parameters are CUDA floating tensors, else `foreach=True`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+        return {"fused": True}
+    return {"foreach": True}
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
@@ -95,6 +108,12 @@ class StepContext:
     scaler: torch.amp.GradScaler | None = None  # only for fp16
     clip_grad: float | None = None
     last_good: Callable[[], str | None] = lambda: None  # path of the last checkpoint written
+    finite: FiniteWatch | None = None  # the NaN guard (RunFiles.finite); None = a fresh one
+    log_every: int = 50  # steps between host reads of the loss sums and NaN checks
+
+    def __post_init__(self) -> None:
+        if self.finite is None:
+            self.finite = FiniteWatch(self.last_good)
 
 
 def autocast(ctx: StepContext):
@@ -105,14 +124,13 @@ def autocast(ctx: StepContext):
 
 
 def backward_step(loss: torch.Tensor, step: int, model: nn.Module, ctx: StepContext) -> None:
-    """NaN/inf guard, backward, optional clipping, optimiser step.
+    """NaN/inf guard (recorded on the device), backward, optional clipping, optimiser step.
 
-    The guard runs before the step touches the weights (so the last checkpoint on disk is a good
-    one) and on every rank together (a rank alone stopping would hang the others in all-reduce).
+    The guard is read every `ctx.log_every` steps and before every save, on every rank together
+    (a rank alone stopping would hang the others in all-reduce): a bad loss stops the run within
+    `log_every` steps and never reaches a checkpoint, so the last one on disk is a good one.
     """
-    finite = bool(torch.isfinite(loss.detach()).item())
-    if any_rank(not finite, ctx.dist):
-        check_finite(loss.item() if not finite else float("nan"), step, ctx.last_good())
+    ctx.finite.observe(loss, step)
     ctx.optimizer.zero_grad(set_to_none=True)
     if ctx.scaler is not None:
         ctx.scaler.scale(loss).backward()

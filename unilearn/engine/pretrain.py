@@ -76,11 +76,12 @@ def run(
     dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
     scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
     ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, pt.clip_grad,
-                      last_good=files.last_good)  # fmt: skip
+                      last_good=files.last_good, finite=files.finite,
+                      log_every=cfg.runtime.log_every)  # fmt: skip
 
     identity = {"mode": mode}
     state = files.resume(model, optimizer, scaler, digest, identity)
-    ddp = D.wrap(model, info)
+    ddp = D.wrap(model, info, compile=cfg.runtime.compile)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
 
@@ -90,7 +91,8 @@ def run(
     return run_epochs(
         model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
         state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
-        checkpoint_every=pt.checkpoint_every, seed=cfg.seed, info=info, wandb=wandb,
+        checkpoint_every=pt.checkpoint_every, checkpoint_minutes=pt.checkpoint_minutes,
+        seed=cfg.seed, info=info, wandb=wandb,
         train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
         log_every=cfg.runtime.log_every,
     )  # fmt: skip
