@@ -8,7 +8,7 @@ CORES  ?= 2
 
 setup: $(VENV)/.installed
 
-# torch/torchvision first, pinned to the working pair (ENVIRONMENT.md), then the package + test extras.
+# torch/torchvision first, pinned to the pair that works together on CPU and CUDA (PyPI), then the package + test extras.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

@@ -34,7 +34,7 @@ from unilearn.models.moae import MoAE
 from unilearn.models.vit import Attention
 
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM bf16 dense tensor-core peak (no sparsity)
-FERV39K_TRAIN_CLIPS = 31_088  # official train split (shared/data/official_split_counts.json)
+FERV39K_TRAIN_CLIPS = 31_088  # official train split (unilearn/doctor/official_split_counts.json)
 PAPER_EPOCHS = 100
 
 

@@ -10,7 +10,7 @@ Every daemon (munged, MariaDB, slurmdbd, slurmctld, slurmd) runs in the foregrou
 spawned, with its own config, socket, ports and state under one directory, so the cluster never
 touches /etc/slurm, the system munge socket or another cluster on the same host, and `down` stops
 exactly the processes `up` started (by pid, checked against /proc). Facts it relies on are in
-shared/ENVIRONMENT.md (start order, DefMemPerCPU, why accounting is required).
+docs/slurm.md (start order, DefMemPerCPU, why accounting is required).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ BINARIES = (
 )
 DEFAULT_DIR = Path(tempfile.gettempdir()) / "unilearn-slurm"
 STATE_FILE = "cluster.json"
-# Order matters: each daemon needs the ones before it (ENVIRONMENT.md).
+# Order matters: each daemon needs the ones before it.
 START_ORDER = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
 
 
@@ -310,7 +310,7 @@ class SlurmCluster:
         node_cpus = self.cpus or cpus
         real_mb = _total_memory_mb()
         # Leave headroom for the OS; DefMemPerCPU keeps a job from claiming the whole node
-        # (otherwise jobs run one at a time, ENVIRONMENT.md).
+        # (otherwise jobs run one at a time).
         node_mb = int(real_mb * 0.9)
         per = "" if self.nodes == 1 else "-%n"  # several slurmd: a spool, pid and log each
         if self.nodes == 1:

@@ -513,7 +513,7 @@ class RuntimeConfig(_Strict):
     compile: bool = False  # torch.compile the training model (CUDA; first steps compile)
 
 
-# The paper's baselines and ablations (SPEC 1.4), one entry per row of Tables 1-5. A config file's
+# The paper's baselines and ablations, one entry per row of Tables 1-5. A config file's
 # `experiments:` mapping adds entries or replaces entries of the same name; it never removes one.
 # D = dual-modal (image+video) pre-training, M = MoAE, J = joint SFER+DFER fine-tuning (Table 5 left).
 PAPER_EXPERIMENTS: dict[str, dict[str, Any]] = {

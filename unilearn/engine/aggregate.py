@@ -1,5 +1,5 @@
 """`unilearn aggregate`: pool the per-clip predictions of all test folds and compute UAR/WAR once
-on the pool (SPEC 1.5: DFEW and MAFW 5-fold protocol), plus the confusion matrix, -> JSON.
+on the pool (the DFEW and MAFW 5-fold protocol), plus the confusion matrix, -> JSON.
 
 Per-fold numbers are reported beside the pooled ones for information only; the paper's numbers
 are the pooled ones. The workflow pools the last epoch's predictions (`pred-<test>.parquet`) and

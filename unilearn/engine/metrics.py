@@ -1,4 +1,4 @@
-"""UAR, WAR and the confusion matrix (SPEC 1.5), in numpy so aggregation needs no torch.
+"""UAR, WAR and the confusion matrix, in numpy so aggregation needs no torch.
 
 UAR is the mean of per-class recall over the classes present in the labels (as sklearn's
 `balanced_accuracy_score`); WAR is overall accuracy (recall weighted by class support).

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 # Slurm sends the requeue signal this long before the time limit; a shorter limit could never
-# checkpoint (submitit's default, see ENVIRONMENT.md).
+# checkpoint (submitit's default).
 SIGNAL_DELAY_S = 90
 MIN_TIME_MIN = 2
 

@@ -5,7 +5,7 @@ of prepared inputs wait at any time (memory stays flat however many inputs there
 Clips are batched per (head, clip length): images are one-tubelet clips and may use the SFER head.
 The forward pass is `unilearn evaluate`'s: normalise on the device, `forward_features` +
 `forward_head(task)`, softmax in float32; bf16 autocast on CUDA, fp32 on CPU. An input's score is
-the mean of its test clips' softmax scores (SPEC 1.4); timeline windows are scored one by one.
+the mean of its test clips' softmax scores (as the paper tests); timeline windows are scored one by one.
 """
 
 from __future__ import annotations
