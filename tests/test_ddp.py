@@ -77,7 +77,10 @@ _DIST_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_AD
 def _slurm_task(monkeypatch, procid: int, nodes: int = 2, tasks_per_node: int = 4) -> None:
     """The variables srun gives task `procid` of a `nodes` x `tasks_per_node` job."""
     for var in _DIST_VARS:
-        monkeypatch.delenv(var, raising=False)
+        # setenv first records the variable's state before the test, so teardown restores it
+        # (the job's exporter below writes os.environ directly)
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     monkeypatch.setenv("SLURM_JOB_NUM_NODES", str(nodes))
