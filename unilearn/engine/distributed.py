@@ -122,23 +122,24 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Sum of a tensor over ranks (a copy; the input is left alone)."""
+def _all_reduce(values: torch.Tensor, info: DistInfo, op) -> torch.Tensor:
+    """`op` of a tensor over ranks, as a CPU copy (the input is left alone)."""
     out = values.detach().clone()
     if info.distributed:
         # gloo reduces CPU tensors, NCCL CUDA ones
         out = out.to(info.device)
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        dist.all_reduce(out, op=op)
     return out.cpu()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of a tensor over ranks (a CPU copy)."""
+    return _all_reduce(values, info, dist.ReduceOp.SUM)
 
 
 def all_reduce_min(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Element-wise minimum of a tensor over ranks (a CPU copy)."""
-    out = values.detach().clone()
-    if info.distributed:
-        out = out.to(info.device)
-        dist.all_reduce(out, op=dist.ReduceOp.MIN)
-    return out.cpu()
+    return _all_reduce(values, info, dist.ReduceOp.MIN)
 
 
 def broadcast_flag(flag: bool, info: DistInfo) -> bool:
