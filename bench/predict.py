@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unilearn.catalogue import get_label_set
 from unilearn.data.decode import read_media
 from unilearn.data.face import FaceCropConfig
-from unilearn.data.labels import get_label_set
 from unilearn.data.preprocess import PreprocessSettings
 from unilearn.data.synth import write_mp4
 from unilearn.data.synth_face import Pose, expression_at, render, render_background, sample_identity

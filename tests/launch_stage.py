@@ -47,7 +47,8 @@ def main(argv: list[str]) -> int:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
+    # one temp file per process: the ranks of a multi-task job all save (racing on one name failed)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(state))
     os.replace(tmp, path)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from unilearn.data.labels import get_label_set
+from unilearn.catalogue import get_label_set
 from unilearn.data.synth import _plan, render_clip
 from unilearn.doctor.official import official_counts
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from unilearn.data.labels import AFFECTNET7, canonical_emotion, get_label_set, map_labels
+from unilearn.catalogue import AFFECTNET7, canonical_emotion, get_label_set, map_labels
 
 
 def test_native_label_ids_map_to_canonical_order():

@@ -7,8 +7,8 @@ from collections import Counter
 import pandas as pd
 import pytest
 
+from unilearn.catalogue import get_label_set
 from unilearn.cli import main as cli
-from unilearn.data.labels import get_label_set
 from unilearn.data.native import READERS, DatasetLayoutError, SplitFileError, read_native
 from unilearn.data.synth import ROOTS
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from unilearn.catalogue import moae_block_indices
 from unilearn.models import create_model, expert_usage, reset_expert_usage
 from unilearn.models.moae import (
     Adapter,
@@ -14,7 +15,6 @@ from unilearn.models.moae import (
     MoAEBlock,
     NoisyTopKGate,
     expert_capacity,
-    moae_block_indices,
 )
 
 

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 import torch
 
+from unilearn.catalogue import get_label_set
 from unilearn.cli import main as cli
 from unilearn.data.decode import read_media
-from unilearn.data.labels import get_label_set
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 from unilearn.data.store import ClipStore
 from unilearn.models import create_model, save_checkpoint

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from unilearn.catalogue import FOLDS, get_label_set
 from unilearn.config import load_config
-from unilearn.data.labels import get_label_set
 from unilearn.report import figures, layout, spec, tables
 
 CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
@@ -23,7 +23,7 @@ def _fake_metrics(path: Path, dataset: str, uar: float, war: float, support: lis
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "dataset": dataset, "uar": uar, "war": war, "n": sum(support),
-        "support": dict(zip(classes, support)), "folds": [1, 2, 3, 4, 5] if dataset in layout.FOLDED else [],
+        "support": dict(zip(classes, support)), "folds": [1, 2, 3, 4, 5] if FOLDS[dataset] else [],
         "config_hash": "c0ffee" * 10,
     }))  # fmt: skip
 

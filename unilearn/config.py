@@ -32,13 +32,20 @@ from pydantic import (
     model_validator,
 )
 
-DFER_DATASETS = ("dfew", "mafw", "ferv39k")
-SFER_DATASETS = ("affectnet7",)
-FINETUNE_DATASETS = DFER_DATASETS + SFER_DATASETS
-PRETRAIN_MODES = ("none", "image", "video", "image+video", "video+video")
-ARCHS = ("vit", "unilearn", "vit_moe")
-TASKS = ("sfer", "dfer")
-MOAE_POSITIONS = ("later", "early", "middle", "alternate")
+from unilearn.catalogue import (
+    CLASSIFIER_ARCHS,
+    DFER_DATASETS,
+    FINETUNE_DATASETS,
+    MOAE_POSITIONS,
+    MODEL_SIZES,
+    PRETRAIN_MODES,
+    SFER_RANDAUGMENT,
+    STORE_DATASETS,
+    TASKS,
+    get_label_set,
+    model_name,
+)
+
 # Short sweep names (Figure 3) -> the config key they set; any other sweep name is a dotted key.
 SWEEP_KEYS = {
     "n_experts": "model.moae.n_experts",
@@ -46,16 +53,12 @@ SWEEP_KEYS = {
     "sfer_proportion": "finetune.sfer_proportion",
     "moae_position": "model.moae.position",
 }
-# Per size (as `unilearn.models.registry.SIZES`): (width, depth, heads); the default input size of
-# each size is part of the registered model name.
-MODEL_SIZES = {"tiny": (192, 4, 3), "base": (768, 12, 12)}
-DEFAULT_INPUT_SIZE = {"tiny": 64, "base": 160}
 
-DatasetName = Literal["dfew", "mafw", "ferv39k", "affectnet7"]
-DferDataset = Literal["dfew", "mafw", "ferv39k"]
-PretrainMode = Literal["none", "image", "video", "image+video", "video+video"]
-Arch = Literal["vit", "unilearn", "vit_moe"]
-Task = Literal["sfer", "dfer"]
+DatasetName = Literal[FINETUNE_DATASETS]
+DferDataset = Literal[DFER_DATASETS]
+PretrainMode = Literal[tuple(PRETRAIN_MODES)]
+Arch = Literal[CLASSIFIER_ARCHS]
+Task = Literal[TASKS]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
@@ -92,7 +95,7 @@ class DatasetRoots(_Strict):
     _paths = field_validator("*")(classmethod(lambda cls, v: _expand(v)))
 
 
-StoreDataset = Literal["dfew", "mafw", "ferv39k", "affectnet", "voxceleb2"]
+StoreDataset = Literal[STORE_DATASETS]
 
 
 class StoreConfig(_Strict):
@@ -143,9 +146,7 @@ class MoAEConfig(_Strict):
     top_k: PositiveInt = 2
     # later (blocks depth/2..depth-1, the paper's default) | early | middle | alternate,
     # or an explicit list of block indices.
-    position: (
-        Literal["later", "early", "middle", "alternate"] | list[Annotated[int, Field(ge=0)]]
-    ) = "later"
+    position: Literal[MOAE_POSITIONS] | list[Annotated[int, Field(ge=0)]] = "later"
     # load-balancing loss weight (Shazeer et al. 2017); 0 = off, as in the authors' runs (their
     # term is never applied)
     aux_loss_coef: NonNegFloat = 0.0
@@ -181,7 +182,7 @@ class DecoderConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    size: Literal["tiny", "base"] = "base"  # base = ViT-B/16; tiny = width 192, depth 4
+    size: Literal[tuple(MODEL_SIZES)] = "base"  # base = ViT-B/16; tiny = width 192, depth 4
     # Optional changes to the size's encoder (null = the size's own): e.g. a narrower demo model.
     width: PositiveInt | None = None
     depth: PositiveInt | None = None
@@ -219,7 +220,8 @@ class ModelConfig(_Strict):
     @property
     def encoder_shape(self) -> tuple[int, int, int]:
         """(width, depth, heads) of the encoder: the size's, changed by width/depth/heads."""
-        w, d, h = MODEL_SIZES[self.size]
+        size = MODEL_SIZES[self.size]
+        w, d, h = size.width, size.depth, size.heads
         return self.width or w, self.depth or d, self.heads or h
 
     def encoder_kwargs(self) -> dict[str, int]:
@@ -350,7 +352,7 @@ class FinetuneConfig(_OptimConfig):
     # authors': resize to sfer_resize x input_size, random crop, flip, RandAugment `sfer_randaug`.
     sfer_augment: Literal["video", "resize_crop"] = "video"
     sfer_resize: Annotated[float, Field(ge=1.0)] = 1.2  # 192 for a 160 input
-    sfer_randaug: str | None = "rand-m9-n2-mstd0.5-inc1"
+    sfer_randaug: str | None = SFER_RANDAUGMENT
     # Random erasing probability (timm's RandomErasing: one box of 2-33% of the frame, the same
     # box in every frame; videos get per-pixel noise, SFER resize_crop images zeros, as theirs).
     random_erasing: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
@@ -428,7 +430,8 @@ class Experiment(_Strict):
     def _tasks(cls, v: list[str]) -> list[str]:
         if not v or len(set(v)) != len(v):
             raise ValueError(f"tasks must be a non-empty subset of {list(TASKS)}, got {v}")
-        return sorted(v, key=TASKS.index)
+        # SFER first: the order the config has always stored (it is hashed).
+        return sorted(v, key=TASKS.index, reverse=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -725,8 +728,6 @@ class Config(Settings):
             dfer_dataset = None
         sfer_dataset = cfg.data.sfer_dataset if "sfer" in tasks else None
 
-        from unilearn.data.labels import get_label_set
-
         labels: dict[str, list[str]] = {}
         if dfer_dataset:
             labels["dfer"] = list(get_label_set(dfer_dataset).classes)
@@ -750,7 +751,7 @@ class Config(Settings):
     def model_spec(self, arch: str, labels: Mapping[str, Sequence[str]]) -> tuple[str, dict]:
         """Registered model name + constructor kwargs of a fine-tune model (`unilearn.models`)."""
         m = self.model
-        name = f"{arch}_{m.size}_patch16_{DEFAULT_INPUT_SIZE[m.size]}"
+        name = model_name(arch, m.size)
         # `head` serves DFER and `head_sfer` SFER; a head without classes is absent (an SFER-only
         # model has num_classes=0), so `model(x, task=batch["task"])` always hits the right one.
         kwargs: dict[str, Any] = {
@@ -778,7 +779,7 @@ class Config(Settings):
     def mae_spec(self) -> tuple[str, dict]:
         """Registered MAE name + kwargs for pre-training (encoder = the fine-tune ViT)."""
         m, p = self.model, self.pretrain
-        name = f"mae_{m.size}_patch16_{DEFAULT_INPUT_SIZE[m.size]}"
+        name = model_name("mae", m.size)
         kwargs = {
             "img_size": m.input_size,
             "num_frames": m.num_frames,

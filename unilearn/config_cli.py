@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unilearn.config import PRETRAIN_MODES, load_config
+from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
+from unilearn.config import load_config
 
 STAGES = ("pretrain", "finetune")
 
@@ -26,9 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the stage to resolve")  # fmt: skip
     parser.add_argument("--config", action="append", required=True, type=Path, metavar="YAML",
                         help="config file; repeat to merge (later wins)")  # fmt: skip
-    parser.add_argument("--mode", choices=PRETRAIN_MODES, help="pre-training mode (pretrain)")
+    parser.add_argument(
+        "--mode", choices=tuple(PRETRAIN_MODES), help="pre-training mode (pretrain)"
+    )
     parser.add_argument("--experiment", help="experiment name (finetune)")
-    parser.add_argument("--dataset", choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+    parser.add_argument("--dataset", choices=FINETUNE_DATASETS,
                         help="dataset to fine-tune for (finetune)")  # fmt: skip
     parser.add_argument("--fold", type=int, default=None, help="fold 1-5 (DFEW, MAFW)")
     parser.add_argument("--world-size", type=int, default=None, metavar="N",

@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unilearn.data.labels import get_label_set
+from unilearn.catalogue import SFER_RANDAUGMENT, get_label_set
 from unilearn.data.store import ClipStore, read_stride
 from unilearn.data.transforms import (
     EvalClipTransform,
@@ -489,7 +489,7 @@ def build_finetune_loader(
     sfer_batch_factor: int = 1,
     sfer_augment: str = "video",
     sfer_resize: float = 1.2,
-    sfer_randaug: str | None = "rand-m9-n2-mstd0.5-inc1",
+    sfer_randaug: str | None = SFER_RANDAUGMENT,
 ) -> ClipLoader:
     """Joint (or single-task) fine-tuning loader: batches from ONE source each, `task` "dfer" or
     "sfer". `fold` selects the DFER dataset's fold (None for FERV39K). `sfer_proportion` is the

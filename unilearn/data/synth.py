@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from unilearn import __version__
 from unilearn.atomic import write_text
-from unilearn.data.labels import AFFECTNET, DFEW, FERV39K, MAFW, canonical_emotion
+from unilearn.catalogue import AFFECTNET, DATASETS, DFEW, FERV39K, MAFW, canonical_emotion
 from unilearn.data.synth_face import (
     Identity,
     Pose,
@@ -38,14 +38,7 @@ from unilearn.data.synth_face import (
 )
 
 # Directory of each dataset under DIR, as the datasets name their own top folder.
-ROOTS: dict[str, str] = {
-    "dfew": "DFEW",
-    "mafw": "MAFW",
-    "ferv39k": "FERV39K",
-    "affectnet": "AffectNet",
-    "affectnet7": "AffectNet",  # the AffectNet-7 manifest reads the same tree
-    "voxceleb2": "VoxCeleb2",
-}
+ROOTS: dict[str, str] = {name: d.folder for name, d in DATASETS.items()}
 RAW_VIDEOS = "raw_videos"
 SUMMARY = "synth.json"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from unilearn.data.labels import canonical_emotion
+from unilearn.catalogue import canonical_emotion
 
 # cv2 draws with fixed-point coordinates: 4 fractional bits give sub-pixel, anti-aliased shapes.
 _SHIFT = 4

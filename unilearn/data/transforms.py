@@ -25,10 +25,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, SFER_RANDAUGMENT
 
 # Fill for pixels moved in from outside the frame: the ImageNet mean, as timm/VideoMAE.
-_FILL = [round(255 * m) for m in IMAGENET_DEFAULT_MEAN]
+_FILL = [round(255 * m) for m in IMAGENET_MEAN]
 
 
 def normalize(x: torch.Tensor, channel_dim: int | None = None) -> torch.Tensor:
@@ -38,8 +39,8 @@ def normalize(x: torch.Tensor, channel_dim: int | None = None) -> torch.Tensor:
         channel_dim = 1 if x.ndim == 5 else 0
     shape = [1] * x.ndim
     shape[channel_dim] = 3
-    mean = torch.tensor(IMAGENET_DEFAULT_MEAN, device=x.device).view(shape) * 255
-    std = torch.tensor(IMAGENET_DEFAULT_STD, device=x.device).view(shape) * 255
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(shape) * 255
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(shape) * 255
     return (x.float() - mean) / std
 
 
@@ -409,7 +410,7 @@ class ResizeCropImageTransform(TrainClipTransform):
         self,
         input_size: int,
         resize: int,
-        randaug: str | None = "rand-m9-n2-mstd0.5-inc1",
+        randaug: str | None = SFER_RANDAUGMENT,
         hflip: float = 0.5,
         erasing: float = 0.0,
     ) -> None:
@@ -467,8 +468,8 @@ def random_erase(x: np.ndarray, prob: float, rng: random.Random, fill: str = "pi
         region[...] = 0
         return x
     noise = np.random.default_rng(rng.getrandbits(64)).standard_normal(region.shape, np.float32)
-    mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).reshape(3, 1, 1, 1) * 255
-    std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).reshape(3, 1, 1, 1) * 255
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1, 1) * 255
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1, 1) * 255
     region[...] = np.clip(np.rint(mean + std * noise), 0, 255)
     return x
 

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from unilearn.atomic import write_text
+from unilearn.catalogue import AFFECTNET_VAL_PER_CLASS, DATASETS, VOXCELEB2_DEV_CLIPS
 from unilearn.data.native import (
     READERS,
     DatasetLayoutError,
@@ -28,17 +29,6 @@ from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 from unilearn.doctor.media import inspect, media_findings
 from unilearn.doctor.official import PROTOCOL, compare_with_official
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
-
-NAMES = {
-    "dfew": "DFEW",
-    "mafw": "MAFW",
-    "ferv39k": "FERV39K",
-    "affectnet": "AffectNet",
-    "affectnet7": "AffectNet-7",
-    "voxceleb2": "VoxCeleb2",
-}
-VOXCELEB2_DEV_CLIPS = 1_092_009
-AFFECTNET_VAL_PER_CLASS = 500
 
 _FIXES = {
     "missing_clip": "the split files name clips that are not on disk: complete the download/extraction",
@@ -115,7 +105,7 @@ def diagnose(
     workers: int = 1,
 ) -> tuple[str, list[Finding], NativeRead | None]:
     """(verdict line, findings, reader result). The data reproduces the protocol iff no finding is an error."""
-    name = NAMES[dataset]
+    name = DATASETS[dataset].title
     try:
         result = read_native(dataset, root, progress=progress, workers=workers)
     except (DatasetLayoutError, SplitFileError) as err:
@@ -253,7 +243,7 @@ def _voxceleb2_findings(result: NativeRead) -> list[Finding]:
 
 
 def _verdict(dataset: str, findings: list[Finding], synthetic: bool, summary: dict | None) -> str:
-    name = NAMES[dataset]
+    name = DATASETS[dataset].title
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
         problems = "; ".join(f.in_words for f in errors)
@@ -298,7 +288,7 @@ def format_markdown(
     dataset: str, root: Path, verdict: str, findings: list[Finding], result: NativeRead | None
 ) -> str:
     lines = [
-        f"# unilearn doctor: {NAMES[dataset]}",
+        f"# unilearn doctor: {DATASETS[dataset].title}",
         "",
         f"Root: `{root}`",
         "",

@@ -97,7 +97,7 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
 
 def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
     """Pooled UAR/WAR + confusion matrix of the given prediction files."""
-    from unilearn.data.labels import get_label_set
+    from unilearn.catalogue import get_label_set
 
     pool = read_predictions(paths)
     dataset = str(pool["dataset"].iloc[0])

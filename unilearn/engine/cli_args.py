@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from unilearn import launch
+from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
 from unilearn.engine.wandb_log import add_wandb_argument
 
 
@@ -39,7 +40,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+        choices=FINETUNE_DATASETS,
         help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
     )
     parser.add_argument(
@@ -55,7 +56,7 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the workflow's name of this run, a sweep point included: names its "
                         "W&B group (default: the experiment)")  # fmt: skip
     parser.add_argument("--test", action="append", default=None, metavar="DATASET",
-                        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+                        choices=FINETUNE_DATASETS,
                         help="test set, repeatable; the first (the run's own) picks the best epoch "
                         "(default: the run's own test split, plus affectnet7 for a joint model "
                         "on ferv39k); predictions RUN/pred-DATASET[.best].parquet")  # fmt: skip
@@ -90,10 +91,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_pretrain_arguments(parser: argparse.ArgumentParser) -> None:
     """`unilearn pretrain`."""
-    from unilearn.config import PRETRAIN_MODES
-
     add_common_arguments(parser)
-    parser.add_argument("--mode", required=True, choices=PRETRAIN_MODES,
+    parser.add_argument("--mode", required=True, choices=tuple(PRETRAIN_MODES),
                         help="Table 2: none (random init), image (AffectNet), video (VoxCeleb2), "
                         "image+video (UniLearn), video+video (VoxCeleb2 frames as images)")  # fmt: skip
 
@@ -110,7 +109,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset",
         required=True,
-        choices=["dfew", "mafw", "ferv39k", "affectnet7"],
+        choices=FINETUNE_DATASETS,
         help="test set; affectnet7 is scored with the SFER head",
     )
     parser.add_argument("--fold", type=int, default=None, help="test fold 1-5 (DFEW, MAFW)")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from unilearn import launch
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
 from unilearn.engine.best_epoch import RunTests, TestSet
@@ -33,7 +34,6 @@ from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
-from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.report.layout import tests_of
 
 STAGE = "finetune"

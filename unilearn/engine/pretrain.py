@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from unilearn import launch
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, pretrain_sources
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_pretrain_arguments as add_arguments  # noqa: F401
@@ -25,7 +26,6 @@ from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.train_state import RunFiles, seed_everything
 from unilearn.engine.wandb_log import run_for
 from unilearn.models import create_model, save_checkpoint
-from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 STAGE = "pretrain"
 
@@ -104,9 +104,7 @@ def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
     from unilearn.data.datasets import build_pretrain_loader
 
     pt, m = cfg.pretrain, cfg.model
-    image = {"image": pt.image_dataset, "image+video": pt.image_dataset,
-             "video+video": pt.video_dataset}.get(mode)  # fmt: skip
-    video = pt.video_dataset if "video" in mode else None
+    image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
     loader = build_pretrain_loader(
         store, image, video, num_frames=m.num_frames, input_size=m.input_size,
         batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,

@@ -17,24 +17,25 @@ import math
 from pathlib import Path
 from typing import Any
 
+from unilearn.catalogue import (
+    AFFECTNET_TRAIN_IMAGES,
+    AFFECTNET_VAL_PER_CLASS,
+    VOXCELEB2_DEV_CLIPS,
+    pretrain_sources,
+)
+
 SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
-# Training images / clips of the sources that have no split file (AffectNet's and VoxCeleb2's own
-# documentation; AffectNet-7 drops contempt).
-AFFECTNET_TRAIN = 287_651
-AFFECTNET7_TRAIN = 283_901
-AFFECTNET7_VAL = 3_500
-VOXCELEB2_DEV = 1_092_009
 
 
 def split_size(dataset: str, split: str, fold: int | None = None) -> int:
     """Clips of one official split: `dfew`/`mafw` (fold 1-5, or the mean fold), `ferv39k`,
     `affectnet` (8 classes), `affectnet7`, `voxceleb2` (train only)."""
     if dataset == "voxceleb2":
-        return VOXCELEB2_DEV
+        return VOXCELEB2_DEV_CLIPS
     if dataset in ("affectnet", "affectnet7"):
         if split == "test":
-            return AFFECTNET7_VAL
-        return AFFECTNET_TRAIN if dataset == "affectnet" else AFFECTNET7_TRAIN
+            return AFFECTNET_VAL_PER_CLASS * 7
+        return AFFECTNET_TRAIN_IMAGES[dataset]
     counts = json.loads(SPLIT_COUNTS_PATH.read_text())[dataset]
     sizes = {k: sum(v.values()) for k, v in counts.items()}
     keys = [
@@ -87,13 +88,9 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
                 encoder_flops(visible, width, depth) + encoder_flops(tokens, dec.width, dec.depth)
             )
 
-        videos = VOXCELEB2_DEV if "video" in mode else 0
-        images = {
-            "image": AFFECTNET_TRAIN,
-            "image+video": AFFECTNET_TRAIN,
-            "video+video": VOXCELEB2_DEV,
-        }
-        n_images = images.get(mode, 0) * p.image_proportion
+        image, video = pretrain_sources(mode, p.image_dataset, p.video_dataset)
+        videos = split_size(video, "train") if video else 0
+        n_images = (split_size(image, "train") if image else 0) * p.image_proportion
         per_epoch = videos * mae(video_tokens, p.mask_ratio_video) + n_images * mae(
             patches, p.mask_ratio_image
         )
@@ -122,7 +119,7 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
     if "dfer" in resolved.tasks and resolved.dfer_dataset:
         total += split_size(resolved.dfer_dataset, "train", fold) * 3 * model(video_tokens)
     if "sfer" in resolved.tasks:
-        total += f.sfer_proportion * AFFECTNET7_TRAIN * 3 * model(patches)
+        total += f.sfer_proportion * AFFECTNET_TRAIN_IMAGES["affectnet7"] * 3 * model(patches)
     return f.epochs * total
 
 

@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from unilearn.atomic import torch_save
-from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD, MaskedAutoencoder
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
+from unilearn.models.mae import MaskedAutoencoder
 
 STATE_DICT_KEYS = ("model", "module", "state_dict", "model_state")  # where checkpoints keep weights
 WRAPPER_PREFIXES = ("module.", "_orig_mod.", "backbone.")  # DDP, torch.compile, mmaction-style

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from torch import nn
 
-TASKS = ("dfer", "sfer")  # batch["task"] values; see docs/ARCHITECTURE.md
-
 
 def build_head(dim: int, num_classes: int) -> nn.Module:
     """A linear classifier `dim -> num_classes`; `nn.Identity` when `num_classes == 0`

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.models.vit import (
     LAYER_NORM_EPS,
     Block,
@@ -32,8 +33,6 @@ from unilearn.models.vit import (
     sinusoid_position_table,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 MASKINGS = ("random", "tube")
 
 

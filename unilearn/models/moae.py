@@ -24,40 +24,6 @@ from torch import nn
 
 from unilearn.models.vit import Block
 
-POSITIONS = ("later", "early", "middle", "alternate")
-
-
-def moae_block_indices(depth: int, position: str | Sequence[int]) -> tuple[int, ...]:
-    """Which blocks carry a MoAE (Table 5 right), for a ViT of `depth` blocks.
-
-    `later` = second half (blocks 6-11 of ViT-B, the paper's default), `early` = first half,
-    `middle` = the central half (3-8), `alternate` = every other block ending with the last
-    (1, 3, ..., 11); or an explicit list of block indices.
-    """
-    half = depth // 2
-    if isinstance(position, str):
-        if position == "later":
-            indices = range(depth - half, depth)
-        elif position == "early":
-            indices = range(0, half)
-        elif position == "middle":
-            start = (depth - half) // 2
-            indices = range(start, start + half)
-        elif position == "alternate":
-            indices = range(depth - 1, -1, -2)
-        else:
-            raise ValueError(
-                f"moae_position {position!r}: expected one of {POSITIONS} or a list of block indices"
-            )
-        return tuple(sorted(indices))
-    indices = tuple(int(i) for i in position)
-    bad = [i for i in indices if not 0 <= i < depth]
-    if bad or len(set(indices)) != len(indices) or not indices:
-        raise ValueError(
-            f"moae_position {list(position)}: expected distinct block indices in [0, {depth - 1}]"
-        )
-    return tuple(sorted(indices))
-
 
 def _init_linear(linear: nn.Linear) -> None:
     # the authors' fine-tune init, applied last to every Linear of their model (routers included)

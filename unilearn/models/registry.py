@@ -14,20 +14,31 @@ from typing import Any
 
 from torch import nn
 
+from unilearn.catalogue import ARCHS, MODEL_SIZES, moae_block_indices, model_name
 from unilearn.models.mae import MaskedAutoencoder
-from unilearn.models.moae import MoAEBlock, moae_block_indices
+from unilearn.models.moae import MoAEBlock
 from unilearn.models.moe import MoEBlock
 from unilearn.models.vit import VisionTransformer
 
+# Per size: the encoder (and, for the MAE, decoder) kwargs the catalogue's sizes stand for.
 SIZES: dict[str, dict[str, Any]] = {
-    "base": dict(img_size=160, num_frames=16, embed_dim=768, depth=12, num_heads=12),
-    "tiny": dict(img_size=64, num_frames=8, embed_dim=192, depth=4, num_heads=3),
+    name: dict(
+        img_size=s.input_size,
+        num_frames=s.num_frames,
+        embed_dim=s.width,
+        depth=s.depth,
+        num_heads=s.heads,
+    )  # fmt: skip
+    for name, s in MODEL_SIZES.items()
 }
 DECODERS: dict[str, dict[str, Any]] = {
-    "base": dict(decoder_embed_dim=384, decoder_depth=4, decoder_num_heads=6),  # VideoMAE's
-    "tiny": dict(decoder_embed_dim=96, decoder_depth=2, decoder_num_heads=3),
+    name: dict(
+        decoder_embed_dim=s.decoder_width,
+        decoder_depth=s.decoder_depth,
+        decoder_num_heads=s.decoder_heads,
+    )  # fmt: skip
+    for name, s in MODEL_SIZES.items()
 }
-ARCHS = ("vit", "unilearn", "vit_moe", "mae")
 _NOT_OVERRIDABLE = {"expert_blocks", "expert_block_fn"}
 
 
@@ -110,16 +121,6 @@ def _defaults(arch: str, size: str) -> dict[str, Any]:
     if arch == "mae":
         defaults.update(DECODERS[size])
     return defaults
-
-
-def model_name(arch: str, size: str) -> str:
-    """The registered name of an architecture at a size: `("unilearn", "tiny")` ->
-    `unilearn_tiny_patch16_64`."""
-    if arch not in ARCHS or size not in SIZES:
-        raise ValueError(
-            f"unknown arch/size {arch!r}/{size!r}; archs {ARCHS}, sizes {tuple(SIZES)}"
-        )
-    return f"{arch}_{size}_patch16_{SIZES[size]['img_size']}"
 
 
 _MODELS: dict[str, tuple[str, str]] = {

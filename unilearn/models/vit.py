@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from unilearn.models.heads import TASKS, build_head
+from unilearn.catalogue import TASKS
+from unilearn.models.heads import build_head
 
 LAYER_NORM_EPS = 1e-6  # VideoMAE registers its ViTs with LayerNorm(eps=1e-6)
 

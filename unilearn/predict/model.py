@@ -23,8 +23,8 @@ from typing import Any
 
 from torch import nn
 
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, LABEL_SETS, get_label_set
 from unilearn.data.face import FaceCropConfig
-from unilearn.data.labels import LABEL_SETS, get_label_set
 from unilearn.data.preprocess import PreprocessSettings
 from unilearn.models.checkpoint import (
     CheckpointError,
@@ -35,7 +35,6 @@ from unilearn.models.checkpoint import (
     read_checkpoint,
     split_checkpoint,
 )
-from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 
 DEFAULT_FRAME_STRIDE = 4  # the paper's temporal stride (16 frames x 4)
 SHORT_SIDE_RATIO = 1.1  # 176-pixel store for 160-pixel crops

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from unilearn.atomic import atomic_open, write_parquet
-from unilearn.data.labels import canonical_emotion
+from unilearn.catalogue import canonical_emotion
 from unilearn.predict.model import InferenceModel
 from unilearn.predict.runner import Scored
 from unilearn.predict.timeline import window_row

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.data.transforms import normalize
-from unilearn.models.mae import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.predict.inputs import InputItem
 from unilearn.predict.model import InferenceModel
 from unilearn.predict.pipeline import PredictOptions, Prepared, iter_clips, prepare_input

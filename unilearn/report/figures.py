@@ -21,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from unilearn.catalogue import DATASETS
 from unilearn.report import layout, spec
 from unilearn.report.provenance import git_sha
-from unilearn.report.tables import DATASET_NAMES, add_report_arguments, read_metrics
+from unilearn.report.tables import add_report_arguments, read_metrics
 
 AXIS_LABELS = {"n_experts": "number of experts", "sfer_proportion": "proportion of SFER data used"}
 
@@ -86,7 +87,7 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
     ax.margins(y=0.15)
     ax.set_xlabel(AXIS_LABELS.get(sweep, sweep))
     ax.set_ylabel("%")
-    dataset = DATASET_NAMES.get(cells[0].test, cells[0].test)
+    dataset = DATASETS[cells[0].test].title
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -152,12 +153,8 @@ def expert_usage_figure(cfg, runs: Path, out: Path) -> None:
 
 
 def _label(cell: spec.Cell) -> str:
-    name = DATASET_NAMES.get(cell.test, cell.test)
-    return (
-        name
-        if cell.test == cell.train
-        else f"{name} (model of {DATASET_NAMES.get(cell.train, cell.train)})"
-    )
+    name = DATASETS[cell.test].title
+    return name if cell.test == cell.train else f"{name} (model of {DATASETS[cell.train].title})"
 
 
 def _centres(runs: Path, cell: spec.Cell):
@@ -172,7 +169,7 @@ def _centres(runs: Path, cell: spec.Cell):
 
 def centre_similarity_figure(cfg, runs: Path, out: Path) -> None:
     """Figure 4b: cosine similarity between class centres of a DFER and the SFER test set."""
-    from unilearn.data.labels import canonical_emotion
+    from unilearn.catalogue import canonical_emotion
 
     dfer_cell, sfer_cell = spec.figure_cells("figure4b", cfg)
     dfer, sfer = _centres(runs, dfer_cell), _centres(runs, sfer_cell)
@@ -198,8 +195,8 @@ def centre_similarity_figure(cfg, runs: Path, out: Path) -> None:
     ax.set_yticks(range(len(dfer)), [canonical_emotion(n) for n in dfer["class_name"]])
     ax.set_xticks(range(len(sfer)), [canonical_emotion(n) for n in sfer["class_name"]],
                   rotation=45, ha="right")  # fmt: skip
-    ax.set_ylabel(f"{DATASET_NAMES.get(dfer_cell.test, dfer_cell.test)} (DFER) class centre")
-    ax.set_xlabel(f"{DATASET_NAMES.get(sfer_cell.test, sfer_cell.test)} (SFER) class centre")
+    ax.set_ylabel(f"{DATASETS[dfer_cell.test].title} (DFER) class centre")
+    ax.set_xlabel(f"{DATASETS[sfer_cell.test].title} (SFER) class centre")
     fig.colorbar(image, ax=ax, fraction=0.046)
     hashes = set(dfer.get("config_hash", [])) | set(sfer.get("config_hash", []))
     fig.tight_layout()

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-FOLDED = {"dfew": (1, 2, 3, 4, 5), "mafw": (1, 2, 3, 4, 5)}
-SFER_TEST = "affectnet7"
-# What each fine-tuning dataset's clips come from in the store (AffectNet-7 is the 8-class
-# AffectNet table without contempt, see unilearn.data.datasets.load_store_table).
-STORE_TABLE = {"dfew": "dfew", "mafw": "mafw", "ferv39k": "ferv39k", "affectnet7": "affectnet"}
+from unilearn.catalogue import FOLDS, SFER_DATASETS
+
 _RUN = re.compile(r"^(?P<experiment>[A-Za-z0-9_]+)(@(?P<sweep>[A-Za-z0-9_.]+)=(?P<value>[^/]+))?$")
+
+# The SFER test set of a joint model.
+SFER_TEST = SFER_DATASETS[0]
 
 
 # Which weights of a fine-tuning a prediction comes from: the last epoch, or the epoch with the
@@ -102,7 +102,7 @@ def run_overrides(cfg, run: Run | str) -> list[str]:
 
 def targets(train: str) -> list[str]:
     """Fine-tuning runs of one dataset: one per fold (DFEW, MAFW) or the official split."""
-    return [f"{train}-fold{k}" for k in FOLDED[train]] if train in FOLDED else [train]
+    return [f"{train}-fold{k}" for k in FOLDS[train]] or [train]
 
 
 def parse_target(target: str) -> tuple[str, int | None]:
@@ -125,7 +125,7 @@ def tests_of(target: str, tasks) -> list[str]:
     dataset is also tested on AffectNet-7."""
     dataset, _ = parse_target(target)
     tests = [dataset]
-    if {"sfer", "dfer"} <= set(tasks) and dataset not in FOLDED and dataset != SFER_TEST:
+    if {"sfer", "dfer"} <= set(tasks) and not FOLDS[dataset] and dataset != SFER_TEST:
         tests.append(SFER_TEST)
     return tests
 
@@ -157,7 +157,7 @@ def predictions_for(
     runs: str | Path, run: str, train: str, test: str, weights: str = "last"
 ) -> list[Path]:
     """The prediction files `unilearn aggregate` pools into `metrics_path(run, train, test)`."""
-    if test != train and (test != SFER_TEST or train in FOLDED):
+    if test != train and (test != SFER_TEST or FOLDS[train]):
         raise ValueError(
             f"metrics {run}/{train}/{test}: a model is tested on its own dataset, or a "
             f"single-split joint model on {SFER_TEST}"

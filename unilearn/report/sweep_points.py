@@ -10,7 +10,8 @@ from typing import Any
 def point_is_experiment(cfg, experiment: str, override: str) -> bool:
     """Whether `override` (a sweep point's `key=value`) leaves every fine-tuning of `experiment`
     as it is (the same config hash on every dataset it trains on)."""
-    from unilearn.config import SFER_DATASETS, config_hash
+    from unilearn.catalogue import SFER_DATASETS
+    from unilearn.config import config_hash
 
     tasks = cfg.experiments[experiment].tasks
     datasets = list(cfg.data.dfer_datasets) if "dfer" in tasks else list(SFER_DATASETS)

@@ -19,11 +19,10 @@ from typing import Any
 import pandas as pd
 
 from unilearn.atomic import write_text
+from unilearn.catalogue import DATASETS
 from unilearn.report import layout, spec
 from unilearn.report.paper import PAPER_PARAMS_M, paper_numbers
 from unilearn.report.provenance import git_sha, manifest_hash
-
-DATASET_NAMES = {"dfew": "DFEW", "mafw": "MAFW", "ferv39k": "FERV39K", "affectnet7": "AffectNet-7"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,8 +63,8 @@ def chance(metrics: dict[str, Any]) -> tuple[float, float]:
 
 def build_table(name: str, cfg, runs: Path, manifests: Path, sha: str) -> pd.DataFrame:
     table = spec.table_spec(name, cfg)
-    datasets = {layout.STORE_TABLE[c.train] for r in table.rows for c in r.cells}
-    datasets |= {layout.STORE_TABLE[c.test] for r in table.rows for c in r.cells}
+    datasets = {DATASETS[c.train].store_table for r in table.rows for c in r.cells}
+    datasets |= {DATASETS[c.test].store_table for r in table.rows for c in r.cells}
     data_hash = manifest_hash(manifests, datasets)
     params = _parameter_counts(table, cfg) if name == "table3" else {}
     records = []
@@ -157,7 +156,7 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
     lines.append("")
     header = ["Method"]
     for d in table.datasets:
-        header += [f"{DATASET_NAMES.get(d, d)} UAR", f"{DATASET_NAMES.get(d, d)} WAR"]
+        header += [f"{DATASETS[d].title} UAR", f"{DATASETS[d].title} WAR"]
     extra = [c for c in ("params_active_M", "params_total_M", "vitb_params_active_M",
                          "vitb_params_total_M") if c in frame]  # fmt: skip
     header += [_PARAM_HEADERS[c] for c in extra]

@@ -8,6 +8,7 @@ import time
 
 from snakemake.exceptions import WorkflowError
 
+from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
 from unilearn.config import ConfigError, config_hash, load_config
 from unilearn.report import layout, spec
 
@@ -88,9 +89,7 @@ def cpu_workers(wildcards, threads):
     whose stage defaults to the CPUs Slurm gave it."""
     return "" if LAUNCHER == "submitit" else f"--workers {threads}"
 
-PRETRAIN_MODES = ("none", "image", "video", "image+video", "video+video")
-DATASETS = ("dfew", "mafw", "ferv39k", "affectnet", "voxceleb2")
-TESTSETS = ("dfew", "mafw", "ferv39k", "affectnet7")
+TESTSETS = FINETUNE_DATASETS
 
 
 def _alternatives(values):
@@ -98,7 +97,7 @@ def _alternatives(values):
 
 
 wildcard_constraints:
-    dataset=_alternatives(DATASETS),
+    dataset=_alternatives(STORE_DATASETS),
     mode=_alternatives(PRETRAIN_MODES),
     run=r"[A-Za-z0-9_]+(@[A-Za-z0-9_.]+=[^/]+)?",
     target=r"(dfew|mafw)-fold[1-5]|ferv39k|affectnet7",

@@ -2,13 +2,6 @@
 # (the demo's synthetic trees too: they pass), read into Parquet manifests, then preprocessed
 # into the clip store.
 
-NATIVE_DIRS = {
-    "dfew": "DFEW",
-    "mafw": "MAFW",
-    "ferv39k": "FERV39K",
-    "affectnet": "AffectNet",
-    "voxceleb2": "VoxCeleb2",
-}
 DOCTOR_ON = CFG.data.doctor.enabled
 # Data first: every dataset's store before any training, so the last datasets' fine-tunings do
 # not start alone at the end of the run (the demo's FERV39K store came last: 90 s on one core).
@@ -17,11 +10,11 @@ DATA_PRIORITY = 50
 
 def native_root(dataset):
     if CFG.data.synthetic:
-        return f"{SYNTH}/{NATIVE_DIRS[dataset]}"
+        return f"{SYNTH}/{DATASETS[dataset].folder}"
     root = getattr(CFG.data.roots, dataset)
     if root is None:
         raise WorkflowError(
-            f"data.roots.{dataset}: not set, but a requested target needs {NATIVE_DIRS[dataset]}; "
+            f"data.roots.{dataset}: not set, but a requested target needs {DATASETS[dataset].folder}; "
             "set it in configs/local.yaml (see configs/local.example.yaml)"
         )
     return root

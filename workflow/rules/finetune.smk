@@ -15,11 +15,11 @@ def finetune_inputs(wildcards):
     dataset = wildcards.train
     tables = []
     if "dfer" in experiment.tasks and dataset != layout.SFER_TEST:
-        tables.append(store_table(layout.STORE_TABLE[dataset]))
+        tables.append(store_table(DATASETS[dataset].store_table))
     if "sfer" in experiment.tasks:
-        tables.append(store_table(layout.STORE_TABLE[CFG.data.sfer_dataset]))
+        tables.append(store_table(DATASETS[CFG.data.sfer_dataset].store_table))
     for test in layout.tests_of(dataset, experiment.tasks):
-        tables.append(store_table(layout.STORE_TABLE[test]))
+        tables.append(store_table(DATASETS[test].store_table))
     return {"init": pretrain_checkpoint(experiment.pretrain), "tables": sorted(set(tables))}
 
 
@@ -84,7 +84,7 @@ JOINT_RUNS = _alternatives(
     name for name, e in CFG.experiments.items() if {"sfer", "dfer"} <= set(e.tasks)
 )
 SINGLE_SPLIT_DFER = _alternatives(
-    d for d in TESTSETS if d not in layout.FOLDED and d != layout.SFER_TEST
+    d for d in TESTSETS if not FOLDS[d] and d != layout.SFER_TEST
 )
 
 
@@ -135,7 +135,7 @@ rule aggregate:
         f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
     params:
         expect=lambda wc: (
-            f"--expect-folds {len(layout.FOLDED[wc.train])}" if wc.train in layout.FOLDED else ""
+            f"--expect-folds {len(FOLDS[wc.train])}" if FOLDS[wc.train] else ""
         ),
     shell:
         "( {UNILEARN} aggregate {input.last:q} --out {output.last:q} {params.expect} "

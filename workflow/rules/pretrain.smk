@@ -1,15 +1,14 @@
 # Dual-modal MAE pre-training, once per pre-training mode an experiment needs (paper Table 2).
 # A GPU stage: with `launcher: submitit` (config or the slurm profile) it runs as a Slurm job.
 
+from unilearn.catalogue import pretrain_sources
 from unilearn.engine.pretrain_init import init_checkpoint
 
-PRETRAIN_SOURCES = {
-    "none": (),
-    "image": (CFG.pretrain.image_dataset,),
-    "video": (CFG.pretrain.video_dataset,),
-    "image+video": (CFG.pretrain.image_dataset, CFG.pretrain.video_dataset),
-    "video+video": (CFG.pretrain.video_dataset,),
-}
+
+def pretrain_stores(mode):
+    """The store tables a pre-training mode reads (none, one or both of its sources)."""
+    sources = pretrain_sources(mode, CFG.pretrain.image_dataset, CFG.pretrain.video_dataset)
+    return [store_table(d) for d in dict.fromkeys(d for d in sources if d)]
 
 
 # Published weights (`pretrain.init`: mode -> file) stand in for a mode's pre-training: its
@@ -29,7 +28,7 @@ def pretrain_checkpoint(mode):
 
 rule pretrain:
     input:
-        lambda wc: [store_table(d) for d in PRETRAIN_SOURCES[wc.mode]],
+        lambda wc: pretrain_stores(wc.mode),
     output:
         pretrain_checkpoint("{mode}"),
     log:

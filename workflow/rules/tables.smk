@@ -4,8 +4,8 @@
 
 
 def manifests_of(cells):
-    datasets = {layout.STORE_TABLE[c.train] for c in cells} | {
-        layout.STORE_TABLE[c.test] for c in cells
+    datasets = {DATASETS[c.train].store_table for c in cells} | {
+        DATASETS[c.test].store_table for c in cells
     }
     return [f"{MANIFESTS}/{d}.parquet" for d in sorted(datasets)]
 

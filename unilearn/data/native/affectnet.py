@@ -18,7 +18,7 @@ import io
 import os
 from pathlib import Path
 
-from unilearn.data.labels import get_label_set
+from unilearn.catalogue import get_label_set
 from unilearn.data.native.common import (
     DatasetLayoutError,
     NativeRead,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from unilearn.data.labels import LabelSet
+from unilearn.catalogue import LabelSet
 
 # Manifest columns (docs/ARCHITECTURE.md, Manifest). Readers may add dataset-specific columns after.
 COLUMNS = (

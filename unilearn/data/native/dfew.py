@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from unilearn.data.labels import DFEW, FOLDS
+from unilearn.catalogue import DFEW, FOLDS
 from unilearn.data.native.common import (
     NativeRead,
     SplitFileError,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unilearn.data.labels import FERV39K
+from unilearn.catalogue import FERV39K
 from unilearn.data.native.common import (
     NativeRead,
     finish_frame_folders,

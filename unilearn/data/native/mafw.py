@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from unilearn.data.labels import FOLDS, MAFW
+from unilearn.catalogue import FOLDS, MAFW
 from unilearn.data.native.common import (
     NativeRead,
     finish_frame_folders,
