@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
+from unilearn.atomic import torch_save
 from unilearn.engine.optim import build_optimizer
-from unilearn.engine.train_state import CheckpointWriter, save_train_state, train_state
+from unilearn.engine.train_state import CheckpointWriter, train_state
 from unilearn.models import create_model
 
 
@@ -55,14 +56,14 @@ def checkpoint_stall(
     """Seconds per save: `sync` (median), `async_first`, `async` (median of the later ones),
     `write` (background write, median) and the state's `bytes`."""
     device = device or next(model.parameters()).device
-    kwargs = dict(model=model, optimizer=optimizer, scaler=None, sampler_state={"epoch": 0},
-                  step=1, config_hash="bench", meta={}, extra={"history": []})  # fmt: skip
+    kwargs = dict(model=model, optimizer=optimizer, scaler=None, step=1, config_hash="bench",
+                  meta={}, extra={"history": []})  # fmt: skip
     path = folder / "last.pt"
     sync_times = []
     for _ in range(repeats):
         _sync(device)
         t = time.perf_counter()
-        save_train_state(path, **kwargs)
+        torch_save(train_state(**kwargs), path)  # synchronous, atomic
         sync_times.append(time.perf_counter() - t)
     size = path.stat().st_size
     writer = CheckpointWriter()

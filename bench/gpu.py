@@ -28,9 +28,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from checkpoint_stall import checkpoint_stall  # noqa: E402
 from model_step import FLOP_FORMULAS  # noqa: E402
 
-from unilearn.engine import engine_finetune, engine_pretrain  # noqa: E402
+from unilearn.engine import finetune, pretrain  # noqa: E402
 from unilearn.engine.distributed import DistInfo, enable_tf32  # noqa: E402
-from unilearn.engine.optim import StepContext, build_optimizer  # noqa: E402
+from unilearn.engine.optim import build_optimizer  # noqa: E402
+from unilearn.engine.step import StepContext  # noqa: E402
 from unilearn.models import create_model  # noqa: E402
 
 # bf16 dense tensor-core peak, FLOP/s (vendor data sheets, no sparsity); first match wins
@@ -81,9 +82,9 @@ def step_bench(arch: str, shape: dict, device: torch.device, steps: int, warmup:
 
     def step(i: int) -> None:
         if arch == "mae":
-            engine_pretrain.train_step(model, batch, i, ctx)
+            pretrain.train_step(model, batch, i, ctx)
         else:
-            engine_finetune.train_step(model, batch, i, ctx, criteria, mixups)
+            finetune.train_step(model, batch, i, ctx, criteria, mixups)
 
     with FlopCounterMode(display=False, custom_mapping=FLOP_FORMULAS) as counter:
         step(0)

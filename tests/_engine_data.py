@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from unilearn.data.datasets import TrainSet
 from unilearn.engine.loader import TrainData
 
 
@@ -49,11 +50,11 @@ class ToyJoint(Dataset):
         return task, x, y, row
 
 
-def collate(items):
+def collate(items, key: str = "task"):
     tasks = {t for t, *_ in items}
     assert len(tasks) == 1, "a batch mixes sources"
     return {
-        "task": tasks.pop(),
+        key: tasks.pop(),
         "x": torch.stack([x for _, x, _, _ in items]),
         "y": torch.tensor([y for _, _, y, _ in items], dtype=torch.int64),
         "row": torch.tensor([r for _, _, _, r in items], dtype=torch.int64),
@@ -106,7 +107,12 @@ def toy_finetune_data(cfg, resolved, fold, store, info, num_workers: int = 0, n:
     sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.finetune.batch_size * info.world_size,
                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                               sfer_proportion=cfg.finetune.sfer_proportion)  # fmt: skip
-    return TrainData(ToyJoint(sources), sampler, collate, num_workers=num_workers)
+    return TrainData(TrainSet(ToyJoint(sources), sampler, collate, num_workers))
+
+
+def collate_pretrain(items):
+    """Pre-training batches name their source `modality`."""
+    return collate(items, key="modality")
 
 
 def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32):
@@ -117,7 +123,7 @@ def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32)
     sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.pretrain.batch_size * info.world_size,
                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                               sfer_proportion=1.0)  # fmt: skip
-    return TrainData(ToyJoint(sources), sampler, collate, num_workers=num_workers)
+    return TrainData(TrainSet(ToyJoint(sources), sampler, collate_pretrain, num_workers))
 
 
 class ToyTestLoader:

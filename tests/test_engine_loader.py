@@ -1,6 +1,7 @@
 """The engines' run-long loader: the batches of a resumed run are exactly the rest of the
-uninterrupted run's, across epoch boundaries; the workers start once per run, not per epoch; the
-prefetch thread keeps order, surfaces errors where they happened and stops when closed."""
+uninterrupted run's, across epoch boundaries, from the step position alone (toy and real store,
+any number of workers); the workers start once per run, not per epoch; the prefetch thread keeps
+order, surfaces errors where they happened and stops when closed."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ import threading
 
 import pytest
 import torch
+from _stores import build_tiny_store
 from torch.utils.data import Dataset
 
+from unilearn.data.datasets import TrainSet, build_finetune_loader
+from unilearn.data.samplers import JointBatchSampler
 from unilearn.engine.loader import RunBatches, TrainData
 from unilearn.engine.prefetch import Prefetcher
 
@@ -52,8 +56,36 @@ def test_run_batches_resume_mid_epoch_across_epoch_boundaries():
         assert len(RunBatches(EpochSampler(), start, 13)) == 13 - start
 
 
+def test_a_sampler_resumes_from_the_step_position_alone():
+    def sampler():
+        return JointBatchSampler(dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1,
+                                 world_size=2)  # fmt: skip
+
+    n = len(sampler())
+    full = list(RunBatches(sampler(), 0, 6 * n))
+    for start in (4 * n + 5, 5 * n, 5 * n + 1):
+        assert list(RunBatches(sampler(), start, 6 * n)) == full[start:], f"resumed at {start}"
+
+
+AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_erasing": 0.5,
+                  "sfer_augment": "resize_crop", "sfer_resize": 1.2}  # fmt: skip
+
+
+@pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
+def test_a_resumed_run_loads_the_rest_of_the_uninterrupted_runs_clips(tmp_path, recipe):
+    store = build_tiny_store(tmp_path)
+    train = build_finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5,
+                                  num_frames=8, input_size=32, batch_size=4, **recipe)  # fmt: skip
+    n = len(train)
+    reference = list(TrainData(train).run(2 * n - 2, 3 * n, seed=5))  # from the end of epoch 1
+    resumed = list(TrainData(train).run(2 * n + 1, 3 * n, seed=5))  # killed after step 2n + 1
+    assert len(resumed) == len(reference) - 3 > 0
+    for got, want in zip(resumed, reference[3:]):
+        assert got["task"] == want["task"] and torch.equal(got["x"], want["x"])
+
+
 def test_the_loader_workers_start_once_per_run():
-    data = TrainData(WhoLoads(), EpochSampler(), _collate, num_workers=1)
+    data = TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate, num_workers=1))
     batches = list(data.run(3, 15, seed=0))
     assert [b["items"] for b in batches] == list(RunBatches(EpochSampler(), 3, 15))
     pids = set().union(*(b["pids"] for b in batches))
@@ -64,7 +96,7 @@ def test_the_loader_never_draws_from_the_global_rng():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    list(TrainData(WhoLoads(), EpochSampler(), _collate).run(0, 7, seed=1))
+    list(TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate)).run(0, 7, seed=1))
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -1,5 +1,6 @@
 """Datasets, transforms, samplers and 5-D mixup: batch contract, determinism, one augmentation per
-clip, the SFER proportion, exact mid-epoch resume, CutMix boxes shared by all frames."""
+clip, the SFER proportion, CutMix boxes shared by all frames (the exact mid-epoch resume of the
+training batches: tests/test_engine_loader.py)."""
 
 from __future__ import annotations
 
@@ -103,35 +104,6 @@ def test_same_seed_gives_the_same_batches_with_any_number_of_workers(store):
     )
 
 
-AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_erasing": 0.5,
-                  "sfer_augment": "resize_crop", "sfer_resize": 1.2}  # fmt: skip
-
-
-@pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
-def test_loader_resumes_mid_epoch_exactly(store, recipe):
-    def loader():
-        return build_finetune_loader(
-            store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5, **KW, **recipe
-        )
-
-    full = loader()
-    full.set_epoch(2)
-    reference = _batches(full)
-    first = loader()
-    first.set_epoch(2)
-    it = iter(first)
-    seen = [next(it) for _ in range(3)]  # the DataLoader has prefetched further than this
-    state = first.state_dict()
-    assert state["epoch"] == 2 and state["step"] == 3
-    resumed = loader()
-    resumed.load_state_dict(state)
-    resumed.set_epoch(2)
-    rest = _batches(resumed)
-    assert len(seen) + len(rest) == len(reference)
-    for got, want in zip(seen + rest, reference):
-        assert got["task"] == want["task"] and torch.equal(got["x"], want["x"])
-
-
 def test_sfer_proportion_is_honoured_within_one_percent_and_batches_interleave():
     for proportion in (0.25, 0.5, 1.0):
         sampler = JointBatchSampler(
@@ -171,27 +143,6 @@ def test_samplers_shard_ranks_and_are_deterministic():
     other_epoch = PretrainBatchSampler(50, 30, 4, seed=7, rank=1, world_size=3)
     other_epoch.set_epoch(1)
     assert list(other_epoch) != per_rank[1]
-
-
-def test_sampler_state_round_trip_resumes_mid_epoch():
-    sampler = JointBatchSampler(
-        dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1, world_size=2
-    )
-    sampler.set_epoch(4)
-    reference = list(sampler)
-    it = iter(sampler)
-    head = [next(it) for _ in range(5)]
-    state = sampler.state_dict()
-    resumed = JointBatchSampler(
-        dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1, world_size=2
-    )
-    resumed.load_state_dict(state)
-    resumed.set_epoch(4)
-    assert head + list(resumed) == reference
-    resumed.set_epoch(5)
-    assert len(list(resumed)) == len(reference)  # the next epoch starts from its beginning
-    with pytest.raises(ValueError, match="seed"):
-        JointBatchSampler(37, 90, 4, seed=4, rank=1, world_size=2).load_state_dict(state)
 
 
 def test_frames_of_one_clip_get_one_augmentation():

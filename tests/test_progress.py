@@ -10,7 +10,7 @@ import json
 import torch
 from torch import nn
 
-from unilearn.engine.engine_finetune import EpochSums
+from unilearn.engine.epoch_record import EpochSums
 from unilearn.models.moae import NoisyTopKGate
 from unilearn.progress import PROGRESS_FILE, Progress, format_duration
 

@@ -22,14 +22,13 @@ import torch
 from _engine_data import toy_finetune_data, toy_pretrain_data, toy_test_loader
 
 import unilearn.engine.best_epoch as best_epoch
-import unilearn.engine.engine_finetune as engine_finetune
-import unilearn.engine.engine_pretrain as engine_pretrain
+import unilearn.engine.epoch_record as epoch_record
 import unilearn.engine.finetune as finetune
 import unilearn.engine.pretrain as pretrain
 from unilearn.config import load_config
+from unilearn.engine.checkpointing import CheckpointSchedule
 from unilearn.engine.train_state import (
     CheckpointError,
-    CheckpointSchedule,
     CheckpointWriter,
     NonFiniteLossError,
     capture_rng,
@@ -93,7 +92,7 @@ def test_finetune_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg, kill_a
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
 
     with monkeypatch.context() as m:
-        _kill_after(m, engine_finetune, kill_at)
+        _kill_after(m, finetune, kill_at)
         with pytest.raises(Killed):
             finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
     assert not (tmp_path / "resumed" / "checkpoint.pt").exists()
@@ -134,7 +133,7 @@ def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(tmp_path, monkey
 
     with monkeypatch.context() as m:
         if kill.startswith("step"):
-            _kill_after(m, engine_finetune, int(kill.split()[1]))
+            _kill_after(m, finetune, int(kill.split()[1]))
         else:  # after the last epoch's last.pt, before the prediction files
             m.setattr(best_epoch, "write_predictions", lambda *a: (_ for _ in ()).throw(Killed))
         with pytest.raises(Killed):
@@ -195,7 +194,7 @@ def test_pretrain_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg):
     monkeypatch.setattr(pretrain, "pretrain_data", toy_pretrain_data)
     pretrain.run(cfg, "image+video", None, tmp_path / "straight", progress=False)
     with monkeypatch.context() as m:
-        _kill_after(m, engine_pretrain, 5)
+        _kill_after(m, pretrain, 5)
         with pytest.raises(Killed):
             pretrain.run(cfg, "image+video", None, tmp_path / "resumed", progress=False)
     pretrain.run(cfg, "image+video", None, tmp_path / "resumed", progress=False)
@@ -205,14 +204,14 @@ def test_pretrain_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg):
 
 def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch, cfg):
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
-    real, calls = engine_finetune.normalize, [0]
+    real, calls = finetune.normalize, [0]
 
     def poisoned(x):
         calls[0] += 1
         out = real(x)
         return out * float("nan") if calls[0] == 5 else out
 
-    monkeypatch.setattr(engine_finetune, "normalize", poisoned)
+    monkeypatch.setattr(finetune, "normalize", poisoned)
     run = tmp_path / "run"
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 4.*last\.pt is kept"):
         finetune.run(cfg, "unilearn", "dfew", 1, None, run, progress=False)
@@ -267,7 +266,7 @@ def test_time_triggered_checkpoints_resume_bitwise(tmp_path, monkeypatch, cfg):
                                 "finetune.checkpoint_minutes=1e-9", "runtime.log_every=2"])  # fmt: skip
     finetune.run(timed, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
     with monkeypatch.context() as m:
-        _kill_after(m, engine_finetune, 7)
+        _kill_after(m, finetune, 7)
         with pytest.raises(Killed):
             finetune.run(timed, "unilearn", "dfew", 1, None, tmp_path / "resumed", progress=False)
     assert read_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 6
@@ -299,12 +298,12 @@ def test_device_loss_sums_give_the_history_of_host_sums(tmp_path, monkeypatch, c
     # the same log, bit for bit
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "device", progress=False)
-    real = engine_finetune.EpochSums.add
+    real = epoch_record.EpochSums.add
 
     def host_add(self, task, loss, aux, n):
         real(self, task, float(loss.item()), float(aux.item()), n)
 
-    monkeypatch.setattr(engine_finetune.EpochSums, "add", host_add)
+    monkeypatch.setattr(epoch_record.EpochSums, "add", host_add)
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "host", progress=False)
     assert _losses(tmp_path / "device") == _losses(tmp_path / "host")
     assert len(_losses(tmp_path / "host")) == 3
@@ -312,13 +311,13 @@ def test_device_loss_sums_give_the_history_of_host_sums(tmp_path, monkeypatch, c
 
 def test_nan_stops_within_log_every_steps_without_a_save(tmp_path, monkeypatch, cfg):
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
-    real, calls = engine_finetune.normalize, [0]
+    real, calls = finetune.normalize, [0]
 
     def poisoned(x):
         calls[0] += 1
         return real(x) * float("nan") if calls[0] == 2 else real(x)
 
-    monkeypatch.setattr(engine_finetune, "normalize", poisoned)
+    monkeypatch.setattr(finetune, "normalize", poisoned)
     run = tmp_path / "run"
     quiet = cfg.with_overrides(["finetune.checkpoint_every=1000", "runtime.log_every=3"])
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 1.*no checkpoint"):
@@ -341,7 +340,7 @@ def test_signal_saves_at_the_step_end_then_passes_it_on(tmp_path, monkeypatch, c
         raise Preempted
 
     previous = signal.signal(signal.SIGUSR1, requeue)
-    real, calls = engine_finetune.train_step, [0]
+    real, calls = finetune.train_step, [0]
 
     def step(*args, **kwargs):
         calls[0] += 1
@@ -351,7 +350,7 @@ def test_signal_saves_at_the_step_end_then_passes_it_on(tmp_path, monkeypatch, c
 
     try:
         with monkeypatch.context() as m:
-            m.setattr(engine_finetune, "train_step", step)
+            m.setattr(finetune, "train_step", step)
             with pytest.raises(Preempted):
                 finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "resumed",
                              progress=False)  # fmt: skip
@@ -436,7 +435,7 @@ def test_background_save_writes_the_state_at_the_call(tmp_path):
 
     writer = CheckpointWriter()
     writer.save(tmp_path / "a.pt", {"w": weights, "step": 1}, then=then)
-    assert writer.busy  # save() returned while the write is still in flight
+    assert finished == []  # save() returned while the write is still in flight
     weights.add_(100)  # training goes on, in place
     release.set()
     writer.save(tmp_path / "b.pt", {"w": weights, "step": 2})  # waits for the first write

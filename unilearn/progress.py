@@ -1,7 +1,7 @@
 """What a training run tells the researcher while it works: a line every `runtime.log_every` steps
 and at each epoch end on stdout (so in the job's log, Slurm's too), a W&B point (loss, lr,
-grad-norm, samples/s, expert usage) at the same steps, and `RUN/progress.json`, which
-`unilearn status` reads.
+grad-norm, samples/s, expert usage) at the same steps, `RUN/progress.json`, which
+`unilearn status` reads, and, at a terminal, a tqdm bar.
 
 The training step keeps its numbers on the device; they are read here every N steps only (one
 host sync per N steps), as windowed means of the epoch's running sums.
@@ -55,7 +55,9 @@ class Progress:
         model=None,
         is_main: bool = True,
         stream: TextIO | None = None,
+        bar: bool = False,
     ) -> None:
+        """`bar`: show a tqdm bar too (rank 0 only; the lines are printed either way)."""
         self.desc, self.stage = desc, stage
         self.run_dir = Path(run_dir)
         self.start_step, self.end_step = start_step, end_step
@@ -70,13 +72,26 @@ class Progress:
         self._seen: dict[str, tuple[float, int, int]] = {}  # task -> (loss sum, batches, samples)
         self._seen_steps = 0
         self.last_loss: dict[str, float] = {}
+        self.bar = None
+        if bar and is_main:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=end_step, initial=start_step, desc=desc, unit="step",
+                            dynamic_ncols=True)  # fmt: skip
         if is_main:  # started: what an earlier attempt left says nothing about this one
             self._write(start_step, None, "running")
 
     # -- called by the epoch loop ---------------------------------------------------------------
 
-    def step(self, step: int, sums) -> None:
-        """After optimiser step `step` (1-based count); reports every `every` steps."""
+    def step(self, step: int, sums, label: dict[str, str] | None = None) -> None:
+        """After optimiser step `step` (1-based count); reports every `every` steps. `label`
+        (the batch's task or modality) goes beside the epoch's mean losses on the bar."""
+        if self.bar is not None:
+            if step % self.every == 0:
+                losses = {k.removeprefix("loss_"): f"{v:.3f}"
+                          for k, v in sums.means().items() if k.startswith("loss_")}  # fmt: skip
+                self.bar.set_postfix(**(label or {}), **losses, refresh=False)
+            self.bar.update(1)
         if step % self.every or not self.is_main:
             return
         losses, samples = self._window(sums)
@@ -112,6 +127,10 @@ class Progress:
         self._seen, self._seen_steps = {}, 0  # the loop starts new sums
 
     def finished(self, state: str = "done") -> None:
+        """The run ended (`done`) or stopped (`failed`): the bar closes, progress.json says so."""
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
         if self.is_main:
             self._write(self.end_step if state == "done" else self.last_step, None, state)
 

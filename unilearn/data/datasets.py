@@ -5,7 +5,8 @@
   (int items, `n_clips` uniformly spaced clips per video). Images are 2-frame clips.
 - `SourceDataset`: several ClipDatasets addressed as `(source, index, sample_seed)`, for the
   one-source-per-batch samplers (`unilearn.data.samplers`).
-- `build_finetune_loader`, `build_eval_loader`, `build_pretrain_loader`: what the engine uses.
+- `build_finetune_loader`, `build_pretrain_loader` (a `TrainSet`: dataset, batch sampler and
+  collation, no DataLoader) and `build_eval_loader` (a DataLoader): what the engine uses.
 
 Batches are `{"x": uint8 [B, C, T, H, W], "y": int64 [B], "task": "sfer"|"dfer", "row": int64
 [B]}` (pre-training: `"modality": "image"|"video"` instead of `"task"`; evaluation: `x` is
@@ -24,10 +25,10 @@ from __future__ import annotations
 import logging
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -414,44 +415,30 @@ def _worker_init(_: int) -> None:
     cv2.setNumThreads(1)
 
 
-class ClipLoader:
-    """A DataLoader plus the resumable batch sampler behind it.
+@dataclass
+class TrainSet:
+    """Training batches of one source each, as parts: `dataset` addressed by the index lists of
+    `batch_sampler` (epoch e's after `set_epoch(e)`, a pure function of seed and e) and
+    `collate_fn`. No DataLoader is made here: the engine makes ONE per run, over the batches
+    from its resume step on (`unilearn.engine.loader`). Iterating a TrainSet loads the current
+    epoch through a DataLoader of its own (tests, benchmarks)."""
 
-    `set_epoch(e)`, `len()`, iteration as a DataLoader, and `state_dict()`/`load_state_dict()`
-    that count the batches the training loop has actually received (the DataLoader prefetches
-    ahead of it), so a checkpoint resumes at exactly the next batch.
-    """
-
-    def __init__(self, loader: DataLoader, batch_sampler=None) -> None:
-        self.loader = loader
-        self.batch_sampler = batch_sampler
-        self.dataset = loader.dataset
-        self._consumed = 0
+    dataset: Dataset
+    batch_sampler: Any  # set_epoch(epoch), __len__ (batches per epoch on this rank), __iter__
+    collate_fn: Callable
+    num_workers: int = 0
+    worker_init_fn: Callable | None = None
 
     def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self):
-        if self.batch_sampler is not None:
-            self._consumed = self.batch_sampler.start_step
-        for batch in self.loader:
-            self._consumed += 1
-            yield batch
+        return len(self.batch_sampler)
 
     def set_epoch(self, epoch: int) -> None:
-        if self.batch_sampler is not None:
-            self.batch_sampler.set_epoch(epoch)
-            self._consumed = self.batch_sampler.start_step
+        self.batch_sampler.set_epoch(epoch)
 
-    def state_dict(self) -> dict:
-        if self.batch_sampler is None:
-            return {}
-        return {**self.batch_sampler.state_dict(), "step": self._consumed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if self.batch_sampler is not None:
-            self.batch_sampler.load_state_dict(state)
-            self._consumed = self.batch_sampler.start_step
+    def __iter__(self):
+        loader = _data_loader(self.dataset, self.num_workers, batch_sampler=self.batch_sampler,
+                              collate_fn=self.collate_fn)  # fmt: skip
+        return iter(loader)
 
 
 def _data_loader(dataset, num_workers: int, **kw) -> DataLoader:
@@ -490,7 +477,7 @@ def build_finetune_loader(
     sfer_augment: str = "video",
     sfer_resize: float = 1.2,
     sfer_randaug: str | None = SFER_RANDAUGMENT,
-) -> ClipLoader:
+) -> TrainSet:
     """Joint (or single-task) fine-tuning loader: batches from ONE source each, `task` "dfer" or
     "sfer". `fold` selects the DFER dataset's fold (None for FERV39K). `sfer_proportion` is the
     fraction of the SFER training set used, applied only when both tasks train: `sfer_sampling`
@@ -563,7 +550,7 @@ def build_pretrain_loader(
     repeated_views: int = 1,
     video_repeat: float = 1.0,
     crop_on_device: bool = False,
-) -> ClipLoader:
+) -> TrainSet:
     """Dual-modal MAE loader: batches of images (`modality` "image", x `[B, C, 2, S, S]`) and of
     videos ("video", `[B, C, num_frames, S, S]`) interleaved. A video dataset given as
     `image_dataset` (video+video ablation) contributes one random frame per clip as an image.
@@ -619,12 +606,11 @@ def _train_source(
 
 def _one_source_batches(
     sources: dict[str, ClipDataset], sampler, num_workers: int, collate_fn
-) -> ClipLoader:
-    """The loader of batches drawn by `sampler`, each from one of `sources`."""
-    loader = _data_loader(
-        SourceDataset(sources), num_workers, batch_sampler=sampler, collate_fn=collate_fn
-    )
-    return ClipLoader(loader, sampler)
+) -> TrainSet:
+    """The batches drawn by `sampler`, each from one of `sources`."""
+    workers = max(0, int(num_workers))
+    return TrainSet(SourceDataset(sources), sampler, collate_fn, workers,
+                    _worker_init if workers else None)  # fmt: skip
 
 
 def build_eval_loader(
@@ -642,7 +628,7 @@ def build_eval_loader(
     frame_stride: int = 4,
     rank: int = 0,
     world_size: int = 1,
-) -> ClipLoader:
+) -> DataLoader:
     """Test loader over every row of (dataset, fold, split), in order (rank r of W gets rows
     r, r+W, ...): `x` `[B, n_clips, C, T, S, S]` (images: n_clips = 1), `task` as given,
     `row` the position in `loader.dataset.table` (for writing predictions)."""
@@ -658,5 +644,4 @@ def build_eval_loader(
     )
     indices = list(range(rank, len(ds), world_size))
     sampler = torch.utils.data.BatchSampler(indices, batch_size, drop_last=False)
-    loader = _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=_EvalCollate(task))
-    return ClipLoader(loader)
+    return _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=_EvalCollate(task))

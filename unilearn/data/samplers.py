@@ -1,6 +1,7 @@
 """Batch samplers that draw every batch from ONE source (SFER or DFER for joint fine-tuning, image
 or video for dual-modal pre-training), deterministic given (seed, epoch, rank, world_size),
-sharded per rank and resumable mid-epoch.
+sharded per rank. A run resumes mid-epoch by its step position: epoch e's index lists are a pure
+function of (seed, e), so the engine skips the ones already trained (`unilearn.engine.loader`).
 
 An epoch: each source takes its subset (a `fraction` of it; the SFER proportion), shuffles it with
 (seed, epoch), pads it by wrapping to a multiple of the global batch (batch_size x world_size, so
@@ -35,8 +36,7 @@ class SourceBatchSampler:
     """One-source-per-batch sampler over `sizes = {source: dataset length}`.
 
     `fractions[source]` (default 1) is the part of that source used; `len(sampler)` is the number
-    of batches per rank per epoch. `set_epoch(e)`, `state_dict()`, `load_state_dict()` as
-    DistributedSampler plus the position within the epoch.
+    of batches per rank per epoch. `set_epoch(e)` as DistributedSampler.
     """
 
     def __init__(
@@ -82,8 +82,6 @@ class SourceBatchSampler:
                 )
             self.weights[name] = w / w.sum()
         self.epoch = 0
-        self.start_step = 0  # where the next pass over this epoch starts (resume)
-        self._position = 0  # batches of this epoch handed out so far
         if not any(self.used(name) for name in self.sizes):
             raise ValueError(f"no samples to draw from sources {sizes} with fractions {fractions}")
 
@@ -143,41 +141,14 @@ class SourceBatchSampler:
 
     def __iter__(self) -> Iterator[list[tuple[str, int, int]]]:
         batches, seeds = self._plan(self.epoch)
-        start, self.start_step = self.start_step, 0  # a resumed offset applies to one pass only
-        for step in range(start, len(batches)):
-            source, indices = batches[step]
-            self._position = step + 1
+        for step, (source, indices) in enumerate(batches):
             yield [
                 (source, int(i), int(s)) for i, s in zip(indices[self.rank], seeds[step, self.rank])
             ]
 
     def set_epoch(self, epoch: int) -> None:
-        """Start `epoch` (from its beginning, unless a loaded state resumes inside this epoch)."""
-        if epoch != self.epoch:
-            self.epoch = epoch
-            self.start_step = self._position = 0
-
-    def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "step": self._position,
-            "seed": self.seed,
-            "world_size": self.world_size,
-            "batch_size": self.batch_size,
-            "batch_sizes": dict(self.batch_sizes),
-            "sizes": dict(self.sizes),
-            "fractions": dict(self.fractions),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        for key in ("seed", "world_size", "batch_size", "batch_sizes", "sizes", "fractions"):
-            mine = getattr(self, key)
-            if key in state and state[key] != mine:
-                raise ValueError(
-                    f"sampler state was saved with {key}={state[key]!r}, this run has {mine!r}: cannot resume exactly"
-                )
-        self.epoch = int(state["epoch"])
-        self.start_step = self._position = int(state["step"])
+        """Iterate `epoch`'s batches from now on."""
+        self.epoch = epoch
 
 
 class JointBatchSampler(SourceBatchSampler):

@@ -13,20 +13,19 @@ result; rank 0 writes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from unilearn.engine import distributed as D
 from unilearn.engine.evaluate import (
     TestResult,
-    head_for,
     test_loader,
     test_metrics,
     test_model,
     test_summary,
     write_predictions,
 )
+from unilearn.engine.targets import TestSet, head_for
 from unilearn.engine.train_state import capture_rng, restore_rng, unwrap
 from unilearn.models import save_checkpoint
 from unilearn.models.checkpoint import CheckpointError, read_checkpoint
@@ -35,15 +34,9 @@ from unilearn.report.layout import prediction_name
 BEST_FILE = "checkpoint-best.pt"
 
 
-@dataclass(frozen=True)
-class TestSet:
-    dataset: str
-    fold: int | None  # the run's fold where the test set is its own cross-validated dataset
-
-
 class RunTests:
     """Tests of one fine-tuning run: `after_epoch` (per-epoch test, best checkpoint) and
-    `at_end` (the prediction files), both called by the epoch loop."""
+    `at_end` (the prediction files), both called by `unilearn.engine.finetune.run`."""
 
     def __init__(self, *, model, tests: list[TestSet], cfg, store: Path | None, meta: dict,
                  info: D.DistInfo, dtype, out: Path, eval_every: int, end_step: int,

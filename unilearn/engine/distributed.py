@@ -171,13 +171,6 @@ def all_gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     return out
 
 
-def any_rank(flag: bool, info: DistInfo) -> bool:
-    """True when `flag` is true on at least one rank (so all ranks stop together)."""
-    if not info.distributed:
-        return flag
-    return bool(all_reduce_sum(torch.tensor([float(flag)]), info).item() > 0)
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype of `runtime.precision` (None = fp32): auto = bf16 on CUDA, fp32 on CPU."""
     if precision == "auto":

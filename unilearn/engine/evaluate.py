@@ -39,6 +39,7 @@ from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401
 from unilearn.engine.metrics import classification_metrics
+from unilearn.engine.targets import check_fold, head_for
 from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
 from unilearn.models import expert_usage, reset_expert_usage
 from unilearn.predict.model import evaluation_model
@@ -67,11 +68,6 @@ def sibling(out: Path, suffix: str) -> Path:
     return out.with_name(out.name.removesuffix(".parquet") + suffix)
 
 
-def head_for(dataset: str) -> str:
-    """AffectNet-7 is scored with the SFER head, the DFER datasets with the DFER head."""
-    return "sfer" if dataset == "affectnet7" else "dfer"
-
-
 def run(
     cfg,
     checkpoint: Path,
@@ -87,8 +83,6 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate; returns this fold's metrics on rank 0 (an empty dict on other ranks).
     `model_name` and `labels` are for imported checkpoints (`evaluation_model`)."""
-    from unilearn.engine.finetune import check_fold  # finetune imports this module
-
     check_fold(dataset, fold)
     info = D.init_distributed(cfg.runtime.device)
     D.set_threads(cfg.runtime.threads)

@@ -5,36 +5,45 @@ dataset and fold. Writes RUN/checkpoint.pt (weights + everything `unilearn predi
 resumable RUN/last.pt; re-running the same command resumes. The job also runs the test
 (`unilearn.engine.best_epoch`): its own test split every `finetune.eval_every` epochs,
 RUN/checkpoint-best.pt by WAR, and RUN/pred-<test>[.best].parquet for the last and best weights.
+
+Read top to bottom: `main` (command line -> config, or a Slurm job), `run` (model, data,
+optimiser, resume, then the epochs with their tests), `train_one_epoch`, `train_step`.
+
+A batch comes from one source; its loss is that source's head's, L = (1 - a) L_SFER + a L_DFER
+with a = 1 for a DFER batch and 0 for an SFER batch, plus the MoAE load-balancing loss.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from unilearn import launch
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import config_hash, load_config, save_resolved
+from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
-from unilearn.engine.best_epoch import RunTests, TestSet
+from unilearn.engine.best_epoch import RunTests
+from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule, resume_position
 from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
-from unilearn.engine.engine_finetune import criterion_for, train_one_epoch
-from unilearn.engine.evaluate import head_for
-from unilearn.engine.loader import TrainData
-from unilearn.engine.loop import run_epochs
-from unilearn.engine.optim import StepContext, build_optimizer
+from unilearn.engine.epoch_record import EpochSums, StepTimer, epoch_record
+from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
+from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.pretrain_init import file_sha256
 from unilearn.engine.schedule import build_schedule, global_batch
-from unilearn.engine.train_state import RunFiles, seed_everything
-from unilearn.engine.wandb_log import run_for, run_identity, target_name
-from unilearn.models import create_model, load_pretrained
+from unilearn.engine.step import StepContext, autocast, backward_step
+from unilearn.engine.targets import check_fold, default_tests, head_for, test_sets
+from unilearn.engine.train_state import RunFiles, seed_everything, seed_training, unwrap
+from unilearn.engine.wandb_log import run_for, run_identity, target_name, train_keys
+from unilearn.models import create_model, load_pretrained, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError
-from unilearn.report.layout import tests_of
+from unilearn.progress import Progress
 
 STAGE = "finetune"
 
@@ -49,37 +58,6 @@ def main(args: argparse.Namespace) -> int:
         wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run,
         tests=tests)  # fmt: skip
     return 0
-
-
-def default_tests(cfg, experiment: str, dataset: str) -> list[str]:
-    """The test sets the workflow asks of a run (`unilearn.report.layout.tests_of`)."""
-    if experiment not in cfg.experiments:
-        return [dataset]  # resolve_experiment names the problem
-    return tests_of(dataset, cfg.experiments[experiment].tasks)
-
-
-def test_sets(dataset: str, fold: int | None, tests: Sequence[str]) -> list[TestSet]:
-    """`--test` names as test sets: the run's own dataset at its fold, another one unfolded."""
-    out = []
-    for test in tests:
-        if test == dataset:
-            out.append(TestSet(test, fold))
-        elif test in ("dfew", "mafw"):
-            raise SystemExit(f"--test {test}: a {dataset} run is tested on {test} only when it "
-                             f"is fine-tuned on {test} (its folds are {test}'s)")  # fmt: skip
-        else:
-            out.append(TestSet(test, None))
-    return out
-
-
-def check_fold(dataset: str, fold: int | None) -> None:
-    if dataset in ("dfew", "mafw"):
-        if fold not in (1, 2, 3, 4, 5):
-            raise SystemExit(
-                f"--dataset {dataset} is evaluated by 5-fold cross-validation: give --fold 1..5"
-            )
-    elif fold is not None:
-        raise SystemExit(f"--dataset {dataset} has one official split: do not give --fold")
 
 
 def run(
@@ -114,17 +92,20 @@ def run(
     if info.is_main:
         save_resolved(rcfg, out, STAGE)
 
-    # Model: same init on every rank (DDP also broadcasts it), then per-rank training randomness.
+    # model: the same initial weights on every rank (DDP also broadcasts them)
     seed_everything(rcfg.seed)
     model = create_model(resolved.model_name, **resolved.model_kwargs)
     if init is not None:
         _load_init(model, init, resolved.pretrain_mode, info.is_main)
     model.to(info.device)
 
+    # data, losses, optimiser, lr schedule
     data = finetune_data(rcfg, resolved, fold, store, info)
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
     end_step = min(total_steps, ft.max_steps or total_steps)
+    mixups = finetune_mixups(ft, resolved)
+    criteria = {t: criterion_for(mixups[t] is not None, ft.label_smoothing) for t in resolved.tasks}
     schedule = build_schedule(ft, global_batch(ft, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, ft.weight_decay, ft.betas, ft.layer_decay)
     dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
@@ -132,12 +113,12 @@ def run(
     ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, ft.clip_grad,
                       last_good=files.last_good, finite=files.finite,
                       log_every=rcfg.runtime.log_every)  # fmt: skip
-    mixups = {task: data.mixups.get(task) for task in resolved.tasks}
-    criteria = {t: criterion_for(mixups[t] is not None, ft.label_smoothing) for t in resolved.tasks}
 
+    # resume: from where RUN/last.pt left off, if there is one
     identity = {"experiment": experiment, "dataset": dataset, "fold": fold,
                 "init": str(init) if init else None}  # fmt: skip
     state = files.resume(model, optimizer, scaler, digest, identity)
+    step, history, sums = resume_position(state)
     # each batch uses one head and the top-k experts only: the rest get no gradient
     ddp = D.wrap(model, info, find_unused_parameters=True, compile=rcfg.runtime.compile)
     run_name = run_name or experiment
@@ -145,37 +126,142 @@ def run(
     wandb = run_for(rcfg, job_type=STAGE, group=f"{rcfg.name}/{run_name}", name=name, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode,
                     identity=run_identity(run_name, experiment, dataset, fold, init))  # fmt: skip
-
-    def train_epoch(loader, step, end, sums, on_step, bar):
-        return train_one_epoch(ddp, loader, step, end, ctx, criteria, mixups, sums, on_step, bar)
-
     meta = _meta(resolved, digest, fold, init, store) | {"run": run_name}
-    hooks = {}
+    run_tests = None
     if testsets:
         run_tests = RunTests(
             model=model, tests=testsets, cfg=rcfg, store=store, meta=meta, info=info, dtype=dtype,
-            out=out, eval_every=ft.eval_every, end_step=end_step,
-            history=state["extra"]["history"] if state else [], progress=progress,
+            out=out, eval_every=ft.eval_every, end_step=end_step, history=history,
+            progress=progress,
         )  # fmt: skip
-        hooks = {"after_epoch": run_tests.after_epoch, "at_end": run_tests.at_end}
-    return run_epochs(
-        model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
-        state=state, digest=digest, meta=meta,
-        identity=identity, data=data, end_step=end_step, checkpoint_every=ft.checkpoint_every,
-        checkpoint_minutes=ft.checkpoint_minutes, seed=rcfg.seed, info=info, wandb=wandb, train_epoch=train_epoch,
-        desc=f"finetune {run_name} {name}", progress=progress, log_every=rcfg.runtime.log_every,
-        **hooks,
-    )  # fmt: skip
+    when = CheckpointSchedule(ft.checkpoint_every, ft.checkpoint_minutes, rcfg.runtime.log_every,
+                              end_step, info)  # fmt: skip
+    checkpoints = Checkpoints(files, when, steps_per_epoch, model=model, optimizer=optimizer,
+                              scaler=scaler, config_hash=digest, meta=meta, identity=identity,
+                              history=history)  # fmt: skip
+    report = Progress(desc=f"finetune {run_name} {name}", stage=STAGE, run_dir=out,
+                      start_step=step, end_step=end_step, steps_per_epoch=steps_per_epoch,
+                      every=rcfg.runtime.log_every, schedule=schedule, wandb=wandb, model=model,
+                      is_main=info.is_main, bar=progress)  # fmt: skip
+
+    # the epochs, each followed by its test (every eval_every epochs, and after the last)
+    seed_training(rcfg.seed, info.rank, state)
+    try:
+        with checkpoints, data.batches(step, end_step, seed=rcfg.seed) as batches:
+            while step < end_step:
+                epoch = step // steps_per_epoch
+                step, sums, timing = train_one_epoch(
+                    ddp, rest_of_epoch(batches, step, end_step, steps_per_epoch), step, ctx,
+                    criteria, mixups, sums, checkpoints, report,
+                )  # fmt: skip
+                check_epoch_ended(step, end_step, steps_per_epoch)
+                record = epoch_record(epoch, step, schedule(step - 1), sums, timing, info)
+                if run_tests is not None:  # before last.pt keeps the record
+                    record |= run_tests.after_epoch(epoch, step, record)
+                history.append(record)
+                sums = EpochSums()
+                checkpoints.at_epoch_end(step, sums)
+                wandb.log(train_keys(record), step=step)
+                report.epoch_end(record)
+
+            # the final checkpoint, after the last last.pt is on disk; the prediction files
+            checkpoints.close()
+            final = history[-1] if history else {}
+            if info.is_main:
+                save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+            summary = train_keys(final)
+            if run_tests is not None:
+                summary |= run_tests.at_end(final)
+            wandb.summary(summary)
+            wandb.finish()
+            report.finished()
+            checkpoints.deliver()  # a signal after the last step: the run is complete
+    except BaseException:
+        wandb.finish(exit_code=1)
+        report.finished("failed")
+        raise
+    finally:
+        D.cleanup(info)
+    return final
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches,
+    step: int,
+    ctx: StepContext,
+    criteria: dict[str, nn.Module],
+    mixups: dict[str, Callable | None],
+    sums: EpochSums,
+    checkpoints: Checkpoints,
+    report: Progress,
+) -> tuple[int, EpochSums, dict[str, float]]:
+    """Train on the rest of one epoch's `batches`; `step` counts optimiser steps since the start
+    of training. Losses are summed per task. After each step: `last.pt` when due (or at once on a
+    signal), the progress report, and every `runtime.log_every` steps the NaN guard. Returns
+    (step, sums, timing)."""
+    model.train()
+    timer = StepTimer()
+    for batch in batches:
+        timer.batch_ready()
+        loss, aux = train_step(model, batch, step, ctx, criteria, mixups)
+        step += 1
+        sums.add(batch["task"], loss, aux, len(batch["y"]))
+        checkpoints.after_step(step, sums)
+        report.step(step, sums, {"task": batch["task"]})
+        if step % ctx.log_every == 0:
+            ctx.finite.check(ctx.dist)  # on every rank together
+        timer.step_done(len(batch["y"]))
+    return step, sums, timer.timing()
+
+
+def train_step(
+    model: nn.Module,
+    batch: dict,
+    step: int,
+    ctx: StepContext,
+    criteria: dict[str, nn.Module],
+    mixups: dict[str, Callable | None],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on one single-source batch; returns (task loss, aux loss) as tensors
+    on the device (no sync)."""
+    task = batch["task"]
+    set_lr(ctx.optimizer, ctx.schedule(step))
+    # only uint8 crosses to the device; normalisation and mixup run there
+    x = normalize(batch["x"].to(ctx.device, non_blocking=True))
+    y = batch["y"].to(ctx.device, non_blocking=True)
+    mix = mixups.get(task)
+    target = y
+    if mix is not None:
+        x, target = mix(x, y)
+    with autocast(ctx):
+        logits = model(x, task=task)
+        loss_task = criteria[task](logits.float(), target)
+        aux = unwrap(model).aux_loss()
+        loss = loss_task + aux
+    backward_step(loss, step, model, ctx)
+    return loss_task.detach(), aux.detach()
+
+
+def criterion_for(mixup_active: bool, label_smoothing: float) -> nn.Module:
+    """timm's losses as VideoMAE: soft targets under mixup (it smooths the labels itself),
+    label smoothing otherwise."""
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if mixup_active:
+        return SoftTargetCrossEntropy()
+    if label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
+    return nn.CrossEntropyLoss()
 
 
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
     """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
     from unilearn.data.datasets import build_finetune_loader
-    from unilearn.data.mixup import ClipMixup
 
     ft, m = cfg.finetune, cfg.model
-    loader = build_finetune_loader(
+    train = build_finetune_loader(
         store, resolved.dfer_dataset, resolved.sfer_dataset, fold=fold,
         num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
         num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
@@ -185,13 +271,18 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
         sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug,
     )  # fmt: skip
-    mixups = {}
-    if ft.mixup > 0 or ft.cutmix > 0:
-        for task, names in resolved.labels.items():
-            mixups[task] = ClipMixup(len(names), ft.mixup, ft.cutmix, ft.mixup_prob,
-                                     ft.mixup_switch_prob, ft.label_smoothing)  # fmt: skip
-    pin = cfg.data.pin_memory and info.device.type == "cuda"
-    return TrainData.from_loader(loader, pin, mixups)
+    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+
+
+def finetune_mixups(ft, resolved) -> dict[str, Callable | None]:
+    """Each task's mixup/cutmix on the device (None: off), over its head's classes."""
+    from unilearn.data.mixup import ClipMixup
+
+    if not (ft.mixup > 0 or ft.cutmix > 0):
+        return dict.fromkeys(resolved.tasks)
+    return {task: ClipMixup(len(resolved.labels[task]), ft.mixup, ft.cutmix, ft.mixup_prob,
+                            ft.mixup_switch_prob, ft.label_smoothing)
+            for task in resolved.tasks}  # fmt: skip
 
 
 def _load_init(model, init: Path, pretrain_mode: str, verbose: bool) -> None:

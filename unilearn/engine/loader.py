@@ -6,18 +6,22 @@ seed, so which worker loads a batch, or when, never changes its content. The Dat
 own torch generator (it otherwise draws its worker seed from the global RNG, which would shift
 every random number of a resumed run).
 
-Resuming skips batches by index (the sampler's index lists), never by loading their clips.
+Resuming skips batches by index (the sampler's index lists), never by loading their clips: the
+step count in `last.pt` is the whole resume position. The data side hands over the parts
+(`unilearn.data.datasets.TrainSet`: dataset, batch sampler, collation), never a DataLoader.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+
+from unilearn.engine.prefetch import Prefetcher
 
 
 class RunBatches:
@@ -46,36 +50,47 @@ class RunBatches:
 
 @dataclass
 class TrainData:
-    """A training set as the engines need it."""
+    """A training set as the engine loads it: the set's parts (`unilearn.data.datasets.TrainSet`:
+    dataset, batch sampler, collation, workers), pinned memory or not, and how many batches a
+    background thread fetches ahead (0: none; `unilearn.engine.prefetch`)."""
 
-    dataset: Dataset  # items addressed by what the batch sampler yields
-    batch_sampler: Any  # set_epoch(epoch), __len__ (batches per epoch on this rank), __iter__
-    collate_fn: Callable | None = None  # list of items -> batch dict {"x", "y", "task", "row"}
-    num_workers: int = 0
+    train: Any  # a TrainSet, or anything with its fields
     pin_memory: bool = False
-    mixups: dict[str, Callable | None] = field(default_factory=dict)  # task -> mixup/cutmix
-    worker_init_fn: Callable | None = None
-    prefetch: int = 2  # batches a background thread fetches ahead (0: none; `engine.prefetch`)
-
-    @classmethod
-    def from_loader(cls, loader, pin_memory: bool, mixups: dict | None = None) -> TrainData:
-        """Take dataset, batch sampler, collation and workers from a `unilearn.data` loader."""
-        dl = loader.loader
-        return cls(dl.dataset, loader.batch_sampler, dl.collate_fn, dl.num_workers, pin_memory,
-                   mixups or {}, dl.worker_init_fn)  # fmt: skip
+    prefetch: int = 2
 
     def steps_per_epoch(self) -> int:
-        return len(self.batch_sampler)
+        return len(self.train.batch_sampler)
 
     def run(self, start: int, end: int, seed: int = 0) -> DataLoader:
         """The DataLoader over the batches of global steps [start, end)."""
+        t = self.train
         return DataLoader(
-            self.dataset,
-            batch_sampler=RunBatches(self.batch_sampler, start, end),
-            collate_fn=self.collate_fn,
-            num_workers=self.num_workers,
+            t.dataset,
+            batch_sampler=RunBatches(t.batch_sampler, start, end),
+            collate_fn=t.collate_fn,
+            num_workers=t.num_workers,
             pin_memory=self.pin_memory,
             generator=torch.Generator().manual_seed(seed * 100_003 + start),
-            worker_init_fn=self.worker_init_fn,
-            prefetch_factor=4 if self.num_workers else None,
+            worker_init_fn=t.worker_init_fn,
+            prefetch_factor=4 if t.num_workers else None,
+        )
+
+    def batches(self, start: int, end: int, seed: int = 0) -> Prefetcher:
+        """The run's batches from step `start` to `end`, fetched ahead by a thread (`close()`
+        it: that stops the thread and the loader's workers)."""
+        return Prefetcher(self.run(start, end, seed=seed), depth=self.prefetch)
+
+
+def rest_of_epoch(batches: Iterator[dict], step: int, end_step: int, steps_per_epoch: int):
+    """The run's next batches up to the end of the epoch that step `step` is in (or `end_step`)."""
+    return itertools.islice(batches, min(steps_per_epoch - step % steps_per_epoch, end_step - step))
+
+
+def check_epoch_ended(step: int, end_step: int, steps_per_epoch: int) -> None:
+    """After an epoch's batches: the run is at an epoch end or at its last step, else the data
+    ran out early (a sampler whose `len` promised more batches than it gave)."""
+    if step % steps_per_epoch and step != end_step:
+        raise RuntimeError(
+            f"the training data ran out at step {step} of {end_step} "
+            f"({steps_per_epoch} batches per epoch expected)"
         )

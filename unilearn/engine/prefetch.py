@@ -30,7 +30,8 @@ class _Failed:
 class Prefetcher(Iterator):
     """Iterate `iterable` up to `depth` items ahead in a daemon thread (`depth` 0: in the calling
     thread, no thread). `close()` (also on garbage collection) stops the thread; an exception
-    raised by the iterable is raised by `next()` at the position it occurred."""
+    raised by the iterable is raised by `next()` at the position it occurred. As a context, it
+    closes on leaving."""
 
     def __init__(self, iterable: Iterable, depth: int = 2) -> None:
         self._stop = threading.Event()
@@ -81,6 +82,12 @@ class Prefetcher(Iterator):
             self._done = True
             raise item.error
         return item
+
+    def __enter__(self) -> Prefetcher:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop the thread and drop what it fetched ahead."""

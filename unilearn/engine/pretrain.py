@@ -3,6 +3,9 @@ masked face images (AffectNet, mask 0.90) and masked face videos (VoxCeleb2, mas
 batch from one modality. `--mode none` trains nothing and writes a randomly initialised encoder,
 so every fine-tune starts from a checkpoint. Writes RUN/checkpoint.pt (encoder + meta) and a
 resumable RUN/last.pt; re-running the same command resumes.
+
+Read top to bottom: `main` (command line -> config, or a Slurm job), `run` (model, data,
+optimiser, resume, then the epochs), `train_one_epoch`, `train_step`.
 """
 
 from __future__ import annotations
@@ -12,20 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from unilearn import launch
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, pretrain_sources
 from unilearn.config import config_hash, load_config, save_resolved
+from unilearn.data.transforms import crop_views_on_device, normalize
 from unilearn.engine import distributed as D
+from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule, resume_position
 from unilearn.engine.cli_args import add_pretrain_arguments as add_arguments  # noqa: F401
-from unilearn.engine.engine_pretrain import train_one_epoch
-from unilearn.engine.loader import TrainData
-from unilearn.engine.loop import run_epochs
-from unilearn.engine.optim import StepContext, build_optimizer
+from unilearn.engine.epoch_record import EpochSums, StepTimer, epoch_record
+from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
+from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.schedule import build_schedule, global_batch
-from unilearn.engine.train_state import RunFiles, seed_everything
-from unilearn.engine.wandb_log import run_for
+from unilearn.engine.step import StepContext, autocast, backward_step
+from unilearn.engine.train_state import RunFiles, seed_everything, seed_training
+from unilearn.engine.wandb_log import run_for, train_keys
 from unilearn.models import create_model, save_checkpoint
+from unilearn.progress import Progress
 
 STAGE = "pretrain"
 
@@ -56,6 +63,8 @@ def run(
     files = RunFiles(out, info)
     if info.is_main:
         save_resolved(cfg, out, STAGE)
+
+    # model: the same initial weights on every rank
     seed_everything(cfg.seed)
     name, kwargs = cfg.mae_spec()
     model = create_model(name, **kwargs).to(info.device)
@@ -67,6 +76,7 @@ def run(
         D.cleanup(info)
         return {}
 
+    # data, optimiser, lr schedule
     data = pretrain_data(cfg, mode, store, info)
     steps_per_epoch = data.steps_per_epoch()
     total_steps = pt.epochs * steps_per_epoch
@@ -79,23 +89,108 @@ def run(
                       last_good=files.last_good, finite=files.finite,
                       log_every=cfg.runtime.log_every)  # fmt: skip
 
+    # resume: from where RUN/last.pt left off, if there is one
     identity = {"mode": mode}
     state = files.resume(model, optimizer, scaler, digest, identity)
+    step, history, sums = resume_position(state)
     ddp = D.wrap(model, info, compile=cfg.runtime.compile)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
+    when = CheckpointSchedule(pt.checkpoint_every, pt.checkpoint_minutes, cfg.runtime.log_every,
+                              end_step, info)  # fmt: skip
+    checkpoints = Checkpoints(files, when, steps_per_epoch, model=model, optimizer=optimizer,
+                              scaler=scaler, config_hash=digest, meta=meta, identity=identity,
+                              history=history)  # fmt: skip
+    report = Progress(desc=f"pretrain {mode}", stage=STAGE, run_dir=out, start_step=step,
+                      end_step=end_step, steps_per_epoch=steps_per_epoch,
+                      every=cfg.runtime.log_every, schedule=schedule, wandb=wandb, model=model,
+                      is_main=info.is_main, bar=progress)  # fmt: skip
 
-    def train_epoch(loader, step, end, sums, on_step, bar):
-        return train_one_epoch(ddp, loader, step, end, ctx, sums, on_step, bar)
+    # the epochs
+    seed_training(cfg.seed, info.rank, state)
+    try:
+        with checkpoints, data.batches(step, end_step, seed=cfg.seed) as batches:
+            while step < end_step:
+                epoch = step // steps_per_epoch
+                step, sums, timing = train_one_epoch(
+                    ddp, rest_of_epoch(batches, step, end_step, steps_per_epoch), step, ctx,
+                    sums, checkpoints, report,
+                )  # fmt: skip
+                check_epoch_ended(step, end_step, steps_per_epoch)
+                record = epoch_record(epoch, step, schedule(step - 1), sums, timing, info)
+                history.append(record)
+                sums = EpochSums()
+                checkpoints.at_epoch_end(step, sums)
+                wandb.log(train_keys(record), step=step)
+                report.epoch_end(record)
 
-    return run_epochs(
-        model=model, optimizer=optimizer, schedule=schedule, scaler=scaler, files=files,
-        state=state, digest=digest, meta=meta, identity=identity, data=data, end_step=end_step,
-        checkpoint_every=pt.checkpoint_every, checkpoint_minutes=pt.checkpoint_minutes,
-        seed=cfg.seed, info=info, wandb=wandb,
-        train_epoch=train_epoch, desc=f"pretrain {mode}", progress=progress,
-        log_every=cfg.runtime.log_every,
-    )  # fmt: skip
+            # the final checkpoint, after the last last.pt is on disk
+            checkpoints.close()
+            final = history[-1] if history else {}
+            if info.is_main:
+                save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
+            wandb.summary(train_keys(final))
+            wandb.finish()
+            report.finished()
+            checkpoints.deliver()  # a signal after the last step: the run is complete
+    except BaseException:
+        wandb.finish(exit_code=1)
+        report.finished("failed")
+        raise
+    finally:
+        D.cleanup(info)
+    return final
+
+
+def train_one_epoch(
+    model: nn.Module,
+    batches,
+    step: int,
+    ctx: StepContext,
+    sums: EpochSums,
+    checkpoints: Checkpoints,
+    report: Progress,
+) -> tuple[int, EpochSums, dict[str, float]]:
+    """Train on the rest of one epoch's `batches`; `step` counts optimiser steps since the start
+    of training. Losses are summed per modality (`image` / `video`). After each step: `last.pt`
+    when due (or at once on a signal), the progress report, and every `runtime.log_every` steps
+    the NaN guard. Returns (step, sums, timing)."""
+    model.train()
+    timer = StepTimer()
+    for batch in batches:
+        timer.batch_ready()
+        loss = train_step(model, batch, step, ctx)
+        step += 1
+        views = len(batch["y"])  # rows = views (a repeated clip is several)
+        sums.add(batch["modality"], loss, 0.0, views)
+        checkpoints.after_step(step, sums)
+        report.step(step, sums, {"modality": batch["modality"]})
+        if step % ctx.log_every == 0:
+            ctx.finite.check(ctx.dist)  # on every rank together
+        timer.step_done(views)
+    return step, sums, timer.timing()
+
+
+def train_step(model: nn.Module, batch: dict, step: int, ctx: StepContext) -> torch.Tensor:
+    """One optimiser step on one single-modality batch (images: T = one tubelet, mask ratio 0.90;
+    videos: T = num_frames, 0.95); returns the reconstruction loss on the masked patches, a tensor
+    on the device (no sync)."""
+    set_lr(ctx.optimizer, ctx.schedule(step))
+    x = batch["x"].to(ctx.device, non_blocking=True)
+    if "boxes" in batch:  # decoded clips: cut their repeated views here, on the device
+        x = crop_views_on_device(x, batch["boxes"].to(ctx.device), batch["flip"].to(ctx.device),
+                                 batch["views"], model_input_size(model))  # fmt: skip
+    x = normalize(x)
+    with autocast(ctx):
+        loss = model(x)["loss"]
+    backward_step(loss, step, model, ctx)
+    return loss.detach()
+
+
+def model_input_size(model: nn.Module) -> int:
+    """The square input size of the (possibly DDP-wrapped) MAE."""
+    size = getattr(model, "module", model).img_size
+    return int(size[0] if isinstance(size, tuple | list) else size)
 
 
 def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
@@ -105,7 +200,7 @@ def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
 
     pt, m = cfg.pretrain, cfg.model
     image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
-    loader = build_pretrain_loader(
+    train = build_pretrain_loader(
         store, image, video, num_frames=m.num_frames, input_size=m.input_size,
         batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
         rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
@@ -114,7 +209,7 @@ def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
         video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
         video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
     )  # fmt: skip
-    return TrainData.from_loader(loader, cfg.data.pin_memory and info.device.type == "cuda")
+    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
 
 
 def _meta(cfg, mode: str, digest: str) -> dict[str, Any]:

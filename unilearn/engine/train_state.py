@@ -1,13 +1,11 @@
 """Resumable training state: one atomic `last.pt` holding the model, optimiser, grad scaler,
-sampler position, step counter, running metrics and every RNG (python, numpy, torch, CUDA), so
-that a run killed at any step and resumed continues bit for bit; and the NaN/inf loss guard.
+step counter (the resume position: `unilearn.engine.loader`), running metrics and every RNG
+(python, numpy, torch, CUDA), so that a run killed at any step and resumed continues bit for
+bit; the run directory's files (`RunFiles`); and the NaN/inf loss guard.
 
 Saving does not stall the step loop: the state is copied off the device (into reused host
 buffers, pinned on CUDA) and a background thread serialises it and renames it into place, one
-write at a time (`CheckpointWriter`). When to save (`CheckpointSchedule`): every
-`checkpoint_every` steps and at each epoch end, or, with `checkpoint_minutes`, at the first
-check after that much wall time; and at once on SIGTERM / SIGUSR1, the signals Slurm sends
-before a time limit or pre-emption (`PreemptionGuard`).
+write at a time (`CheckpointWriter`). When to save is `unilearn.engine.checkpointing`'s.
 
 Files are loaded with `weights_only=True`, so every state is stored as tensors and plain values.
 """
@@ -17,9 +15,7 @@ from __future__ import annotations
 import math
 import os
 import random
-import signal
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +96,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_training(seed: int, rank: int, state: dict[str, Any] | None) -> None:
+    """The training randomness (drop path, gate noise, masks, mixup): its own stream per rank,
+    or, resuming, every RNG exactly where `last.pt` caught it. Call it right before the first
+    step, after everything that draws random numbers during setup."""
+    seed_everything(seed + 1000 * (rank + 1))
+    if state:
+        restore_rng(state["rng"])
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 
@@ -108,7 +113,6 @@ def train_state(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler | None,
-    sampler_state: dict[str, Any] | None,
     step: int,
     config_hash: str,
     meta: dict[str, Any],
@@ -124,7 +128,6 @@ def train_state(
         "format": FORMAT,
         "optimizer": optimizer.state_dict(),
         "scaler": scaler.state_dict() if scaler is not None else None,
-        "sampler": sampler_state,
         "rng": capture_rng(),
         "step": int(step),
         "config_hash": config_hash,
@@ -134,12 +137,6 @@ def train_state(
         if key != "model":
             check_weights_only_safe(value, key)  # refused now, not at resume time
     return state
-
-
-def save_train_state(path: str | os.PathLike, **kwargs: Any) -> None:
-    """Write a resumable checkpoint atomically and synchronously (a killed job never leaves
-    half a `last.pt`); the arguments of `train_state`."""
-    torch_save(train_state(**kwargs), path)
 
 
 class HostBuffers:
@@ -240,100 +237,6 @@ class CheckpointWriter:
             self._thread = None
         self._raise()
 
-    @property
-    def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-
-class CheckpointSchedule:
-    """When the run writes `last.pt`: after `every` steps and at each epoch end, or with
-    `minutes` set, at the first epoch end or check (every `check_every` steps) once that much
-    wall time has passed since the last save; always at the last step.
-
-    The time trigger is rank 0's clock, broadcast at the checks (which fall on the same steps on
-    every rank), so all ranks agree on which steps save: every save begins with the NaN check,
-    a collective. With `minutes`, `every` still saves (deterministic saves for tests)."""
-
-    def __init__(
-        self,
-        every: int | None,
-        minutes: float | None,
-        check_every: int,
-        end_step: int,
-        info,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.every, self.minutes, self.check_every = every, minutes, check_every
-        self.end_step, self.info, self.clock = end_step, info, clock
-        self.last_save = clock()
-
-    def saved(self) -> None:
-        self.last_save = self.clock()
-
-    def _time_due(self) -> bool:
-        from unilearn.engine.distributed import broadcast_flag
-
-        late = self.clock() - self.last_save >= self.minutes * 60
-        return broadcast_flag(late, self.info)
-
-    def after_step(self, step: int) -> bool:
-        """Save now, after step `step` (not an epoch end)?"""
-        if self.every and step % self.every == 0:
-            return True
-        return bool(self.minutes) and step % self.check_every == 0 and self._time_due()
-
-    def at_epoch_end(self, step: int) -> bool:
-        """Save now, at the end of an epoch that ended after step `step`?"""
-        if step >= self.end_step or not self.minutes:
-            return True
-        return bool(self.every and step % self.every == 0) or self._time_due()
-
-
-class PreemptionGuard:
-    """Defer SIGTERM / SIGUSR1 to the next step boundary, where the run saves `last.pt` and
-    then hands the signal to whoever handled it before (submitit requeues the job on SIGUSR1 and
-    exits; without a handler the process ends as the signal says). A signal raised inside a step
-    would leave a half-updated model; this one waits for the step to finish (seconds, where
-    Slurm gives 90 s between the signal and the kill). Only the main thread can install it."""
-
-    SIGNALS = tuple(
-        s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR1", None)) if s
-    )
-
-    def __init__(self) -> None:
-        self.pending: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                previous = signal.getsignal(sig)
-                if previous in (signal.SIG_IGN, None):
-                    continue  # ignored (or set outside Python): leave it so
-                self._previous[sig] = previous
-                signal.signal(sig, self._record)
-
-    def _record(self, signum: int, frame) -> None:
-        self.pending = signum
-
-    def restore(self) -> None:
-        """Put the previous handlers back (a pending signal is dropped: the run failed)."""
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous = {}
-
-    def deliver(self) -> None:
-        """Uninstall, then pass the pending signal on to the previous handler."""
-        signum, previous = self.pending, self._previous.get(self.pending)
-        self.restore()
-        self.pending = None
-        if signum is None:
-            return
-        if callable(previous):
-            previous(signum, None)  # submitit: requeue + sys.exit on rank 0
-        else:  # SIG_DFL
-            os.kill(os.getpid(), signum)
-
 
 def load_train_state(
     path: str | os.PathLike,
@@ -345,7 +248,8 @@ def load_train_state(
     identity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a resumable checkpoint into model, optimiser and scaler; return the whole state
-    (`step`, `sampler`, `rng`, `extra`). RNG states are NOT applied here: the caller calls
+    (`step`, `rng`, `extra`; a `sampler` entry of older files is ignored: the step is the
+    resume position). RNG states are NOT applied here: the caller calls
     `restore_rng(state["rng"])` right before the next step, after everything that draws random
     numbers during setup."""
     state = read_checkpoint(path)  # names the file when it is missing, truncated or foreign
@@ -373,46 +277,6 @@ def load_train_state(
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     return state
-
-
-class Checkpointing:
-    """The save decisions of the epoch loop (`loop.run_epochs`): after a step, at an epoch end,
-    and on a signal (save at once, wait for the write, then pass the signal on). `save(**kw)`
-    writes `last.pt` at the current step (`RunFiles.save_last`)."""
-
-    def __init__(self, files: RunFiles, schedule: CheckpointSchedule, steps_per_epoch: int):
-        self.files, self.schedule, self.steps_per_epoch = files, schedule, steps_per_epoch
-        self.guard = PreemptionGuard()
-
-    def after_step(self, step: int, save: Callable[..., None]) -> None:
-        if step % self.steps_per_epoch == 0 or step >= self.schedule.end_step:
-            return  # an epoch end: `at_epoch_end` saves, with the epoch's record
-        due = self.schedule.after_step(step)  # on every rank, whatever the signal (collective)
-        if self.guard.pending is not None:
-            self._stop(save)
-        elif due:
-            save()
-            self.schedule.saved()
-
-    def at_epoch_end(self, step: int, save: Callable[..., None], history: list[dict]) -> None:
-        due = self.schedule.at_epoch_end(step)
-        if self.guard.pending is not None:
-            self._stop(save)
-        elif due:
-            save()
-            self.schedule.saved()
-        else:
-            self.files.write_log(history)
-
-    def _stop(self, save: Callable[..., None]) -> None:
-        save(collective=False)  # the ranks may see the signal at different steps
-        self.files.flush()
-        self.guard.deliver()
-
-    def close(self) -> None:
-        """Wait for the write in flight (also when the run failed or was killed by an
-        exception: the rename completes, or the old `last.pt` stays)."""
-        self.files.flush()
 
 
 # -- the NaN guard -----------------------------------------------------------------------------
@@ -515,7 +379,7 @@ class RunFiles:
             print(f"resuming from {self.last} at step {state['step']}", flush=True)
         return state
 
-    def save_last(self, model, optimizer, scaler, sampler_state, step, config_hash, meta, extra,
+    def save_last(self, model, optimizer, scaler, step, config_hash, meta, extra,
                   *, collective: bool = True) -> None:  # fmt: skip
         """Check the losses so far (all ranks), then write `last.pt` and `log.jsonl` (rank 0, in
         the background). `collective=False` checks this rank alone (a save on a signal, which
@@ -525,9 +389,8 @@ class RunFiles:
             return
         if not collective and self.info.distributed:
             _check_parameters_finite(model, step, self.last_good())  # another rank's NaN
-        state = train_state(model=model, optimizer=optimizer, scaler=scaler,
-                            sampler_state=sampler_state, step=step, config_hash=config_hash,
-                            meta=meta, extra=extra)  # fmt: skip
+        state = train_state(model=model, optimizer=optimizer, scaler=scaler, step=step,
+                            config_hash=config_hash, meta=meta, extra=extra)  # fmt: skip
         self.writer.save(self.last, state, then=self._write_log)
         self._written = str(self.last)
 
