@@ -1,6 +1,7 @@
 """A training run reports every N steps and at each epoch end: a flushed line (epoch/step of
-total, losses, lr, samples/s, ETA), a W&B point (loss, lr, grad-norm, expert usage) and the
-`progress.json` that `unilearn status` reads."""
+total, losses, lr, samples/s, ETA), a W&B point (loss, lr, grad-norm, expert usage; the epoch's
+record at its end, the last one and the tests as the run's summary) and the `progress.json` that
+`unilearn status` reads."""
 
 from __future__ import annotations
 
@@ -18,9 +19,17 @@ from unilearn.progress import PROGRESS_FILE, Progress, format_duration
 class Recorder:
     def __init__(self) -> None:
         self.points: list[tuple[int, dict]] = []
+        self.summaries: list[dict] = []
+        self.exit_codes: list[int] = []
 
     def log(self, metrics: dict, step: int) -> None:
         self.points.append((step, metrics))
+
+    def summary(self, metrics: dict) -> None:
+        self.summaries.append(metrics)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.exit_codes.append(exit_code)
 
 
 class TinyRouted(nn.Module):
@@ -44,7 +53,7 @@ def _train(report: Progress, model: nn.Module, steps: int, sums: EpochSums) -> N
         report.step(step, sums)
 
 
-def test_reports_every_n_steps_with_loss_lr_grad_norm_and_expert_usage(tmp_path):
+def test_reports_every_n_steps_with_loss_lr_grad_norm_and_expert_usage_and_each_epoch(tmp_path):
     model, wandb, out = TinyRouted(), Recorder(), io.StringIO()
     report = Progress(desc="finetune unilearn dfew-fold1", stage="finetune", run_dir=tmp_path,
                       start_step=0, end_step=12, steps_per_epoch=6, every=2,
@@ -52,9 +61,12 @@ def test_reports_every_n_steps_with_loss_lr_grad_norm_and_expert_usage(tmp_path)
                       stream=out)  # fmt: skip
     sums = EpochSums()
     _train(report, model, 6, sums)
-    report.epoch_end({"epoch": 0, "step": 6, "lr": 6e-3, "loss_dfer": 3.5, "samples_per_s": 9.0})
+    record = {"epoch": 0, "step": 6, "lr": 6e-3, "loss_dfer": 3.5, "samples_per_s": 9.0}
+    report.epoch_end(record)
 
-    assert [step for step, _ in wandb.points] == [2, 4, 6]
+    assert [step for step, _ in wandb.points] == [2, 4, 6, 6]
+    assert wandb.points[-1][1] == {"train/epoch": 0, "train/step": 6, "train/lr": 6e-3,
+                                   "train/loss_dfer": 3.5, "train/samples_per_s": 9.0}  # fmt: skip
     step, point = wandb.points[1]
     assert point["train/step_loss_dfer"] == 3.5  # mean of steps 3 and 4: a window, not the epoch
     assert point["train/lr"] == 4e-3 and point["train/grad_norm"] > 0
@@ -75,8 +87,10 @@ def test_reports_every_n_steps_with_loss_lr_grad_norm_and_expert_usage(tmp_path)
     sums = EpochSums()
     _train(report, model, 2, sums)
     assert wandb.points[-1][1]["train/step_loss_dfer"] == 1.5
-    report.finished()
+    report.finished("done", {**record, "test/war": 0.5}, {"last/dfew/war": 0.5})
     assert json.loads((tmp_path / PROGRESS_FILE).read_text())["state"] == "done"
+    assert wandb.summaries[-1]["train/loss_dfer"] == 3.5 and wandb.summaries[-1]["test/war"] == 0.5
+    assert wandb.summaries[-1]["last/dfew/war"] == 0.5 and wandb.exit_codes == [0]
 
 
 def test_only_rank0_reports(tmp_path):

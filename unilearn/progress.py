@@ -1,7 +1,8 @@
 """What a training run tells the researcher while it works: a line every `runtime.log_every` steps
 and at each epoch end on stdout (so in the job's log, Slurm's too), a W&B point (loss, lr,
-grad-norm, samples/s, expert usage) at the same steps, `RUN/progress.json`, which
-`unilearn status` reads, and, at a terminal, a tqdm bar.
+grad-norm, samples/s, expert usage) at the same steps and the epoch's record at its end (its W&B
+run's summary and end when the run ends), `RUN/progress.json`, which `unilearn status` reads,
+and, at a terminal, a tqdm bar.
 
 The training step keeps its numbers on the device; they are read here every N steps only (one
 host sync per N steps), as windowed means of the epoch's running sums.
@@ -115,6 +116,8 @@ class Progress:
 
     def epoch_end(self, record: dict[str, Any]) -> None:
         """After the epoch that `record` (the loop's history entry) summarises."""
+        if self.wandb is not None:
+            self.wandb.log(wandb_keys(record), step=int(record["step"]))
         if not self.is_main:
             return
         step = int(record["step"])
@@ -126,11 +129,19 @@ class Progress:
                    head=f"epoch {epoch}/{self.epochs} done")  # fmt: skip
         self._seen, self._seen_steps = {}, 0  # the loop starts new sums
 
-    def finished(self, state: str = "done") -> None:
-        """The run ended (`done`) or stopped (`failed`): the bar closes, progress.json says so."""
+    def finished(self, state: str = "done", final: dict[str, Any] | None = None,
+                 summary: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """The run ended (`done`: W&B keeps the `final` epoch record and `summary` as its run's
+        summary) or stopped (`failed`); the bar closes, the W&B run ends, progress.json says so."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        if self.wandb is not None:
+            if state == "done":
+                self.wandb.summary(wandb_keys(final or {}) | (summary or {}))
+                self.wandb.finish()
+            else:
+                self.wandb.finish(exit_code=1)
         if self.is_main:
             self._write(self.end_step if state == "done" else self.last_step, None, state)
 
@@ -190,6 +201,12 @@ class Progress:
         except OSError as error:  # a full or read-only disk must not stop training
             print(f"progress: cannot write {self.run_dir / PROGRESS_FILE}: {error}",
                   file=sys.stderr, flush=True)  # fmt: skip
+
+
+def wandb_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """An epoch record's W&B keys: training metrics under `train/`, keys with their own section
+    (`test/war`, `best/epoch`) as they are."""
+    return {(k if "/" in k else f"train/{k}"): v for k, v in record.items()}
 
 
 def _grad_norm(model) -> float | None:

@@ -15,10 +15,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from unilearn.engine.epoch_record import EpochSums
 from unilearn.engine.train_state import RunFiles
+from unilearn.models import save_checkpoint
 
 
 def resume_position(state: dict[str, Any] | None) -> tuple[int, list[dict], EpochSums]:
@@ -107,6 +109,15 @@ class PreemptionGuard:
             signal.signal(sig, previous)
         self._previous = {}
 
+    def save_final(self, path: Path) -> dict[str, Any]:
+        """After the last step: wait for the last `last.pt` write, then write the final
+        checkpoint (weights + meta + the last epoch's record; rank 0); returns that record."""
+        self.close()
+        final = self.history[-1] if self.history else {}
+        if self.files.is_main:
+            save_checkpoint(path, self.model, {**self.meta, "train": final})
+        return final
+
     def deliver(self) -> None:
         """Uninstall, then pass the pending signal on to the previous handler."""
         signum, previous = self.pending, self._previous.get(self.pending)
@@ -127,8 +138,8 @@ class Checkpoints:
     appends its epoch records to), the running `EpochSums` and the run's `identity`.
 
     Use it as a context around the training: it holds SIGTERM / SIGUSR1 until a step ends, and on
-    leaving waits for the write in flight and gives the handlers back. `deliver()` after the
-    final checkpoint passes on a signal that came after the last step."""
+    leaving waits for the write in flight and gives the handlers back. `save_final` writes the
+    final `checkpoint.pt`; `deliver()` then passes on a signal that came after the last step."""
 
     def __init__(self, files: RunFiles, schedule: CheckpointSchedule, steps_per_epoch: int, *,
                  model, optimizer, scaler, config_hash: str, meta: dict[str, Any],
@@ -181,6 +192,15 @@ class Checkpoints:
         self.save(step, sums, collective=False)  # the ranks may see the signal at different steps
         self.files.flush()
         self.guard.deliver()
+
+    def save_final(self, path: Path) -> dict[str, Any]:
+        """After the last step: wait for the last `last.pt` write, then write the final
+        checkpoint (weights + meta + the last epoch's record; rank 0); returns that record."""
+        self.close()
+        final = self.history[-1] if self.history else {}
+        if self.files.is_main:
+            save_checkpoint(path, self.model, {**self.meta, "train": final})
+        return final
 
     def deliver(self) -> None:
         """The run is complete: pass on a signal that came after the last step."""

@@ -37,11 +37,11 @@ from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
 from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.pretrain_init import file_sha256
 from unilearn.engine.schedule import build_schedule, global_batch
-from unilearn.engine.step import StepContext, autocast, backward_step
+from unilearn.engine.step import StepContext, autocast, backward_step, step_context
 from unilearn.engine.targets import check_fold, default_tests, head_for, test_sets
 from unilearn.engine.train_state import RunFiles, seed_everything, seed_training, unwrap
-from unilearn.engine.wandb_log import run_for, run_identity, target_name, train_keys
-from unilearn.models import create_model, load_pretrained, save_checkpoint
+from unilearn.engine.wandb_log import run_for, run_identity, target_name
+from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.progress import Progress
 
@@ -108,16 +108,12 @@ def run(
     criteria = {t: criterion_for(mixups[t] is not None, ft.label_smoothing) for t in resolved.tasks}
     schedule = build_schedule(ft, global_batch(ft, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, ft.weight_decay, ft.betas, ft.layer_decay)
-    dtype = D.autocast_dtype(rcfg.runtime.precision, info.device)
-    scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
-    ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, ft.clip_grad,
-                      last_good=files.last_good, finite=files.finite,
-                      log_every=rcfg.runtime.log_every)  # fmt: skip
+    ctx = step_context(optimizer, schedule, info, rcfg.runtime, ft.clip_grad, files)
 
     # resume: from where RUN/last.pt left off, if there is one
     identity = {"experiment": experiment, "dataset": dataset, "fold": fold,
                 "init": str(init) if init else None}  # fmt: skip
-    state = files.resume(model, optimizer, scaler, digest, identity)
+    state = files.resume(model, optimizer, ctx.scaler, digest, identity)
     step, history, sums = resume_position(state)
     # each batch uses one head and the top-k experts only: the rest get no gradient
     ddp = D.wrap(model, info, find_unused_parameters=True, compile=rcfg.runtime.compile)
@@ -130,14 +126,14 @@ def run(
     run_tests = None
     if testsets:
         run_tests = RunTests(
-            model=model, tests=testsets, cfg=rcfg, store=store, meta=meta, info=info, dtype=dtype,
-            out=out, eval_every=ft.eval_every, end_step=end_step, history=history,
-            progress=progress,
+            model=model, tests=testsets, cfg=rcfg, store=store, meta=meta, info=info,
+            dtype=ctx.autocast_dtype, out=out, eval_every=ft.eval_every, end_step=end_step,
+            history=history, progress=progress,
         )  # fmt: skip
     when = CheckpointSchedule(ft.checkpoint_every, ft.checkpoint_minutes, rcfg.runtime.log_every,
                               end_step, info)  # fmt: skip
     checkpoints = Checkpoints(files, when, steps_per_epoch, model=model, optimizer=optimizer,
-                              scaler=scaler, config_hash=digest, meta=meta, identity=identity,
+                              scaler=ctx.scaler, config_hash=digest, meta=meta, identity=identity,
                               history=history)  # fmt: skip
     report = Progress(desc=f"finetune {run_name} {name}", stage=STAGE, run_dir=out,
                       start_step=step, end_step=end_step, steps_per_epoch=steps_per_epoch,
@@ -161,23 +157,13 @@ def run(
                 history.append(record)
                 sums = EpochSums()
                 checkpoints.at_epoch_end(step, sums)
-                wandb.log(train_keys(record), step=step)
                 report.epoch_end(record)
 
-            # the final checkpoint, after the last last.pt is on disk; the prediction files
-            checkpoints.close()
-            final = history[-1] if history else {}
-            if info.is_main:
-                save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
-            summary = train_keys(final)
-            if run_tests is not None:
-                summary |= run_tests.at_end(final)
-            wandb.summary(summary)
-            wandb.finish()
-            report.finished()
+            final = checkpoints.save_final(out / "checkpoint.pt")
+            summary = run_tests.at_end(final) if run_tests is not None else {}  # predictions
+            report.finished("done", final, summary)
             checkpoints.deliver()  # a signal after the last step: the run is complete
     except BaseException:
-        wandb.finish(exit_code=1)
         report.finished("failed")
         raise
     finally:

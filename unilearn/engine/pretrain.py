@@ -28,9 +28,9 @@ from unilearn.engine.epoch_record import EpochSums, StepTimer, epoch_record
 from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
 from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.schedule import build_schedule, global_batch
-from unilearn.engine.step import StepContext, autocast, backward_step
+from unilearn.engine.step import StepContext, autocast, backward_step, step_context
 from unilearn.engine.train_state import RunFiles, seed_everything, seed_training
-from unilearn.engine.wandb_log import run_for, train_keys
+from unilearn.engine.wandb_log import run_for
 from unilearn.models import create_model, save_checkpoint
 from unilearn.progress import Progress
 
@@ -83,15 +83,11 @@ def run(
     end_step = min(total_steps, pt.max_steps or total_steps)
     schedule = build_schedule(pt, global_batch(pt, info.world_size), steps_per_epoch)
     optimizer = build_optimizer(model, schedule.base_lr, pt.weight_decay, pt.betas)
-    dtype = D.autocast_dtype(cfg.runtime.precision, info.device)
-    scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
-    ctx = StepContext(optimizer, schedule, info.device, info, dtype, scaler, pt.clip_grad,
-                      last_good=files.last_good, finite=files.finite,
-                      log_every=cfg.runtime.log_every)  # fmt: skip
+    ctx = step_context(optimizer, schedule, info, cfg.runtime, pt.clip_grad, files)
 
     # resume: from where RUN/last.pt left off, if there is one
     identity = {"mode": mode}
-    state = files.resume(model, optimizer, scaler, digest, identity)
+    state = files.resume(model, optimizer, ctx.scaler, digest, identity)
     step, history, sums = resume_position(state)
     ddp = D.wrap(model, info, compile=cfg.runtime.compile)
     wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
@@ -99,7 +95,7 @@ def run(
     when = CheckpointSchedule(pt.checkpoint_every, pt.checkpoint_minutes, cfg.runtime.log_every,
                               end_step, info)  # fmt: skip
     checkpoints = Checkpoints(files, when, steps_per_epoch, model=model, optimizer=optimizer,
-                              scaler=scaler, config_hash=digest, meta=meta, identity=identity,
+                              scaler=ctx.scaler, config_hash=digest, meta=meta, identity=identity,
                               history=history)  # fmt: skip
     report = Progress(desc=f"pretrain {mode}", stage=STAGE, run_dir=out, start_step=step,
                       end_step=end_step, steps_per_epoch=steps_per_epoch,
@@ -121,20 +117,12 @@ def run(
                 history.append(record)
                 sums = EpochSums()
                 checkpoints.at_epoch_end(step, sums)
-                wandb.log(train_keys(record), step=step)
                 report.epoch_end(record)
 
-            # the final checkpoint, after the last last.pt is on disk
-            checkpoints.close()
-            final = history[-1] if history else {}
-            if info.is_main:
-                save_checkpoint(out / "checkpoint.pt", model, {**meta, "train": final})
-            wandb.summary(train_keys(final))
-            wandb.finish()
-            report.finished()
+            final = checkpoints.save_final(out / "checkpoint.pt")
+            report.finished("done", final)
             checkpoints.deliver()  # a signal after the last step: the run is complete
     except BaseException:
-        wandb.finish(exit_code=1)
         report.finished("failed")
         raise
     finally:

@@ -68,3 +68,17 @@ def backward_step(loss: torch.Tensor, step: int, model: nn.Module, ctx: StepCont
         if ctx.clip_grad:
             nn.utils.clip_grad_norm_(model.parameters(), ctx.clip_grad)
         ctx.optimizer.step()
+
+
+def step_context(optimizer, schedule, info: DistInfo, runtime, clip_grad: float | None,
+                 files) -> StepContext:  # fmt: skip
+    """The steps of a run: autocast in `runtime.precision` on this rank's device (`auto`: bf16 on
+    CUDA, fp32 on CPU), a grad scaler for fp16 only, the NaN guard of the run directory
+    (`RunFiles.finite`), read every `runtime.log_every` steps."""
+    from unilearn.engine.distributed import autocast_dtype
+
+    dtype = autocast_dtype(runtime.precision, info.device)
+    scaler = torch.amp.GradScaler(info.device.type) if dtype == torch.float16 else None
+    return StepContext(optimizer, schedule, info.device, info, dtype, scaler, clip_grad,
+                       last_good=files.last_good, finite=files.finite,
+                       log_every=runtime.log_every)  # fmt: skip

@@ -188,12 +188,6 @@ def add_wandb_argument(parser) -> None:
 # -- what the stages log ------------------------------------------------------------------------
 
 
-def train_keys(record: dict[str, Any]) -> dict[str, Any]:
-    """An epoch record's W&B keys: training metrics under `train/`, keys with their own section
-    (`test/war`, `best/epoch`) as they are."""
-    return {(k if "/" in k else f"train/{k}"): v for k, v in record.items()}
-
-
 def log_evaluation(
     run: WandbRun,
     metrics: dict[str, Any],
