@@ -109,15 +109,6 @@ class PreemptionGuard:
             signal.signal(sig, previous)
         self._previous = {}
 
-    def save_final(self, path: Path) -> dict[str, Any]:
-        """After the last step: wait for the last `last.pt` write, then write the final
-        checkpoint (weights + meta + the last epoch's record; rank 0); returns that record."""
-        self.close()
-        final = self.history[-1] if self.history else {}
-        if self.files.is_main:
-            save_checkpoint(path, self.model, {**self.meta, "train": final})
-        return final
-
     def deliver(self) -> None:
         """Uninstall, then pass the pending signal on to the previous handler."""
         signum, previous = self.pending, self._previous.get(self.pending)
