@@ -3,6 +3,10 @@
 Families: `vit` (the VideoMAE baseline, and ViT-MTL with `num_classes_sfer=7`), `unilearn`
 (ViT + MoAE, two heads), `vit_moe` (FFN -> FFN experts, two heads), `mae` (dual-modal MAE). Sizes:
 `base` = ViT-B/16, 16 frames at 160^2; `tiny` = width 192, depth 4, 3 heads, 8 frames at 64^2.
+
+Defaults are written once: the shapes in the catalogue (`MODEL_SIZES`), the MoAE / MoE settings in
+the config schema (`unilearn.config.MoAEConfig`, which also validates them here); the model classes
+below take them as required arguments.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from typing import Any
 
 from torch import nn
 
-from unilearn.catalogue import ARCHS, MODEL_SIZES, moae_block_indices, model_name
+from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
+from unilearn.config import ConfigError, MoAEConfig
 from unilearn.models.mae import MaskedAutoencoder
 from unilearn.models.moae import MoAEBlock
 from unilearn.models.moe import MoEBlock
@@ -39,7 +44,10 @@ DECODERS: dict[str, dict[str, Any]] = {
     )  # fmt: skip
     for name, s in MODEL_SIZES.items()
 }
-_NOT_OVERRIDABLE = {"expert_blocks", "expert_block_fn"}
+# Set by the families (a family's own parameters are overridable), never on the bare classes.
+_NOT_OVERRIDABLE = {"moae_position", "expert_block_fn"}
+# MoAE's adapter bottleneck as a fraction of the width (r = d / 4, the authors'); not a config key.
+ADAPTER_RATIO = 0.25
 
 
 def _vit(**kwargs: Any) -> VisionTransformer:
@@ -47,18 +55,18 @@ def _vit(**kwargs: Any) -> VisionTransformer:
 
 
 def _unilearn(
-    n_experts: int = 8,
-    top_k: int = 2,
-    moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.0,
-    adapter_ratio: float = 0.25,
-    noisy_gating: bool = True,
-    capacity_factor: float | None = 1.0,
-    expert_residual: bool = False,
-    num_classes_sfer: int = 7,
+    *,
+    n_experts: int,
+    top_k: int,
+    moae_position: str | list[int],
+    aux_loss_coef: float,
+    noisy_gating: bool,
+    capacity_factor: float | None,
+    expert_residual: bool,
+    adapter_ratio: float,
     **kwargs: Any,
 ) -> VisionTransformer:
-    """UniLearn; the MoAE defaults are the authors' code (docs/models.md)."""
+    """UniLearn: a ViT with a MoAE beside the FFN of the blocks at `moae_position`."""
     block = partial(
         MoAEBlock,
         n_experts=n_experts,
@@ -69,22 +77,17 @@ def _unilearn(
         capacity_factor=capacity_factor,
         expert_residual=expert_residual,
     )
-    return VisionTransformer(
-        num_classes_sfer=num_classes_sfer,
-        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
-        expert_block_fn=block,
-        **kwargs,
-    )
+    return VisionTransformer(moae_position=moae_position, expert_block_fn=block, **kwargs)
 
 
 def _vit_moe(
-    n_experts: int = 8,
-    top_k: int = 2,
-    moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.0,
-    noisy_gating: bool = True,
-    capacity_factor: float | None = 1.0,
-    num_classes_sfer: int = 7,
+    *,
+    n_experts: int,
+    top_k: int,
+    moae_position: str | list[int],
+    aux_loss_coef: float,
+    noisy_gating: bool,
+    capacity_factor: float | None,
     **kwargs: Any,
 ) -> VisionTransformer:
     """ViT-MoE puts its FFN experts in the blocks where UniLearn puts MoAE (`moae_position`)."""
@@ -96,12 +99,7 @@ def _vit_moe(
         noisy_gating=noisy_gating,
         capacity_factor=capacity_factor,
     )
-    return VisionTransformer(
-        num_classes_sfer=num_classes_sfer,
-        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
-        expert_block_fn=block,
-        **kwargs,
-    )
+    return VisionTransformer(moae_position=moae_position, expert_block_fn=block, **kwargs)
 
 
 def _mae(**kwargs: Any) -> MaskedAutoencoder:
@@ -117,10 +115,28 @@ _FAMILIES: dict[str, Callable[..., nn.Module]] = {
 
 
 def _defaults(arch: str, size: str) -> dict[str, Any]:
+    """A family's defaults at a size: the catalogue's shape; for the mixtures a second (SFER)
+    head of 7 classes and the config schema's MoAE defaults (`MoAEConfig`, written only there)."""
     defaults = dict(SIZES[size])
     if arch == "mae":
         defaults.update(DECODERS[size])
+    if arch in ("unilearn", "vit_moe"):
+        defaults.update(num_classes_sfer=7, **MoAEConfig().model_kwargs(arch))
+    if arch == "unilearn":
+        defaults["adapter_ratio"] = ADAPTER_RATIO
     return defaults
+
+
+def _checked(name: str, arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """`kwargs` with the mixture's kwargs validated by the config schema's rules (top_k <=
+    n_experts, ranges; block indices are the catalogue's `moae_block_indices`)."""
+    if arch not in ("unilearn", "vit_moe"):
+        return kwargs
+    try:
+        moae = MoAEConfig.from_model_kwargs(kwargs)
+    except ConfigError as err:
+        raise ValueError(f"{name}: {err}") from None
+    return {**kwargs, **moae.model_kwargs(arch)}
 
 
 _MODELS: dict[str, tuple[str, str]] = {
@@ -139,8 +155,10 @@ def allowed_overrides(name: str) -> list[str]:
     family = _FAMILIES[arch]
     keys = {p for p in inspect.signature(family).parameters if p != "kwargs"}
     base = MaskedAutoencoder if arch == "mae" else VisionTransformer
-    keys |= {p for p in inspect.signature(base.__init__).parameters if p != "self"}
-    return sorted(keys - _NOT_OVERRIDABLE)
+    keys |= {
+        p for p in inspect.signature(base.__init__).parameters if p != "self"
+    } - _NOT_OVERRIDABLE
+    return sorted(keys)
 
 
 def _lookup(name: str) -> tuple[str, str]:
@@ -162,7 +180,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(f"{name} does not take {unknown}; it takes: {', '.join(allowed)}")
-    model = _FAMILIES[arch](**{**_defaults(arch, size), **overrides})
+    model = _FAMILIES[arch](**_checked(name, arch, {**_defaults(arch, size), **overrides}))
     model.model_name = name
     model.model_kwargs = dict(overrides)
     return model
