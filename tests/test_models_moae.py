@@ -274,3 +274,26 @@ def test_expert_usage_counts_routed_tokens_and_resets():
     reset_expert_usage(model)
     assert all(c.sum().item() == 0 for c in expert_usage(model).values())
     assert expert_usage(create_model("vit_tiny_patch16_64")) == {}
+
+
+def test_model_defaults_are_the_config_defaults():
+    moae = MoAEConfig()
+    for name in ("unilearn_tiny_patch16_64", "vit_moe_tiny_patch16_64"):
+        with torch.device("meta"):
+            model = create_model(name)
+        gates = [m for m in model.modules() if isinstance(m, NoisyTopKGate)]
+        assert model.moae_blocks == moae_block_indices(4, moae.position)
+        assert len(gates) == len(model.moae_blocks)
+        for gate in gates:
+            assert (gate.n_experts, gate.top_k, gate.aux_loss_coef, gate.noisy_gating,
+                    gate.capacity_factor) == (moae.n_experts, moae.top_k, moae.aux_loss_coef,
+                                              moae.noisy_gating, moae.capacity_factor)  # fmt: skip
+
+
+def test_create_model_checks_the_moae_settings_by_the_config_rules():
+    with pytest.raises(ValueError, match="top_k=9 must be <= n_experts=8"):
+        create_model("unilearn_tiny_patch16_64", top_k=9)
+    with pytest.raises(ValueError, match="capacity_factor"):
+        create_model("vit_moe_tiny_patch16_64", capacity_factor=0)
+    with pytest.raises(ValueError, match=r"moae_position \[0, 4\]"):
+        create_model("vit_moe_tiny_patch16_64", moae_position=[0, 4])
