@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -582,10 +582,6 @@ class Config(Settings):
     def resolve_experiment(self, name: str, dataset: str) -> resolve.ResolvedExperiment:
         """Experiment `name` fine-tuned for `dataset` (`unilearn.config.resolve`)."""
         return resolve.resolve_experiment(self, name, dataset)
-
-    def model_spec(self, arch: str, labels: Mapping[str, Sequence[str]]) -> tuple[str, dict]:
-        """Registered model name + constructor kwargs of a fine-tune model (`unilearn.models`)."""
-        return resolve.model_spec(self.model, arch, labels)
 
     def mae_spec(self) -> tuple[str, dict]:
         """Registered MAE name + kwargs for pre-training (encoder = the fine-tune ViT)."""
