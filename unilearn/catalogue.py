@@ -169,6 +169,11 @@ DFER_DATASETS = ("dfew", "mafw", "ferv39k")
 SFER_DATASETS = ("affectnet7",)
 FINETUNE_DATASETS = DFER_DATASETS + SFER_DATASETS
 FOLDS: dict[str, tuple[int, ...]] = {name: d.folds for name, d in DATASETS.items()}
+# Distributed as face crops: preprocessing resizes them only, never re-detects. Not MAFW: its
+# `data/frames` are the clips' full frames (the dataset ships face boxes and 68 landmarks for them
+# as annotations, and the UniLearn authors' `finetune/process/mtcnn.py` crops and aligns them
+# before training).
+FACE_CROPPED_DATASETS = frozenset({"dfew", "ferv39k", "voxceleb2", "affectnet", "affectnet7"})
 
 
 def dataset(name: str) -> Dataset:

@@ -20,7 +20,7 @@ STAGES: dict[str, tuple[str, str]] = {
     ),
     "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
     "preprocess": (
-        "unilearn.data.preprocess",
+        "unilearn.data.preprocess_cli",
         "crop faces, resize and write the clip store (resumable, parallel)",
     ),
     "config": ("unilearn.config_cli", "print one stage's resolved config and effective lr/batch"),

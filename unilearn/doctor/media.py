@@ -12,9 +12,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from unilearn.catalogue import FACE_CROPPED_DATASETS
 from unilearn.data.decode import MediaError, list_frames, read_image, read_video
 from unilearn.data.native import NativeRead
-from unilearn.data.preprocess import FACE_CROPPED_DATASETS
 from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 
 # A face crop (box scaled ~1.3x around the face) puts a detector box of roughly 35-60% of the
