@@ -18,7 +18,10 @@ STAGES: dict[str, tuple[str, str]] = {
         "unilearn.doctor.cli",
         "check a dataset copy against the paper's protocol before training",
     ),
-    "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
+    "manifest": (
+        "unilearn.data.manifest_cli",
+        "native dataset tree -> Parquet manifest + quarantine",
+    ),
     "preprocess": (
         "unilearn.data.preprocess_cli",
         "crop faces, resize and write the clip store (resumable, parallel)",
