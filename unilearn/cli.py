@@ -13,7 +13,10 @@ import sys
 
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
 STAGES: dict[str, tuple[str, str]] = {
-    "synth": ("unilearn.data.synth", "write learnable synthetic datasets in the native layouts"),
+    "synth": (
+        "unilearn.data.synth_cli",
+        "write learnable synthetic datasets in the native layouts",
+    ),
     "doctor": (
         "unilearn.doctor.cli",
         "check a dataset copy against the paper's protocol before training",
