@@ -307,3 +307,5 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # timm's RandAugment policy for the SFER images (the authors' fine-tuning: magnitude 9, 2 ops).
 SFER_RANDAUGMENT = "rand-m9-n2-mstd0.5-inc1"
+# timm's RandAugment policy for the DFER clips (fine-tuning's default `randaug`: magnitude 7, 4 ops).
+DFER_RANDAUGMENT = "rand-m7-n4-mstd0.5-inc1"

@@ -27,11 +27,12 @@ import cv2
 import numpy as np
 import torch
 
-from unilearn.data.datasets import IMAGE_FRAMES
+from unilearn.data.clip_dataset import IMAGE_FRAMES
 from unilearn.data.decode import MediaError, decode_image_bytes
 from unilearn.data.face import FaceDetector, NoFaceError, probe_frames
 from unilearn.data.face_clip import PreprocessSettings, cut_face_clip, locate_face
-from unilearn.data.transforms import EvalClipTransform, eval_indices
+from unilearn.data.frame_sampling import eval_indices
+from unilearn.data.transforms import EvalClipTransform
 from unilearn.predict.inputs import InputItem
 from unilearn.predict.media import MediaFrames
 from unilearn.predict.model import InferenceModel
