@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from unilearn.catalogue import get_label_set
+from unilearn.catalogue import DATASETS, get_label_set
 from unilearn.errors import InputError, read_parquet
 
 
@@ -17,16 +17,20 @@ def load_store_table(
 ) -> pd.DataFrame:
     """Rows of `STORE/DATASET.parquet` for one fold and split, re-indexed 0..n-1.
 
-    `affectnet7` reads `affectnet7.parquet` if preprocessing wrote one, else the 8-class AffectNet
-    table without its contempt rows (AffectNet-7's definition; ids 0-6 are shared).
+    `affectnet7` reads `affectnet7.parquet` if preprocessing wrote one, else the table its clips
+    come from (`unilearn.catalogue`'s `store_table`: the 8-class AffectNet) without the classes
+    its label set leaves out (contempt: AffectNet-7's definition; ids 0-6 are shared).
     `fold` is required for datasets with folds (DFEW, MAFW) and must be None for the others.
     """
     store = Path(store)
     path = store / f"{dataset}.parquet"
-    if dataset == "affectnet7" and not path.exists():
-        path = store / "affectnet.parquet"
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.store and not path.exists():
+        path = store / f"{spec.store_table}.parquet"
         table = _read(path)
-        table = table[table["label"] != get_label_set("affectnet").classes.index("contempt")]
+        classes = get_label_set(DATASETS[spec.store_table].label_set).classes
+        left_out = [classes.index(c) for c in get_label_set(spec.label_set).excluded]
+        table = table[~table["label"].isin(left_out)]
     else:
         table = _read(path)
     has_folds = "fold" in table.columns and table["fold"].notna().any()

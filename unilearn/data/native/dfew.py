@@ -25,8 +25,10 @@ from unilearn.data.native.common import (
     split_file_entries,
 )
 
+# The 16-frame time-normalised variant (not the original frames; the doctor says so).
+TIME_NORMALISED_DIR = "Clip/clip_224x224_16f"
 # Frame folders in order of preference: the original frames first.
-FRAME_DIRS = ("Clip/jpg_256", "Clip/jpg_224", "Clip/clip_224x224", "Clip/clip_224x224_16f")
+FRAME_DIRS = ("Clip/jpg_256", "Clip/jpg_224", "Clip/clip_224x224", TIME_NORMALISED_DIR)
 SPLIT_DIR = "EmoLabel_DataSplit"
 SPLIT_HEADER = ("video_name", "label")
 
