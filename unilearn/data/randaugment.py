@@ -57,19 +57,8 @@ def parse_randaug(spec: str | None) -> RandAugmentConfig | None:
     return RandAugmentConfig(**kw)
 
 
+# The ops that move pixels (composed into the clip's one warp); the others are colour ops.
 GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-COLOUR_OPS = (
-    "AutoContrast",
-    "Equalize",
-    "Invert",
-    "Posterize",
-    "Solarize",
-    "SolarizeAdd",
-    "Color",
-    "Contrast",
-    "Brightness",
-    "Sharpness",
-)
 # timm's `rand` policy: these 15 ops, each drawn with equal weight
 RAND_OPS = (
     "AutoContrast",
