@@ -49,6 +49,15 @@ def test_sweep_runs_name_each_point_and_map_back_to_its_override(demo):
                 assert runs.run_overrides(demo, run.name) == [point]
 
 
+def test_the_point_at_the_configs_own_value_is_the_experiments_run(demo):
+    names = [r.name for r in runs.sweep_runs(demo, "sfer_proportion")]
+    assert names == [
+        "unilearn" if v == demo.finetune.sfer_proportion else f"unilearn@sfer_proportion={v}"
+        for v in demo.sweeps["sfer_proportion"]
+    ]
+    assert demo.finetune.sfer_proportion in demo.sweeps["sfer_proportion"]  # trained once
+
+
 def test_run_names_on_disk_keep_their_form():
     run = runs.parse_run("unilearn@sfer_proportion=0.25")
     assert (run.experiment, run.sweep, run.value, run.name) == (

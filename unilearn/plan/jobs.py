@@ -295,9 +295,7 @@ class Plan:
 
     @staticmethod
     def single_split_dfer() -> str:
-        return _alternatives(
-            d for d in FINETUNE_DATASETS if not FOLDS[d] and d != layout.SFER_TEST
-        )
+        return _alternatives(d for d in FINETUNE_DATASETS if not FOLDS[d] and d != layout.SFER_TEST)
 
     @staticmethod
     def fold_suffix() -> str:
@@ -318,7 +316,9 @@ class Plan:
         cells = spec.required_cells(target, self.cfg)
         weights = layout.WEIGHTS if target in spec.TABLES else ("last",)
         metrics = [
-            layout.metrics_path(self.runs, c.run, c.train, c.test, w) for c in cells for w in weights
+            layout.metrics_path(self.runs, c.run, c.train, c.test, w)
+            for c in cells
+            for w in weights
         ]
         sidecars = []
         if target in ("figure4a", "figure4b"):  # they read what the test wrote beside

@@ -23,8 +23,8 @@ import numpy as np
 
 from unilearn.catalogue import DATASETS
 from unilearn.report import layout, spec
-from unilearn.report.runs import value_slug
 from unilearn.report.provenance import git_sha
+from unilearn.report.runs import value_slug
 from unilearn.report.tables import add_report_arguments, read_metrics
 
 AXIS_LABELS = {"n_experts": "number of experts", "sfer_proportion": "proportion of SFER data used"}

@@ -140,4 +140,3 @@ def required_cells(target: str, cfg) -> list[Cell]:
     else:
         cells = figure_cells(target, cfg)
     return list(dict.fromkeys(cells))
-
