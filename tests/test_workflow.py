@@ -148,6 +148,8 @@ def test_training_jobs_leave_a_stale_last_pt_to_the_engine(workdir):
     # a job re-run because its config changed starts afresh, one re-run after a crash resumes:
     # the engine decides (`unilearn.launch.restart`), the rule only passes the flag
     done = snakemake(workdir, "-n", "-p", "results/table1.csv")
-    commands = [c for c in done.stdout.splitlines() if re.search(r"-m unilearn (pretrain|finetune) ", c)]
+    commands = [
+        c for c in done.stdout.splitlines() if re.search(r"-m unilearn (pretrain|finetune) ", c)
+    ]
     assert len(commands) == job_counts(done.stdout)["pretrain"] + 22
     assert all("--restart-if-config-changed" in c and "last.pt" not in c for c in commands)
