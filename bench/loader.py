@@ -34,8 +34,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from store_formats import face_clip  # noqa: E402
 
-from unilearn.data.datasets import ClipDataset, load_store_table  # noqa: E402
+from unilearn.data.clip_dataset import ClipDataset  # noqa: E402
 from unilearn.data.preprocess import PreprocessSettings, preprocess  # noqa: E402
+from unilearn.data.store_table import load_store_table  # noqa: E402
 
 NUM_FRAMES, STRIDE, INPUT, SHORT_SIDE = 16, 4, 160, 176
 RANDAUG = "rand-m7-n4-mstd0.5-inc1"
@@ -148,8 +149,9 @@ def pretrain_rates(
 ) -> dict[str, float]:
     """Views per CPU second of the pre-training video path with `views` per decoded clip, and the
     CPU milliseconds per view of decode, augmentation and collation (one process = one core)."""
-    from unilearn.data.datasets import _collate_pretrain
-    from unilearn.data.transforms import ResizedCropPretrainTransform, pretrain_indices
+    from unilearn.data.batches import collate_pretrain
+    from unilearn.data.frame_sampling import pretrain_indices
+    from unilearn.data.transforms import ResizedCropPretrainTransform
 
     aug = ResizedCropPretrainTransform(INPUT, (0.08, 1.0), short_side=round(1.2 * INPUT))
     ds = ClipDataset(store, table, mode="pretrain", num_frames=NUM_FRAMES, input_size=INPUT,
@@ -175,17 +177,17 @@ def pretrain_rates(
         batch = [(ds[(i % len(ds), i)][0], -1, i, "video") for i in range(max(192 // views, 1))]
         t = time.process_time()
         for _ in range(3):
-            _collate_pretrain(batch)
+            collate_pretrain(batch)
         collate = (time.process_time() - t) / 3 / (len(batch) * views)
     # end to end as a DataLoader worker runs it: the batch from the dataset, then its collation
-    from unilearn.data.datasets import SourceDataset
+    from unilearn.data.batches import SourceDataset
 
     source = SourceDataset({"video": ds})
     per_batch = max(192 // views, 1)
     t = time.process_time()
     for start in range(0, clips, per_batch):
         items = [("video", i % len(ds), i) for i in range(start, min(start + per_batch, clips))]
-        _collate_pretrain(source.__getitems__(items))
+        collate_pretrain(source.__getitems__(items))
     total = time.process_time() - t
     n_views = clips * views
     return {

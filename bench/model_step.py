@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from unilearn.models import create_model
-from unilearn.models.moae import MoAE
+from unilearn.models.moae import MoAE, dense_mixture
 from unilearn.models.vit import Attention
 
 H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM bf16 dense tensor-core peak (no sparsity)
@@ -81,7 +81,11 @@ def patched(model: torch.nn.Module, cls: type, method: Callable) -> Iterator[Non
 
 
 def dense_moae(self: MoAE, x: torch.Tensor) -> torch.Tensor:
-    return self.forward_dense(x)
+    """MoAE through `dense_mixture`: all n adapters on every token, weighted by the dense G(x)."""
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
+    gates = self.gate(x).dense(self.n_experts).to(x.dtype)
+    return dense_mixture(x, gates, list(self.experts)).reshape(shape)
 
 
 # -- one train step --------------------------------------------------------------------------------

@@ -28,8 +28,8 @@ import torch
 from unilearn.catalogue import get_label_set
 from unilearn.data.decode import read_media
 from unilearn.data.face import FaceCropConfig
-from unilearn.data.preprocess import PreprocessSettings
-from unilearn.data.synth import write_mp4
+from unilearn.data.face_clip import PreprocessSettings
+from unilearn.data.synth_clips import write_mp4
 from unilearn.data.synth_face import Pose, expression_at, render, render_background, sample_identity
 from unilearn.models import create_model, save_checkpoint
 from unilearn.predict.inputs import discover_inputs

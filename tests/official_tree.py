@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from unilearn.catalogue import get_label_set
-from unilearn.data.synth import _plan, render_clip
+from unilearn.data.synth_clips import plan_clip, render_clip
 from unilearn.doctor.official import official_counts
 
 SCENES = ("CrimeDrama", "DailyLife", "Interview", "TalkShow")
@@ -24,7 +24,7 @@ def _face_pool(pool: Path, n: int = 6, size: int = 64) -> list[Path]:
     files = []
     for k in range(n):
         rng = np.random.default_rng(k)
-        plan = _plan(
+        plan = plan_clip(
             rng,
             ("happy", "sad", "neutral", "angry", "surprise", "fear")[k],
             size,

@@ -99,7 +99,7 @@ def test_dfew_single_label_zero_among_one_to_seven_is_quarantined_not_shifted(sy
 
 
 def test_dfew_jpg_224_frames_are_read_as_original_frames(synth_tiny, tmp_path):
-    from unilearn.doctor.cli import diagnose
+    from unilearn.doctor.diagnose import diagnose
 
     root = _copy(synth_tiny, tmp_path, "dfew")
     (root / "Clip/jpg_256").rename(root / "Clip/jpg_224")

@@ -8,7 +8,7 @@ import pytest
 from official_tree import linked_copy, write_official_tree
 
 from unilearn.cli import main as cli
-from unilearn.doctor.cli import diagnose
+from unilearn.doctor.diagnose import diagnose
 
 FAST = {"sample": 4, "face_clips": 0, "progress": False}
 MEDIA = {"dfew": "Clip/jpg_256", "mafw": "data/frames", "ferv39k": "2_ClipsforFaceCrop"}

@@ -111,6 +111,36 @@ def test_config_with_several_mistakes_reports_all_of_them(tmp_path):
         assert part in message, part
 
 
+def test_experiments_and_sweep_points_are_checked_once_per_load(monkeypatch):
+    from unilearn.config import Config
+
+    calls = []
+    check = Config.check_runs
+    monkeypatch.setattr(Config, "check_runs", lambda self: calls.append(1) or check(self))
+    cfg = load_config(CONFIGS / "paper.yaml", ["finetune.epochs=30"])
+    assert calls == [1]
+    # resolving an experiment and applying run overrides build Configs without re-checking
+    cfg.resolve_experiment("moae_early", "dfew")
+    cfg.with_overrides(["model.moae.n_experts=4"])
+    assert calls == [1]
+
+
+def test_a_bad_sweep_point_or_experiment_is_reported_at_load(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sweeps:\n  n_experts: [4, 1]\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: sweeps\.n_experts=1: .*top_k=2 must be <="):
+        load_config(bad)
+    # a mistake the overrides make is named with them; one the file makes, with the file alone
+    with pytest.raises(ConfigError, match=r"with overrides \['model\.moae\.top_k=5'\]: sweeps"):
+        load_config(CONFIGS / "paper.yaml", ["model.moae.top_k=5"])
+    with pytest.raises(ConfigError, match=r"^\S*bad\.yaml: sweeps\.n_experts=1"):
+        load_config(bad, ["finetune.epochs=30"])
+    bad.write_text("experiments:\n  x: {arch: vit, pretrain: video, tasks: [dfer],\n"
+                   "      overrides: {model.moae.top_k: 9}}\n")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"experiments\.x\.overrides: model\.moae\.top_k"):
+        load_config(bad)
+
+
 def test_unknown_key_in_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  moae:\n    n_expert: 4\n")

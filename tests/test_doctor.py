@@ -11,7 +11,7 @@ from official_tree import linked_copy, write_official_tree
 
 from unilearn.cli import main as cli
 from unilearn.data.synth_face import Pose, expression_at, render, render_background, sample_identity
-from unilearn.doctor.cli import diagnose
+from unilearn.doctor.diagnose import diagnose
 from unilearn.doctor.media import FACE_CROPPED
 from unilearn.doctor.official import official_counts
 

@@ -12,24 +12,14 @@ import pytest
 import torch
 from _stores import SHORT_SIDE, build_tiny_store
 
-from unilearn.data.datasets import (
-    ClipDataset,
-    build_eval_loader,
-    build_finetune_loader,
-    build_pretrain_loader,
-    load_store_table,
-)
+from unilearn.data.clip_dataset import ClipDataset
+from unilearn.data.datasets import build_eval_loader, build_finetune_loader, build_pretrain_loader
+from unilearn.data.frame_sampling import eval_indices, finetune_indices, pretrain_indices
 from unilearn.data.mixup import ClipMixup
+from unilearn.data.randaugment import parse_randaug
 from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler
-from unilearn.data.transforms import (
-    EvalClipTransform,
-    TrainClipTransform,
-    eval_indices,
-    finetune_indices,
-    normalize,
-    parse_randaug,
-    pretrain_indices,
-)
+from unilearn.data.store_table import load_store_table
+from unilearn.data.transforms import EvalClipTransform, TrainClipTransform, normalize
 
 KW = {"num_frames": 8, "input_size": 32, "batch_size": 4}
 
@@ -254,7 +244,7 @@ def test_sfer_batch_factor_makes_image_batches_larger_and_counts_steps_by_them()
 
 
 def test_random_erasing_cuts_one_box_shared_by_every_frame():
-    from unilearn.data.transforms import random_erase
+    from unilearn.data.erasing import random_erase
 
     clip = np.full((3, 4, 32, 32), 7, np.uint8)
     out = random_erase(clip.copy(), 1.0, random.Random(0), "zero")
@@ -303,7 +293,7 @@ def test_video_repeat_decodes_a_fresh_part_of_the_videos_each_epoch():
 
 
 def test_repeated_views_written_into_the_batch_equal_the_item_by_item_views(store):
-    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.batches import SourceDataset, collate_pretrain
     from unilearn.data.transforms import ResizedCropPretrainTransform
 
     table = load_store_table(store, "voxceleb2", None, "train")
@@ -311,14 +301,14 @@ def test_repeated_views_written_into_the_batch_equal_the_item_by_item_views(stor
                      transform=ResizedCropPretrainTransform(32, (0.08, 1.0), short_side=38))  # fmt: skip
     source = SourceDataset({"video": ds})
     items = [("video", i % len(ds), 100 + i) for i in range(4)]
-    fast = _collate_pretrain(source.__getitems__(items))
-    slow = _collate_pretrain([source[it] for it in items])
+    fast = collate_pretrain(source.__getitems__(items))
+    slow = collate_pretrain([source[it] for it in items])
     assert torch.equal(fast["x"], slow["x"]) and torch.equal(fast["row"], slow["row"])
     assert fast["x"].shape == (12, 3, 8, 32, 32) and fast["modality"] == "video"
 
 
 def test_views_cut_on_the_device_match_the_views_cut_in_the_loader(store):
-    from unilearn.data.datasets import SourceDataset, _collate_pretrain
+    from unilearn.data.batches import SourceDataset, collate_pretrain
     from unilearn.data.transforms import ResizedCropPretrainTransform, crop_views_on_device
 
     table = load_store_table(store, "voxceleb2", None, "train")
@@ -327,8 +317,8 @@ def test_views_cut_on_the_device_match_the_views_cut_in_the_loader(store):
         store, table, "pretrain", num_frames=8, input_size=32, views=3, transform=aug,
         crop_on_device=on_device)})  # fmt: skip
     items = [("video", i % len(table), 7 + i) for i in range(4)]
-    cpu = _collate_pretrain(make(False).__getitems__(items))
-    dev = _collate_pretrain(make(True).__getitems__(items))
+    cpu = collate_pretrain(make(False).__getitems__(items))
+    dev = collate_pretrain(make(True).__getitems__(items))
     assert dev["x"].shape[:2] == (4, 8) and dev["boxes"].shape == (12, 4)  # each clip once
     assert torch.equal(dev["row"], cpu["row"]) and torch.equal(dev["y"], cpu["y"])
     cut = crop_views_on_device(dev["x"], dev["boxes"], dev["flip"], dev["views"], 32)

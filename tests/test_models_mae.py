@@ -14,6 +14,7 @@ from unilearn.models.mae import (
     masked_reconstruction_loss,
     patchify_target,
     random_mask,
+    split_by_mask,
     tube_mask,
     visible_per_slice,
     visible_random,
@@ -117,17 +118,22 @@ def test_encoder_input_is_the_visible_tokens_in_token_order():
     torch.testing.assert_close(captured[0], tokens[~mask].view(2, 4, -1))
 
 
+def _masked_ids(mask: torch.Tensor) -> torch.Tensor:
+    return split_by_mask(mask, int((~mask[0]).sum()))[1]
+
+
 def test_loss_only_on_masked_patches():
     mask = tube_mask(2, 4, 16, 0.9)
     target = torch.randn(2, 64, 12)
     pred = torch.randn(2, int(mask[0].sum()), 12)
-    loss = masked_reconstruction_loss(pred, target, mask)
+    masked = _masked_ids(mask)
+    loss = masked_reconstruction_loss(pred, target, masked)
     changed_visible = target.clone()
     changed_visible[~mask] += 100.0
-    assert torch.equal(masked_reconstruction_loss(pred, changed_visible, mask), loss)
+    assert torch.equal(masked_reconstruction_loss(pred, changed_visible, masked), loss)
     changed_masked = target.clone()
     changed_masked[mask] += 1.0
-    assert masked_reconstruction_loss(pred, changed_masked, mask) != loss
+    assert masked_reconstruction_loss(pred, changed_masked, masked) != loss
 
 
 def test_model_loss_is_the_masked_reconstruction_loss():
@@ -139,7 +145,9 @@ def test_model_loss_is_the_masked_reconstruction_loss():
     out = model(x, mask=mask)
     base = out["loss"]
     target = patchify_target(x, 16, 2, model.pixel_mean, model.pixel_std)
-    torch.testing.assert_close(base, masked_reconstruction_loss(out["pred"], target, mask))
+    torch.testing.assert_close(
+        base, masked_reconstruction_loss(out["pred"], target, _masked_ids(mask))
+    )
     grid = mask.view(1, 4, 4, 4)  # (t, h, w) token grid
     y = x.clone()
     t, h, w = (grid[0] == 1).nonzero()[0].tolist()

@@ -8,14 +8,24 @@ import pytest
 import torch
 
 from unilearn.catalogue import moae_block_indices
+from unilearn.config import MoAEConfig
 from unilearn.models import create_model, expert_usage, reset_expert_usage
 from unilearn.models.moae import (
     Adapter,
     MoAE,
     MoAEBlock,
     NoisyTopKGate,
+    dense_mixture,
     expert_capacity,
 )
+
+# The config's defaults (the modules take every setting as a required argument).
+DEFAULTS = MoAEConfig().model_dump(exclude={"position"})
+GATE_DEFAULTS = {k: v for k, v in DEFAULTS.items() if k != "expert_residual"}
+
+
+def make_gate(dim: int, **settings) -> NoisyTopKGate:
+    return NoisyTopKGate(dim, **{**GATE_DEFAULTS, **settings})
 
 
 def random_moae(
@@ -28,8 +38,9 @@ def random_moae(
 ) -> MoAE:
     """A MoAE whose gate and adapters are far from their init, so routing is non-trivial."""
     moae = MoAE(
-        dim, n_experts, top_k, dim // 4, aux_loss_coef, True, capacity_factor, expert_residual
-    )
+        dim, n_experts=n_experts, top_k=top_k, adapter_ratio=0.25, aux_loss_coef=aux_loss_coef,
+        noisy_gating=True, capacity_factor=capacity_factor, expert_residual=expert_residual,
+    )  # fmt: skip
     with torch.no_grad():
         for p in moae.parameters():
             p.normal_(0, 0.5)
@@ -42,16 +53,17 @@ def test_sparse_moae_equals_dense(capacity_factor, expert_residual):
     moae = random_moae(capacity_factor=capacity_factor, expert_residual=expert_residual).eval()
     x = torch.randn(3, 50, 32)
     sparse = moae(x)
-    dense = moae.forward_dense(x)
-    # and Eq. 8 written out literally: sum_i G(x)_i Adapter_i(x), G zero for dropped pairs
+    # Eq. 8 densely, all n adapters on every token: sum_i G(x)_i Adapter_i(x), G zero for
+    # dropped pairs; through the reference `dense_mixture` and written out literally
     gates = moae.gate(x.reshape(-1, 32)).dense(8)
+    dense = dense_mixture(x.reshape(-1, 32), gates, list(moae.experts)).reshape(x.shape)
     literal = sum(gates[:, i : i + 1] * moae.experts[i](x.reshape(-1, 32)) for i in range(8))
     torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=0)
     torch.testing.assert_close(sparse.reshape(-1, 32), literal, atol=1e-5, rtol=0)
 
 
 def test_adapter_residual_is_one_key_away():
-    plain, text = Adapter(16, 4, residual=False), Adapter(16, 4, residual=True)
+    plain, text = Adapter(16, 0.25, residual=False), Adapter(16, 0.25, residual=True)
     text.load_state_dict(plain.state_dict())
     x = torch.randn(5, 16)
     w2_h = plain.fc2(torch.nn.functional.gelu(plain.fc1(x)))
@@ -134,7 +146,8 @@ def test_sparse_dispatch_runs_each_token_through_k_experts_only():
 
 
 def test_router_has_biases_and_the_authors_init():
-    gate = NoisyTopKGate(dim=768, n_experts=8, top_k=2)
+    gate = make_gate(768)  # the config's defaults are the authors' scripts'
+    assert (gate.n_experts, gate.top_k) == (8, 2)
     for linear in (gate.w_gate, gate.w_noise):
         assert linear.bias is not None and torch.equal(linear.bias, torch.zeros(8))
         assert abs(linear.weight.std().item() - 0.02) < 0.002  # trunc-normal, std .02
@@ -142,7 +155,7 @@ def test_router_has_biases_and_the_authors_init():
 
 
 def test_gate_rows_sum_to_one_with_exactly_k_nonzeros():
-    gate = NoisyTopKGate(dim=16, n_experts=6, top_k=3, capacity_factor=None)
+    gate = make_gate(16, n_experts=6, top_k=3, capacity_factor=None)
     with torch.no_grad():
         gate.w_gate.weight.normal_()
         gate.w_noise.weight.normal_()
@@ -154,7 +167,7 @@ def test_gate_rows_sum_to_one_with_exactly_k_nonzeros():
 
 
 def test_gate_softmax_is_over_top_k_with_minus_infinity_elsewhere():
-    gate = NoisyTopKGate(dim=8, n_experts=5, top_k=2, capacity_factor=None).eval()
+    gate = make_gate(8, n_experts=5, top_k=2, capacity_factor=None).eval()
     with torch.no_grad():
         gate.w_gate.weight.normal_()
         gate.w_gate.bias.normal_()
@@ -167,7 +180,7 @@ def test_gate_softmax_is_over_top_k_with_minus_infinity_elsewhere():
 
 def test_gate_noise_only_in_train_mode():
     # test-time routing is deterministic (the authors' router also draws noise at test time)
-    gate = NoisyTopKGate(dim=16, n_experts=8, top_k=2)
+    gate = make_gate(16)
     x = torch.randn(64, 16)
     gate.eval()
     a, b = gate(x), gate(x)
@@ -235,7 +248,9 @@ def test_unilearn_model_puts_moae_in_later_blocks_beside_the_ffn():
 
 
 def test_moae_block_is_eq_9_to_12():
-    block = MoAEBlock(dim=32, num_heads=4, n_experts=4, top_k=2).eval()
+    block = MoAEBlock(
+        dim=32, num_heads=4, **{**DEFAULTS, "n_experts": 4}, adapter_ratio=0.25
+    ).eval()
     with torch.no_grad():
         for p in block.moae.parameters():
             p.normal_(0, 0.3)
@@ -259,3 +274,26 @@ def test_expert_usage_counts_routed_tokens_and_resets():
     reset_expert_usage(model)
     assert all(c.sum().item() == 0 for c in expert_usage(model).values())
     assert expert_usage(create_model("vit_tiny_patch16_64")) == {}
+
+
+def test_model_defaults_are_the_config_defaults():
+    moae = MoAEConfig()
+    for name in ("unilearn_tiny_patch16_64", "vit_moe_tiny_patch16_64"):
+        with torch.device("meta"):
+            model = create_model(name)
+        gates = [m for m in model.modules() if isinstance(m, NoisyTopKGate)]
+        assert model.moae_blocks == moae_block_indices(4, moae.position)
+        assert len(gates) == len(model.moae_blocks)
+        for gate in gates:
+            assert (gate.n_experts, gate.top_k, gate.aux_loss_coef, gate.noisy_gating,
+                    gate.capacity_factor) == (moae.n_experts, moae.top_k, moae.aux_loss_coef,
+                                              moae.noisy_gating, moae.capacity_factor)  # fmt: skip
+
+
+def test_create_model_checks_the_moae_settings_by_the_config_rules():
+    with pytest.raises(ValueError, match="top_k=9 must be <= n_experts=8"):
+        create_model("unilearn_tiny_patch16_64", top_k=9)
+    with pytest.raises(ValueError, match="capacity_factor"):
+        create_model("vit_moe_tiny_patch16_64", capacity_factor=0)
+    with pytest.raises(ValueError, match=r"moae_position \[0, 4\]"):
+        create_model("vit_moe_tiny_patch16_64", moae_position=[0, 4])

@@ -13,7 +13,7 @@ import pytest
 from _media import manifest_frame, manifest_row, moving_pattern, write_frames, write_mp4
 
 from unilearn.data import preprocess as pp
-from unilearn.data.datasets import ClipDataset
+from unilearn.data.clip_dataset import ClipDataset
 from unilearn.data.preprocess import (
     PreprocessSettings,
     ShardFailed,

@@ -36,7 +36,9 @@ class TinyRouted(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.blocks = nn.ModuleList([nn.Module()])
-        self.blocks[0].gate = NoisyTopKGate(4, n_experts=3, top_k=1)
+        self.blocks[0].gate = NoisyTopKGate(
+            4, n_experts=3, top_k=1, aux_loss_coef=0.0, noisy_gating=True, capacity_factor=1.0
+        )
         self.head = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -179,19 +179,3 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     # A plot, not a blank canvas: many distinct colours.
     assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50
-
-
-def test_sweep_runs_map_back_to_their_overrides():
-    cfg = load_config(CONFIG)
-    runs = layout.sweep_runs(cfg, "sfer_proportion")
-    # the point at the config's own proportion is the run `unilearn` itself: trained once
-    assert [r.name for r in runs] == [
-        "unilearn" if v == cfg.finetune.sfer_proportion else f"unilearn@sfer_proportion={v}"
-        for v in cfg.sweeps["sfer_proportion"]
-    ]
-    assert cfg.finetune.sfer_proportion in cfg.sweeps["sfer_proportion"]
-    assert layout.run_overrides(cfg, runs[0].name) == [
-        f"finetune.sfer_proportion={cfg.sweeps['sfer_proportion'][0]}"
-    ]
-    with pytest.raises(ValueError, match="not a point of sweeps.n_experts"):
-        layout.run_overrides(cfg, "unilearn@n_experts=99")

@@ -10,7 +10,7 @@ import pytest
 from workflow_run import job_counts, overrides_arg, snakemake, workflow_copy
 
 from unilearn.config import load_config
-from unilearn.report import layout
+from unilearn.report import runs
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +67,11 @@ def test_sweep_figures_expand_one_fine_tuning_per_point(workdir):
         counts = job_counts(done.stdout)
         points = cfg.sweeps[sweep]
         assert counts["finetune_joint"] == counts["aggregate"] == len(points)
-        for run in layout.sweep_runs(cfg, sweep):
+        for run in runs.sweep_runs(cfg, sweep):
             assert f"runs/demo/finetune/{run.name}/ferv39k/checkpoint.pt" in done.stdout
         # the point at the config's own value is the run `unilearn`, not a second job
         assert "runs/demo/finetune/unilearn/ferv39k/checkpoint.pt" in done.stdout
-        assert f"unilearn@{sweep}={layout.value_slug(points[1])}/" not in done.stdout
+        assert f"unilearn@{sweep}={runs.value_slug(points[1])}/" not in done.stdout
 
 
 def test_slurm_profile_sends_gpu_and_cpu_stages_through_submitit(workdir):
@@ -142,3 +142,14 @@ def test_preprocess_shards_from_the_config_become_parts_and_one_merge(workdir):
     # run here, a CPU stage starts as many workers as Snakemake budgets it threads (the doctor 1)
     doctors = [c for c in demo.stdout.splitlines() if "-m unilearn doctor" in c]
     assert doctors and all("--workers 1 " in c for c in doctors)
+
+
+def test_training_jobs_leave_a_stale_last_pt_to_the_engine(workdir):
+    # a job re-run because its config changed starts afresh, one re-run after a crash resumes:
+    # the engine decides (`unilearn.launch.restart`), the rule only passes the flag
+    done = snakemake(workdir, "-n", "-p", "results/table1.csv")
+    commands = [
+        c for c in done.stdout.splitlines() if re.search(r"-m unilearn (pretrain|finetune) ", c)
+    ]
+    assert len(commands) == job_counts(done.stdout)["pretrain"] + 22
+    assert all("--restart-if-config-changed" in c and "last.pt" not in c for c in commands)

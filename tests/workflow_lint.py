@@ -13,14 +13,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 # Warning title (start) -> why the workflow keeps it.
 JUSTIFIED = {
-    "Mixed rules and functions in same snakefile": (
-        "one file per stage (data, pretrain, finetune, tables): the few path-arithmetic "
-        "functions a stage's rules use sit beside those rules; the shared ones are in common.smk"
-    ),
     "Shell command directly uses variable": (
-        "UNILEARN, GPU_STAGE, CONFIG_ARGS, OVERRIDE_ARGS, STORE, RUNS, MANIFESTS are the "
-        "invocation of the one `unilearn` CLI, fixed for a whole workflow run; what changes a "
-        "result is tracked by each rule's `config_hash` param (Snakemake re-runs on a change)"
+        "UNILEARN, GPU_STAGE, CPU_STAGE, CONFIG_ARGS, OVERRIDE_ARGS, SYNTH, STORE, RUNS, "
+        "MANIFESTS are the invocation of the one `unilearn` CLI, fixed for a whole workflow run "
+        "(`unilearn.plan`); what changes a result is tracked by each rule's `config_hash` param "
+        "(Snakemake re-runs on a change). As params they would re-run every job whenever the "
+        "interpreter's path or the runs folder moves"
     ),
     "Specify a conda environment or container for each rule": (
         "every rule runs the same `unilearn` package from the one environment that `make "

@@ -169,6 +169,11 @@ DFER_DATASETS = ("dfew", "mafw", "ferv39k")
 SFER_DATASETS = ("affectnet7",)
 FINETUNE_DATASETS = DFER_DATASETS + SFER_DATASETS
 FOLDS: dict[str, tuple[int, ...]] = {name: d.folds for name, d in DATASETS.items()}
+# Distributed as face crops: preprocessing resizes them only, never re-detects. Not MAFW: its
+# `data/frames` are the clips' full frames (the dataset ships face boxes and 68 landmarks for them
+# as annotations, and the UniLearn authors' `finetune/process/mtcnn.py` crops and aligns them
+# before training).
+FACE_CROPPED_DATASETS = frozenset({"dfew", "ferv39k", "voxceleb2", "affectnet", "affectnet7"})
 
 
 def dataset(name: str) -> Dataset:
@@ -302,3 +307,5 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # timm's RandAugment policy for the SFER images (the authors' fine-tuning: magnitude 9, 2 ops).
 SFER_RANDAUGMENT = "rand-m9-n2-mstd0.5-inc1"
+# timm's RandAugment policy for the DFER clips (fine-tuning's default `randaug`: magnitude 7, 4 ops).
+DFER_RANDAUGMENT = "rand-m7-n4-mstd0.5-inc1"

@@ -13,14 +13,20 @@ import sys
 
 # name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
 STAGES: dict[str, tuple[str, str]] = {
-    "synth": ("unilearn.data.synth", "write learnable synthetic datasets in the native layouts"),
+    "synth": (
+        "unilearn.data.synth_cli",
+        "write learnable synthetic datasets in the native layouts",
+    ),
     "doctor": (
         "unilearn.doctor.cli",
         "check a dataset copy against the paper's protocol before training",
     ),
-    "manifest": ("unilearn.data.manifest", "native dataset tree -> Parquet manifest + quarantine"),
+    "manifest": (
+        "unilearn.data.manifest_cli",
+        "native dataset tree -> Parquet manifest + quarantine",
+    ),
     "preprocess": (
-        "unilearn.data.preprocess",
+        "unilearn.data.preprocess_cli",
         "crop faces, resize and write the clip store (resumable, parallel)",
     ),
     "config": ("unilearn.config_cli", "print one stage's resolved config and effective lr/batch"),

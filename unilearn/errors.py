@@ -23,10 +23,6 @@ class InputError(ValueError):
     """Bad input the user can fix; the message names the file (and line, key or clip)."""
 
 
-class RunFailed(RuntimeError):
-    """The run itself failed, not its input."""
-
-
 # The project's typed errors as "module:name". Only modules already imported are consulted: a
 # type whose module was never imported cannot have been raised, and this module stays light.
 BAD_INPUT = (
@@ -45,7 +41,6 @@ BAD_INPUT = (
     "builtins:PermissionError",
 )
 FAILED_RUN = (
-    "unilearn.errors:RunFailed",
     "unilearn.engine.train_state:NonFiniteLossError",
     "unilearn.launch.job:StageFailed",
     "unilearn.data.preprocess:ShardFailed",

@@ -98,17 +98,16 @@ def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
 
 
 def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
-    """The config hash a run of this config records (`config.sha256`), as the workflow computes
-    it; a run directory holding another one is from an earlier config and will be redone."""
+    """The config hash a run of this config records (`config.sha256`), the one the workflow
+    tracks (`runs.finetune_hash`); a run directory holding another one is from an earlier config
+    and will be redone."""
     from unilearn.config import ConfigError, config_hash
-    from unilearn.report import layout
+    from unilearn.report import layout, runs
 
     try:
         if stage == "pretrain":
             return config_hash(cfg, "pretrain")
-        point = cfg.with_overrides(layout.run_overrides(cfg, run))
-        experiment, dataset = layout.parse_run(run).experiment, layout.parse_target(target)[0]
-        return config_hash(point.resolve_experiment(experiment, dataset).config, "finetune")
+        return runs.finetune_hash(cfg, run, layout.parse_target(target)[0])
     except (ConfigError, ValueError, KeyError):
         return None
 

@@ -1,411 +1,36 @@
-"""Datasets over the clip store, the batch collation and the loader builders the engine calls.
-
-- `ClipDataset`: one store table (dataset, fold, split) as training clips (items `(index,
-  sample_seed)`, augmentation a pure function of the seed), pre-training clips, or test clips
-  (int items, `n_clips` uniformly spaced clips per video). Images are 2-frame clips.
-- `SourceDataset`: several ClipDatasets addressed as `(source, index, sample_seed)`, for the
-  one-source-per-batch samplers (`unilearn.data.samplers`).
-- `build_finetune_loader`, `build_pretrain_loader` (a `TrainSet`: dataset, batch sampler and
-  collation, no DataLoader) and `build_eval_loader` (a DataLoader): what the engine uses.
+"""The loaders the engine calls: `build_finetune_loader`, `build_pretrain_loader` and
+`build_eval_loader` put the `ClipDataset`s (`unilearn.data.clip_dataset`) of store tables
+(`unilearn.data.store_table.load_store_table`) behind a batch sampler (`unilearn.data.samplers`)
+and a collation (`unilearn.data.batches`). The training ones hand over the parts (a `TrainSet`:
+dataset, batch sampler, collation, workers; the engine makes one DataLoader per run of them),
+the test one a DataLoader.
 
 Batches are `{"x": uint8 [B, C, T, H, W], "y": int64 [B], "task": "sfer"|"dfer", "row": int64
 [B]}` (pre-training: `"modality": "image"|"video"` instead of `"task"`; evaluation: `x` is
 `[B, n_clips, C, T, H, W]`). `row` indexes `loader.dataset.tables[source]` (the store rows).
-
-Unreadable clips at load time: preprocessing quarantines bad media, so this is rare (a damaged
-shard). In training the dataset logs the clip and substitutes the next readable clip of the same
-dataset (deterministic: index + 1, + 2, ...), counting substitutions in
-`ClipDataset.substitutions`; after 16 unreadable clips in a row it raises, since the store itself
-is then broken. A test clip is never substituted (its prediction would count for another clip):
-an eval batch leaves it out and names it in `batch["unreadable"]` (rows and reasons).
+An eval batch also names the test clips it could not read in `batch["unreadable"]` (rows and
+reasons; see `unilearn.data.clip_dataset`).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unilearn.catalogue import SFER_RANDAUGMENT, get_label_set
-from unilearn.data.store import ClipStore, read_stride
+from unilearn.catalogue import DFER_RANDAUGMENT, SFER_RANDAUGMENT
+from unilearn.data.batches import EvalCollate, SourceDataset, collate_clips, collate_pretrain
+from unilearn.data.clip_dataset import ClipDataset
+from unilearn.data.store_table import load_store_table
 from unilearn.data.transforms import (
-    EvalClipTransform,
-    PretrainClipTransform,
     ResizeCropImageTransform,
     ResizedCropPretrainTransform,
     TrainClipTransform,
-    eval_indices,
-    finetune_indices,
-    pretrain_indices,
 )
-from unilearn.errors import InputError, read_parquet
-
-log = logging.getLogger(__name__)
-
-MAX_SUBSTITUTIONS = 16
-IMAGE_FRAMES = 2  # an image is one tubelet: the frame repeated twice
-
-
-def load_store_table(
-    store: str | Path, dataset: str, fold: int | None = None, split: str | None = None
-) -> pd.DataFrame:
-    """Rows of `STORE/DATASET.parquet` for one fold and split, re-indexed 0..n-1.
-
-    `affectnet7` reads `affectnet7.parquet` if preprocessing wrote one, else the 8-class AffectNet
-    table without its contempt rows (AffectNet-7's definition; ids 0-6 are shared).
-    `fold` is required for datasets with folds (DFEW, MAFW) and must be None for the others.
-    """
-    store = Path(store)
-    path = store / f"{dataset}.parquet"
-    if dataset == "affectnet7" and not path.exists():
-        path = store / "affectnet.parquet"
-        table = _read(path)
-        table = table[table["label"] != get_label_set("affectnet").classes.index("contempt")]
-    else:
-        table = _read(path)
-    has_folds = "fold" in table.columns and table["fold"].notna().any()
-    if has_folds:
-        if fold is None:
-            raise ValueError(
-                f"{path}: {dataset} has folds {sorted(table['fold'].dropna().unique().tolist())}; pass fold"
-            )
-        table = table[table["fold"] == fold]
-    elif fold is not None:
-        raise ValueError(f"{path}: {dataset} has one official split; fold must be None, got {fold}")
-    if split is not None:
-        table = table[table["split"] == split]
-    if table.empty:
-        raise InputError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
-    return table.reset_index(drop=True)
-
-
-def _read(path: Path) -> pd.DataFrame:
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path}: store table missing; run `unilearn preprocess` for this dataset"
-        )
-    return read_parquet(path, "store table")
-
-
-class ClipDataset(Dataset):
-    """Clips of one store table.
-
-    `mode`: `train` (fine-tuning augmentation, MAE-DFER temporal sampling; items `(index, seed)`),
-    `pretrain` (multi-scale crop, `num_frames` at `frame_stride` from a random start; items
-    `(index, seed)`), `pretrain_image` (one random frame of each clip as an image, for the image
-    modality; `(index, seed)`) or `eval` (int items, `n_clips` clips resized + centre-cropped).
-    Returns `(clip uint8 [C, T, S, S] (eval: [n_clips, C, T, S, S]), label, row)`; `pretrain`
-    with `views > 1` (repeated sampling) decodes the frames once and returns `views` clips
-    `[views, C, T, S, S]`, each augmented with its own draw. `transform` replaces the mode's
-    default augmentation.
-    """
-
-    def __init__(
-        self,
-        store: str | Path | ClipStore,
-        table: pd.DataFrame,
-        mode: str,
-        num_frames: int = 16,
-        input_size: int = 160,
-        frame_stride: int = 4,
-        randaug: str | None = "rand-m7-n4-mstd0.5-inc1",
-        n_clips: int = 2,
-        transform=None,
-        views: int = 1,
-        crop_on_device: bool = False,
-    ) -> None:
-        if mode not in ("train", "pretrain", "pretrain_image", "eval"):
-            raise ValueError(
-                f"ClipDataset mode {mode!r}: expected train, pretrain, pretrain_image or eval"
-            )
-        missing = {"store_key", "n_frames", "label"} - set(table.columns)
-        if missing:
-            raise ValueError(
-                f"store table lacks columns {sorted(missing)}; was it written by `unilearn preprocess`?"
-            )
-        self.store = store if isinstance(store, ClipStore) else ClipStore(store)
-        self.table = table.reset_index(drop=True)
-        self.mode = mode
-        self.num_frames, self.input_size, self.frame_stride, self.n_clips = (
-            num_frames,
-            input_size,
-            frame_stride,
-            n_clips,
-        )
-        self._keys = self.table["store_key"].astype(str).tolist()
-        if mode != "pretrain_image":  # in stored frames: a store may keep every k-th frame only
-            self.frame_stride = read_stride(self.store.root, self._keys, frame_stride)
-        self._n = self.table["n_frames"].astype(int).tolist()
-        self._labels = self.table["label"].astype(int).tolist()
-        self.views = views
-        self.crop_on_device = crop_on_device
-        if transform is not None:
-            self.transform = transform
-        elif mode == "train":
-            self.transform = TrainClipTransform(input_size, randaug)
-        elif mode in ("pretrain", "pretrain_image"):
-            self.transform = PretrainClipTransform(input_size)
-        else:
-            self.transform = EvalClipTransform(input_size)
-        self.substitutions = 0
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    @property
-    def labels(self) -> list[int]:
-        """Class id of every row (for class-balanced sampling)."""
-        return list(self._labels)
-
-    def __getitem__(self, item):
-        index, seed = (item, None) if isinstance(item, int | np.integer) else item
-        if self.mode == "eval":
-            try:
-                return self._load(int(index), None), self._labels[index], int(index)
-            except Exception as exc:  # noqa: BLE001 - reported per clip, never substituted
-                return (
-                    UnreadableClip(f"{type(exc).__name__}: {exc}"),
-                    self._labels[index],
-                    int(index),
-                )
-        for attempt in range(MAX_SUBSTITUTIONS):
-            i = (int(index) + attempt) % len(self)
-            try:
-                clip = self._load(i, seed)
-            except Exception as exc:  # noqa: BLE001 - see the module docstring: log, substitute, count
-                self.substitutions += 1
-                log.warning(
-                    "unreadable clip %s (row %d): %s; substituting the next clip (%d so far)",
-                    self._keys[i],
-                    i,
-                    exc,
-                    self.substitutions,
-                )
-                continue
-            return clip, self._labels[i], i
-        raise RuntimeError(
-            f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
-        )
-
-    def writes_into_batch(self) -> bool:
-        """Whether items can be written straight into a preallocated batch (repeated views)."""
-        return (
-            self.mode == "pretrain"
-            and self.views > 1
-            and isinstance(self.transform, ResizedCropPretrainTransform)
-        )
-
-    def decoded_with_boxes(self, item) -> tuple[np.ndarray, list, int, int]:
-        """For cropping on the device: the decoded frames `[T, H, W, 3]` of `item`, its views'
-        (box, flip) as the batch path would draw them, label and row (no substitution: a store
-        read that fails raises)."""
-        index, seed = item
-        i = int(index) % len(self)
-        rng = random.Random(seed)
-        n = self._n[i]
-        frames = self.store.read_numpy(
-            self._keys[i], pretrain_indices(n, self.num_frames, self.frame_stride, rng)
-        )
-        h, w = frames.shape[1:3]
-        views = [
-            self.transform.box(h, w, random.Random(rng.getrandbits(64))) for _ in range(self.views)
-        ]
-        return frames, views, self._labels[i], i
-
-    def load_into(self, item, out: torch.Tensor):
-        """`self[item]` with its views written into `out` `[views, C, T, S, S]`."""
-        index, seed = item
-        for attempt in range(MAX_SUBSTITUTIONS):
-            i = (int(index) + attempt) % len(self)
-            try:
-                clip = self._load(i, seed, out)
-                if clip is not out:  # a clip the batch path does not cover (one frame)
-                    out.copy_(clip)
-            except Exception as exc:  # noqa: BLE001 - as __getitem__
-                self.substitutions += 1
-                log.warning("unreadable clip %s (row %d): %s; substituting the next clip (%d so far)",
-                            self._keys[i], i, exc, self.substitutions)  # fmt: skip
-                continue
-            return out, self._labels[i], i
-        raise RuntimeError(
-            f"{MAX_SUBSTITUTIONS} unreadable clips in a row from row {index} of the store table: is the store damaged?"
-        )
-
-    def _load(self, i: int, seed: int | None, out: torch.Tensor | None = None) -> torch.Tensor:
-        n, key = self._n[i], self._keys[i]
-        if self.mode == "eval":
-            if n == 1:  # an image: one clip, the frame repeated
-                return self.transform(self.store.read_numpy(key, [0] * IMAGE_FRAMES))[None]
-            clips = eval_indices(n, self.num_frames, self.frame_stride, self.n_clips)
-            frames = self.store.read_numpy(key, sorted({j for c in clips for j in c}))
-            where = {j: k for k, j in enumerate(sorted({j for c in clips for j in c}))}
-            return torch.stack([self.transform(frames[[where[j] for j in c]]) for c in clips])
-        if seed is None:
-            raise TypeError(f"{self.mode} items are (index, sample_seed) pairs, got {i}")
-        rng = random.Random(seed)
-        if n == 1 or self.mode == "pretrain_image":
-            frame = rng.randrange(n)
-            # augment the one frame, then repeat it: both copies get the same augmentation
-            return self.transform(self.store.read_numpy(key, [frame]), rng).repeat(
-                1, IMAGE_FRAMES, 1, 1
-            )
-        sample = finetune_indices if self.mode == "train" else pretrain_indices
-        frames = self.store.read_numpy(key, sample(n, self.num_frames, self.frame_stride, rng))
-        if self.views > 1:  # repeated sampling: one decode, `views` augmentations
-            return torch.stack(
-                [
-                    self.transform(frames, random.Random(rng.getrandbits(64)))
-                    for _ in range(self.views)
-                ]
-            )
-        return self.transform(frames, rng)
-
-
-@dataclass(frozen=True)
-class UnreadableClip:
-    """Stands in for a test clip whose store record could not be read (see the module doc)."""
-
-    reason: str
-
-
-class SourceDataset(Dataset):
-    """Several ClipDatasets by source name; items `(source, index, sample_seed)`."""
-
-    def __init__(self, sources: dict[str, ClipDataset]) -> None:
-        self.sources = sources
-
-    @property
-    def tables(self) -> dict[str, pd.DataFrame]:
-        return {name: ds.table for name, ds in self.sources.items()}
-
-    def __len__(self) -> int:
-        return sum(len(ds) for ds in self.sources.values())
-
-    def __getitem__(self, item):
-        source, index, seed = item
-        clip, label, row = self.sources[source][(index, seed)]
-        return clip, label, row, source
-
-    def __getitems__(self, items: list) -> list | PreCollated:
-        """A whole batch (the DataLoader calls this with the batch sampler's list). Repeated-view
-        pre-training batches are written straight into one preallocated tensor (in shared memory
-        inside a worker), which saves the collation copy: with 192 views of 16 x 160^2 that copy
-        costs more than a view's augmentation (bench/loader.py)."""
-        sources = {it[0] for it in items}
-        ds = self.sources[next(iter(sources))] if len(sources) == 1 else None
-        if ds is None or not ds.writes_into_batch():
-            return [self[it] for it in items]
-        if ds.crop_on_device:
-            return _decoded_batch(ds, items)
-        k, s = ds.views, ds.input_size
-        shape = (len(items) * k, 3, ds.num_frames, s, s)
-        x = _batch_tensor(shape)
-        labels, rows = [], []
-        for b, (_, index, seed) in enumerate(items):
-            _, label, row = ds.load_into((index, seed), x[b * k : (b + 1) * k])
-            labels += [label] * k
-            rows += [row] * k
-        return PreCollated(x, labels, rows, items[0][0])
-
-
-class PreCollated(NamedTuple):
-    """A batch already laid out by `SourceDataset.__getitems__` (collation only wraps it).
-    With `boxes`, `x` holds each decoded clip once `[B, T, H, W, 3]` and the views are cut on
-    the device (`unilearn.data.transforms.crop_views_on_device`)."""
-
-    x: torch.Tensor
-    labels: list[int]
-    rows: list[int]
-    source: str
-    boxes: torch.Tensor | None = None
-    flip: torch.Tensor | None = None
-    views: int = 1
-
-
-def _decoded_batch(ds: ClipDataset, items: list) -> PreCollated:
-    """Decoded clips (padded to the batch's largest frame; boxes never reach the padding) and the
-    crop boxes of their views."""
-    decoded = [ds.decoded_with_boxes((index, seed)) for _, index, seed in items]
-    t = ds.num_frames
-    h = max(f.shape[1] for f, *_ in decoded)
-    w = max(f.shape[2] for f, *_ in decoded)
-    x = _batch_tensor((len(items), t, h, w, 3))
-    boxes, flips, labels, rows = [], [], [], []
-    for b, (frames, views, label, row) in enumerate(decoded):
-        x[b, :, : frames.shape[1], : frames.shape[2]] = torch.from_numpy(frames)
-        for box, flip in views:
-            boxes.append(box)
-            flips.append(flip)
-        labels += [label] * ds.views
-        rows += [row] * ds.views
-    return PreCollated(x, labels, rows, items[0][0], torch.tensor(boxes, dtype=torch.int32),
-                       torch.tensor(flips, dtype=torch.bool), ds.views)  # fmt: skip
-
-
-def _batch_tensor(shape: tuple[int, ...]) -> torch.Tensor:
-    """An uninitialised uint8 tensor; in a DataLoader worker its storage is shared memory from the
-    start, so sending it to the main process copies nothing (as `default_collate` does)."""
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=torch.uint8)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape))
-    return torch.empty(0, dtype=torch.uint8).set_(storage).view(shape)
-
-
-def collate_clips(items: Sequence[tuple], key: str = "task") -> dict:
-    """`[(clip, label, row, source), ...]` from one source -> the batch dict."""
-    sources = {it[3] for it in items}
-    if len(sources) != 1:
-        raise ValueError(f"a batch must come from one source, got {sorted(sources)}")
-    return {
-        "x": torch.stack([it[0] for it in items]),
-        "y": torch.tensor([it[1] for it in items], dtype=torch.int64),
-        key: sources.pop(),
-        "row": torch.tensor([it[2] for it in items], dtype=torch.int64),
-    }
-
-
-def _collate_pretrain(items):
-    """Pre-training batches; the views of a repeated clip (`[views, C, T, S, S]`) become rows."""
-    if isinstance(items, PreCollated):
-        batch = {
-            "x": items.x,
-            "y": torch.tensor(items.labels, dtype=torch.int64),
-            "modality": items.source,
-            "row": torch.tensor(items.rows, dtype=torch.int64),
-        }
-        if items.boxes is not None:  # decoded clips + their views' boxes (cut on the device)
-            batch |= {"boxes": items.boxes, "flip": items.flip, "views": items.views}
-        return batch
-    if items and items[0][0].ndim == 5:
-        items = [(view, y, row, src) for clip, y, row, src in items for view in clip]
-    return collate_clips(items, key="modality")
-
-
-class _EvalCollate:
-    def __init__(self, task: str) -> None:
-        self.task = task
-
-    def __call__(self, items):
-        readable = [(c, y, r, self.task) for c, y, r in items if not isinstance(c, UnreadableClip)]
-        bad = [(r, c.reason) for c, _, r in items if isinstance(c, UnreadableClip)]
-        if readable:
-            batch = collate_clips(readable)
-        else:
-            empty = torch.zeros(0, dtype=torch.int64)
-            batch = {"x": torch.zeros(0, dtype=torch.uint8), "y": empty, "task": self.task,
-                     "row": empty}  # fmt: skip
-        batch["unreadable"] = {"row": torch.tensor([r for r, _ in bad], dtype=torch.int64),
-                               "reason": [why for _, why in bad]}  # fmt: skip
-        return batch
 
 
 def _worker_init(_: int) -> None:
@@ -467,7 +92,7 @@ def build_finetune_loader(
     rank: int = 0,
     world_size: int = 1,
     sfer_proportion: float = 0.5,
-    randaug: str | None = "rand-m7-n4-mstd0.5-inc1",
+    randaug: str | None = DFER_RANDAUGMENT,
     frame_stride: int = 4,
     resample_sfer_each_epoch: bool = False,
     crop_scale: tuple[float, float] = (0.08, 1.0),
@@ -594,7 +219,7 @@ def build_pretrain_loader(
         repeated_views=repeated_views,
         video_repeat=video_repeat,
     )
-    return _one_source_batches(sources, sampler, num_workers, _collate_pretrain)
+    return _one_source_batches(sources, sampler, num_workers, collate_pretrain)
 
 
 def _train_source(
@@ -644,4 +269,4 @@ def build_eval_loader(
     )
     indices = list(range(rank, len(ds), world_size))
     sampler = torch.utils.data.BatchSampler(indices, batch_size, drop_last=False)
-    return _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=_EvalCollate(task))
+    return _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=EvalCollate(task))

@@ -86,14 +86,6 @@ def read_frames(folder: str | os.PathLike, indices: Sequence[int] | None = None)
     return np.stack(frames)
 
 
-def video_num_frames(path: str | os.PathLike) -> int:
-    """Number of frames of a video (decord's count, PyAV's when decord cannot open it)."""
-    try:
-        return len(_decord_reader(path))
-    except Exception:  # noqa: BLE001 - fall back to PyAV, which reports its own errors
-        return len(_read_video_av(path, None))
-
-
 def _decord_reader(path: str | os.PathLike):
     import decord
 

@@ -275,26 +275,6 @@ def crop_frames(frames: np.ndarray, boxes: np.ndarray, size: int | None = None) 
     return np.stack(out)
 
 
-@dataclass
-class FaceClip:
-    """A face-cropped clip and how it was found."""
-
-    frames: np.ndarray  # [T, S, S, 3] uint8
-    boxes: np.ndarray  # [T, 4] crop boxes in input pixels
-    n_detections: int
-
-
-def crop_faces(
-    frames: np.ndarray,
-    detector: FaceDetector,
-    size: int,
-    config: FaceCropConfig = FaceCropConfig(),
-) -> FaceClip:
-    """Detect, track, smooth, square, crop and resize: raw `[T, H, W, 3]` -> face clip `[T, S, S, 3]`."""
-    boxes, n_detections = face_boxes(frames, detector, config)
-    return FaceClip(crop_frames(frames, boxes, size), boxes, n_detections)
-
-
 def face_boxes(
     frames: np.ndarray, detector: FaceDetector, config: FaceCropConfig = FaceCropConfig()
 ) -> tuple[np.ndarray, int]:
@@ -302,13 +282,6 @@ def face_boxes(
     Needs only the probe frames' pixels (see `track_face`)."""
     track, n_detections = track_face(frames, detector, config)
     return square_boxes(smooth_boxes(track, config.smooth_window), config.scale), n_detections
-
-
-def crop_annotated_face(
-    frames: np.ndarray, box: tuple[float, float, float, float], size: int, scale: float = 1.0
-) -> np.ndarray:
-    """Crop a face whose box (x0, y0, x1, y1) an annotation gives (AffectNet), no detection."""
-    return crop_frames(frames, square_boxes(np.asarray(box, np.float32), scale), size)
 
 
 def resize_short_side(frames: np.ndarray, short_side: int) -> np.ndarray:

@@ -55,15 +55,6 @@ class ClipMixup:
         return flat.reshape(b, c, t, h, w), soft
 
 
-def build_mixup(
-    num_classes: int, mixup: float, cutmix: float, prob: float = 1.0, label_smoothing: float = 0.1
-) -> ClipMixup | None:
-    """A ClipMixup, or None when both alphas (or the probability) are 0 (plain label smoothing)."""
-    if (mixup <= 0 and cutmix <= 0) or prob <= 0:
-        return None
-    return ClipMixup(num_classes, mixup, cutmix, prob, label_smoothing=label_smoothing)
-
-
 @contextlib.contextmanager
 def _numpy_seed(seed: int | None):
     if seed is None:

@@ -1,78 +1,50 @@
-"""Face-clip preprocessing: decode each clip of a manifest, find and track the face where needed,
-crop it, resize to the store's short side and write the clip store.
+"""Manifest rows -> the clip store (the orchestration behind `unilearn preprocess`).
 
-Writes STORE/DATASET.parquet (manifest rows + store_key, stored n_frames, height, width) and
+`preprocess(manifest, out, settings)` decodes each clip of a manifest, finds its face where needed
+(`unilearn.data.face_clip`, the path `unilearn predict` shares), crops and resizes it and writes
+the store: STORE/DATASET.parquet (manifest rows + store_key, stored n_frames, height, width) and
 STORE/DATASET.quarantine.parquet (rows of clips that failed, with the reason). Each clip is stored
-once even when several folds list it. Parallel over clips; resumable: a re-run (also after a kill)
-does only clips not yet in the store's journals. One bad clip never stops the run.
+once even when several folds list it. Parallel over clips (`unilearn.data.worker_pool`: one clip
+that kills its worker is quarantined, the others are stored); resumable: a re-run (also after a
+kill) does only clips not yet in the store's journals. One bad clip never stops the run.
 
-Face detection (`--detect auto`): datasets distributed face-cropped (DFEW jpg_256, FERV39K, MAFW
-frames, VoxCeleb2 face-tracked mp4, AffectNet) are only resized; any other dataset, or rows whose
+Which clips are detected: with `detect="auto"`, datasets distributed face-cropped
+(`unilearn.catalogue.FACE_CROPPED_DATASETS`) are only resized; any other dataset, or rows whose
 optional `face_cropped` column is false, go through detection + tracking. Rows with AffectNet's
-annotation box (`face_x`, `face_y`, `face_width`, `face_height`) are cropped to that box.
-MAFW's `data/frames` are full scene frames (its authors ship face boxes and landmarks beside them,
-and UniLearn's authors cropped them with MTCNN first), so MAFW is detected and cropped too.
+annotation box (`BOX_COLUMNS`) are cropped to that box.
 
-Shards (`--shard I/N`): the clips are split by a hash of their clip id into N parts that separate
-jobs store at the same time, each resumable; a finished part leaves `DATASET/parts/*.done.json`,
-and `--merge N` writes the store tables once every part is done. The result equals one unsharded
-run: the same records, in other shard files. `--frame-stride K` keeps every K-th source frame
-only (for data that pre-training alone reads, at a multiple of K); `settings.json` records it.
+Shards: `preprocess(..., shard=(i, n))` stores the clips of part i of n (split by a hash of the
+clip id, `shard_of`) and leaves `DATASET/parts/*.done.json` when done; `merge(manifest, out, n)`
+writes the store tables once every part is done. The result equals one unsharded run: the same
+records, in other shard files.
 """
 
 from __future__ import annotations
 
-import argparse
-import concurrent.futures as cf
+import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from unilearn.atomic import write_parquet, write_text
+from unilearn.catalogue import FACE_CROPPED_DATASETS
 from unilearn.data.decode import MediaError, read_media
-from unilearn.data.face import (
-    FaceClip,
-    FaceCropConfig,
-    FaceDetector,
-    NoFaceError,
-    crop_frames,
-    face_boxes,
-    resize_short_side,
-    square_boxes,
-)
+from unilearn.data.face import NoFaceError
+from unilearn.data.face_clip import PreprocessSettings, cut_face_clip, locate_face
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
+from unilearn.data.worker_pool import map_surviving_crashes
 from unilearn.errors import read_parquet
-from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
-# Distributed as face crops: resized only, never re-detected. Not MAFW: its `data/frames` are the
-# clips' full frames (the dataset ships face boxes and 68 landmarks for them as annotations, and
-# the UniLearn authors' `finetune/process/mtcnn.py` crops and aligns them before training).
-FACE_CROPPED_DATASETS = frozenset({"dfew", "ferv39k", "voxceleb2", "affectnet", "affectnet7"})
+# AffectNet's annotated face box (manifest columns): rows that have one are cropped to it.
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
-STORE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class PreprocessSettings:
-    """Everything that changes the stored pixels; a store keeps the settings it was built with."""
-
-    short_side: int = 176
-    jpeg_quality: int = 90
-    detect: str = "auto"  # auto | always | never
-    detector: str = "auto"  # auto | mtcnn | haar
-    face: FaceCropConfig = field(default_factory=FaceCropConfig)
-    version: int = STORE_VERSION
-    frame_stride: int = 1  # keep every k-th source frame (a store only pre-training reads)
 
 
 @dataclass(frozen=True)
@@ -82,139 +54,6 @@ class ClipTask:
     media: str
     detect: bool
     box: tuple[float, float, float, float] | None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--manifest",
-        required=True,
-        type=Path,
-        help="manifest Parquet written by `unilearn manifest` (DATASET.parquet)",
-    )
-    parser.add_argument(
-        "--out",
-        required=True,
-        type=Path,
-        help="store directory; writes OUT/DATASET.parquet, OUT/DATASET.quarantine.parquet and OUT/DATASET/ shards",
-    )
-    parser.add_argument(
-        "--short-side",
-        type=int,
-        default=176,
-        help="stored frames' short side in pixels (176 for 160 crops; the demo's 40 for 32)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
-        help="worker processes (0 = in this process)",
-    )
-    parser.add_argument(
-        "--detect",
-        choices=("auto", "always", "never"),
-        default="auto",
-        help="face detection: auto = only datasets not distributed face-cropped",
-    )
-    parser.add_argument(
-        "--detector",
-        choices=("auto", "mtcnn", "haar"),
-        default="auto",
-        help="face detector backend (auto = MTCNN, Haar if MTCNN is unavailable)",
-    )
-    parser.add_argument(
-        "--detect-stride",
-        type=int,
-        default=5,
-        help="run the detector every N frames and track in between",
-    )
-    parser.add_argument(
-        "--face-scale",
-        type=float,
-        default=1.3,
-        help="crop side as a multiple of the detected face box",
-    )
-    parser.add_argument(
-        "--smooth-window", type=int, default=9, help="frames of temporal smoothing of the face box"
-    )
-    parser.add_argument(
-        "--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames"
-    )
-    parser.add_argument(
-        "--frame-stride",
-        type=int,
-        default=1,
-        help="keep every K-th source frame only (data read by pre-training alone, at a multiple of K)",
-    )
-    parser.add_argument(
-        "--shard",
-        type=parse_shard,
-        default=None,
-        metavar="I/N",
-        help="store only part I of N (clips split by a hash of their id; parts run side by side); "
-        "writes DATASET/parts/ markers, not the tables: run --merge N when all are done",
-    )
-    parser.add_argument(
-        "--merge",
-        type=int,
-        default=None,
-        metavar="N",
-        help="write the store tables from the N finished parts of a sharded run (no clip work)",
-    )
-    parser.add_argument(
-        "--retry-failed", action="store_true", help="retry clips quarantined by an earlier run"
-    )
-    parser.add_argument("--limit", type=int, default=None, help="process at most N new clips this run (resume later)")  # fmt: skip
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
-    add_cpu_launcher_arguments(parser)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """`I/N` (1 <= I <= N) -> (I, N)."""
-    i, sep, n = text.partition("/")
-    if not sep or not i.isdigit() or not n.isdigit() or not 1 <= int(i) <= int(n):
-        raise argparse.ArgumentTypeError(f"--shard {text!r}: expected I/N with 1 <= I <= N")
-    return int(i), int(n)
-
-
-def main(args: argparse.Namespace) -> int:
-    rc = submit_cpu_stage(args)
-    if rc is not None:
-        return rc
-    if args.merge is not None:
-        try:
-            print(merge(args.manifest, args.out, args.merge).report())
-        except ShardsIncomplete as err:
-            print(f"unilearn preprocess: {err}", file=sys.stderr)
-            return 1
-        return 0
-    settings = PreprocessSettings(
-        short_side=args.short_side,
-        jpeg_quality=args.jpeg_quality,
-        detect=args.detect,
-        detector=args.detector,
-        face=FaceCropConfig(
-            detect_stride=args.detect_stride,
-            scale=args.face_scale,
-            smooth_window=args.smooth_window,
-        ),
-        frame_stride=args.frame_stride,
-    )
-    try:
-        summary = preprocess(
-            args.manifest,
-            args.out,
-            settings,
-            workers=args.workers,
-            retry_failed=args.retry_failed,
-            limit=args.limit,
-            progress=not args.no_progress,
-            shard=args.shard,
-        )
-    except ShardFailed as err:
-        print(f"unilearn preprocess: {err}", file=sys.stderr)
-        return 1
-    print(summary.report())
-    return 0
 
 
 @dataclass
@@ -275,7 +114,7 @@ def shard_of(clip_id: str, n_shards: int) -> int:
 def preprocess(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
-    settings: PreprocessSettings = PreprocessSettings(),
+    settings: PreprocessSettings | None = None,
     workers: int = 0,
     retry_failed: bool = False,
     limit: int | None = None,
@@ -284,6 +123,7 @@ def preprocess(
 ) -> Summary:
     """Store every clip of `manifest` under `out` (or, with `shard=(i, n)`, the clips of part i
     of n, and mark the part done instead of writing the tables); returns the counts."""
+    settings = PreprocessSettings() if settings is None else settings
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
     rows = read_parquet(manifest, "manifest")
@@ -532,76 +372,6 @@ def reason_code(reason: str) -> str:
     return REASON_CODES.get(reason.split(":", 1)[0], "error")
 
 
-# ---- media -> face clip: the one path of `unilearn preprocess` and `unilearn predict` ----------
-
-_DETECTORS: dict[str, FaceDetector] = {}
-
-
-def detector_for(backend: str) -> FaceDetector:
-    """This process's detector for `backend`, built once (not thread-safe: one per thread)."""
-    if backend not in _DETECTORS:
-        _DETECTORS[backend] = FaceDetector(backend)
-    return _DETECTORS[backend]
-
-
-def locate_face(
-    frames,
-    settings: PreprocessSettings,
-    *,
-    detect: bool,
-    box: tuple[float, float, float, float] | None = None,
-    detector: FaceDetector | None = None,
-) -> tuple[np.ndarray | None, int]:
-    """Where a clip's face clip comes from: `(square crop box per frame [T, 4], detections)`, or
-    `(None, 0)` when the clip is only resized (distributed face-cropped). An annotated `box`
-    (AffectNet) wins over `detect`. `frames` is `[T, H, W, 3]` or any sequence with `len()`,
-    `frames[t]` and `frames[list]` (predict's lazily decoded media): detection reads only the
-    probe frames. Raises `NoFaceError` when detecting finds no face."""
-    if box is not None:
-        return np.repeat(square_boxes(np.asarray(box, np.float32), 1.0), len(frames), axis=0), 0
-    if not detect:
-        return None, 0
-    return face_boxes(frames, detector or detector_for(settings.detector), settings.face)
-
-
-def cut_face_clip(
-    frames,
-    boxes: np.ndarray | None,
-    settings: PreprocessSettings,
-    keep: Sequence[int] | None = None,
-    chunk: int = 64,
-) -> np.ndarray:
-    """The stored pixels of frames `keep` (default all): each cropped to its box and resized to
-    `short_side` squared, or (no boxes) resized to short side `short_side`. Works `chunk` frames at
-    a time, so a long lazily decoded video is never held at full resolution."""
-    keep = list(range(len(frames))) if keep is None else [int(i) for i in keep]
-    if not keep:
-        raise ValueError("cut_face_clip: no frames to keep")
-    size = settings.short_side
-    parts = []
-    for start in range(0, len(keep), chunk):
-        part = keep[start : start + chunk]
-        pixels = frames[part]
-        if boxes is None:
-            parts.append(resize_short_side(pixels, size))
-        else:
-            parts.append(crop_frames(pixels, boxes[part], size))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def face_clip(
-    frames,
-    settings: PreprocessSettings,
-    *,
-    detect: bool,
-    box: tuple[float, float, float, float] | None = None,
-    detector: FaceDetector | None = None,
-) -> FaceClip:
-    """Raw frames -> the store's face clip: `locate_face` then `cut_face_clip` of every frame."""
-    boxes, n_detections = locate_face(frames, settings, detect=detect, box=box, detector=detector)
-    return FaceClip(cut_face_clip(frames, boxes, settings), boxes, n_detections)
-
-
 # ---- per-clip work (runs in worker processes) -------------------------------------------------
 
 
@@ -645,88 +415,38 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
 def _run(
     todo: list[ClipTask], settings: PreprocessSettings, workers: int, progress: bool, dataset: str
 ):
-    """Yield (task, result) for every task; parallel when workers > 0, robust to worker crashes."""
+    """Yield (task, result) for every task, with a progress bar; in `workers` processes (robust
+    to a clip that kills its worker) when workers > 0, else in this process."""
     from tqdm import tqdm
 
-    bar = tqdm(
+    if workers <= 0:
+        _init_worker()
+        clips = ((task, process_clip(task, settings)) for task in todo)
+    else:
+        clips = map_surviving_crashes(
+            functools.partial(process_clip, settings=settings),
+            todo,
+            workers,
+            crashed=_crashed,
+            initializer=_init_worker,
+            name="preprocess",
+        )
+    failed = 0
+    with tqdm(
         total=len(todo),
         desc=f"preprocess {dataset}",
         unit="clip",
         file=sys.stderr,
         disable=not progress,
         dynamic_ncols=True,
-    )
-    failed = 0
-    try:
-        if workers <= 0:
-            _init_worker()
-            for task in todo:
-                result = process_clip(task, settings)
-                failed += isinstance(result, str)
-                bar.update()
-                bar.set_postfix(failed=failed, refresh=False)
-                yield task, result
-            return
-        for task, result in _run_pool(todo, settings, workers):
+    ) as bar:
+        for task, result in clips:
             failed += isinstance(result, str)
             bar.update()
             bar.set_postfix(failed=failed, refresh=False)
             yield task, result
-    finally:
-        bar.close()
 
 
-def _run_pool(todo: list[ClipTask], settings: PreprocessSettings, workers: int):
-    # spawn: the parent may hold OpenCV/torch threads that fork would copy in a broken state
-    ctx = multiprocessing.get_context("spawn")
-    queue = list(reversed(todo))
-    suspects: list[ClipTask] = []
-    while queue or suspects:
-        if suspects:
-            # A worker died (decoder segfault) while these were in flight: run each alone, so the
-            # one that kills its worker is quarantined and the others are stored.
-            task = suspects.pop()
-            with cf.ProcessPoolExecutor(1, mp_context=ctx, initializer=_init_worker) as solo:
-                try:
-                    yield task, solo.submit(process_clip, task, settings).result()
-                except cf.process.BrokenProcessPool:
-                    _check_workers_start(ctx)
-                    yield (
-                        task,
-                        f"worker crashed: {task.path}: decoding this clip killed the worker process",
-                    )
-            continue
-        with cf.ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
-            inflight: dict[cf.Future, ClipTask] = {}
-            broken = False
-            while (queue or inflight) and not broken:
-                while queue and len(inflight) < 2 * workers:
-                    task = queue.pop()
-                    try:
-                        inflight[pool.submit(process_clip, task, settings)] = task
-                    except cf.process.BrokenProcessPool:
-                        queue.append(task)
-                        broken = True
-                        break
-                finished, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
-                for fut in finished:
-                    task = inflight.pop(fut)
-                    try:
-                        result = fut.result()
-                    except cf.process.BrokenProcessPool:
-                        suspects.append(task)
-                        broken = True
-                        continue
-                    yield task, result
-            suspects.extend(inflight.values())
-
-
-def _check_workers_start(ctx) -> None:
-    """Raise if worker processes cannot run at all, so a broken environment is not blamed on clips."""
-    try:
-        with cf.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            pool.submit(os.getpid).result()
-    except cf.process.BrokenProcessPool:
-        raise RuntimeError(
-            "preprocess worker processes die on start (try --workers 0 to see why)"
-        ) from None
+def _crashed(task: ClipTask) -> str:
+    """The quarantine reason of a clip whose decoding killed its worker process."""
+    return f"worker crashed: {task.path}: decoding this clip killed the worker process"

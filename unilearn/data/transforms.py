@@ -1,8 +1,10 @@
-"""Clip transforms: temporal sampling, training augmentation (random resized crop + flip +
-RandAugment + random erasing with ONE set of parameters for all frames of a clip), the authors'
-SFER image augmentation (resize, random crop, flip, RandAugment, erasing), test-time resize +
-centre crop, the two pre-training crops (VideoMAE's multi-scale crop; the authors' random resized
-crops), and `normalize` for the engine.
+"""Clip transforms (spatial): training augmentation (random resized crop + flip + RandAugment +
+random erasing with ONE set of parameters for all frames of a clip), the authors' SFER image
+augmentation (resize, random crop, flip, RandAugment, erasing), test-time resize + centre crop,
+the two pre-training crops (VideoMAE's multi-scale crop; the authors' random resized crops, also
+cut on the device), and `normalize` for the engine. Which frames a clip contributes is
+`unilearn.data.frame_sampling`; the RandAugment ops are `unilearn.data.randaugment`, the erasing
+`unilearn.data.erasing`.
 
 Clips come in as RGB uint8 frames `[T, H, W, 3]` (numpy, as `ClipStore.read_numpy` decodes them; a
 torch `[T, C, H, W]` from `ClipStore.read` is accepted too) and leave as torch uint8 `[C, T, S, S]`.
@@ -19,14 +21,20 @@ from __future__ import annotations
 
 import math
 import random
-import re
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
-from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, SFER_RANDAUGMENT
+from unilearn.catalogue import DFER_RANDAUGMENT, IMAGENET_MEAN, IMAGENET_STD, SFER_RANDAUGMENT
+from unilearn.data.erasing import random_erase
+from unilearn.data.randaugment import (
+    GEOMETRIC_OPS,
+    colour_op,
+    draw_randaug,
+    geometric_matrix,
+    parse_randaug,
+)
 
 # Fill for pixels moved in from outside the frame: the ImageNet mean, as timm/VideoMAE.
 _FILL = [round(255 * m) for m in IMAGENET_MEAN]
@@ -42,243 +50,6 @@ def normalize(x: torch.Tensor, channel_dim: int | None = None) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(shape) * 255
     std = torch.tensor(IMAGENET_STD, device=x.device).view(shape) * 255
     return (x.float() - mean) / std
-
-
-# ---- temporal sampling --------------------------------------------------------------------------
-
-
-def finetune_indices(n: int, num_frames: int, stride: int, rng: random.Random) -> list[int]:
-    """Training frames of a DFER clip, as MAE-DFER samples DFEW/FERV39K/MAFW: `num_frames` frames
-    spread evenly over a window of `num_frames * stride` frames at a random position; a clip shorter
-    than the window is covered at about `stride` and padded with its last frame."""
-    span = num_frames * stride
-    if n <= span:
-        k = n // stride
-        head = [min(int(v), n - 1) for v in _linspace(0, n, k)]
-        return head + [n - 1] * (num_frames - k)
-    end = rng.randrange(span, n)
-    start = end - span
-    return [min(int(v), end - 1) for v in _linspace(start, end, num_frames)]
-
-
-def pretrain_indices(n: int, num_frames: int, stride: int, rng: random.Random) -> list[int]:
-    """Pre-training frames: `num_frames` at `stride` from a random start (VideoMAE); frames past the
-    end of a short clip repeat its last frame."""
-    span = (num_frames - 1) * stride + 1
-    start = rng.randrange(max(n - span, 0) + 1)
-    return [min(start + i * stride, n - 1) for i in range(num_frames)]
-
-
-def eval_indices(n: int, num_frames: int, stride: int, n_clips: int) -> list[list[int]]:
-    """Test clips as MAE-DFER: every `stride`-th frame (padded with the last to `num_frames`), then
-    `n_clips` windows of `num_frames` of those, uniformly spaced from the first to the last."""
-    frames = list(range(0, n, stride))
-    frames += [frames[-1]] * max(num_frames - len(frames), 0)
-    if n_clips == 1:
-        starts = [(len(frames) - num_frames) // 2]
-    else:
-        step = max((len(frames) - num_frames) / (n_clips - 1), 0.0)
-        starts = [int(k * step) for k in range(n_clips)]
-    return [frames[s : s + num_frames] for s in starts]
-
-
-def _linspace(a: float, b: float, k: int) -> list[float]:
-    if k <= 0:
-        return []
-    if k == 1:
-        return [float(a)]
-    return [a + (b - a) * i / (k - 1) for i in range(k)]
-
-
-# ---- RandAugment on whole clips ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RandAugmentConfig:
-    """timm's `rand-m{M}-n{N}-mstd{S}-mmax{X}-inc{0|1}-p{P}` (e.g. `rand-m7-n4-mstd0.5-inc1`)."""
-
-    magnitude: float = 9.0
-    num_ops: int = 2
-    magnitude_std: float = 0.0
-    magnitude_max: float = 10.0
-    increasing: bool = False
-    prob: float = 0.5
-
-
-def parse_randaug(spec: str | None) -> RandAugmentConfig | None:
-    """Parse a timm RandAugment string; None, "" or "none" mean no RandAugment."""
-    if spec is None or spec.strip().lower() in ("", "none", "null"):
-        return None
-    parts = spec.strip().split("-")
-    if parts[0] != "rand":
-        raise ValueError(
-            f"RandAugment spec {spec!r} must start with 'rand-' (timm syntax, e.g. rand-m7-n4-mstd0.5-inc1)"
-        )
-    names = {
-        "m": "magnitude",
-        "n": "num_ops",
-        "mstd": "magnitude_std",
-        "mmax": "magnitude_max",
-        "inc": "increasing",
-        "p": "prob",
-    }
-    kw: dict = {}
-    for part in parts[1:]:
-        m = re.fullmatch(r"([a-z]+)([0-9.]+|inf)", part)
-        if not m or m.group(1) not in names:
-            raise ValueError(
-                f"RandAugment spec {spec!r}: unknown part {part!r} (known: {', '.join(names)})"
-            )
-        key, value = names[m.group(1)], float(m.group(2))
-        kw[key] = int(value) if key == "num_ops" else bool(value) if key == "increasing" else value
-    return RandAugmentConfig(**kw)
-
-
-GEOMETRIC_OPS = ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel")
-COLOUR_OPS = (
-    "AutoContrast",
-    "Equalize",
-    "Invert",
-    "Posterize",
-    "Solarize",
-    "SolarizeAdd",
-    "Color",
-    "Contrast",
-    "Brightness",
-    "Sharpness",
-)
-# timm's `rand` policy: these 15 ops, each drawn with equal weight
-RAND_OPS = (
-    "AutoContrast",
-    "Equalize",
-    "Invert",
-    "Rotate",
-    "Posterize",
-    "Solarize",
-    "SolarizeAdd",
-    "Color",
-    "Contrast",
-    "Brightness",
-    "Sharpness",
-    "ShearX",
-    "ShearY",
-    "TranslateXRel",
-    "TranslateYRel",
-)
-
-
-def _signed(v: float, rng: random.Random) -> float:
-    return -v if rng.random() < 0.5 else v
-
-
-def draw_randaug(config: RandAugmentConfig, rng: random.Random) -> list[tuple[str, float]]:
-    """The ops one clip gets and their levels in [0, 1] (timm: each of `num_ops` draws, with
-    replacement, is applied with probability `prob`, magnitude ~ N(m, mstd) clipped to [0, mmax])."""
-    ops = []
-    for name in rng.choices(RAND_OPS, k=config.num_ops):
-        if rng.random() > config.prob:
-            continue
-        m = config.magnitude
-        if config.magnitude_std == float("inf"):
-            m = rng.uniform(0, m)
-        elif config.magnitude_std > 0:
-            m = rng.gauss(m, config.magnitude_std)
-        ops.append((name, min(max(m, 0.0), config.magnitude_max) / 10.0))
-    return ops
-
-
-def _geometric_matrix(name: str, level: float, size: int, rng: random.Random) -> np.ndarray:
-    """3x3 output->input map of one geometric op on an S x S image (timm's magnitude ranges)."""
-    c = (size - 1) / 2
-    m = np.eye(3)
-    if name == "Rotate":
-        a = math.radians(_signed(30.0 * level, rng))
-        rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
-        shift, back = np.eye(3), np.eye(3)
-        shift[:2, 2], back[:2, 2] = -c, c
-        m = back @ rot @ shift
-    elif name == "ShearX":
-        m[0, 1] = _signed(0.3 * level, rng)
-    elif name == "ShearY":
-        m[1, 0] = _signed(0.3 * level, rng)
-    elif name == "TranslateXRel":
-        m[0, 2] = _signed(0.45 * level, rng) * size
-    elif name == "TranslateYRel":
-        m[1, 2] = _signed(0.45 * level, rng) * size
-    return m
-
-
-def _lut(x: np.ndarray, table: np.ndarray) -> np.ndarray:
-    return cv2.LUT(x.reshape(-1, x.shape[-1]), table.astype(np.uint8)).reshape(x.shape)
-
-
-def _enhance_factor(level: float, increasing: bool, rng: random.Random) -> float:
-    # timm: the increasing variants move away from 1 with magnitude; the originals span 0.1 .. 1.9
-    return 1.0 + _signed(level * 0.9, rng) if increasing else level * 1.8 + 0.1
-
-
-def _blend(a: np.ndarray, b: np.ndarray, f: float) -> np.ndarray:
-    """f * a + (1 - f) * b, saturated to uint8 (PIL's ImageEnhance blend)."""
-    shape = a.shape
-    return cv2.addWeighted(
-        a.reshape(-1, shape[-1]), f, b.reshape(-1, shape[-1]), 1.0 - f, 0.0
-    ).reshape(shape)
-
-
-def _gray(x: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma of a planar [3, T, H, W] clip -> [T, H, W] (PIL's convert("L"))."""
-    r, g, b = (x[i].reshape(-1, x.shape[-1]) for i in range(3))
-    return cv2.addWeighted(cv2.addWeighted(r, 0.299, g, 0.587, 0.0), 1.0, b, 0.114, 0.0).reshape(
-        x.shape[1:]
-    )
-
-
-def colour_op(
-    x: np.ndarray, name: str, level: float, increasing: bool, rng: random.Random
-) -> np.ndarray:
-    """One colour op on a planar uint8 clip `[3, T, H, W]`, the same for every frame."""
-    i = np.arange(256)
-    if name == "Invert":
-        return _lut(x, 255 - i)
-    if name == "Posterize":
-        bits = max(0, 4 - int(level * 4)) if increasing else int(level * 4) + 4
-        return x if bits >= 8 else _lut(x, i & (~(2 ** (8 - bits) - 1) & 0xFF))
-    if name == "Solarize":
-        threshold = 256 - int(level * 256) if increasing else int(level * 256)
-        return _lut(x, np.where(i < threshold, i, 255 - i))
-    if name == "SolarizeAdd":
-        return _lut(x, np.where(i < 128, np.minimum(i + int(level * 110), 255), i))
-    if name == "Brightness":
-        f = _enhance_factor(level, increasing, rng)
-        return _lut(x, np.clip(np.rint(i * f), 0, 255))
-    if name == "Contrast":
-        # PIL blends with the image's mean grey; one mean for the whole clip keeps frames consistent
-        f = _enhance_factor(level, increasing, rng)
-        mean = int(_gray(x).mean() + 0.5)
-        return _lut(x, np.clip(np.rint(mean + f * (i - mean)), 0, 255))
-    if name == "Color":
-        f = _enhance_factor(level, increasing, rng)
-        gray = _gray(x)
-        return np.stack([_blend(x[k], gray, f) for k in range(3)])
-    if name == "Sharpness":
-        f = _enhance_factor(level, increasing, rng)
-        kernel = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]], np.float32) / 13
-        flat = x.reshape(-1, x.shape[-1])
-        smooth = cv2.filter2D(flat, -1, kernel, borderType=cv2.BORDER_REPLICATE).reshape(x.shape)
-        # PIL keeps border pixels; that also undoes the filter's bleed across stacked planes
-        smooth[..., 0, :], smooth[..., -1, :] = x[..., 0, :], x[..., -1, :]
-        smooth[..., :, 0], smooth[..., :, -1] = x[..., :, 0], x[..., :, -1]
-        return _blend(x, smooth, f)
-    if name in ("AutoContrast", "Equalize"):
-        out = np.empty_like(x)
-        for k in range(x.shape[0]):
-            for t in range(x.shape[1]):
-                if name == "Equalize":
-                    cv2.equalizeHist(x[k, t], dst=out[k, t])
-                else:
-                    cv2.normalize(x[k, t], out[k, t], 0, 255, cv2.NORM_MINMAX)
-        return out
-    raise ValueError(f"unknown RandAugment op {name!r}")
 
 
 # ---- spatial transforms -------------------------------------------------------------------------
@@ -362,7 +133,7 @@ class TrainClipTransform:
     def __init__(
         self,
         input_size: int,
-        randaug: str | None = "rand-m7-n4-mstd0.5-inc1",
+        randaug: str | None = DFER_RANDAUGMENT,
         scale: tuple[float, float] = (0.08, 1.0),
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: float = 0.5,
@@ -387,7 +158,7 @@ class TrainClipTransform:
         colour = []
         for name, level in ops:
             if name in GEOMETRIC_OPS:
-                matrix = matrix @ _geometric_matrix(name, level, s, rng)
+                matrix = matrix @ geometric_matrix(name, level, s, rng)
             else:
                 colour.append((name, level, random.Random(rng.random())))
         x = warp_clip(x, matrix, s)
@@ -426,52 +197,6 @@ class ResizeCropImageTransform(TrainClipTransform):
         resize = _crop_matrix(0, 0, h, w, r)
         shift = np.array([[1, 0, left], [0, 1, top], [0, 0, 1]], dtype=np.float64)
         return resize @ shift
-
-
-# ---- random erasing -----------------------------------------------------------------------------
-
-_ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))  # timm's aspect range 0.3 - 3.3
-
-
-def erase_box(
-    h: int,
-    w: int,
-    rng: random.Random,
-    scale: tuple[float, float] = (0.02, 1 / 3),
-    log_ratio: tuple[float, float] = _ERASE_LOG_RATIO,
-) -> tuple[int, int, int, int] | None:
-    """(top, left, height, width) of one erasing box as timm's RandomErasing draws it (10 tries;
-    None when none fits)."""
-    area = h * w
-    for _ in range(10):
-        target = rng.uniform(*scale) * area
-        aspect = math.exp(rng.uniform(*log_ratio))
-        eh, ew = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-        if ew < w and eh < h:
-            return rng.randint(0, h - eh), rng.randint(0, w - ew), eh, ew
-    return None
-
-
-def random_erase(x: np.ndarray, prob: float, rng: random.Random, fill: str = "pixel") -> np.ndarray:
-    """With probability `prob`, erase one box of a planar uint8 clip `[3, T, S, S]`, the same box in
-    every frame (timm's `cube` erasing of VideoMAE). `fill="pixel"`: per-pixel N(0, 1) noise in the
-    normalised space (timm's mode "pixel"), written as the uint8 values `normalize` maps to it
-    (saturated); `fill="zero"`: black, torchvision's default before Normalize. In place."""
-    if rng.random() >= prob:
-        return x
-    box = erase_box(x.shape[2], x.shape[3], rng)
-    if box is None:
-        return x
-    top, left, eh, ew = box
-    region = x[:, :, top : top + eh, left : left + ew]
-    if fill == "zero":
-        region[...] = 0
-        return x
-    noise = np.random.default_rng(rng.getrandbits(64)).standard_normal(region.shape, np.float32)
-    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1, 1) * 255
-    std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1, 1) * 255
-    region[...] = np.clip(np.rint(mean + std * noise), 0, 255)
-    return x
 
 
 class EvalClipTransform:

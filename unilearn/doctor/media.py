@@ -12,19 +12,20 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from unilearn.catalogue import DATASETS, FACE_CROPPED_DATASETS
 from unilearn.data.decode import MediaError, list_frames, read_image, read_video
 from unilearn.data.native import NativeRead
-from unilearn.data.preprocess import FACE_CROPPED_DATASETS
+from unilearn.data.native.dfew import TIME_NORMALISED_DIR
 from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
 
 # A face crop (box scaled ~1.3x around the face) puts a detector box of roughly 35-60% of the
 # frame; a face in a full scene is a few percent. Between: warn.
 LARGE_FACE = 0.15
 SMALL_FACE = 0.06
-# Datasets distributed as face crops (VoxCeleb2 face-tracked; not MAFW, whose frames preprocess
-# crops); AffectNet gives a box instead.
-FACE_CROPPED = FACE_CROPPED_DATASETS - {"affectnet", "affectnet7"}
-VARIANT_DIR_16F = "clip_224x224_16f"
+# Video datasets distributed as face crops (VoxCeleb2 face-tracked; not MAFW, whose frames
+# preprocess crops); AffectNet's images come with a face box instead.
+FACE_CROPPED = frozenset(d for d in FACE_CROPPED_DATASETS if DATASETS[d].media == "video")
+VARIANT_DIR_16F = TIME_NORMALISED_DIR.rsplit("/", 1)[-1]
 
 
 @dataclass

@@ -8,19 +8,14 @@ from collections import Counter, defaultdict
 from functools import cache
 from importlib import resources
 
-from unilearn.data.native import NativeRead
+from unilearn.data.native import NativeRead, dfew, ferv39k, mafw
+from unilearn.data.native.common import SPLITS
 from unilearn.doctor.findings import ERROR, OK, Finding
 
 PROTOCOL = {
     "dfew": "the official single-labeled 5-fold split",
     "mafw": "the official single-labeled, no-caption 5-fold split",
     "ferv39k": "the official All_scenes train/test split",
-}
-# Each dataset's train and test split files of one fold, as distributed ("{k}" the fold number).
-SPLIT_FILES = {
-    "dfew": ("train(single-labeled)/set_{k}.csv", "test(single-labeled)/set_{k}.csv"),
-    "mafw": ("set_{k}/train.txt", "set_{k}/test.txt"),
-    "ferv39k": ("train_All.csv", "test_All.csv"),
 }
 # Quarantine reasons whose rows are still listed in the split files with a valid label.
 _LISTED = {"missing_clip", "empty_clip"}
@@ -31,6 +26,20 @@ def official_counts() -> dict[str, dict[str, dict[str, int]]]:
     """{dataset: {"fold1/train" | "official/test": {class name: clips}}}."""
     text = resources.files("unilearn.doctor").joinpath("official_split_counts.json").read_text()
     return json.loads(text)
+
+
+def split_file_names(dataset: str, fold: str) -> tuple[str, str]:
+    """The train and test split files of `fold` (its number; ignored for FERV39K), as the reader
+    finds them, named below the dataset's split folder."""
+    if dataset == "dfew":
+        prefix = f"{dfew.SPLIT_DIR}/"
+        train, test = (dfew.split_file(split, fold).removeprefix(prefix) for split in SPLITS)
+    elif dataset == "mafw":
+        prefix = f"{mafw.SPLIT_DIRS[0]}/"
+        train, test = (mafw.split_file(split, fold).removeprefix(prefix) for split in SPLITS)
+    else:
+        train, test = (ferv39k.SPLIT_FILES[split] for split in SPLITS)
+    return train, test
 
 
 def split_key(fold, split: str) -> str:
@@ -59,7 +68,7 @@ def compare_with_official(dataset: str, result: NativeRead) -> list[Finding]:
     swapped_folds = sorted({k.split("/")[0] for k in swapped})
     for fold in swapped_folds:
         k = fold.removeprefix("fold")
-        train, test = (f.format(k=k) for f in SPLIT_FILES[dataset])
+        train, test = split_file_names(dataset, k)
         where = f"fold {k}: " if fold != "official" else ""
         findings.append(
             Finding(

@@ -11,6 +11,7 @@ from pathlib import Path
 from unilearn import launch
 from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
 from unilearn.engine.wandb_log import add_wandb_argument
+from unilearn.launch.restart import add_restart_argument
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, overrides_example: str) -> None:
@@ -86,6 +87,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="RUN",
         help="run directory: config.yaml, last.pt, checkpoint.pt, log.jsonl",
     )
+    add_restart_argument(parser)
     add_run_arguments(parser, "finetune.epochs=50 model.moae.n_experts=4")
 
 

@@ -56,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     tests = args.test or default_tests(cfg, args.experiment, args.dataset)
     run(cfg, args.experiment, args.dataset, args.fold, args.store, args.out, init=args.init,
         wandb_mode=args.wandb, progress=not args.no_progress, run_name=args.run,
-        tests=tests)  # fmt: skip
+        tests=tests, restart_if_config_changed=args.restart_if_config_changed)  # fmt: skip
     return 0
 
 
@@ -73,6 +73,7 @@ def run(
     progress: bool = True,
     run_name: str | None = None,
     tests: Sequence[str] = (),
+    restart_if_config_changed: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune one experiment on one dataset/fold; returns the final epoch's record. `tests`:
     the test sets (the first picks the best epoch; `unilearn.engine.best_epoch`); empty: train
@@ -86,6 +87,8 @@ def run(
                              f"{head_for(test.dataset).upper()} head to test it with")  # fmt: skip
     rcfg, ft = resolved.config, resolved.config.finetune
     digest = config_hash(rcfg, STAGE)
+    if restart_if_config_changed:
+        launch.restart_if_config_changed(out, digest)
     info = D.init_distributed(rcfg.runtime.device)
     D.set_threads(rcfg.runtime.threads)
     files = RunFiles(out, info)

@@ -42,7 +42,8 @@ def main(args: argparse.Namespace) -> int:
     rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
     if rc is not None:
         return rc
-    run(cfg, args.mode, args.store, args.out, wandb_mode=args.wandb, progress=not args.no_progress)
+    run(cfg, args.mode, args.store, args.out, wandb_mode=args.wandb, progress=not args.no_progress,
+        restart_if_config_changed=args.restart_if_config_changed)  # fmt: skip
     return 0
 
 
@@ -54,10 +55,13 @@ def run(
     *,
     wandb_mode: str | None = None,
     progress: bool = True,
+    restart_if_config_changed: bool = False,
 ) -> dict[str, Any]:
     """Pre-train in `mode`; returns the final training metrics."""
     pt = cfg.pretrain
     digest = config_hash(cfg, STAGE)
+    if restart_if_config_changed:
+        launch.restart_if_config_changed(out, digest)
     info = D.init_distributed(cfg.runtime.device)
     D.set_threads(cfg.runtime.threads)
     files = RunFiles(out, info)

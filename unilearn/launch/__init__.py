@@ -5,6 +5,7 @@ Stages call `add_launcher_arguments(parser)` in their `add_arguments` and, first
 """
 
 from unilearn.launch.resources import SlurmResources, add_launcher_arguments, resolve_resources
+from unilearn.launch.restart import restart_if_config_changed
 from unilearn.launch.submit import job_argv, run_as_job, submit_if_requested
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "add_launcher_arguments",
     "job_argv",
     "resolve_resources",
+    "restart_if_config_changed",
     "run_as_job",
     "submit_if_requested",
 ]

@@ -20,7 +20,7 @@ import sys
 
 from unilearn.launch.cpu import CPU_STAGES
 from unilearn.launch.job import StageCommand
-from unilearn.launch.resources import add_launcher_arguments, resolve_resources
+from unilearn.launch.resources import add_launcher_arguments, gpus_per_node, resolve_resources
 from unilearn.launch.submit import job_argv, run_as_job, submission_folder
 
 GPU_STAGES = ("pretrain", "finetune", "evaluate")
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage in GPU_STAGES and _estimate_time(cfg, args):
         from unilearn.launch.estimate import estimate_time_min
 
-        gpus = slurm["gpus_per_task"] * slurm["tasks_per_node"] * slurm["nodes"]
+        gpus = gpus_per_node(slurm) * slurm["nodes"]  # of the config (not the --slurm-* flags)
         slurm["time_min"] = estimate_time_min(cfg, args.stage, _run_of(stage_argv), gpus)
     resources = resolve_resources(slurm, args)
     command = StageCommand([args.stage, *job_argv(stage_argv)])

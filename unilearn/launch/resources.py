@@ -1,6 +1,13 @@
 """The launcher's command-line flags and the Slurm resources they resolve to.
 
 Resources come from the config's `launcher.slurm` section; a `--slurm-*` flag overrides its key.
+
+GPUs: a job runs one task per DDP rank (`tasks_per_node` per node), and each rank uses the one GPU
+`cuda:LOCAL_RANK`. The config key `gpus_per_task` is how many GPUs each task is given: 1 on a GPU
+stage, 0 on a CPU stage. Slurm is asked for them per node, `gpus_per_node = gpus_per_task x
+tasks_per_node` (`gpus_per_node`), not per task, so every rank sees the node's GPUs; a
+`gpus_per_task` above 1 reserves GPUs that no rank uses. `--slurm-gpus N` sets the per-node count
+directly, with one task per GPU.
 """
 
 from __future__ import annotations
@@ -120,13 +127,19 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def gpus_per_node(slurm_cfg: dict[str, Any]) -> int:
+    """The GPUs a job asks of each node: the config's `gpus_per_task` (GPUs each task, one DDP
+    rank, is given) times its `tasks_per_node` (see the module's docstring)."""
+    return int(slurm_cfg.get("gpus_per_task") or 0) * int(slurm_cfg.get("tasks_per_node") or 1)
+
+
 def resolve_resources(slurm_cfg: dict[str, Any], args: argparse.Namespace) -> SlurmResources:
     """Config section `launcher.slurm` (as a dict), overridden by the `--slurm-*` flags."""
     cfg = {k: v for k, v in slurm_cfg.items() if v is not None}
     tasks_per_node = int(cfg.get("tasks_per_node", 1))
-    gpus_per_node = int(cfg.get("gpus_per_task", 0)) * tasks_per_node
+    node_gpus = gpus_per_node(cfg)
     if getattr(args, "slurm_gpus", None) is not None:
-        gpus_per_node = args.slurm_gpus
+        node_gpus = args.slurm_gpus
         tasks_per_node = max(1, args.slurm_gpus)
     resources = SlurmResources(
         partition=_flag(args, "slurm_partition", cfg.get("partition")),
@@ -135,7 +148,7 @@ def resolve_resources(slurm_cfg: dict[str, Any], args: argparse.Namespace) -> Sl
         constraint=_flag(args, "slurm_constraint", cfg.get("constraint")),
         nodes=int(_flag(args, "slurm_nodes", cfg.get("nodes", 1))),
         tasks_per_node=tasks_per_node,
-        gpus_per_node=gpus_per_node,
+        gpus_per_node=node_gpus,
         cpus_per_task=int(_flag(args, "slurm_cpus", cfg.get("cpus_per_task", 2))),
         mem_gb=float(_flag(args, "slurm_mem_gb", cfg.get("mem_gb", 4))),
         time_min=int(_flag(args, "slurm_time_min", cfg.get("time_min", 60))),

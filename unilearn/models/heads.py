@@ -16,8 +16,3 @@ def build_head(dim: int, num_classes: int) -> nn.Module:
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
     return nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
-
-
-def head_keys(task: str) -> tuple[str, ...]:
-    """State-dict prefixes of the head serving `task`."""
-    return ("head.",) if task == "dfer" else ("head_sfer.",)

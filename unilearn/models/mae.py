@@ -146,14 +146,13 @@ def patchify_target(
 
 
 def masked_reconstruction_loss(
-    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    pred: torch.Tensor, target: torch.Tensor, masked: torch.Tensor
 ) -> torch.Tensor:
     """Eq. 2: mean squared error over the masked patches only.
 
     `pred` `[B, N_masked, P]` (the decoder predicts masked tokens only, in token order),
-    `target` `[B, N, P]` for all tokens, `mask` `[B, N]`: visible patches' targets never enter
-    the loss."""
-    _, masked = split_by_mask(mask, target.shape[1] - pred.shape[1])
+    `target` `[B, N, P]` for all tokens, `masked` `[B, N_masked]` the masked token indices
+    (`split_by_mask`): visible patches' targets never enter the loss."""
     return F.mse_loss(pred.float(), gather_tokens(target, masked))
 
 
@@ -331,7 +330,7 @@ class MaskedAutoencoder(nn.Module):
                 x, self.patch_size, self.tubelet_size, self.pixel_mean, self.pixel_std,
                 self.norm_pix_loss,
             )  # fmt: skip
-        loss = F.mse_loss(pred.float(), gather_tokens(target, masked))  # Eq. 2
+        loss = masked_reconstruction_loss(pred, target, masked)
         return {"loss": loss, "pred": pred, "mask": mask}
 
     def aux_loss(self) -> torch.Tensor:

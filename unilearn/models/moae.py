@@ -33,15 +33,17 @@ def _init_linear(linear: nn.Linear) -> None:
 
 
 class Adapter(nn.Module):
-    """Eq. 7, one adapter expert with bottleneck r: delta(x) = W2 GELU(W1 x + b1) + b2.
+    """Eq. 7, one adapter expert with bottleneck r = int(dim * adapter_ratio):
+    delta(x) = W2 GELU(W1 x + b1) + b2.
 
     `residual=False` (the authors' code: `Mlp(skip_connect=False)`) returns delta(x);
     `residual=True` (the paper's Eq. 7) returns x + delta(x). Weights start as the authors':
     truncated normal (std 0.02), zero biases."""
 
-    def __init__(self, dim: int, bottleneck: int, residual: bool = False) -> None:
+    def __init__(self, dim: int, adapter_ratio: float, residual: bool) -> None:
         super().__init__()
         self.residual = residual
+        bottleneck = int(dim * adapter_ratio)
         self.fc1 = nn.Linear(dim, bottleneck)
         self.act = nn.GELU()
         self.fc2 = nn.Linear(bottleneck, dim)
@@ -114,6 +116,9 @@ class NoisyTopKGate(nn.Module):
     Also computes the optional load-balancing loss (`last_aux_loss`; coefficient 0 = off, as the
     authors' term is never applied) and counts routed tokens on the device (`usage`). The gate
     runs in fp32 even under autocast: top-k on bf16 logits would tie far too often.
+
+    The arguments are those of `unilearn.config.MoAEConfig`, which holds their defaults and
+    checks them (1 <= top_k <= n_experts, ...) for the config and for `create_model`.
     """
 
     def __init__(
@@ -121,18 +126,12 @@ class NoisyTopKGate(nn.Module):
         dim: int,
         n_experts: int,
         top_k: int,
-        aux_loss_coef: float = 0.0,
-        noisy_gating: bool = True,
-        capacity_factor: float | None = 1.0,
+        aux_loss_coef: float,
+        noisy_gating: bool,
+        capacity_factor: float | None,
         noise_epsilon: float = 0.0,
     ) -> None:
         super().__init__()
-        if not 1 <= top_k <= n_experts:
-            raise ValueError(f"top_k must be in [1, n_experts={n_experts}], got {top_k}")
-        if aux_loss_coef < 0:
-            raise ValueError(f"aux_loss_coef must be >= 0, got {aux_loss_coef}")
-        if capacity_factor is not None and capacity_factor <= 0:
-            raise ValueError(f"capacity_factor must be > 0 or None, got {capacity_factor}")
         self.n_experts = n_experts
         self.top_k = top_k
         self.aux_loss_coef = aux_loss_coef
@@ -329,13 +328,14 @@ class MoAE(nn.Module):
     def __init__(
         self,
         dim: int,
-        n_experts: int = 8,
-        top_k: int = 2,
-        bottleneck: int | None = None,
-        aux_loss_coef: float = 0.0,
-        noisy_gating: bool = True,
-        capacity_factor: float | None = 1.0,
-        expert_residual: bool = False,
+        *,
+        n_experts: int,
+        top_k: int,
+        adapter_ratio: float,
+        aux_loss_coef: float,
+        noisy_gating: bool,
+        capacity_factor: float | None,
+        expert_residual: bool,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
@@ -343,20 +343,13 @@ class MoAE(nn.Module):
             dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
         )
         self.experts = nn.ModuleList(
-            Adapter(dim, bottleneck or dim // 4, expert_residual) for _ in range(n_experts)
+            Adapter(dim, adapter_ratio, expert_residual) for _ in range(n_experts)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
         return dispatch_adapters(x, self.gate(x), list(self.experts)).reshape(shape)
-
-    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """The same output through `dense_mixture` (all n adapters on every token)."""
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        gates = self.gate(x).dense(self.n_experts).to(x.dtype)
-        return dense_mixture(x, gates, list(self.experts)).reshape(shape)
 
 
 class MoAEBlock(Block):
@@ -374,18 +367,20 @@ class MoAEBlock(Block):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
-        n_experts: int = 8,
-        top_k: int = 2,
-        adapter_ratio: float = 0.25,
-        aux_loss_coef: float = 0.0,
-        noisy_gating: bool = True,
-        capacity_factor: float | None = 1.0,
-        expert_residual: bool = False,
+        *,
+        n_experts: int,
+        top_k: int,
+        adapter_ratio: float,
+        aux_loss_coef: float,
+        noisy_gating: bool,
+        capacity_factor: float | None,
+        expert_residual: bool,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
         self.moae = MoAE(
-            dim, n_experts, top_k, int(dim * adapter_ratio), aux_loss_coef, noisy_gating,
-            capacity_factor, expert_residual,
+            dim, n_experts=n_experts, top_k=top_k, adapter_ratio=adapter_ratio,
+            aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
+            capacity_factor=capacity_factor, expert_residual=expert_residual,
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

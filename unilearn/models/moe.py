@@ -1,6 +1,6 @@
 """The ViT-MoE baseline (paper Table 3): in the expert blocks the FFN is replaced by n FFN experts
-behind the same noisy top-k gate, capacity and optional load-balancing loss as MoAE (default 8
-experts, top-2).
+behind the same noisy top-k gate, capacity and optional load-balancing loss as MoAE (the same
+`model.moae` settings: count, k, positions, gate, capacity).
 
 Keys: `blocks.N.mlp.gate.{w_gate,w_noise}.{weight,bias}`, `blocks.N.mlp.experts.E.{fc1,fc2}.*`. Loading a
 dense ViT checkpoint copies its FFN into every expert (sparse upcycling; see checkpoint.py).
@@ -12,7 +12,7 @@ import torch
 from timm.layers import Mlp
 from torch import nn
 
-from unilearn.models.moae import NoisyTopKGate, dense_mixture, dispatch
+from unilearn.models.moae import NoisyTopKGate, dispatch
 from unilearn.models.vit import Block
 
 
@@ -23,12 +23,13 @@ class MoEFFN(nn.Module):
         self,
         dim: int,
         hidden: int,
-        n_experts: int = 8,
-        top_k: int = 2,
-        aux_loss_coef: float = 0.0,
-        noisy_gating: bool = True,
+        *,
+        n_experts: int,
+        top_k: int,
+        aux_loss_coef: float,
+        noisy_gating: bool,
+        capacity_factor: float | None,
         drop: float = 0.0,
-        capacity_factor: float | None = 1.0,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
@@ -44,13 +45,6 @@ class MoEFFN(nn.Module):
         x = x.reshape(-1, shape[-1])
         return dispatch(x, self.gate(x), list(self.experts)).reshape(shape)
 
-    def forward_dense(self, x: torch.Tensor) -> torch.Tensor:
-        """Reference: all n FFNs on every token, weighted by the dense G(x)."""
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        gates = self.gate(x).dense(self.n_experts).to(x.dtype)
-        return dense_mixture(x, gates, list(self.experts)).reshape(shape)
-
 
 class MoEBlock(Block):
     """A ViT block whose FFN (`mlp`) is an `MoEFFN`."""
@@ -64,14 +58,16 @@ class MoEBlock(Block):
         drop: float = 0.0,
         attn_drop: float = 0.0,
         drop_path: float = 0.0,
-        n_experts: int = 8,
-        top_k: int = 2,
-        aux_loss_coef: float = 0.0,
-        noisy_gating: bool = True,
-        capacity_factor: float | None = 1.0,
+        *,
+        n_experts: int,
+        top_k: int,
+        aux_loss_coef: float,
+        noisy_gating: bool,
+        capacity_factor: float | None,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
         self.mlp = MoEFFN(
-            dim, int(dim * mlp_ratio), n_experts, top_k, aux_loss_coef, noisy_gating, drop,
-            capacity_factor,
+            dim, int(dim * mlp_ratio), n_experts=n_experts, top_k=top_k,
+            aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
+            capacity_factor=capacity_factor, drop=drop,
         )  # fmt: skip

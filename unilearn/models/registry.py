@@ -3,18 +3,22 @@
 Families: `vit` (the VideoMAE baseline, and ViT-MTL with `num_classes_sfer=7`), `unilearn`
 (ViT + MoAE, two heads), `vit_moe` (FFN -> FFN experts, two heads), `mae` (dual-modal MAE). Sizes:
 `base` = ViT-B/16, 16 frames at 160^2; `tiny` = width 192, depth 4, 3 heads, 8 frames at 64^2.
+
+Defaults are written once: the shapes in the catalogue (`MODEL_SIZES`), the MoAE / MoE settings in
+the config schema (`unilearn.config.MoAEConfig`, which also validates them here); the model classes
+below take them as required arguments.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from torch import nn
 
-from unilearn.catalogue import ARCHS, MODEL_SIZES, moae_block_indices, model_name
+from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
+from unilearn.config import ConfigError, MoAEConfig
 from unilearn.models.mae import MaskedAutoencoder
 from unilearn.models.moae import MoAEBlock
 from unilearn.models.moe import MoEBlock
@@ -39,88 +43,47 @@ DECODERS: dict[str, dict[str, Any]] = {
     )  # fmt: skip
     for name, s in MODEL_SIZES.items()
 }
-_NOT_OVERRIDABLE = {"expert_blocks", "expert_block_fn"}
+# MoAE's adapter bottleneck as a fraction of the width (r = d / 4, the authors'); not a config key.
+ADAPTER_RATIO = 0.25
+# The mixtures: the block class a mixture puts at `moae_position` (UniLearn: MoAE beside the FFN;
+# ViT-MoE: the FFN replaced by FFN experts, in the blocks where UniLearn puts MoAE).
+EXPERT_BLOCKS: dict[str, type[nn.Module]] = {"unilearn": MoAEBlock, "vit_moe": MoEBlock}
 
 
-def _vit(**kwargs: Any) -> VisionTransformer:
-    return VisionTransformer(**kwargs)
-
-
-def _unilearn(
-    n_experts: int = 8,
-    top_k: int = 2,
-    moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.0,
-    adapter_ratio: float = 0.25,
-    noisy_gating: bool = True,
-    capacity_factor: float | None = 1.0,
-    expert_residual: bool = False,
-    num_classes_sfer: int = 7,
-    **kwargs: Any,
-) -> VisionTransformer:
-    """UniLearn; the MoAE defaults are the authors' code (docs/models.md)."""
-    block = partial(
-        MoAEBlock,
-        n_experts=n_experts,
-        top_k=top_k,
-        adapter_ratio=adapter_ratio,
-        aux_loss_coef=aux_loss_coef,
-        noisy_gating=noisy_gating,
-        capacity_factor=capacity_factor,
-        expert_residual=expert_residual,
-    )
-    return VisionTransformer(
-        num_classes_sfer=num_classes_sfer,
-        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
-        expert_block_fn=block,
-        **kwargs,
-    )
-
-
-def _vit_moe(
-    n_experts: int = 8,
-    top_k: int = 2,
-    moae_position: str | list[int] = "later",
-    aux_loss_coef: float = 0.0,
-    noisy_gating: bool = True,
-    capacity_factor: float | None = 1.0,
-    num_classes_sfer: int = 7,
-    **kwargs: Any,
-) -> VisionTransformer:
-    """ViT-MoE puts its FFN experts in the blocks where UniLearn puts MoAE (`moae_position`)."""
-    block = partial(
-        MoEBlock,
-        n_experts=n_experts,
-        top_k=top_k,
-        aux_loss_coef=aux_loss_coef,
-        noisy_gating=noisy_gating,
-        capacity_factor=capacity_factor,
-    )
-    return VisionTransformer(
-        num_classes_sfer=num_classes_sfer,
-        expert_blocks=moae_block_indices(kwargs["depth"], moae_position),
-        expert_block_fn=block,
-        **kwargs,
-    )
-
-
-def _mae(**kwargs: Any) -> MaskedAutoencoder:
-    return MaskedAutoencoder(**kwargs)
-
-
-_FAMILIES: dict[str, Callable[..., nn.Module]] = {
-    "vit": _vit,
-    "unilearn": _unilearn,
-    "vit_moe": _vit_moe,
-    "mae": _mae,
-}
+def _mixture_defaults(arch: str) -> dict[str, Any]:
+    """A mixture's own kwargs and their defaults: the config schema's (`MoAEConfig`, written
+    only there), flattened as the config resolves them; UniLearn adds its adapter ratio."""
+    defaults = MoAEConfig().model_kwargs(arch)
+    return defaults | {"adapter_ratio": ADAPTER_RATIO} if arch == "unilearn" else defaults
 
 
 def _defaults(arch: str, size: str) -> dict[str, Any]:
+    """A family's defaults at a size: the catalogue's shape (and MAE decoder); a mixture also has
+    a second (SFER) head of 7 classes and its own kwargs (`_mixture_defaults`)."""
     defaults = dict(SIZES[size])
     if arch == "mae":
         defaults.update(DECODERS[size])
+    if arch in EXPERT_BLOCKS:
+        defaults.update(num_classes_sfer=7, **_mixture_defaults(arch))
     return defaults
+
+
+def _build(name: str, arch: str, kwargs: dict[str, Any]) -> nn.Module:
+    """The model of `arch` from its complete kwargs. A mixture's own kwargs are checked by the
+    config schema's rules (top_k <= n_experts, ranges; block indices by the catalogue's
+    `moae_block_indices`) and go to its expert block; the rest to the ViT."""
+    if arch == "mae":
+        return MaskedAutoencoder(**kwargs)
+    if arch not in EXPERT_BLOCKS:
+        return VisionTransformer(**kwargs)
+    try:
+        moae = MoAEConfig.from_model_kwargs(kwargs)
+    except ConfigError as err:
+        raise ValueError(f"{name}: {err}") from None
+    block = {key: kwargs.pop(key) for key in _mixture_defaults(arch)} | moae.model_kwargs(arch)
+    position = block.pop("moae_position")
+    expert_block = partial(EXPERT_BLOCKS[arch], **block)
+    return VisionTransformer(moae_position=position, expert_block_fn=expert_block, **kwargs)
 
 
 _MODELS: dict[str, tuple[str, str]] = {
@@ -134,13 +97,15 @@ def list_models() -> list[str]:
 
 
 def allowed_overrides(name: str) -> list[str]:
-    """Keyword arguments `create_model(name, ...)` accepts."""
+    """Keyword arguments `create_model(name, ...)` accepts: the class's (but the expert-block
+    wiring, which the registry sets) and, for a mixture, its own (`n_experts`, ...)."""
     arch, _ = _lookup(name)
-    family = _FAMILIES[arch]
-    keys = {p for p in inspect.signature(family).parameters if p != "kwargs"}
     base = MaskedAutoencoder if arch == "mae" else VisionTransformer
-    keys |= {p for p in inspect.signature(base.__init__).parameters if p != "self"}
-    return sorted(keys - _NOT_OVERRIDABLE)
+    keys = {p for p in inspect.signature(base.__init__).parameters if p != "self"}
+    keys -= {"moae_position", "expert_block_fn"}
+    if arch in EXPERT_BLOCKS:
+        keys |= set(_mixture_defaults(arch))
+    return sorted(keys)
 
 
 def _lookup(name: str) -> tuple[str, str]:
@@ -162,7 +127,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     unknown = sorted(set(overrides) - set(allowed))
     if unknown:
         raise ValueError(f"{name} does not take {unknown}; it takes: {', '.join(allowed)}")
-    model = _FAMILIES[arch](**{**_defaults(arch, size), **overrides})
+    model = _build(name, arch, {**_defaults(arch, size), **overrides})
     model.model_name = name
     model.model_kwargs = dict(overrides)
     return model

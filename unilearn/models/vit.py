@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from unilearn.catalogue import TASKS
+from unilearn.catalogue import TASKS, moae_block_indices
 from unilearn.models.heads import build_head
 
 LAYER_NORM_EPS = 1e-6  # VideoMAE registers its ViTs with LayerNorm(eps=1e-6)
@@ -143,7 +143,8 @@ BlockFn = Callable[..., nn.Module]
 
 class VisionTransformer(nn.Module):
     """VideoMAE's fine-tune ViT (mean pooling + `fc_norm` + linear `head`) with an optional second
-    head for SFER (`head_sfer`) and optional expert blocks (MoAE or MoE) at chosen indices.
+    head for SFER (`head_sfer`) and optional expert blocks (`expert_block_fn`: MoAE or MoE) at
+    `moae_position` (a name of `catalogue.MOAE_POSITIONS` or block indices).
 
     Input `[B, C, T, H, W]`, normalised. `T == num_frames` is a video; `T == tubelet_size` is an
     image (a frame repeated `tubelet_size` times), which uses the position table of temporal
@@ -169,27 +170,28 @@ class VisionTransformer(nn.Module):
         drop_path_rate: float = 0.0,
         head_drop_rate: float = 0.0,
         init_scale: float = 0.001,
-        expert_blocks: Sequence[int] = (),
+        moae_position: str | Sequence[int] | None = None,
         expert_block_fn: BlockFn | None = None,
     ) -> None:
         super().__init__()
         if num_frames % tubelet_size:
             raise ValueError(f"num_frames {num_frames} is not a multiple of tubelet {tubelet_size}")
-        if expert_blocks and expert_block_fn is None:
-            raise ValueError("expert_blocks given without expert_block_fn")
+        if (moae_position is None) != (expert_block_fn is None):
+            raise ValueError("moae_position and expert_block_fn go together")
         self.num_frames = num_frames
         self.img_size = img_size
         self.tubelet_size = tubelet_size
         self.num_classes = num_classes
         self.num_classes_sfer = num_classes_sfer
-        self.embed_dim = self.num_features = embed_dim
+        self.embed_dim = embed_dim
         self.patch_embed = PatchEmbed(img_size, patch_size, tubelet_size, in_chans, embed_dim)
         n_tokens = (num_frames // tubelet_size) * self.patch_embed.grid_size**2
         # Fixed, never trained: recomputed from the config, so not part of the state dict.
         self.register_buffer("pos_embed", sinusoid_position_table(n_tokens, embed_dim), False)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        self.expert_blocks = tuple(sorted(expert_blocks))
+        # the blocks built by `expert_block_fn` (MoAE or MoE), by the catalogue's rule
+        self.moae_blocks = () if moae_position is None else moae_block_indices(depth, moae_position)
         dpr = drop_path_rates(drop_path_rate, depth)
         common = dict(
             dim=embed_dim,
@@ -200,7 +202,7 @@ class VisionTransformer(nn.Module):
             attn_drop=attn_drop_rate,
         )
         self.blocks = nn.ModuleList(
-            (expert_block_fn if i in self.expert_blocks else Block)(**common, drop_path=dpr[i])
+            (expert_block_fn if i in self.moae_blocks else Block)(**common, drop_path=dpr[i])
             for i in range(depth)
         )
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)

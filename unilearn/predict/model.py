@@ -25,7 +25,7 @@ from torch import nn
 
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, LABEL_SETS, get_label_set
 from unilearn.data.face import FaceCropConfig
-from unilearn.data.preprocess import PreprocessSettings
+from unilearn.data.face_clip import PreprocessSettings
 from unilearn.models.checkpoint import (
     CheckpointError,
     authors_model_kwargs,

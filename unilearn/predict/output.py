@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from unilearn.atomic import atomic_open, write_parquet
-from unilearn.catalogue import canonical_emotion
+from unilearn.catalogue import TASKS, canonical_emotion
 from unilearn.predict.model import InferenceModel
 from unilearn.predict.runner import Scored
 from unilearn.predict.timeline import window_row
@@ -35,7 +35,7 @@ def class_names(spec: InferenceModel, head: str) -> list[str]:
 def all_classes(spec: InferenceModel) -> list[str]:
     """Every class of every head, DFER's first, each once."""
     names: list[str] = []
-    for head in ("dfer", "sfer"):
+    for head in TASKS:
         for c in class_names(spec, head) if spec.has_head(head) else []:
             if c not in names:
                 names.append(c)

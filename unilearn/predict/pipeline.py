@@ -2,7 +2,7 @@
 test clips in `unilearn evaluate`:
 
 1. decode (lazily, `MediaFrames`) and find the face with the preprocessing stage's own functions
-   (`unilearn.data.preprocess.locate_face` / `cut_face_clip`, the model's store settings);
+   (`unilearn.data.face_clip.locate_face` / `cut_face_clip`, the model's store settings);
 2. keep the stored pixels (face crop or resize to the store's short side, then the store's JPEG
    round trip at its quality) of only the frames the test clips and timeline windows use;
 3. sample test clips with `eval_indices` (n clips uniformly spaced, every `frame_stride`-th frame;
@@ -27,11 +27,12 @@ import cv2
 import numpy as np
 import torch
 
-from unilearn.data.datasets import IMAGE_FRAMES
+from unilearn.data.clip_dataset import IMAGE_FRAMES
 from unilearn.data.decode import MediaError, decode_image_bytes
 from unilearn.data.face import FaceDetector, NoFaceError, probe_frames
-from unilearn.data.preprocess import PreprocessSettings, cut_face_clip, locate_face
-from unilearn.data.transforms import EvalClipTransform, eval_indices
+from unilearn.data.face_clip import PreprocessSettings, cut_face_clip, locate_face
+from unilearn.data.frame_sampling import eval_indices
+from unilearn.data.transforms import EvalClipTransform
 from unilearn.predict.inputs import InputItem
 from unilearn.predict.media import MediaFrames
 from unilearn.predict.model import InferenceModel

@@ -24,6 +24,7 @@ import numpy as np
 from unilearn.catalogue import DATASETS
 from unilearn.report import layout, spec
 from unilearn.report.provenance import git_sha
+from unilearn.report.runs import value_slug
 from unilearn.report.tables import add_report_arguments, read_metrics
 
 AXIS_LABELS = {"n_experts": "number of experts", "sfer_proportion": "proportion of SFER data used"}
@@ -83,7 +84,7 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
         ax.annotate(
             f"{w:.1f}", (xi, w), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
         )
-    ax.set_xticks(x, [layout.value_slug(v) for v in values])
+    ax.set_xticks(x, [value_slug(v) for v in values])
     ax.margins(y=0.15)
     ax.set_xlabel(AXIS_LABELS.get(sweep, sweep))
     ax.set_ylabel("%")

@@ -17,19 +17,18 @@ and for a joint model fine-tuned on a single-split DFER dataset also AffectNet-7
 Figure 4).
 
 A run is an experiment of the config, or one point of a sweep on top of it:
-`unilearn`, `unilearn@n_experts=4`, `unilearn@sfer_proportion=0.25`.
+`unilearn`, `unilearn@n_experts=4`, `unilearn@sfer_proportion=0.25` (its name and the overrides
+it adds: `unilearn.report.runs`).
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from unilearn.catalogue import FOLDS, SFER_DATASETS
 
-_RUN = re.compile(r"^(?P<experiment>[A-Za-z0-9_]+)(@(?P<sweep>[A-Za-z0-9_.]+)=(?P<value>[^/]+))?$")
+# `unilearn.engine.wandb_log` names W&B runs with `layout.parse_run`: kept importable from here.
+from unilearn.report.runs import parse_run  # noqa: F401
 
 # The SFER test set of a joint model.
 SFER_TEST = SFER_DATASETS[0]
@@ -43,61 +42,6 @@ WEIGHTS_LABEL = {
     "best": "best epoch on the test split (as the authors report)",
 }
 _WEIGHTS_SUFFIX = {"last": "", "best": ".best"}
-
-
-@dataclass(frozen=True)
-class Run:
-    experiment: str
-    sweep: str | None = None
-    value: str | None = None  # the point's slug, see `value_slug`
-
-    @property
-    def name(self) -> str:
-        return (
-            self.experiment
-            if self.sweep is None
-            else f"{self.experiment}@{self.sweep}={self.value}"
-        )
-
-
-def value_slug(value: Any) -> str:
-    """A sweep value as it appears in a path: 4, 0.25, early, 0-2-4 (a list of blocks)."""
-    if isinstance(value, (list, tuple)):
-        return "-".join(str(v) for v in value)
-    return str(value)
-
-
-def parse_run(name: str) -> Run:
-    match = _RUN.match(name)
-    if not match:
-        raise ValueError(f"run name {name!r}: expected EXPERIMENT or EXPERIMENT@SWEEP=VALUE")
-    return Run(match["experiment"], match["sweep"], match["value"])
-
-
-def sweep_runs(cfg, sweep: str, experiment: str = "unilearn") -> list[Run]:
-    """One run per point of `sweeps.<sweep>` of the config (a point equal to the experiment is
-    the experiment's run: `sweep_points.sweep_point_run`)."""
-    from unilearn.report.sweep_points import sweep_point_run
-
-    if sweep not in cfg.sweeps:
-        raise ValueError(f"sweeps.{sweep}: not in the config (sweeps: {sorted(cfg.sweeps)})")
-    points = zip(cfg.sweeps[sweep], cfg.sweep_overrides(sweep))
-    return [sweep_point_run(cfg, experiment, sweep, v, o) for v, o in points]
-
-
-def run_overrides(cfg, run: Run | str) -> list[str]:
-    """The `key=value` overrides a run adds to the config (its sweep point, if any)."""
-    run = parse_run(run) if isinstance(run, str) else run
-    if run.sweep is None:
-        return []
-    points = cfg.sweep_overrides(run.sweep)
-    for value, override in zip(cfg.sweeps[run.sweep], points):
-        if value_slug(value) == run.value:
-            return [override]
-    raise ValueError(
-        f"run {run.name}: {run.value!r} is not a point of sweeps.{run.sweep} "
-        f"({[value_slug(v) for v in cfg.sweeps[run.sweep]]})"
-    )
 
 
 def targets(train: str) -> list[str]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unilearn.report.layout import SFER_TEST, Run, sweep_runs
+from unilearn.report.layout import SFER_TEST
+from unilearn.report.runs import sweep_runs
 
 TABLES = ("table1", "table2", "table3", "table4", "table5")
 FIGURES = ("figure3a", "figure3b", "figure4a", "figure4b")
@@ -139,9 +140,3 @@ def required_cells(target: str, cfg) -> list[Cell]:
     else:
         cells = figure_cells(target, cfg)
     return list(dict.fromkeys(cells))
-
-
-def needed_runs(cells: list[Cell]) -> list[Run]:
-    from unilearn.report.layout import parse_run
-
-    return [parse_run(r) for r in dict.fromkeys(c.run for c in cells)]

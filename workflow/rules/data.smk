@@ -2,28 +2,9 @@
 # (the demo's synthetic trees too: they pass), read into Parquet manifests, then preprocessed
 # into the clip store.
 
-DOCTOR_ON = CFG.data.doctor.enabled
 # Data first: every dataset's store before any training, so the last datasets' fine-tunings do
 # not start alone at the end of the run (the demo's FERV39K store came last: 90 s on one core).
 DATA_PRIORITY = 50
-
-
-def native_root(dataset):
-    if CFG.data.synthetic:
-        return f"{SYNTH}/{DATASETS[dataset].folder}"
-    root = getattr(CFG.data.roots, dataset)
-    if root is None:
-        raise WorkflowError(
-            f"data.roots.{dataset}: not set, but a requested target needs {DATASETS[dataset].folder}; "
-            "set it in configs/local.yaml (see configs/local.example.yaml)"
-        )
-    return root
-
-
-def manifest_inputs(wildcards):
-    if DOCTOR_ON:  # the doctor's report (the doctor itself waits for synth)
-        return [f"{DOCTOR}/{wildcards.dataset}.md"]
-    return [f"{SYNTH}/synth.json"] if CFG.data.synthetic else []
 
 
 rule synth:
@@ -43,15 +24,15 @@ rule synth:
 # DAG stops with the doctor's verdict in the log, unless data.doctor.override is set.
 rule doctor:
     input:
-        [f"{SYNTH}/synth.json"] if CFG.data.synthetic else [],
+        PLAN.doctor_inputs(),
     output:
         f"{DOCTOR}/{{dataset}}.md",
     log:
         f"{LOGS}/doctor/{{dataset}}.log",
     params:
-        root=lambda wc: native_root(wc.dataset),
+        root=lambda wc: PLAN.native_root(wc.dataset),
         override=int(CFG.data.doctor.override),
-        workers=cpu_workers,
+        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
     threads: 1
     priority: DATA_PRIORITY
     resources:
@@ -64,43 +45,21 @@ rule doctor:
 
 rule manifest:
     input:
-        manifest_inputs,
+        lambda wc: PLAN.manifest_inputs(wc.dataset),
     output:
         f"{MANIFESTS}/{{dataset}}.parquet",
     log:
         f"{LOGS}/manifest/{{dataset}}.log",
     params:
-        root=lambda wc: native_root(wc.dataset),
-        workers=cpu_workers,
-    threads: cpu_threads(2)
+        root=lambda wc: PLAN.native_root(wc.dataset),
+        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
+    threads: COMMANDS.cpu_threads(2)
     priority: DATA_PRIORITY
     resources:
         local_heavy=CPU_STAGE_LOCAL_HEAVY,
     shell:
         "{CPU_STAGE[manifest]} {wildcards.dataset} --root {params.root:q} --out {MANIFESTS} "
         "{params.workers} --no-progress > {log} 2>&1"
-
-
-def preprocess_shards(dataset):
-    """How many parts (Slurm jobs) `preprocess` splits a dataset into: data.preprocess_shards."""
-    shards = CFG.data.preprocess_shards
-    return shards.get(dataset, shards.get("default", 1))
-
-
-def preprocess_settings(dataset):
-    """The store-settings flags of a dataset: short side, and the kept-frame stride if any."""
-    stride = CFG.data.store.frame_stride.get(dataset, 1)
-    return f"--short-side {CFG.data.store.short_side}" + (
-        f" --frame-stride {stride}" if stride > 1 else ""
-    )
-
-
-def shard_parts(wildcards):
-    n = preprocess_shards(wildcards.dataset)
-    if n == 1:
-        return []
-    return [f"{STORE}/{wildcards.dataset}/parts/shard-{i:04d}-of-{n:04d}.done.json"
-            for i in range(1, n + 1)]  # fmt: skip
 
 
 # One part of a sharded dataset: its own job, side by side with the others; resumable (a re-run
@@ -113,13 +72,13 @@ rule preprocess_shard:
     log:
         f"{LOGS}/preprocess/{{dataset}}/shard-{{shard}}-of-{{shards}}.log",
     params:
-        settings=lambda wc: preprocess_settings(wc.dataset),
+        settings=lambda wc: PLAN.preprocess_settings(wc.dataset),
         shard=lambda wc: f"{int(wc.shard)}/{int(wc.shards)}",
-        workers=cpu_workers,
+        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
     wildcard_constraints:
         shard=r"\d{4}",
         shards=r"\d{4}",
-    threads: cpu_threads(2)
+    threads: COMMANDS.cpu_threads(2)
     priority: DATA_PRIORITY
     resources:
         local_heavy=CPU_STAGE_LOCAL_HEAVY,
@@ -133,23 +92,20 @@ rule preprocess_shard:
 rule preprocess:
     input:
         manifest=f"{MANIFESTS}/{{dataset}}.parquet",
-        parts=shard_parts,
+        parts=lambda wc: PLAN.shard_parts(wc.dataset),
     output:
-        store_table("{dataset}"),
+        PLAN.store_table("{dataset}"),
     log:
         f"{LOGS}/preprocess/{{dataset}}.log",
     params:
-        short_side=CFG.data.store.short_side,
-        settings=lambda wc: preprocess_settings(wc.dataset),
-        stage=lambda wc: CPU_STAGE["preprocess"] if preprocess_shards(wc.dataset) == 1 else UNILEARN + " preprocess",
-        work=lambda wc, threads: (
-            f"--merge {preprocess_shards(wc.dataset)}" if preprocess_shards(wc.dataset) > 1
-            else cpu_workers(wc, threads)
-        ),  # fmt: skip
-    threads: lambda wc: 1 if preprocess_shards(wc.dataset) > 1 else cpu_threads(2)
+        short_side=CFG.data.store.short_side,  # not in the command: a change re-runs the job
+        settings=lambda wc: PLAN.preprocess_settings(wc.dataset),
+        stage=lambda wc: PLAN.preprocess_stage(wc.dataset),
+        work=lambda wc, threads: PLAN.preprocess_work(wc.dataset, threads),
+    threads: lambda wc: PLAN.preprocess_threads(wc.dataset)
     priority: DATA_PRIORITY
     resources:
-        local_heavy=lambda wc: 0 if preprocess_shards(wc.dataset) > 1 else CPU_STAGE_LOCAL_HEAVY,
+        local_heavy=lambda wc: PLAN.preprocess_local_heavy(wc.dataset),
     shell:
         "{params.stage} --manifest {input.manifest} --out {STORE} {params.settings} "
         "{params.work} > {log} 2>&1"

@@ -3,30 +3,9 @@
 # each in `snakemake --report results/report.html` with its caption (workflow/report/).
 
 
-def manifests_of(cells):
-    datasets = {DATASETS[c.train].store_table for c in cells} | {
-        DATASETS[c.test].store_table for c in cells
-    }
-    return [f"{MANIFESTS}/{d}.parquet" for d in sorted(datasets)]
-
-
-def report_inputs(target):
-    cells = spec.required_cells(target, CFG)
-    # tables show the last and the best epoch; figures the last
-    weights = layout.WEIGHTS if target in TABLES else ("last",)
-    metrics = [layout.metrics_path(RUNS, c.run, c.train, c.test, w) for c in cells for w in weights]
-    sidecars = []
-    if target in ("figure4a", "figure4b"):  # they read what the test wrote beside its predictions
-        for c in cells:
-            for prediction in layout.predictions_for(RUNS, c.run, c.train, c.test):
-                sidecars.append(layout.prediction_sidecar(prediction, ".expert_usage.json"))
-                sidecars.append(layout.prediction_sidecar(prediction, ".centres.parquet"))
-    return {"metrics": metrics, "sidecars": sidecars, "manifests": manifests_of(cells)}
-
-
 rule table:
     input:
-        unpack(lambda wc: report_inputs(wc.table)),
+        unpack(lambda wc: PLAN.report_inputs(wc.table)),
     output:
         csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
@@ -42,7 +21,7 @@ rule table:
 
 rule figure:
     input:
-        unpack(lambda wc: report_inputs(wc.figure)),
+        unpack(lambda wc: PLAN.report_inputs(wc.figure)),
     output:
         png=report(f"{RESULTS}/{{figure}}.png", caption="../report/figure.rst", category="Figures",
                    labels={"figure": "{figure}"}),

@@ -28,6 +28,8 @@ COLUMNS = (
     "source_file",
 )
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+# The splits every split file belongs to (the test split is the held-out fold / official test).
+SPLITS = ("train", "test")
 
 # Quarantine reason codes (the `reason_code` column); `reason` says the same with file, line, clip.
 REASONS = {

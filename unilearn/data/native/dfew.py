@@ -14,6 +14,7 @@ from pathlib import Path
 
 from unilearn.catalogue import DFEW, FOLDS
 from unilearn.data.native.common import (
+    SPLITS,
     NativeRead,
     SplitFileError,
     finish_frame_folders,
@@ -24,12 +25,16 @@ from unilearn.data.native.common import (
     split_file_entries,
 )
 
+# The 16-frame time-normalised variant (not the original frames; the doctor says so).
+TIME_NORMALISED_DIR = "Clip/clip_224x224_16f"
 # Frame folders in order of preference: the original frames first.
-FRAME_DIRS = ("Clip/jpg_256", "Clip/jpg_224", "Clip/clip_224x224", "Clip/clip_224x224_16f")
+FRAME_DIRS = ("Clip/jpg_256", "Clip/jpg_224", "Clip/clip_224x224", TIME_NORMALISED_DIR)
 SPLIT_DIR = "EmoLabel_DataSplit"
+SPLIT_HEADER = ("video_name", "label")
 
 
 def split_file(split: str, fold: int) -> str:
+    """The split file of (`split`, `fold`), relative to the dataset root."""
     return f"{SPLIT_DIR}/{split}(single-labeled)/set_{fold}.csv"
 
 
@@ -61,13 +66,13 @@ def read(
     out = NativeRead("dfew", root, info={"frames_dir": frames_dir})
     entries = []
     for fold in FOLDS["dfew"]:
-        for split in ("train", "test"):
+        for split in SPLITS:
             rel = split_file(split, fold)
             path = require_file(root / rel, "DFEW", f"the fold-{fold} {split} split file")
             lines = read_lines(path, "DFEW")
-            if not lines or [c.strip() for c in lines[0].split(",")] != ["video_name", "label"]:
+            if not lines or tuple(c.strip() for c in lines[0].split(",")) != SPLIT_HEADER:
                 raise SplitFileError(
-                    f"DFEW: {path} line 1: expected the header 'video_name,label', got {lines[0][:60] if lines else 'an empty file'!r}"
+                    f"DFEW: {path} line 1: expected the header '{','.join(SPLIT_HEADER)}', got {lines[0][:60] if lines else 'an empty file'!r}"
                 )
             listed = split_file_entries(
                 out,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from unilearn.catalogue import FOLDS, MAFW
 from unilearn.data.native.common import (
+    SPLITS,
     NativeRead,
     finish_frame_folders,
     read_lines,
@@ -19,6 +20,11 @@ from unilearn.data.native.common import (
 
 SPLIT_DIRS = ("split/single/no_caption", "Train & Test Set/single/no_caption")
 FRAMES_DIR = "data/frames"
+
+
+def split_file(split: str, fold: int, split_dir: str = SPLIT_DIRS[0]) -> str:
+    """The split file of (`split`, `fold`) under `split_dir`, relative to the dataset root."""
+    return f"{split_dir}/set_{fold}/{split}.txt"
 
 
 def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
@@ -41,8 +47,8 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     out = NativeRead("mafw", root, info={"split_dir": split_dir})
     entries = []
     for fold in FOLDS["mafw"]:
-        for split in ("train", "test"):
-            rel = f"{split_dir}/set_{fold}/{split}.txt"
+        for split in SPLITS:
+            rel = split_file(split, fold, split_dir)
             lines = read_lines(
                 require_file(root / rel, "MAFW", f"the fold-{fold} {split} split file"), "MAFW"
             )

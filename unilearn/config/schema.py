@@ -1,27 +1,18 @@
-"""The typed run configuration: YAML files -> validated `Config`, `key.sub=value` overrides, the
-config hash, and the resolution of one named experiment (a baseline or ablation of the paper) into
-a concrete model name, model kwargs, tasks and pre-training mode.
+"""The config schema: every section of a run config as a strict pydantic model, with its
+defaults (written here once; the models below take required arguments) and its validation
+rules, up to `Settings` (what one run needs) and `Config` (a file: settings + named experiments +
+sweeps).
 
-Import-light on purpose (pydantic + PyYAML, no torch): the Snakefile loads it at parse time.
-
-Files are deep-merged in the order given (later wins), so machine-specific dataset roots live in a
-separate file: `--config configs/paper.yaml --config configs/local.yaml`.
+Import-light on purpose (pydantic, no torch): the Snakefile loads it at parse time.
 """
 
 from __future__ import annotations
 
-import copy
-import difflib
-import hashlib
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -42,17 +33,12 @@ from unilearn.catalogue import (
     SFER_RANDAUGMENT,
     STORE_DATASETS,
     TASKS,
-    get_label_set,
-    model_name,
+    moae_block_indices,
 )
-
-# Short sweep names (Figure 3) -> the config key they set; any other sweep name is a dotted key.
-SWEEP_KEYS = {
-    "n_experts": "model.moae.n_experts",
-    "top_k": "model.moae.top_k",
-    "sfer_proportion": "finetune.sfer_proportion",
-    "moae_position": "model.moae.position",
-}
+from unilearn.config import resolve
+from unilearn.config.errors import ConfigError, did_you_mean, format_errors, validated
+from unilearn.config.experiments import PAPER_EXPERIMENTS, SWEEP_KEYS
+from unilearn.config.overrides import apply_overrides, parse_override
 
 DatasetName = Literal[FINETUNE_DATASETS]
 DferDataset = Literal[DFER_DATASETS]
@@ -63,10 +49,6 @@ Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 UnitFloat = Annotated[float, Field(gt=0.0, le=1.0)]
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the file and the dotted key."""
 
 
 class _Strict(BaseModel):
@@ -137,6 +119,13 @@ class DataConfig(_Strict):
 # model
 
 
+# MoAEConfig as flat model kwargs: the same names; `position` is prefixed (a ViT also has position
+# tables). The plain-ViT baseline has no experts; ViT-MoE's FFN experts have no inner residual.
+_FLAT_NAMES = {"position": "moae_position"}
+_GATED = ("n_experts", "top_k", "position", "aux_loss_coef", "noisy_gating", "capacity_factor")
+_MODEL_KEYS = {"vit": (), "vit_moe": _GATED, "unilearn": (*_GATED, "expert_residual")}
+
+
 class MoAEConfig(_Strict):
     """Mixture of Adapter Experts (Eq. 4-12); ViT-MoE uses the same count, k, positions, gate and
     capacity. Defaults follow the authors' code (MSA-LMC/S4D); docs/models.md lists where the
@@ -145,8 +134,8 @@ class MoAEConfig(_Strict):
     n_experts: PositiveInt = 8
     top_k: PositiveInt = 2
     # later (blocks depth/2..depth-1, the paper's default) | early | middle | alternate,
-    # or an explicit list of block indices.
-    position: Literal[MOAE_POSITIONS] | list[Annotated[int, Field(ge=0)]] = "later"
+    # or an explicit list of distinct block indices (checked against the depth by the model).
+    position: Literal[MOAE_POSITIONS] | list[int] = "later"
     # load-balancing loss weight (Shazeer et al. 2017); 0 = off, as in the authors' runs (their
     # term is never applied)
     aux_loss_coef: NonNegFloat = 0.0
@@ -165,12 +154,18 @@ class MoAEConfig(_Strict):
             raise ValueError(f"top_k={v} must be <= n_experts={n}")
         return v
 
-    @field_validator("position")
+    # -- as the models' kwargs (`unilearn.models.create_model`) ----------------------------------
+
+    def model_kwargs(self, arch: str) -> dict[str, Any]:
+        """This section as the flat constructor kwargs of a model of `arch`."""
+        return {_FLAT_NAMES.get(k, k): getattr(self, k) for k in _MODEL_KEYS[arch]}
+
     @classmethod
-    def _unique_blocks(cls, v):
-        if isinstance(v, list) and (not v or len(set(v)) != len(v)):
-            raise ValueError(f"block indices must be a non-empty list without repeats, got {v}")
-        return v
+    def from_model_kwargs(cls, kwargs: Mapping[str, Any]) -> MoAEConfig:
+        """The section behind flat model kwargs (the others ignored), validated by this schema:
+        what `create_model` uses for its defaults and checks, so both are written once."""
+        names = {_FLAT_NAMES.get(k, k): k for k in cls.model_fields}
+        return validated({k: kwargs[f] for f, k in names.items() if f in kwargs}, cls)
 
 
 class DecoderConfig(_Strict):
@@ -210,11 +205,10 @@ class ModelConfig(_Strict):
         width, depth, heads = self.encoder_shape
         if width % heads:
             raise ValueError(f"width={width} is not a multiple of heads={heads}")
-        pos = self.moae.position
-        if isinstance(pos, list) and max(pos) >= depth:
-            raise ValueError(
-                f"moae.position={pos}: block index {max(pos)} >= depth {depth} of size {self.size}"
-            )
+        try:  # the rule is the catalogue's, shared with `create_model`
+            moae_block_indices(depth, self.moae.position)
+        except ValueError as e:
+            raise ValueError(f"moae.position: {e} (depth {depth} of size {self.size})") from None
         return self
 
     @property
@@ -368,7 +362,7 @@ class FinetuneConfig(_OptimConfig):
                 if key not in cls.model_fields or key == "per_dataset":
                     raise ValueError(
                         f"per_dataset.{dataset}.{key}: not a finetune key"
-                        + _did_you_mean(key, [k for k in cls.model_fields if k != "per_dataset"])
+                        + did_you_mean(key, [k for k in cls.model_fields if k != "per_dataset"])
                     )
         return v
 
@@ -380,7 +374,7 @@ class FinetuneConfig(_OptimConfig):
         try:
             return FinetuneConfig.model_validate({**self.model_dump(mode="python"), **values})
         except ValidationError as e:
-            raise ConfigError(f"finetune.per_dataset.{dataset}: {_format_errors(e)}") from None
+            raise ConfigError(f"finetune.per_dataset.{dataset}: {format_errors(e)}") from None
 
     # Test the run's own test split every N epochs and keep checkpoint-best.pt by WAR (the
     # authors' "best weights"); 0 = test only after the last epoch. The final test always runs.
@@ -485,7 +479,7 @@ class LauncherConfig(_Strict):
             try:
                 SlurmConfig(**over)
             except ValidationError as e:
-                raise ValueError(f"stages.{stage}: {_format_errors(e)}") from None
+                raise ValueError(f"stages.{stage}: {format_errors(e)}") from None
         return v
 
     def slurm_for(self, stage: str) -> SlurmConfig:
@@ -514,112 +508,6 @@ class RuntimeConfig(_Strict):
     # not part of the config hash (it changes no result)
     log_every: PositiveInt = 50
     compile: bool = False  # torch.compile the training model (CUDA; first steps compile)
-
-
-# The paper's baselines and ablations, one entry per row of Tables 1-5. A config file's
-# `experiments:` mapping adds entries or replaces entries of the same name; it never removes one.
-# D = dual-modal (image+video) pre-training, M = MoAE, J = joint SFER+DFER fine-tuning (Table 5 left).
-PAPER_EXPERIMENTS: dict[str, dict[str, Any]] = {
-    "unilearn": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "description": "UniLearn (D+M+J); Tables 1-5, MoAE at the later half",
-    },
-    "videomae": {
-        "arch": "vit",
-        "pretrain": "video",
-        "tasks": ["dfer"],
-        "description": "VideoMAE baseline: ViT, video pre-training, DFER only (Table 1; Table 5 left: none)",
-    },
-    "vit": {
-        "arch": "vit",
-        "pretrain": "image+video",
-        "tasks": ["dfer"],
-        "description": "ViT, dual-modal pre-training, DFER only (Table 3; Table 5 left: D)",
-    },
-    "vit_mtl": {
-        "arch": "vit",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "description": "ViT-MTL: two heads, no MoAE, joint (Table 3; Table 5 left: D+J)",
-    },
-    "vit_moe": {
-        "arch": "vit_moe",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "description": "ViT-MoE: FFN experts instead of MoAE, joint (Table 3)",
-    },
-    "sfer_only": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["sfer"],
-        "description": "SFER-only fine-tuning, evaluated on AffectNet-7 (Table 4)",
-    },
-    "dfer_only": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["dfer"],
-        "description": "DFER-only fine-tuning (Table 4; Table 5 left: D+M)",
-    },
-    "videomae_moae": {
-        "arch": "unilearn",
-        "pretrain": "video",
-        "tasks": ["dfer"],
-        "description": "video pre-training + MoAE, DFER only (Table 5 left: M)",
-    },
-    "videomae_joint": {
-        "arch": "vit",
-        "pretrain": "video",
-        "tasks": ["sfer", "dfer"],
-        "description": "video pre-training, no MoAE, joint (Table 5 left: J)",
-    },
-    "pretrain_none": {
-        "arch": "unilearn",
-        "pretrain": "none",
-        "tasks": ["sfer", "dfer"],
-        "description": "UniLearn without pre-training (Table 2)",
-    },
-    "pretrain_image": {
-        "arch": "unilearn",
-        "pretrain": "image",
-        "tasks": ["sfer", "dfer"],
-        "description": "UniLearn, image-only pre-training (Table 2)",
-    },
-    "pretrain_video": {
-        "arch": "unilearn",
-        "pretrain": "video",
-        "tasks": ["sfer", "dfer"],
-        "description": "UniLearn, video-only pre-training (Table 2; Table 5 left: M+J)",
-    },
-    "pretrain_video_video": {
-        "arch": "unilearn",
-        "pretrain": "video+video",
-        "tasks": ["sfer", "dfer"],
-        "description": "UniLearn, VoxCeleb2 frames as the image modality (Table 2)",
-    },
-    "moae_early": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "overrides": {"model.moae.position": "early"},
-        "description": "MoAE in the early half (Table 5 right)",
-    },
-    "moae_middle": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "overrides": {"model.moae.position": "middle"},
-        "description": "MoAE in the middle blocks (Table 5 right)",
-    },
-    "moae_alternate": {
-        "arch": "unilearn",
-        "pretrain": "image+video",
-        "tasks": ["sfer", "dfer"],
-        "overrides": {"model.moae.position": "alternate"},
-        "description": "MoAE in alternate blocks (Table 5 right)",
-    },
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,128 +560,32 @@ class Config(Settings):
             return {**PAPER_EXPERIMENTS, **v}
         return v
 
-    @model_validator(mode="after")
-    def _experiments_and_sweeps_apply(self) -> Config:
-        # Validate each experiment's overrides and each sweep point now, not hours later.
+    # -- experiments and sweeps -----------------------------------------------------------------
+
+    def check_runs(self) -> None:
+        """Every experiment's overrides and every sweep point apply to these settings (checked
+        once, when a file is loaded: not hours later, and not at every `Config` construction)."""
         base = self.model_dump(mode="python", exclude={"experiments", "sweeps"})
         for name, exp in self.experiments.items():
             try:
-                _validated(_apply_overrides(base, exp.overrides.items()), Settings)
+                validated(apply_overrides(base, exp.overrides.items(), Config), Settings)
             except ConfigError as e:
-                raise ValueError(f"experiments.{name}.overrides: {e}") from None
+                raise ConfigError(f"experiments.{name}.overrides: {e}") from None
         for name, values in self.sweeps.items():
             key = SWEEP_KEYS.get(name, name)
             for value in values:
                 try:
-                    _validated(_apply_overrides(base, [(key, value)]), Settings)
+                    validated(apply_overrides(base, [(key, value)], Config), Settings)
                 except ConfigError as e:
-                    raise ValueError(f"sweeps.{name}={value!r}: {e}") from None
-        return self
+                    raise ConfigError(f"sweeps.{name}={value!r}: {e}") from None
 
-    # -- experiments ---------------------------------------------------------------------------
-
-    def resolve_experiment(self, name: str, dataset: str) -> ResolvedExperiment:
-        """Turn experiment `name` fine-tuned for `dataset` into model name, kwargs, tasks, mode.
-
-        `dataset` is the DFER dataset of the run (its head and folds), or `affectnet7` for an
-        SFER-only experiment. The SFER dataset of joint runs is `data.sfer_dataset`.
-        """
-        if name not in self.experiments:
-            raise ConfigError(
-                f"experiments: unknown experiment {name!r}; known: {sorted(self.experiments)}"
-                + _did_you_mean(name, self.experiments)
-            )
-        if dataset not in FINETUNE_DATASETS:
-            raise ConfigError(
-                f"unknown dataset {dataset!r}; expected one of {list(FINETUNE_DATASETS)}"
-            )
-        exp = self.experiments[name]
-        # the dataset's own settings first (e.g. FERV39K's frame stride); the experiment's win
-        cfg = self.model_copy(update={"finetune": self.finetune.for_dataset(dataset)})
-        cfg = cfg.with_overrides(exp.overrides.items()) if exp.overrides else cfg
-        tasks = tuple(exp.tasks)
-        if dataset in DFER_DATASETS:
-            if "dfer" not in tasks:
-                raise ConfigError(
-                    f"experiments.{name}.tasks={list(tasks)} has no DFER task: fine-tune it with "
-                    f"--dataset {cfg.data.sfer_dataset}"
-                )
-            dfer_dataset: str | None = dataset
-        else:
-            if "dfer" in tasks:
-                raise ConfigError(
-                    f"experiments.{name} trains DFER (tasks={list(tasks)}): fine-tune it on a DFER "
-                    f"dataset ({list(DFER_DATASETS)}) and evaluate its checkpoint on {dataset}"
-                )
-            dfer_dataset = None
-        sfer_dataset = cfg.data.sfer_dataset if "sfer" in tasks else None
-
-        labels: dict[str, list[str]] = {}
-        if dfer_dataset:
-            labels["dfer"] = list(get_label_set(dfer_dataset).classes)
-        if sfer_dataset:
-            labels["sfer"] = list(get_label_set(sfer_dataset).classes)
-        model_name, model_kwargs = cfg.model_spec(exp.arch, labels)
-        return ResolvedExperiment(
-            name=name,
-            dataset=dataset,
-            arch=exp.arch,
-            pretrain_mode=exp.pretrain,
-            tasks=tasks,
-            dfer_dataset=dfer_dataset,
-            sfer_dataset=sfer_dataset,
-            labels=labels,
-            model_name=model_name,
-            model_kwargs=model_kwargs,
-            config=cfg,
-        )
-
-    def model_spec(self, arch: str, labels: Mapping[str, Sequence[str]]) -> tuple[str, dict]:
-        """Registered model name + constructor kwargs of a fine-tune model (`unilearn.models`)."""
-        m = self.model
-        name = model_name(arch, m.size)
-        # `head` serves DFER and `head_sfer` SFER; a head without classes is absent (an SFER-only
-        # model has num_classes=0), so `model(x, task=batch["task"])` always hits the right one.
-        kwargs: dict[str, Any] = {
-            "num_classes": len(labels.get("dfer", ())),
-            "num_classes_sfer": len(labels.get("sfer", ())),
-            "img_size": m.input_size,
-            "num_frames": m.num_frames,
-            "tubelet_size": m.tubelet_size,
-            "drop_path_rate": m.drop_path,
-            **m.encoder_kwargs(),
-        }
-        if arch in ("unilearn", "vit_moe"):
-            kwargs.update(
-                n_experts=m.moae.n_experts,
-                top_k=m.moae.top_k,
-                moae_position=m.moae.position,
-                aux_loss_coef=m.moae.aux_loss_coef,
-                noisy_gating=m.moae.noisy_gating,
-                capacity_factor=m.moae.capacity_factor,
-            )
-        if arch == "unilearn":
-            kwargs["expert_residual"] = m.moae.expert_residual
-        return name, kwargs
+    def resolve_experiment(self, name: str, dataset: str) -> resolve.ResolvedExperiment:
+        """Experiment `name` fine-tuned for `dataset` (`unilearn.config.resolve`)."""
+        return resolve.resolve_experiment(self, name, dataset)
 
     def mae_spec(self) -> tuple[str, dict]:
         """Registered MAE name + kwargs for pre-training (encoder = the fine-tune ViT)."""
-        m, p = self.model, self.pretrain
-        name = model_name("mae", m.size)
-        kwargs = {
-            "img_size": m.input_size,
-            "num_frames": m.num_frames,
-            "tubelet_size": m.tubelet_size,
-            "decoder_depth": m.decoder.depth,
-            "decoder_embed_dim": m.decoder.width,
-            "decoder_num_heads": m.decoder.heads,
-            "mask_ratio_video": p.mask_ratio_video,
-            "mask_ratio_image": p.mask_ratio_image,
-            "masking": p.masking,
-            "norm_pix_loss": p.norm_pix_loss,
-            **m.encoder_kwargs(),
-        }
-        return name, kwargs
+        return resolve.mae_spec(self)
 
     def sweep_overrides(self, name: str) -> list[str]:
         """`key=value` override strings, one per point of sweep `name` (for the workflow)."""
@@ -803,270 +595,10 @@ class Config(Settings):
         return [f"{key}={json.dumps(v)}" for v in self.sweeps[name]]
 
     def with_overrides(self, overrides: Iterable[tuple[str, Any]] | Iterable[str]) -> Config:
-        """A new Config with `key.sub=value` strings or (key, value) pairs applied."""
+        """A new Config with `key.sub=value` strings or (key, value) pairs applied. An override
+        of `experiments` or `sweeps` is checked as loading checks them (`check_runs`)."""
         pairs = [parse_override(o) if isinstance(o, str) else o for o in overrides]
-        return _validated(_apply_overrides(self.model_dump(mode="python"), pairs))
-
-
-@dataclass(frozen=True)
-class ResolvedExperiment:
-    """One experiment made concrete for one dataset: what the fine-tune stage builds and trains."""
-
-    name: str
-    dataset: str  # the run's dataset (DFER, or affectnet7 for SFER-only)
-    arch: str
-    pretrain_mode: str
-    tasks: tuple[str, ...]
-    dfer_dataset: str | None
-    sfer_dataset: str | None
-    labels: dict[str, list[str]]  # head -> class names ("dfer", "sfer")
-    model_name: str
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    config: Config | None = None  # the config with the experiment's overrides applied
-
-
-# ---------------------------------------------------------------------------------------------
-# loading, overrides, hashing
-
-
-def load_config(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
-    overrides: Iterable[str] = (),
-) -> Config:
-    """Load one or more YAML files (deep-merged in order, later wins), apply `key.sub=value`
-    overrides, validate. Every error names the file or override and the dotted key."""
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    if not paths:
-        raise ConfigError("no config file given")
-    merged: dict[str, Any] = {}
-    # every mistake of every file at once: unknown keys (with a did-you-mean) first, then the
-    # values pydantic refuses
-    problems: list[str] = []
-    for path in paths:
-        raw = _read_yaml(Path(path))
-        problems += [f"{path}: {p}" for p in _unknown_keys(raw, ("model", Config), prefix="")]
-        merged = _deep_merge(merged, raw)
-    where = " + ".join(str(p) for p in paths)
-    try:
-        cfg = Config.model_validate(merged)
-    except ValidationError as e:
-        problems += [f"{where}: {p}" for p in _error_lines(e, skip_unknown=bool(problems))]
-    if problems:
-        raise ConfigError(
-            problems[0]
-            if len(problems) == 1
-            else f"{len(problems)} problems:\n" + "\n".join(f"  - {p}" for p in problems)
-        )
-    pairs = [parse_override(o) for o in overrides]
-    if pairs:
-        try:
-            cfg = cfg.with_overrides(pairs)
-        except ConfigError as e:
-            raise ConfigError(f"{where} with overrides {list(overrides)}: {e}") from None
-    return cfg
-
-
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """`model.moae.n_experts=4` -> ("model.moae.n_experts", 4); the value is parsed as YAML."""
-    key, sep, value = text.partition("=")
-    key = key.strip()
-    if not sep or not key or key.startswith(".") or key.endswith(".") or ".." in key:
-        raise ConfigError(f"override {text!r}: expected key.sub=value")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({e})") from None
-    if isinstance(parsed, str) and _NUMBER.fullmatch(parsed):
-        parsed = float(parsed)  # YAML 1.1 reads `1e-3` (no dot) as a string; it means a number
-    return key, parsed
-
-
-# Sections a stage's result does not depend on (besides `launcher` and `wandb`, which only decide
-# where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
-_NOT_HASHED = {
-    None: set(),
-    "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
-    # the fine-tuning job also runs the test (evaluate.*): it reads that section
-    "finetune": {"pretrain", "experiments", "sweeps"},
-}
-
-
-def config_hash(cfg: Config, stage: str | None = None) -> str:
-    """sha256 of the canonical resolved config (sorted-key JSON), without `launcher` and `wandb`;
-    for a `stage` (pretrain, finetune) also without the sections that stage does not read, so
-    e.g. changing fine-tuning epochs does not invalidate a pre-training run."""
-    return hashlib.sha256(canonical_json(cfg, stage).encode()).hexdigest()
-
-
-def canonical_json(cfg: Config, stage: str | None = None) -> str:
-    exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
-    exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
-    data = cfg.model_dump(mode="json", exclude=exclude)
-    # Published weights replace a mode's pre-training: naming them changes no pre-training we run.
-    data.get("pretrain", {}).pop("init", None)
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def to_yaml(cfg: Config) -> str:
-    """The resolved config as YAML (what every run directory records as `config.yaml`)."""
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
-
-
-def save_resolved(cfg: Config, run_dir: str | os.PathLike, stage: str | None = None) -> str:
-    """Write `config.yaml` and `config.sha256` (of `stage`, see `config_hash`) into `run_dir`
-    (atomically); return the hash."""
-    from unilearn.atomic import write_text
-
-    run_dir = Path(run_dir)
-    digest = config_hash(cfg, stage)
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
-    write_text(run_dir / "config.sha256", digest + "\n")
-    return digest
-
-
-# ---------------------------------------------------------------------------------------------
-# internals
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML ({e})") from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
-
-
-def _deep_merge(base: dict[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in new.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def _sub_model(annotation: Any) -> type[BaseModel] | None:
-    """The pydantic model class behind a field annotation, if it is one."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _unknown_keys(raw: Any, schema: tuple[str, Any] | None, prefix: str) -> list[str]:
-    """Every unknown key, as `dotted.path: unknown key (did you mean ...)`. Pydantic reports
-    them too, without the suggestion."""
-    if schema is None or not isinstance(raw, Mapping):
-        return []
-    kind, inner = schema
-    problems = []
-    for key, value in raw.items():
-        path = f"{prefix}{key}"
-        if kind == "dict":
-            problems += _unknown_keys(value, inner, prefix=f"{path}.")
-        elif key not in inner.model_fields:
-            problems.append(f"{path}: unknown key" + _did_you_mean(str(key), inner.model_fields))
-        else:
-            sub = _schema_of(inner.model_fields[key].annotation)
-            problems += _unknown_keys(value, sub, prefix=f"{path}.")
-    return problems
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else f" (expected one of {sorted(options)})"
-
-
-def _schema_of(annotation: Any) -> tuple[str, Any] | None:
-    """("model", cls) for a section, ("dict", entry schema) for a free mapping, None for a leaf."""
-    sub = _sub_model(annotation)
-    if sub is not None:
-        return ("model", sub)
-    if getattr(annotation, "__origin__", None) is dict:
-        return ("dict", _schema_of(annotation.__args__[1]))
-    return None
-
-
-def _apply_overrides(base: dict[str, Any], pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Set dotted keys in a copy of a raw config dict. Every key must exist in the schema, except
-    the entry names of free mappings (a new experiment, a sweep). Inside a mapping of plain values
-    (`experiments.X.overrides`, `sweeps`) the rest of the path is one dotted key. A mapping value
-    is merged into the section it replaces."""
-    out = copy.deepcopy(base)
-    for key, value in pairs:
-        parts = key.split(".")
-        node: dict[str, Any] = out
-        schema: tuple[str, Any] | None = ("model", Config)
-        i = 0
-        while True:
-            part = parts[i]
-            here = ".".join(parts[: i + 1])
-            if schema is not None and schema[0] == "model":
-                fields = schema[1].model_fields
-                if part not in fields:
-                    raise ConfigError(
-                        f"override {key}: unknown key {here}" + _did_you_mean(part, fields)
-                    )
-                schema = _schema_of(fields[part].annotation)
-            elif schema is not None and schema[0] == "dict":
-                if schema[1] is None:  # values are plain: the rest of the path is one key
-                    part = ".".join(parts[i:])
-                    i = len(parts) - 1
-                schema = schema[1]
-            if i == len(parts) - 1:
-                if isinstance(value, Mapping) and isinstance(node.get(part), dict):
-                    node[part] = _deep_merge(node[part], value)
-                else:
-                    node[part] = copy.deepcopy(value)
-                break
-            if schema is None:
-                raise ConfigError(f"override {key}: {here} is a value, not a section")
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"override {key}: {here} is a value, not a section")
-            node = child
-            i += 1
-    return out
-
-
-def _validated(raw: Mapping[str, Any], schema: type[Settings] | None = None) -> Config:
-    try:
-        return (schema or Config).model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_format_errors(e)) from None
-
-
-def _format_errors(e: ValidationError) -> str:
-    return "; ".join(_error_lines(e))
-
-
-def _error_lines(e: ValidationError, skip_unknown: bool = False) -> list[str]:
-    """One line per pydantic error; `skip_unknown` leaves out the unknown keys (reported already)."""
-    lines = []
-    for err in e.errors(include_url=False):
-        if skip_unknown and err["type"] == "extra_forbidden":
-            continue
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        got = err.get("input")
-        shown = (
-            ""
-            if isinstance(got, (dict, list)) or err["type"] == "extra_forbidden"
-            else f" (got {got!r})"
-        )
-        lines.append(f"{loc}: {msg}{shown}" if loc else msg)
-    return lines
+        cfg = validated(apply_overrides(self.model_dump(mode="python"), pairs, Config), Config)
+        if any(key.split(".", 1)[0] in ("experiments", "sweeps") for key, _ in pairs):
+            cfg.check_runs()
+        return cfg

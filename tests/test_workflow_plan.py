@@ -1,0 +1,115 @@
+"""The workflow's plan (`unilearn.plan`), without Snakemake: how each stage starts here and under
+Slurm, what each job reads, and the errors that name the config key a target needs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from unilearn.plan import Plan, PlanError
+from unilearn.status import expected_hash
+
+CONFIGS = Path(__file__).parents[1] / "configs"
+PY = "/env/bin/python"
+
+
+def _plan(*overrides: str, launcher=None, configs=("demo.yaml",)) -> Plan:
+    config = {"configs": [str(CONFIGS / c) for c in configs], "overrides": list(overrides),
+              "launcher": launcher, "submitit_cluster": "slurm", "runs": "runs",
+              "results": "results"}  # fmt: skip
+    return Plan.from_workflow_config(config, python=PY)
+
+
+@pytest.fixture(scope="module")
+def demo() -> Plan:
+    return _plan()
+
+
+def test_stages_start_here_with_the_local_launcher(demo):
+    c = demo.commands
+    assert c.gpu("finetune") == f"{PY} -m unilearn finetune --launcher local"
+    assert c.cpu("doctor") == f"{PY} -m unilearn doctor"
+    assert c.cpu_workers(2) == "--workers 2" and c.cpu_threads(2) == 2
+    assert c.gpu_threads == 1 and c.cpu_local_heavy == 1  # the demo's runtime.threads: 1
+
+
+def test_under_submitit_stages_go_through_the_thin_submitter():
+    c = _plan(launcher="submitit").commands
+    configs = f"--config {CONFIGS / 'demo.yaml'}"
+    assert c.gpu("pretrain") == (
+        f"{PY} -m unilearn.launch pretrain {configs}  --submitit-cluster slurm -- "
+    )
+    assert c.cpu("manifest") == (
+        f"{PY} -m unilearn.launch manifest {configs}  --submitit-cluster slurm  "
+        "--slurm-folder runs/demo/logs/slurm/manifest -- "
+    )
+    # a submitted stage only waits here: one thread, no worker count, no local_heavy slot
+    assert (c.gpu_threads, c.cpu_threads(2), c.cpu_workers(2), c.cpu_local_heavy) == (1, 1, "", 0)
+
+
+def test_a_misspelt_key_fails_when_the_plan_is_made():
+    with pytest.raises(PlanError, match="invalid unilearn config: .*finetune.epochz"):
+        _plan("finetune.epochz=2")
+
+
+def test_published_weights_replace_a_modes_pretraining(tmp_path):
+    weights = tmp_path / "published.pt"
+    weights.write_bytes(b"x")
+    plan = _plan(f"pretrain.init.image+video={weights}")
+    assert plan.pretrain_checkpoint("image+video") == str(weights)
+    assert plan.pretrain_checkpoint("video") == "runs/demo/pretrain/video/checkpoint.pt"
+    with pytest.raises(PlanError, match="pretrain.init.video: .*nope.pt does not exist"):
+        _plan(f"pretrain.init.video={tmp_path / 'nope.pt'}")
+
+
+def test_a_joint_fine_tuning_reads_its_dfer_sfer_and_test_stores(demo):
+    inputs = demo.finetune_inputs("unilearn@n_experts=4", "ferv39k")
+    assert inputs == {
+        "init": "runs/demo/pretrain/image+video/checkpoint.pt",
+        "tables": ["data/store/affectnet.parquet", "data/store/ferv39k.parquet"],
+    }
+    assert demo.test_args("unilearn", "ferv39k") == "--test ferv39k --test affectnet7"
+    assert demo.test_args("videomae", "dfew") == "--test dfew"
+    assert demo.fold_flag("dfew-fold3") == "--fold 3" and demo.fold_flag("ferv39k") == ""
+    assert demo.run_override_args("unilearn@n_experts=4") == "model.moae.n_experts=4"
+    with pytest.raises(PlanError, match="no experiment 'unilern' in the config"):
+        demo.finetune_inputs("unilern", "ferv39k")
+
+
+def test_the_fine_tuning_hash_is_the_one_status_expects_and_is_worked_out_once(demo):
+    first = demo.finetune_hash("unilearn@n_experts=2", "dfew")
+    assert first == expected_hash(demo.cfg, "finetune", "unilearn@n_experts=2", "dfew-fold2")
+    assert first != demo.finetune_hash("unilearn", "dfew")
+    assert demo.finetune_hash("unilearn@n_experts=2", "dfew") is first  # cached
+
+
+def test_real_data_without_a_root_names_the_missing_key():
+    plan = _plan(configs=("paper.yaml",))
+    with pytest.raises(PlanError, match=r"data\.roots\.dfew: not set, .* needs DFEW"):
+        plan.native_root("dfew")
+    assert plan.doctor_inputs() == [] and plan.manifest_inputs("dfew") == ["data/doctor/dfew.md"]
+
+
+def test_preprocess_shards_become_parts_and_a_merge_that_runs_here():
+    plan = _plan("data.preprocess_shards={voxceleb2: 2, default: 1}", launcher="submitit")
+    assert plan.shard_parts("voxceleb2") == [
+        "data/store/voxceleb2/parts/shard-0001-of-0002.done.json",
+        "data/store/voxceleb2/parts/shard-0002-of-0002.done.json",
+    ]
+    assert plan.preprocess_work("voxceleb2", 1) == "--merge 2"
+    assert plan.preprocess_stage("voxceleb2") == f"{PY} -m unilearn preprocess"
+    assert plan.shard_parts("dfew") == [] and "unilearn.launch" in plan.preprocess_stage("dfew")
+
+
+def test_a_table_needs_its_metrics_last_and_best_and_its_manifests(demo):
+    inputs = demo.report_inputs("table4")
+    assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.best.json" in map(str, inputs["metrics"])
+    assert inputs["sidecars"] == []
+    assert inputs["manifests"] == [
+        "data/manifests/affectnet.parquet",
+        "data/manifests/ferv39k.parquet",
+    ]
+    figure = demo.report_inputs("figure4b")
+    assert all(str(m).endswith(".json") and ".best." not in str(m) for m in figure["metrics"])
+    assert any(str(s).endswith("pred-affectnet7.centres.parquet") for s in figure["sidecars"])

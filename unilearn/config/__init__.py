@@ -1,0 +1,61 @@
+"""The typed run configuration: YAML files -> validated `Config`, `key.sub=value` overrides, the
+config hash, and the resolution of one named experiment (a baseline or ablation of the paper) into
+a concrete model name, model kwargs, tasks and pre-training mode.
+
+One module per concern: `schema` (the sections, their defaults and rules), `experiments` (the
+paper's catalogue), `resolve` (an experiment -> model name + kwargs), `overrides` (the dotted
+override language, file merging), `loading` (files in, resolved config out), `hashing`, `errors`.
+Import-light on purpose (pydantic + PyYAML, no torch): the Snakefile loads it at parse time.
+"""
+
+from unilearn.config.errors import ConfigError
+from unilearn.config.experiments import PAPER_EXPERIMENTS, SWEEP_KEYS
+from unilearn.config.hashing import canonical_json, config_hash
+from unilearn.config.loading import load_config, save_resolved, to_yaml
+from unilearn.config.overrides import parse_override
+from unilearn.config.resolve import ResolvedExperiment
+from unilearn.config.schema import (
+    Config,
+    DataConfig,
+    DecoderConfig,
+    EvaluateConfig,
+    Experiment,
+    FinetuneConfig,
+    LauncherConfig,
+    MoAEConfig,
+    ModelConfig,
+    PretrainConfig,
+    RuntimeConfig,
+    Settings,
+    SlurmConfig,
+    TimeEstimateConfig,
+    WandbConfig,
+)
+
+__all__ = [
+    "PAPER_EXPERIMENTS",
+    "SWEEP_KEYS",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DecoderConfig",
+    "EvaluateConfig",
+    "Experiment",
+    "FinetuneConfig",
+    "LauncherConfig",
+    "ModelConfig",
+    "MoAEConfig",
+    "PretrainConfig",
+    "ResolvedExperiment",
+    "RuntimeConfig",
+    "Settings",
+    "SlurmConfig",
+    "TimeEstimateConfig",
+    "WandbConfig",
+    "canonical_json",
+    "config_hash",
+    "load_config",
+    "parse_override",
+    "save_resolved",
+    "to_yaml",
+]

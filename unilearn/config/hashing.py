@@ -1,0 +1,38 @@
+"""The config hash: sha256 of the canonical resolved config, per stage without the sections that
+stage does not read, so that e.g. changing fine-tuning epochs does not invalidate a pre-training
+run. Run directories record it (`config.sha256`); resuming checks it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from unilearn.config.schema import Config
+
+# Sections a stage's result does not depend on (besides `launcher` and `wandb`, which only decide
+# where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
+_NOT_HASHED = {
+    None: set(),
+    "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
+    # the fine-tuning job also runs the test (evaluate.*): it reads that section
+    "finetune": {"pretrain", "experiments", "sweeps"},
+}
+
+
+def config_hash(cfg: Config, stage: str | None = None) -> str:
+    """sha256 of the canonical resolved config (sorted-key JSON), without `launcher` and `wandb`;
+    for a `stage` (pretrain, finetune) also without the sections that stage does not read, so
+    e.g. changing fine-tuning epochs does not invalidate a pre-training run."""
+    return hashlib.sha256(canonical_json(cfg, stage).encode()).hexdigest()
+
+
+def canonical_json(cfg: Config, stage: str | None = None) -> str:
+    """The hashed text: sorted-key, compact, ASCII JSON of what `stage` reads."""
+    exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
+    exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
+    data = cfg.model_dump(mode="json", exclude=exclude)
+    # Published weights replace a mode's pre-training: naming them changes no pre-training we run.
+    data.get("pretrain", {}).pop("init", None)
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -1,0 +1,52 @@
+"""Which frames of a stored clip a model sees (read from MAE-DFER's `VideoClsDatasetFrame` and
+VideoMAE): `finetune_indices` (training, a random window), `pretrain_indices` (MAE pre-training,
+a fixed stride from a random start) and `eval_indices` (the test clips, uniformly spaced). Pure
+functions of the clip length and, where random, the `random.Random` passed in.
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def finetune_indices(n: int, num_frames: int, stride: int, rng: random.Random) -> list[int]:
+    """Training frames of a DFER clip, as MAE-DFER samples DFEW/FERV39K/MAFW: `num_frames` frames
+    spread evenly over a window of `num_frames * stride` frames at a random position; a clip shorter
+    than the window is covered at about `stride` and padded with its last frame."""
+    span = num_frames * stride
+    if n <= span:
+        k = n // stride
+        head = [min(int(v), n - 1) for v in _linspace(0, n, k)]
+        return head + [n - 1] * (num_frames - k)
+    end = rng.randrange(span, n)
+    start = end - span
+    return [min(int(v), end - 1) for v in _linspace(start, end, num_frames)]
+
+
+def pretrain_indices(n: int, num_frames: int, stride: int, rng: random.Random) -> list[int]:
+    """Pre-training frames: `num_frames` at `stride` from a random start (VideoMAE); frames past the
+    end of a short clip repeat its last frame."""
+    span = (num_frames - 1) * stride + 1
+    start = rng.randrange(max(n - span, 0) + 1)
+    return [min(start + i * stride, n - 1) for i in range(num_frames)]
+
+
+def eval_indices(n: int, num_frames: int, stride: int, n_clips: int) -> list[list[int]]:
+    """Test clips as MAE-DFER: every `stride`-th frame (padded with the last to `num_frames`), then
+    `n_clips` windows of `num_frames` of those, uniformly spaced from the first to the last."""
+    frames = list(range(0, n, stride))
+    frames += [frames[-1]] * max(num_frames - len(frames), 0)
+    if n_clips == 1:
+        starts = [(len(frames) - num_frames) // 2]
+    else:
+        step = max((len(frames) - num_frames) / (n_clips - 1), 0.0)
+        starts = [int(k * step) for k in range(n_clips)]
+    return [frames[s : s + num_frames] for s in starts]
+
+
+def _linspace(a: float, b: float, k: int) -> list[float]:
+    if k <= 0:
+        return []
+    if k == 1:
+        return [float(a)]
+    return [a + (b - a) * i / (k - 1) for i in range(k)]
