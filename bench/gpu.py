@@ -107,8 +107,9 @@ def loader_bench(tiny: bool, workers: int) -> dict:
     import cv2
     import loader as loader_bench_module
 
-    from unilearn.data.datasets import ClipDataset, load_store_table
+    from unilearn.data.clip_dataset import ClipDataset
     from unilearn.data.preprocess import PreprocessSettings, preprocess
+    from unilearn.data.store_table import load_store_table
 
     clips, frames = (2, 36) if tiny else (16, 80)
     num_frames, size = (8, 64) if tiny else (16, 160)

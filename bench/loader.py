@@ -123,7 +123,7 @@ def rate(get, n_items: int, n_total: int) -> tuple[float, float]:
 def loader_rate(dataset, n_items: int, workers: int) -> float:
     from torch.utils.data import DataLoader
 
-    from unilearn.data.datasets import _worker_init
+    from unilearn.data.loaders import _worker_init
 
     items = [(i % len(dataset), i) for i in range(n_items + 8 * workers)]
     loader = DataLoader(

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from unilearn.data.datasets import TrainSet
+from unilearn.data.loaders import TrainSet
 from unilearn.engine.loader import TrainData
 
 

@@ -16,6 +16,7 @@ from unilearn.config import (
     parse_override,
     save_resolved,
 )
+from unilearn.report.runs import sweep_points
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -30,7 +31,7 @@ def test_shipped_configs_validate(name):
     cfg = load_config(CONFIGS / name)
     assert cfg.model.moae.top_k <= cfg.model.moae.n_experts
     for sweep in cfg.sweeps:
-        assert cfg.sweep_overrides(sweep)
+        assert sweep_points(cfg, sweep)
 
 
 def test_paper_config_is_the_paper_setting():

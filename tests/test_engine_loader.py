@@ -14,7 +14,7 @@ import torch
 from _stores import build_tiny_store
 from torch.utils.data import Dataset
 
-from unilearn.data.datasets import TrainSet, build_finetune_loader
+from unilearn.data.loaders import TrainSet, build_finetune_loader
 from unilearn.data.samplers import JointBatchSampler
 from unilearn.engine.loader import RunBatches, TrainData
 from unilearn.engine.prefetch import Prefetcher

@@ -13,8 +13,8 @@ import torch
 from _stores import SHORT_SIDE, build_tiny_store
 
 from unilearn.data.clip_dataset import ClipDataset
-from unilearn.data.datasets import build_eval_loader, build_finetune_loader, build_pretrain_loader
 from unilearn.data.frame_sampling import eval_indices, finetune_indices, pretrain_indices
+from unilearn.data.loaders import build_eval_loader, build_finetune_loader, build_pretrain_loader
 from unilearn.data.mixup import ClipMixup
 from unilearn.data.randaugment import parse_randaug
 from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler

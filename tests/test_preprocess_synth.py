@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from unilearn.data.datasets import build_eval_loader, build_finetune_loader, build_pretrain_loader
+from unilearn.data.loaders import build_eval_loader, build_finetune_loader, build_pretrain_loader
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 
 SETTINGS = PreprocessSettings(short_side=40)

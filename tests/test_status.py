@@ -71,13 +71,15 @@ def test_status_reads_done_running_failed_and_pending_runs(tmp_path):
     assert rows[("finetune", "unilearn", "dfew-fold4")].state == "failed"
     assert rows[("finetune", "unilearn", "dfew-fold5")].state == "pending"
     assert rows[("pretrain", "image+video", "-")].state == "pending"
-    assert rows[("evaluate", "unilearn", "dfew-fold1 on dfew")].state == "pending"
+    assert rows[("test", "unilearn", "dfew-fold1 on dfew")].state == "pending"
+    # the test runs inside the fine-tuning job: a job that crashed will not write its predictions
+    assert rows[("test", "unilearn", "dfew-fold4 on dfew")].state == "failed"
 
     text = render(list(rows.values()), show_done=False)
     listed = [line.split()[:3] for line in text.splitlines()]
     assert ["finetune", "unilearn", "dfew-fold1"] not in listed  # done runs are only counted
     assert ["finetune", "unilearn", "dfew-fold2"] in listed
-    assert "1 done, 1 running, 2 failed" in text.splitlines()[-1]
+    assert "1 done, 1 running, 3 failed" in text.splitlines()[-1]
 
 
 def test_status_answers_without_torch(tmp_path):

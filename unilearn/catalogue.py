@@ -264,6 +264,8 @@ def model_name(arch: str, size: str) -> str:
     return f"{arch}_{size}_patch{PATCH_SIZE}_{MODEL_SIZES[size].input_size}"
 
 
+# MoAE's adapter bottleneck as a fraction of the width (r = d / 4, the authors'); not a config key.
+ADAPTER_RATIO = 0.25
 MOAE_POSITIONS = ("later", "early", "middle", "alternate")
 
 

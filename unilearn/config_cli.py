@@ -120,8 +120,8 @@ def resolve_stage(
 
 
 def _pretrain_steps(cfg, mode: str, store: Path, world: int) -> int:
-    from unilearn.data.datasets import load_store_table
     from unilearn.data.samplers import PretrainBatchSampler
+    from unilearn.data.store_table import load_store_table
 
     pt = cfg.pretrain
     image = {"image": pt.image_dataset, "image+video": pt.image_dataset,
@@ -137,8 +137,8 @@ def _pretrain_steps(cfg, mode: str, store: Path, world: int) -> int:
 
 
 def _finetune_steps(cfg, resolved, fold, store: Path, world: int) -> int:
-    from unilearn.data.datasets import load_store_table
     from unilearn.data.samplers import JointBatchSampler
+    from unilearn.data.store_table import load_store_table
 
     ft = cfg.finetune
     dfer = (

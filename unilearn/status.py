@@ -83,16 +83,18 @@ def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
                              squeue, expected_hash(cfg, "finetune", run, target)))  # fmt: skip
     for run, target, test in evaluations:
         pred = layout.prediction_path(runs, run, target, test)
-        status = RunStatus("evaluate", run, f"{target} on {test}")
+        # A fine-tuning job tests its own model (there are no evaluation jobs): until the
+        # metrics are there, the row follows that job's Slurm state and log.
+        status = RunStatus("test", run, f"{target} on {test}")
         metrics = layout.prediction_sidecar(pred, ".metrics.json")
-        log = logs / "evaluate" / run / f"{target}-{test}.log"
+        log = logs / "finetune" / run / f"{target}.log"
         m = _read_json(metrics) or {}
         if m and m.get("config_hash") in (None, expected_hash(cfg, "finetune", run, target)):
             status.state = "done"
             if "uar" in m and "war" in m:
                 status.loss = f"UAR {100 * m['uar']:.1f} WAR {100 * m['war']:.1f}"
         else:  # a log beside metrics of an earlier config is that config's
-            _from_job(status, pred.parent / "slurm", "evaluate", log, squeue, use_log=not m)
+            _from_job(status, pred.parent / "slurm", "finetune", log, squeue, use_log=not m)
         out.append(status)
     return out
 
@@ -174,7 +176,7 @@ def _from_job(
             status.state = "failed"
         elif status.state == "pending":
             status.state = "running"  # started: the log exists, no step reported yet
-            if status.epoch == "-" and status.stage != "evaluate":
+            if status.epoch == "-" and status.stage != "test":
                 status.epoch = f"0/{epochs}" if epochs else "-"
 
 

@@ -8,7 +8,6 @@ Import-light on purpose (pydantic, no torch): the Snakefile loads it at parse ti
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
@@ -26,6 +25,7 @@ from pydantic import (
 from unilearn.catalogue import (
     CLASSIFIER_ARCHS,
     DFER_DATASETS,
+    DFER_RANDAUGMENT,
     FINETUNE_DATASETS,
     MOAE_POSITIONS,
     MODEL_SIZES,
@@ -328,7 +328,7 @@ class FinetuneConfig(_OptimConfig):
     cutmix: NonNegFloat = 1.0  # alpha; 0 = off
     mixup_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     mixup_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    randaug: str | None = "rand-m7-n4-mstd0.5-inc1"  # timm RandAugment spec; null = off
+    randaug: str | None = DFER_RANDAUGMENT  # timm RandAugment spec; null = off
     # RandomResizedCrop area range (VideoMAE / MAE-DFER: 0.08-1)
     crop_scale: tuple[
         Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]
@@ -586,13 +586,6 @@ class Config(Settings):
     def mae_spec(self) -> tuple[str, dict]:
         """Registered MAE name + kwargs for pre-training (encoder = the fine-tune ViT)."""
         return resolve.mae_spec(self)
-
-    def sweep_overrides(self, name: str) -> list[str]:
-        """`key=value` override strings, one per point of sweep `name` (for the workflow)."""
-        if name not in self.sweeps:
-            raise ConfigError(f"sweeps: unknown sweep {name!r}; known: {sorted(self.sweeps)}")
-        key = SWEEP_KEYS.get(name, name)
-        return [f"{key}={json.dumps(v)}" for v in self.sweeps[name]]
 
     def with_overrides(self, overrides: Iterable[tuple[str, Any]] | Iterable[str]) -> Config:
         """A new Config with `key.sub=value` strings or (key, value) pairs applied. An override

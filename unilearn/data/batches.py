@@ -1,7 +1,7 @@
 """From clips to batches: `SourceDataset` (several `ClipDataset`s addressed as `(source, index,
 sample_seed)`, for the one-source-per-batch samplers of `unilearn.data.samplers`; repeated-view
 pre-training batches written straight into one tensor, `PreCollated`) and the collation of
-fine-tuning, pre-training and test batches (see `unilearn.data.datasets` for the batch dicts).
+fine-tuning, pre-training and test batches (see `unilearn.data.loaders` for the batch dicts).
 """
 
 from __future__ import annotations

@@ -56,9 +56,6 @@ class SourceBatchSampler:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         fractions = fractions or {}
-        for name, f in fractions.items():
-            if not 0.0 <= f <= 1.0:
-                raise ValueError(f"fraction of source {name!r} must be in [0, 1], got {f}")
         self.sizes = {name: int(n) for name, n in sizes.items() if n > 0}
         self.fractions = {name: float(fractions.get(name, 1.0)) for name in self.sizes}
         self.batch_size, self.seed, self.rank, self.world_size = batch_size, seed, rank, world_size

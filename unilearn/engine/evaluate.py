@@ -34,7 +34,7 @@ from tqdm import tqdm
 from unilearn import launch
 from unilearn.atomic import write_parquet, write_text
 from unilearn.config import load_config
-from unilearn.data.datasets import build_eval_loader
+from unilearn.data.loaders import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401

@@ -247,7 +247,7 @@ def criterion_for(mixup_active: bool, label_smoothing: float) -> nn.Module:
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
     """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
     `sfer_proportion` of the SFER train split, batches from one source at a time."""
-    from unilearn.data.datasets import build_finetune_loader
+    from unilearn.data.loaders import build_finetune_loader
 
     ft, m = cfg.finetune, cfg.model
     train = build_finetune_loader(

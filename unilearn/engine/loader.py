@@ -8,7 +8,7 @@ every random number of a resumed run).
 
 Resuming skips batches by index (the sampler's index lists), never by loading their clips: the
 step count in `last.pt` is the whole resume position. The data side hands over the parts
-(`unilearn.data.datasets.TrainSet`: dataset, batch sampler, collation), never a DataLoader.
+(`unilearn.data.loaders.TrainSet`: dataset, batch sampler, collation), never a DataLoader.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class RunBatches:
 
 @dataclass
 class TrainData:
-    """A training set as the engine loads it: the set's parts (`unilearn.data.datasets.TrainSet`:
+    """A training set as the engine loads it: the set's parts (`unilearn.data.loaders.TrainSet`:
     dataset, batch sampler, collation, workers), pinned memory or not, and how many batches a
     background thread fetches ahead (0: none; `unilearn.engine.prefetch`)."""
 

@@ -188,7 +188,7 @@ def model_input_size(model: nn.Module) -> int:
 def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
     """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
     video+video) and/or video batches (VoxCeleb2), one modality per batch."""
-    from unilearn.data.datasets import build_pretrain_loader
+    from unilearn.data.loaders import build_pretrain_loader
 
     pt, m = cfg.pretrain, cfg.model
     image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)

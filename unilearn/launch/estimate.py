@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from unilearn.catalogue import (
+    ADAPTER_RATIO,
     AFFECTNET_TRAIN_IMAGES,
     AFFECTNET_VAL_PER_CLASS,
     VOXCELEB2_DEV_CLIPS,
@@ -67,7 +68,11 @@ def encoder_flops(tokens: int, width: int, depth: int) -> float:
 def moae_flops(tokens: int, width: int, n_blocks: int, top_k: int, n_experts: int) -> float:
     """Forward FLOPs the MoAE adds (Eq. 8-12): per token, k adapters of bottleneck d/4 (two
     d x d/4 matmuls each) and the router (d x n)."""
-    return n_blocks * tokens * (top_k * 2 * 2 * width * (width // 4) + 2 * width * n_experts)
+    return (
+        n_blocks
+        * tokens
+        * (top_k * 2 * 2 * width * int(width * ADAPTER_RATIO) + 2 * width * n_experts)
+    )
 
 
 def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import nn
 
-from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
+from unilearn.catalogue import ADAPTER_RATIO, ARCHS, MODEL_SIZES, model_name
 from unilearn.config import ConfigError, MoAEConfig
 from unilearn.models.mae import MaskedAutoencoder
 from unilearn.models.moae import MoAEBlock
@@ -43,8 +43,6 @@ DECODERS: dict[str, dict[str, Any]] = {
     )  # fmt: skip
     for name, s in MODEL_SIZES.items()
 }
-# MoAE's adapter bottleneck as a fraction of the width (r = d / 4, the authors'); not a config key.
-ADAPTER_RATIO = 0.25
 # The mixtures: the block class a mixture puts at `moae_position` (UniLearn: MoAE beside the FFN;
 # ViT-MoE: the FFN replaced by FFN experts, in the blocks where UniLearn puts MoAE).
 EXPERT_BLOCKS: dict[str, type[nn.Module]] = {"unilearn": MoAEBlock, "vit_moe": MoEBlock}
