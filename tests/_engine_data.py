@@ -127,7 +127,7 @@ def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32)
 
 
 class ToyTestLoader:
-    """Drop-in for `unilearn.engine.evaluate.test_loader` over ToyClips: `n_clips` clips per
+    """Drop-in for `unilearn.engine.scoring.test_loader` over ToyClips: `n_clips` clips per
     video, rank r of W gets rows r::W, `dataset.table` the rows as a store table would have them."""
 
     def __init__(self, clips: ToyClips, task: str, n_clips: int, batch_size: int, rank: int,

@@ -148,7 +148,7 @@ def test_unreadable_test_clip_is_quarantined_not_replaced(learnable_store, tmp_p
 
     from unilearn.data.loaders import load_store_table
     from unilearn.engine import distributed as D
-    from unilearn.engine.evaluate import test_loader, test_model, write_predictions
+    from unilearn.engine.scoring import test_loader, test_model, write_predictions
     from unilearn.models import create_model
 
     store = tmp_path / "store"

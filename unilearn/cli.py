@@ -63,7 +63,7 @@ STAGES: dict[str, tuple[str, str]] = {
         "run a fine-tuned or imported checkpoint on raw videos, frame folders and images",
     ),
     "params": (
-        "unilearn.models.params",
+        "unilearn.models.params_cli",
         "print total and per-token active parameter counts of a model",
     ),
 }

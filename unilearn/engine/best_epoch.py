@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from unilearn.engine import distributed as D
-from unilearn.engine.evaluate import (
+from unilearn.engine.scoring import (
     TestResult,
     test_loader,
     test_metrics,

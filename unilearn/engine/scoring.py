@@ -1,0 +1,253 @@
+"""Scoring a fine-tuned model on one test split with the paper's 2-clip protocol (two clips
+uniformly sampled per video, softmax scores averaged), and the files the scores go to. The
+fine-tuning job calls `test_model` and `write_predictions` on the model it holds (every
+`finetune.eval_every` epochs and after the last); `unilearn evaluate` calls them on a checkpoint.
+
+Writes, beside each other:
+  PRED.parquet             one row per clip scored, each for its own clip: dataset, experiment,
+                           head, clip_id, fold, split, label, pred, scores (list<float>),
+                           config_hash
+  PRED.quarantine.parquet  the test clips whose store record could not be read, with the
+                           reason (never replaced by another clip)
+  PRED.metrics.json        UAR / WAR / per-class recall / confusion of this fold; n_clips (test
+                           split), n (scored), n_unreadable (quarantined)
+  PRED.expert_usage.json   tokens routed to each expert of each MoAE layer (Figure 4a)
+  PRED.centres.parquet     mean pooled feature per class (class centres, Figure 4b)
+AffectNet-7 is tested with the SFER head; DFER datasets with the DFER head.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from unilearn.atomic import write_parquet, write_text
+from unilearn.data.loaders import build_eval_loader
+from unilearn.data.transforms import normalize
+from unilearn.engine import distributed as D
+from unilearn.engine.metrics import classification_metrics
+from unilearn.engine.targets import head_for
+from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
+from unilearn.models import expert_usage, reset_expert_usage
+
+log = logging.getLogger(__name__)
+
+
+def sibling(out: Path, suffix: str) -> Path:
+    """`preds.parquet` -> `preds.metrics.json` etc."""
+    return out.with_name(out.name.removesuffix(".parquet") + suffix)
+
+
+def test_loader(cfg, store: Path, dataset: str, fold: int | None, meta: dict, info: D.DistInfo):
+    """The 2-clip test loader of (dataset, fold) at the model's input (`meta`: num_frames,
+    input_size, frame_stride as the fine-tuning recorded them); rank r of W gets rows r::W."""
+    return build_eval_loader(
+        store, dataset, fold=fold, split="test", task=head_for(dataset),
+        num_frames=meta["num_frames"], input_size=meta["input_size"],
+        batch_size=cfg.evaluate.batch_size, num_workers=cfg.data.num_workers,
+        n_clips=cfg.evaluate.n_clips,
+        frame_stride=meta.get("frame_stride", cfg.finetune.for_dataset(dataset).frame_stride),
+        rank=info.rank,
+        world_size=info.world_size,
+    )  # fmt: skip
+
+
+@dataclass
+class TestResult:
+    """One test of a model, gathered from every rank, in the order of the store table."""
+
+    frame: pd.DataFrame  # the store rows of the clips scored
+    labels: np.ndarray  # [N]
+    scores: np.ndarray  # [N, K] mean softmax over the clips of a video
+    features: np.ndarray  # [N, D] mean pooled feature over the clips
+    usage: dict[int, torch.Tensor]  # MoAE block -> tokens routed to each expert
+    unreadable: pd.DataFrame  # store rows of the clips that could not be read, + "reason"
+    n_clips: int  # rows of the test split (scored + unreadable)
+
+
+def test_model(
+    model: torch.nn.Module,
+    loader,
+    head: str,
+    info: D.DistInfo,
+    dtype: torch.dtype | None,
+    progress: bool = True,
+) -> TestResult:
+    """Score every clip of `loader` (sharded over ranks); every rank gets the whole result.
+    Leaves the model in eval mode."""
+    model.eval()
+    rows, labels, scores, features, bad = predict(model, loader, head, info, dtype, progress)
+    usage = {b: D.all_reduce_sum(c, info) for b, c in sorted(expert_usage(model).items())}
+    gathered = D.all_gather_objects((rows, labels, scores, features, bad), info)
+    rows, labels, scores, features = (
+        np.concatenate([g[i] for g in gathered if len(g[i])] or [gathered[0][i]]) for i in range(4)
+    )
+    order = np.argsort(rows, kind="stable")
+    table = loader.dataset.table
+    bad_rows = [r for g in gathered for r, _ in g[4]]
+    unreadable = table.iloc[bad_rows].assign(reason=[why for g in gathered for _, why in g[4]])
+    unreadable = unreadable.sort_index().reset_index(drop=True)
+    return TestResult(table.iloc[rows[order]].reset_index(drop=True), labels[order],
+                      scores[order], features[order], usage, unreadable, len(table))  # fmt: skip
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    loader,
+    head: str,
+    info: D.DistInfo,
+    dtype: torch.dtype | None,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[tuple[int, str]]]:
+    """(row, label, mean softmax over clips [N, K], mean pooled feature over clips [N, D],
+    [(row, reason)] of the clips that could not be read)."""
+    reset_expert_usage(model)
+    rows, labels, scores, feats, bad = [], [], [], [], []
+    for batch in tqdm(loader, desc=f"evaluate ({head})", unit="batch",
+                      disable=not (progress and info.is_main), dynamic_ncols=True):  # fmt: skip
+        unreadable = batch.get("unreadable")
+        if unreadable is not None and len(unreadable["reason"]):
+            bad += zip(unreadable["row"].tolist(), unreadable["reason"])
+        if not len(batch["row"]):
+            continue
+        x = batch["x"].to(info.device, non_blocking=True)
+        if x.ndim == 5:  # one clip per sample (images)
+            x = x.unsqueeze(1)
+        b, n = x.shape[:2]
+        x = normalize(x.flatten(0, 1))
+        with torch.autocast(
+            info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
+            f = model.forward_features(x)
+            logits = model.forward_head(f, task=head)
+        # the softmax scores of the clips averaged (the paper's 2-clip test)
+        scores.append(logits.float().softmax(-1).view(b, n, -1).mean(1).cpu())
+        feats.append(f.float().view(b, n, -1).mean(1).cpu())
+        rows.append(batch["row"].cpu())
+        labels.append(batch["y"].cpu())
+    if not rows:
+        empty = np.zeros((0,), dtype=np.int64)
+        return empty, empty, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), bad
+    return (
+        torch.cat(rows).numpy(),
+        torch.cat(labels).numpy(),
+        torch.cat(scores).numpy(),
+        torch.cat(feats).numpy(),
+        bad,
+    )
+
+
+def class_centres(features: np.ndarray, labels: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Mean feature of each class (Figure 4b compares them across a DFER and the SFER dataset)."""
+    out = []
+    for k, name in enumerate(classes):
+        members = features[labels == k]
+        centre = members.mean(0) if len(members) else np.full(features.shape[1], np.nan)
+        out.append({"class_id": k, "class_name": name, "n": int(len(members)),
+                    "centre": centre.astype(np.float32).tolist()})  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def test_metrics(result: TestResult, classes: list[str]) -> dict[str, Any]:
+    """UAR / WAR / per-class recall / confusion of the clips scored, and how many clips of the
+    test split that covers (n_clips = n + n_unreadable)."""
+    if len(result.scores) and result.scores.shape[1] != len(classes):
+        raise RuntimeError(f"{result.scores.shape[1]} scores per clip for {len(classes)} classes")
+    preds = result.scores.argmax(1) if len(result.scores) else np.zeros(0, np.int64)
+    metrics = classification_metrics(result.labels, preds, len(classes), classes)
+    return {**metrics, "n_clips": result.n_clips, "n_unreadable": len(result.unreadable)}
+
+
+def write_predictions(
+    out: Path, result: TestResult, meta: dict[str, Any], dataset: str, fold: int | None
+) -> dict[str, Any]:
+    """Write PRED.parquet and its sidecars (see the module doc); returns the metrics."""
+    head = head_for(dataset)
+    classes = list(meta["labels"][head])
+    frame, labels, scores = result.frame, result.labels, result.scores
+    if not np.array_equal(frame["label"].to_numpy(), labels):
+        raise RuntimeError(f"{dataset}: labels of the loader and the manifest rows disagree")
+    metrics = test_metrics(result, classes)
+    if metrics["n_unreadable"]:
+        log.warning("%s: %d of %d test clips unreadable, left out of the metrics (listed in %s)",
+                    dataset, metrics["n_unreadable"], metrics["n_clips"],
+                    sibling(out, ".quarantine.parquet"))  # fmt: skip
+    ident = {"dataset": dataset, "experiment": meta.get("experiment"), "head": head,
+             "config_hash": meta.get("config_hash")}  # fmt: skip
+    table = pd.DataFrame({
+        "dataset": dataset,
+        "experiment": ident["experiment"],
+        "head": head,
+        "clip_id": frame["clip_id"].astype(str).to_numpy(),
+        "fold": pd.array([fold] * len(frame), dtype="Int8"),
+        "split": frame["split"].astype(str).to_numpy() if "split" in frame else "test",
+        "label": labels.astype(np.int64),
+        "pred": scores.argmax(1).astype(np.int64) if len(scores) else np.zeros(0, np.int64),
+        "scores": [row.astype(np.float32) for row in scores],
+        "config_hash": ident["config_hash"],
+    })  # fmt: skip
+    write_parquet(table, out)
+    bad = result.unreadable
+    quarantine = pd.DataFrame({
+        "dataset": dataset,
+        "clip_id": bad["clip_id"].astype(str).to_numpy() if len(bad) else np.array([], str),
+        "fold": pd.array([fold] * len(bad), dtype="Int8"),
+        "label": bad["label"].astype(np.int64).to_numpy() if len(bad) else np.zeros(0, np.int64),
+        "store_key": bad["store_key"].astype(str).to_numpy() if len(bad) else np.array([], str),
+        "reason": bad["reason"].astype(str).to_numpy() if len(bad) else np.array([], str),
+    })  # fmt: skip
+    write_parquet(quarantine, sibling(out, ".quarantine.parquet"))
+    train = meta.get("train")
+    metrics = {**ident, "fold": fold, "checkpoint_train": train, **metrics}
+    write_text(sibling(out, ".metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    layers = {str(b): c.tolist() for b, c in result.usage.items()}
+    write_text(sibling(out, ".expert_usage.json"),
+               json.dumps({**ident, "fold": fold, "layers": layers}, indent=2) + "\n")  # fmt: skip
+    features = result.features if len(result.features) else np.zeros((0, 1), np.float32)
+    centres = class_centres(features, labels, classes).assign(**ident, fold=fold)
+    write_parquet(centres, sibling(out, ".centres.parquet"))
+    return metrics
+
+
+def log_test_run(
+    cfg,
+    out: Path,
+    meta: dict,
+    dataset: str,
+    fold: int | None,
+    metrics: dict,
+    result: TestResult,
+    wandb_mode: str | None,
+) -> None:
+    """One W&B run for a test by `unilearn evaluate`: UAR/WAR, per-class recall, confusion."""
+    experiment = meta.get("experiment")
+    layers = {str(b): c.tolist() for b, c in result.usage.items()}
+    run_name = meta.get("run") or experiment
+    identity = run_identity(run_name, experiment, meta.get("dataset") or dataset, fold,
+                            meta.get("init")) | {"test_dataset": dataset}  # fmt: skip
+    wandb = run_for(cfg, job_type="evaluate", group=f"{cfg.name}/{run_name}",
+                    name=f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}",
+                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode,
+                    identity=identity)  # fmt: skip
+    log_evaluation(wandb, metrics, usage=layers)
+    wandb.finish()
+
+
+def test_summary(metrics: dict[str, Any], usage: dict[int, torch.Tensor]) -> dict[str, float]:
+    """What W&B records of one test: UAR, WAR, clip counts and each MoAE layer's expert shares."""
+    summary = {"test/uar": metrics["uar"], "test/war": metrics["war"], "test/n": metrics["n"],
+               "test/n_unreadable": metrics["n_unreadable"]}  # fmt: skip
+    for block, counts in usage.items():
+        counts = counts.tolist()
+        total = max(sum(counts), 1)
+        summary.update({f"experts/block{block}/e{i}": c / total for i, c in enumerate(counts)})
+    return summary
