@@ -6,7 +6,7 @@ from unilearn.catalogue import AFFECTNET7, canonical_emotion, get_label_set, map
 
 
 def test_native_label_ids_map_to_canonical_order():
-    assert get_label_set("dfew").id_of("1") == 0 and get_label_set("dfew").name_of(0) == "happy"
+    assert get_label_set("dfew").id_of("1") == 0 and get_label_set("dfew").classes[0] == "happy"
     assert get_label_set("dfew").id_of(7) == 6  # fear
     assert get_label_set("ferv39k").id_of("Surprise") == 4
     assert get_label_set("mafw").id_of("helplessness") == 9

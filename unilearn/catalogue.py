@@ -46,9 +46,6 @@ class LabelSet:
             f"(expected one of {sorted(self.native) or list(self.classes)})"
         )
 
-    def name_of(self, label_id: int) -> str:
-        return self.classes[label_id]
-
 
 _SEVEN = ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear")
 
