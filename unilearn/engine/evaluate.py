@@ -1,20 +1,14 @@
-"""The test of a fine-tuned model on one dataset (and fold) with the paper's 2-clip protocol (two
-clips uniformly sampled per video, softmax scores averaged): `test_model` and
-`write_predictions`, which the fine-tuning job calls on the model it holds (every
-`finetune.eval_every` epochs and after the last), and `unilearn evaluate`, which tests a
-checkpoint file (an imported one, or a re-test).
+"""`unilearn evaluate`: test a checkpoint file (an imported one, `checkpoint-best.pt`, or a
+re-test) on one dataset (and fold) with the paper's 2-clip protocol (two clips uniformly sampled
+per video, softmax scores averaged), the same test the fine-tuning job runs on the model it holds
+(`unilearn.engine.scoring`). AffectNet-7 is tested with the SFER head, DFER datasets with the DFER
+head.
 
-Writes, beside each other:
-  PRED.parquet             one row per clip scored, each for its own clip: dataset, experiment,
-                           head, clip_id, fold, split, label, pred, scores (list<float>),
-                           config_hash
-  PRED.quarantine.parquet  the test clips whose store record could not be read, with the
-                           reason (never replaced by another clip)
-  PRED.metrics.json        UAR / WAR / per-class recall / confusion of this fold; n_clips (test
-                           split), n (scored), n_unreadable (quarantined)
-  PRED.expert_usage.json   tokens routed to each expert of each MoAE layer (Figure 4a)
-  PRED.centres.parquet     mean pooled feature per class (class centres, Figure 4b)
-AffectNet-7 is tested with the SFER head; DFER datasets with the DFER head.
+Writes PRED.parquet (one row per clip scored: dataset, experiment, head, clip_id, fold, split,
+label, pred, scores, config_hash) and beside it PRED.quarantine.parquet (test clips whose store
+record could not be read, with the reason), PRED.metrics.json (UAR, WAR, per-class recall,
+confusion), PRED.expert_usage.json (tokens per expert of each MoAE layer, Figure 4a) and
+PRED.centres.parquet (class centres, Figure 4b).
 """
 
 from __future__ import annotations
