@@ -2,35 +2,31 @@
 config hash, and the resolution of one named experiment (a baseline or ablation of the paper) into
 a concrete model name, model kwargs, tasks and pre-training mode.
 
-One module per concern: `schema` (the sections, their defaults and rules), `experiments` (the
-paper's catalogue), `resolve` (an experiment -> model name + kwargs), `overrides` (the dotted
-override language, file merging), `loading` (files in, resolved config out), `hashing`, `errors`.
+One module per concern: the sections with their defaults and rules (`data`, `model`, `training`,
+`execution`, built on the shared fields of `fields`), `schema` (the sections together as
+`Settings` and `Config`), `experiments` (the paper's catalogue), `resolve` (an experiment ->
+model name + kwargs), `overrides` (the dotted override language, file merging), `loading` (files
+in, resolved config out), `hashing`, `errors`.
 Import-light on purpose (pydantic + PyYAML, no torch): the Snakefile loads it at parse time.
 """
 
+from unilearn.config.data import DataConfig
 from unilearn.config.errors import ConfigError
-from unilearn.config.experiments import PAPER_EXPERIMENTS, SWEEP_KEYS
-from unilearn.config.hashing import canonical_json, config_hash
-from unilearn.config.loading import load_config, save_resolved, to_yaml
-from unilearn.config.overrides import parse_override
-from unilearn.config.resolve import ResolvedExperiment
-from unilearn.config.schema import (
-    Config,
-    DataConfig,
-    DecoderConfig,
-    EvaluateConfig,
-    Experiment,
-    FinetuneConfig,
+from unilearn.config.execution import (
     LauncherConfig,
-    MoAEConfig,
-    ModelConfig,
-    PretrainConfig,
     RuntimeConfig,
-    Settings,
     SlurmConfig,
     TimeEstimateConfig,
     WandbConfig,
 )
+from unilearn.config.experiments import PAPER_EXPERIMENTS, SWEEP_KEYS
+from unilearn.config.hashing import canonical_json, config_hash
+from unilearn.config.loading import load_config, save_resolved, to_yaml
+from unilearn.config.model import DecoderConfig, MoAEConfig, ModelConfig
+from unilearn.config.overrides import parse_override
+from unilearn.config.resolve import ResolvedExperiment
+from unilearn.config.schema import Config, Settings
+from unilearn.config.training import EvaluateConfig, Experiment, FinetuneConfig, PretrainConfig
 
 __all__ = [
     "PAPER_EXPERIMENTS",

@@ -12,7 +12,8 @@ from unilearn.catalogue import DFER_DATASETS, FINETUNE_DATASETS, get_label_set, 
 from unilearn.config.errors import ConfigError, did_you_mean
 
 if TYPE_CHECKING:
-    from unilearn.config.schema import Config, ModelConfig
+    from unilearn.config.model import ModelConfig
+    from unilearn.config.schema import Config
 
 
 @dataclass(frozen=True)

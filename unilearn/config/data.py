@@ -1,0 +1,66 @@
+"""The `data:` section: dataset roots, the clip store, the doctor, the datasets a run uses."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from unilearn.catalogue import (
+    DFER_DATASETS,
+    STORE_DATASETS,
+)
+from unilearn.config.fields import DferDataset, PositiveInt, Strict, expand_path
+
+
+class DatasetRoots(Strict):
+    """Native dataset roots (the trees the datasets are distributed as). Null = not available."""
+
+    dfew: str | None = None
+    mafw: str | None = None
+    ferv39k: str | None = None
+    affectnet: str | None = None
+    voxceleb2: str | None = None
+
+    _paths = field_validator("*")(classmethod(lambda cls, v: expand_path(v)))
+
+
+StoreDataset = Literal[STORE_DATASETS]
+
+
+class StoreConfig(Strict):
+    short_side: PositiveInt = 176  # frames are stored with this short side (>= input_size)
+    # Keep every k-th source frame of a dataset that only pre-training reads (e.g. voxceleb2: 4,
+    # at pretrain.frame_stride 4): a quarter of the store; the loader refuses other strides.
+    frame_stride: dict[StoreDataset, PositiveInt] = {}
+
+
+class DoctorConfig(Strict):
+    enabled: bool = True
+    override: bool = False  # run even if the doctor says the data would not reproduce the paper
+
+
+class DataConfig(Strict):
+    synthetic: Literal["demo", "tiny"] | None = None  # synth preset; null = real datasets
+    workdir: str = "data"  # synth/, manifests/, store/ live under here
+    roots: DatasetRoots = DatasetRoots()
+    dfer_datasets: list[DferDataset] = list(DFER_DATASETS)
+    sfer_dataset: Literal["affectnet7"] = "affectnet7"
+    store: StoreConfig = StoreConfig()
+    num_workers: Annotated[int, Field(ge=0)] = 8
+    pin_memory: bool = True  # only takes effect on CUDA
+    doctor: DoctorConfig = DoctorConfig()
+    # Preprocess a dataset as N parts, each its own (Slurm) job, merged when all are done.
+    preprocess_shards: dict[StoreDataset | Literal["default"], PositiveInt] = {"default": 1}
+
+    _workdir = field_validator("workdir")(classmethod(lambda cls, v: expand_path(v)))
+
+    @field_validator("dfer_datasets")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"datasets listed twice: {v}")
+        return v
