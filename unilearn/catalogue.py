@@ -308,3 +308,54 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 SFER_RANDAUGMENT = "rand-m9-n2-mstd0.5-inc1"
 # timm's RandAugment policy for the DFER clips (fine-tuning's default `randaug`: magnitude 7, 4 ops).
 DFER_RANDAUGMENT = "rand-m7-n4-mstd0.5-inc1"
+
+
+# --- framing of the stored frames -------------------------------------------------------------
+
+# How `unilearn preprocess` frames a store dataset's frames (`data.store.framing`): dataset ->
+# (the authors' framing, ours). A dataset not listed is framed `default` (ours for every row).
+FRAMINGS: dict[str, tuple[str, str]] = {
+    # the authors' video dataset cuts rows 0-160, columns 32-192 out of every 224x224 frame
+    # (pretrain/omnivision/data/path_dataset.py); ours resizes the whole frame
+    "voxceleb2": ("authors_region", "whole_frame"),
+    # their finetune/process/mtcnn.py: a tight MTCNN box per frame, levelled from the eyes,
+    # stretched to a square; ours: a tracked, smoothed 1.3x square box
+    "mafw": ("authors_mtcnn", "tracked"),
+    # their AffectNet-7 list reads OpenFace-aligned crops; ours: 5 MTCNN landmarks inside the
+    # annotation box, similarity-aligned to FACE_TEMPLATE_5, or the annotation box as it is
+    "affectnet": ("aligned_5point", "box"),
+}
+# Which rows a framing applies to: `frame` (only resized: distributed face-cropped), `detect`
+# (detected), `box` (an annotated face box); on other rows the row kind's `ours` applies.
+FRAMING_ROWS: dict[str, str] = {
+    "authors_region": "frame",
+    "whole_frame": "frame",
+    "authors_mtcnn": "detect",
+    "tracked": "detect",
+    "aligned_5point": "box",
+    "box": "box",
+}
+FRAMING_DEFAULT_OF_ROWS = {"frame": "whole_frame", "detect": "tracked", "box": "box"}
+FRAMING_TEXT: dict[str, str] = {
+    "default": "whole frame resized, detected faces tracked, annotated boxes cropped",
+    "authors_region": "the authors' fixed region (rows 0-160, columns 32-192 of 224x224)",
+    "whole_frame": "the whole frame resized",
+    "authors_mtcnn": "the authors' MTCNN crop: tight box per frame, eyes levelled, stretched square",
+    "tracked": "a tracked, smoothed 1.3x square face box",
+    "aligned_5point": "5-landmark similarity alignment inside the annotation box",
+    "box": "the annotation box cropped",
+}
+# The authors' VoxCeleb2 region in a 224x224 frame: (row start, row end), (column start, end).
+# A frame of another size gets the region scaled proportionally on each axis.
+VOXCELEB2_REGION = ((0, 160), (32, 192))
+VOXCELEB2_FRAME = 224
+# The canonical 5-point face (left eye, right eye, nose, left and right mouth corner) that
+# `aligned_5point` maps landmarks onto, as fractions of the output side: InsightFace/ArcFace's
+# 112x112 template (the widely used one) divided by 112.
+FACE_TEMPLATE_5 = (
+    (0.34192, 0.46157),
+    (0.65653, 0.45983),
+    (0.50023, 0.64051),
+    (0.37098, 0.82469),
+    (0.63152, 0.82325),
+)

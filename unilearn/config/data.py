@@ -11,6 +11,7 @@ from pydantic import (
 
 from unilearn.catalogue import (
     DFER_DATASETS,
+    FRAMINGS,
     STORE_DATASETS,
 )
 from unilearn.config.fields import DferDataset, PositiveInt, Strict, expand_path
@@ -36,6 +37,27 @@ class StoreConfig(Strict):
     # Keep every k-th source frame of a dataset that only pre-training reads (e.g. voxceleb2: 4,
     # at pretrain.frame_stride 4): a quarter of the store; the loader refuses other strides.
     frame_stride: dict[StoreDataset, PositiveInt] = {}
+    # How each dataset's frames are framed (docs/data.md "Framing"); defaults are the authors':
+    #   voxceleb2: authors_region (rows 0-160, columns 32-192 of 224x224, stored at 160 px) |
+    #              whole_frame (the whole frame resized: faces ~1.4x smaller)
+    #   mafw: authors_mtcnn (a tight MTCNN box per frame, eyes levelled, stretched square; frames
+    #         with no face left out) | tracked (a tracked, smoothed 1.3x square box)
+    #   affectnet: aligned_5point (5 MTCNN landmarks inside the annotation box -> similarity to a
+    #              canonical template; the box crop where none is found) | box (the box cropped)
+    # Any other dataset is framed `default`. A store records its framing in settings.json and
+    # refuses to be filled with another.
+    framing: dict[StoreDataset, str] = {d: f[0] for d, f in FRAMINGS.items()}
+
+    @field_validator("framing")
+    @classmethod
+    def _framings(cls, v: dict[str, str]) -> dict[str, str]:
+        for dataset, framing in v.items():
+            allowed = ("default", *FRAMINGS.get(dataset, ()))
+            if framing not in allowed:
+                raise ValueError(
+                    f"data.store.framing.{dataset}={framing!r}: expected one of {list(allowed)}"
+                )
+        return {**{d: f[0] for d, f in FRAMINGS.items()}, **v}
 
 
 class DoctorConfig(Strict):

@@ -11,7 +11,12 @@ kill) does only clips not yet in the store's journals. One bad clip never stops 
 Which clips are detected: with `detect="auto"`, datasets distributed face-cropped
 (`unilearn.catalogue.FACE_CROPPED_DATASETS`) are only resized; any other dataset, or rows whose
 optional `face_cropped` column is false, go through detection + tracking. Rows with AffectNet's
-annotation box (`BOX_COLUMNS`) are cropped to that box.
+annotation box (`BOX_COLUMNS`) are cropped to that box. The store's `framing` (recorded in its
+settings.json; `unilearn.catalogue.FRAMINGS`) then frames each kind of row: VoxCeleb2's
+`authors_region` cuts the authors' fixed region of the resized rows, MAFW's `authors_mtcnn`
+detects every frame of every clip (as the authors' crop did) and leaves out frames with no face
+(counted in the summary), AffectNet's `aligned_5point` aligns the face found in the annotation
+box (the box's plain crop where none is found, counted).
 
 Shards: `preprocess(..., shard=(i, n))` stores the clips of part i of n (split by a hash of the
 clip id, `shard_of`) and leaves `DATASET/parts/*.done.json` when done; `merge(manifest, out, n)`
@@ -29,16 +34,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from unilearn.atomic import write_parquet, write_text
-from unilearn.catalogue import FACE_CROPPED_DATASETS
+from unilearn.catalogue import FACE_CROPPED_DATASETS, FRAMING_TEXT
 from unilearn.data.decode import MediaError, read_media
 from unilearn.data.face import NoFaceError
-from unilearn.data.face_clip import PreprocessSettings, cut_face_clip, locate_face
+from unilearn.data.face_clip import (
+    PreprocessSettings,
+    cut_face_clip,
+    locate_face,
+    resolve_framing,
+    row_framing,
+)
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
 from unilearn.data.worker_pool import map_surviving_crashes
 from unilearn.errors import read_parquet
@@ -70,6 +82,12 @@ class Summary:
     seconds: float
     pending: int = 0
     shard: tuple[int, int] | None = None
+    framing: str = "default"
+    # clips stored with frames left out (no face in them) and those frames; clips whose
+    # alignment fell back to the annotation box
+    clips_short: int = 0
+    frames_without_face: int = 0
+    fallbacks: Counter = field(default_factory=Counter)
 
     def report(self) -> str:
         if self.shard is not None:
@@ -85,7 +103,8 @@ class Summary:
                 )
             )
         lines = [
-            f"preprocess {self.dataset}: {self.rows} manifest rows, {self.clips} unique clips; "
+            f"preprocess {self.dataset} (framing {self.framing}: {FRAMING_TEXT[self.framing]}): "
+            f"{self.rows} manifest rows, {self.clips} unique clips; "
             f"{self.already} already in the store, {self.stored_now} stored now, "
             f"{self.failed_now} failed now ({self.seconds:.1f} s)",
             f"  -> {self.stored_rows} rows in the store, {self.quarantined_rows} rows quarantined"
@@ -93,6 +112,15 @@ class Summary:
         ]
         lines += [
             f"  quarantined clips: {n} x {reason}" for reason, n in self.reasons.most_common()
+        ]
+        if self.frames_without_face:
+            lines.append(
+                f"  {self.frames_without_face} frames without a face left out of {self.clips_short} "
+                "stored clips (as the authors' MTCNN crop, which writes no such frame)"
+            )
+        lines += [
+            f"  {n} clips with no face found for {self.framing}: stored as the {kind} framing"
+            for kind, n in self.fallbacks.items()
         ]
         return "\n".join(lines)
 
@@ -128,6 +156,7 @@ def preprocess(
     manifest, out = Path(manifest), Path(out)
     rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
+    settings = replace(settings, framing=resolve_framing(settings.framing, dataset))
     _check_manifest(rows, manifest)
     _check_settings(out, dataset, settings)
     tasks = _tasks(rows, settings, manifest)
@@ -216,7 +245,13 @@ def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) ->
 
 
 def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary) -> Summary:
-    stored, quarantined = _tables(rows, read_journal(out, dataset))
+    journal = read_journal(out, dataset)
+    stored, quarantined = _tables(rows, journal)
+    summary.framing = _store_framing(out, dataset)
+    ok = [e for e in journal.values() if "store_key" in e]
+    summary.clips_short = sum(1 for e in ok if e.get("frames_without_face"))
+    summary.frames_without_face = sum(int(e.get("frames_without_face", 0)) for e in ok)
+    summary.fallbacks = Counter(e["framing_fallback"] for e in ok if "framing_fallback" in e)
     write_parquet(stored, out / f"{dataset}.parquet")
     write_parquet(quarantined, out / f"{dataset}.quarantine.parquet")
     summary.stored_rows, summary.quarantined_rows = len(stored), len(quarantined)
@@ -225,6 +260,12 @@ def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary)
     )
     summary.seconds = max(summary.seconds, 0.0)
     return summary
+
+
+def _store_framing(out: Path, dataset: str) -> str:
+    """The framing a store's settings.json records (`default` for one made before framing)."""
+    path = out / dataset / "settings.json"
+    return json.loads(path.read_text()).get("framing", "default") if path.is_file() else "default"
 
 
 def _part_path(out: Path, dataset: str, shard: tuple[int, int], kind: str = "done.json") -> Path:
@@ -290,7 +331,8 @@ def _check_settings(out: Path, dataset: str, settings: PreprocessSettings) -> No
         if have != wanted:
             diff = {k: (have.get(k), wanted.get(k)) for k in wanted if have.get(k) != wanted.get(k)}
             raise ValueError(
-                f"{path}: store was built with other settings {diff} (existing, requested); use another --out"
+                f"{path}: store was built with other settings {diff} (existing, requested); a "
+                "store holds the pixels of one setting, never a mix: use another --out"
             )
     else:
         write_text(path, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
@@ -317,6 +359,8 @@ def _tasks(rows: pd.DataFrame, settings: PreprocessSettings, manifest: Path) -> 
             )
         else:
             detect = settings.detect == "always"
+        # the authors' MAFW crop runs MTCNN on every frame of every clip, face crop or not
+        detect = detect or (settings.framing == "authors_mtcnn" and settings.detect != "never")
         tasks.append(
             ClipTask(
                 str(row["clip_id"]),
@@ -394,13 +438,23 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
         if len(frames) == 0:
             raise MediaError(f"{task.path}: no frames")
         boxes, _ = locate_face(frames, settings, detect=task.detect, box=task.box)
-        keep = range(0, len(frames), settings.frame_stride)
+        keep = list(range(0, len(frames), settings.frame_stride))
+        notes = {}
+        framing = row_framing(settings.framing, detect=task.detect, box=task.box)
+        if framing == "authors_mtcnn":  # as theirs: a frame where MTCNN finds no face is left out
+            found = [i for i in keep if np.isfinite(boxes[i, 0])]
+            if len(found) < len(keep):
+                notes["frames_without_face"] = len(keep) - len(found)
+            keep = found
+        elif framing == "aligned_5point" and (boxes is None or boxes.ndim != 3):
+            notes["framing_fallback"] = "box"  # no landmarks inside the box: its plain crop
         frames = cut_face_clip(frames, boxes, settings, keep=keep)
         record = encode_clip(frames, settings.jpeg_quality)
         return record, {
             "n_frames": int(len(frames)),
             "height": int(frames.shape[1]),
             "width": int(frames.shape[2]),
+            **notes,
         }
     except NoFaceError as exc:
         return f"no face: {task.path}: {exc}"

