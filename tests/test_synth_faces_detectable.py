@@ -29,3 +29,32 @@ def test_raw_video_faces_are_found_by_a_real_detector(synth_tiny, backend):
             assert found.mean() >= (0.8 if backend == "haar" else 0.25), (video, found)
         else:
             assert found.mean() <= 0.1, (video, found)
+
+
+def test_synthetic_mafw_and_affectnet_faces_carry_landmarks_the_authors_framing_finds(
+    manifests_tiny,
+):
+    # the default framings detect every MAFW frame and the face inside each AffectNet box with
+    # MTCNN (landmarks needed): most synthetic faces are found, the rest are left out (MAFW
+    # frames) or keep the box crop (AffectNet), and the demo's stores still build
+    import pandas as pd
+
+    from unilearn.data.decode import read_frames, read_image
+    from unilearn.data.face_clip import detector_for
+
+    detector = detector_for("auto", "authors_mtcnn")
+    mafw = pd.read_parquet(manifests_tiny / "mafw.parquet").drop_duplicates("clip_id")
+    found = [
+        any(f.landmarks is not None for f in detector.detect(frame))
+        for path in mafw["path"][:12]
+        for frame in read_frames(path)
+    ]
+    assert np.mean(found) >= 0.6, np.mean(found)
+    affectnet = pd.read_parquet(manifests_tiny / "affectnet.parquet").dropna(subset=["face_x"])
+    inside = []
+    for row in affectnet.itertuples():
+        image = read_image(row.path)
+        x0, y0 = int(row.face_x), int(row.face_y)
+        crop = image[y0 : y0 + int(row.face_height), x0 : x0 + int(row.face_width)]
+        inside.append(bool(detector.detect(np.ascontiguousarray(crop))))
+    assert np.mean(inside) >= 0.4, np.mean(inside)

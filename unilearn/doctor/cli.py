@@ -3,7 +3,7 @@
 Reads the native tree with the same readers as `unilearn manifest`, compares the split files with
 the official split statistics (clips per fold, split and class), inspects the media on a sample
 (frames per clip and the DFEW variant, frame size, unreadable or empty clips, one large face per
-frame), prints a verdict first and then the details, and writes them as Markdown with --report.
+frame), says which framing the store gets (and, with --store, holds), prints a verdict first and then the details, and writes them as Markdown with --report.
 Exit status 1 when the data would not reproduce the paper's protocol. The bundled synthetic data
 (`unilearn synth`, recognised by its synth.json) passes as what it is.
 """
@@ -42,6 +42,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="face detector backend (as unilearn preprocess)",
     )
     parser.add_argument(
+        "--framing",
+        default="auto",
+        help="the framing preprocess will use (as its --framing; auto = the authors')",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="a clip store: say which framing its settings.json records for this dataset",
+    )
+    parser.add_argument(
         "--report", type=Path, default=None, help="write the report as Markdown here"
     )
     parser.add_argument("--seed", type=int, default=0, help="which clips are sampled")
@@ -68,6 +79,8 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         progress=not args.no_progress,
         workers=args.workers,
+        store=args.store,
+        framing=args.framing,
     )
     print(format_text(verdict, findings))
     if args.report is not None:

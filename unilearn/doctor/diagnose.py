@@ -2,16 +2,26 @@
 the readers `unilearn manifest` uses, compares the split files with the official statistics
 (`unilearn.doctor.official`), inspects the media on a sample (`unilearn.doctor.media`) and
 returns a verdict, the findings and the reader's answer; `format_text` and `format_markdown`
-write them for the terminal and the --report file. The bundled synthetic data (recognised by its
-synth.json) passes as what it is.
+write them for the terminal and the --report file. It also says which framing `unilearn
+preprocess` gives the dataset's store and, given the store, which one the store holds
+(`framing_findings`). The bundled synthetic data (recognised by its synth.json) passes as what it
+is.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
-from unilearn.catalogue import AFFECTNET_VAL_PER_CLASS, DATASETS, VOXCELEB2_DEV_CLIPS
+from unilearn.catalogue import (
+    AFFECTNET_VAL_PER_CLASS,
+    DATASETS,
+    FRAMING_TEXT,
+    FRAMINGS,
+    VOXCELEB2_DEV_CLIPS,
+)
+from unilearn.data.face_clip import resolve_framing
 from unilearn.data.native import (
     DatasetLayoutError,
     NativeRead,
@@ -62,6 +72,8 @@ def diagnose(
     seed: int = 0,
     progress: bool = True,
     workers: int = 1,
+    store: str | Path | None = None,
+    framing: str = "auto",
 ) -> tuple[str, list[Finding], NativeRead | None]:
     """(verdict line, findings, reader result). The data reproduces the protocol iff no finding is an error."""
     name = DATASETS[dataset].title
@@ -110,7 +122,43 @@ def diagnose(
         result, sample, detector=detector, face_clips=face_clips, seed=seed, progress=progress
     )
     findings += media_findings(result, media, synthetic)
+    findings += framing_findings(dataset, store, framing)
     return _verdict(dataset, findings, synthetic, summary), findings, result
+
+
+def framing_findings(dataset: str, store: str | Path | None, framing: str) -> list[Finding]:
+    """Which framing `unilearn preprocess --framing FRAMING` gives the dataset's store, and,
+    with `store`, which one the store already holds (its settings.json) and whether they agree."""
+    table = DATASETS[dataset].store_table
+    if table not in FRAMINGS:
+        return []
+    want = resolve_framing(framing, table)
+    authors, ours = FRAMINGS[table]
+    which = "the authors'" if want == authors else "ours" if want == ours else "ours on every row"
+    planned = Finding(
+        OK,
+        "framing",
+        f"preprocess frames {DATASETS[dataset].title} as {want} ({which}: {FRAMING_TEXT[want]}; "
+        f"data.store.framing.{table}, the other choice: {ours if want == authors else authors})",
+    )
+    settings = Path(store) / table / "settings.json" if store is not None else None
+    if settings is None or not settings.is_file():
+        return [planned]
+    # a store made before framing was recorded holds ours (`default`)
+    held = json.loads(settings.read_text()).get("framing", "default")
+    if held == want:
+        return [Finding(OK, "store_framing", f"{settings} holds {held}: {FRAMING_TEXT[held]}")]
+    return [
+        Finding(
+            WARNING,
+            "store_framing",
+            f"{settings} holds {held} ({FRAMING_TEXT[held]}), not {want}: preprocess refuses to "
+            "add to it, and models trained on it saw the other framing",
+            f"preprocess into another --out (or delete {settings.parent}), or set "
+            f"data.store.framing.{table}: {held}",
+            headline=f"store framed {held}, not {want}",
+        )
+    ]
 
 
 def _quarantine_findings(result: NativeRead, synth: dict | None) -> list[Finding]:

@@ -30,7 +30,14 @@ import torch
 from unilearn.data.clip_dataset import IMAGE_FRAMES
 from unilearn.data.decode import MediaError, decode_image_bytes
 from unilearn.data.face import FaceDetector, NoFaceError, probe_frames
-from unilearn.data.face_clip import PreprocessSettings, cut_face_clip, locate_face
+from unilearn.data.face_clip import (
+    PreprocessSettings,
+    cut_face_clip,
+    detector_options,
+    fill_missing,
+    locate_face,
+    row_framing,
+)
 from unilearn.data.frame_sampling import eval_indices
 from unilearn.data.transforms import EvalClipTransform
 from unilearn.predict.inputs import InputItem
@@ -86,14 +93,17 @@ class Prepared:
 _LOCAL = threading.local()
 
 
-def thread_detector(backend: str) -> FaceDetector:
-    """One detector per thread and backend: cv2.dnn networks must not be shared across threads."""
+def thread_detector(backend: str, framing: str = "tracked") -> FaceDetector:
+    """One detector per thread, backend and framing (`detector_options`): cv2.dnn networks must
+    not be shared across threads."""
     cache = getattr(_LOCAL, "detectors", None)
     if cache is None:
         cache = _LOCAL.detectors = {}
-    if backend not in cache:
-        cache[backend] = FaceDetector(backend)
-    return cache[backend]
+    options = detector_options(framing)
+    key = (backend, bool(options))
+    if key not in cache:
+        cache[key] = FaceDetector("mtcnn" if options else backend, **options)
+    return cache[key]
 
 
 def choose_head(kind: str, spec: InferenceModel) -> tuple[str, str]:
@@ -175,9 +185,20 @@ def _prepare(
 
     boxes = None
     if options.crop != "none":
-        source.plan(probe_frames(n, settings.face))
-        detector = thread_detector(settings.detector)
-        boxes, out.face_detections = locate_face(source, settings, detect=True, detector=detector)
+        # the model's store framing: the authors' MTCNN crop (MAFW) detects every frame it keeps
+        per_frame = row_framing(settings.framing, detect=True) == "authors_mtcnn"
+        source.plan(keep if per_frame else probe_frames(n, settings.face))
+        detector = thread_detector(settings.detector, row_framing(settings.framing, detect=True))
+        boxes, out.face_detections = locate_face(
+            source, settings, detect=True, detector=detector, only=keep if per_frame else None
+        )
+        if per_frame:
+            boxes = fill_missing(boxes)  # a frame with no face takes its neighbour's crop
+            if out.face_detections < len(keep):
+                out.notes.append(
+                    f"no face in {len(keep) - out.face_detections} of {len(keep)} frames: "
+                    "cropped as the nearest frame with one"
+                )
         fill = face_fill(boxes, source.shape())
         if options.crop == "auto" and fill >= AUTO_FACE_FILL:
             boxes = None
