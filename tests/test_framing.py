@@ -123,6 +123,7 @@ def test_a_framing_of_another_dataset_is_refused():
     assert resolve_framing("auto", "voxceleb2") == "authors_region"
     assert resolve_framing("auto", "mafw") == "authors_mtcnn"
     assert resolve_framing("auto", "affectnet") == "aligned_5point"
+    assert resolve_framing("auto", "affectnet7") == "aligned_5point"  # its store table's
     assert resolve_framing("auto", "dfew") == "default"
     with pytest.raises(ValueError, match="does not apply to dfew"):
         resolve_framing("authors_region", "dfew")

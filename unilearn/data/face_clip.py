@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from unilearn.catalogue import FRAMING_DEFAULT_OF_ROWS, FRAMING_ROWS, FRAMINGS
+from unilearn.catalogue import DATASETS, FRAMING_DEFAULT_OF_ROWS, FRAMING_ROWS, FRAMINGS
 from unilearn.data.face import (
     FaceCropConfig,
     FaceDetector,
@@ -60,7 +60,8 @@ class PreprocessSettings:
 def resolve_framing(framing: str, dataset: str) -> str:
     """The framing a store of `dataset` records: `auto` -> the authors' framing of the dataset
     (`default` for a dataset they frame like ours); any other value must be one of the dataset's."""
-    allowed = FRAMINGS.get(dataset, ())
+    table = DATASETS[dataset].store_table if dataset in DATASETS else dataset  # affectnet7
+    allowed = FRAMINGS.get(table, ())
     if framing == "auto":
         return allowed[0] if allowed else "default"
     if framing != "default" and framing not in allowed:
