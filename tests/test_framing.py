@@ -248,3 +248,53 @@ def test_affectnet_images_with_no_face_in_their_box_keep_the_box_crop_and_say_so
     )
     store = ClipStore(tmp_path / "store")
     assert store.info(journal["blank"]["store_key"]).height == 64
+
+
+# ---- the config key, `unilearn config` and the workflow ----------------------------------------
+
+
+def test_the_authors_framings_are_the_config_defaults_and_reach_preprocess():
+    from pathlib import Path
+
+    from unilearn.config import ConfigError
+    from unilearn.config_cli import resolve_stage
+    from unilearn.plan import Plan
+
+    configs = Path(__file__).parents[1] / "configs"
+    paper = str(configs / "paper.yaml")
+    resolved = resolve_stage([paper], "pretrain", mode="video")
+    assert resolved["data"]["store"]["framing"] == {
+        "voxceleb2": "authors_region", "mafw": "authors_mtcnn", "affectnet": "aligned_5point",
+    }  # fmt: skip
+    ours = resolve_stage([paper], "pretrain", mode="video",
+                         overrides=["data.store.framing.voxceleb2=whole_frame"])  # fmt: skip
+    assert ours["data"]["store"]["framing"]["voxceleb2"] == "whole_frame"
+    assert ours["data"]["store"]["framing"]["mafw"] == "authors_mtcnn"  # the others stay
+    with pytest.raises(ConfigError, match="data.store.framing"):
+        resolve_stage([paper], "pretrain", mode="video",
+                      overrides=["data.store.framing.mafw=authors_region"])  # fmt: skip
+    workflow = {"configs": [str(configs / "demo.yaml")], "overrides": [], "launcher": None,
+                "submitit_cluster": "slurm", "runs": "runs", "results": "results"}  # fmt: skip
+    plan = Plan.from_workflow_config(workflow, python="/env/bin/python")
+    assert "--framing authors_mtcnn" in plan.preprocess_settings("mafw")
+    assert "--framing aligned_5point" in plan.preprocess_settings("affectnet")
+    assert "--framing authors_region" in plan.preprocess_settings("voxceleb2")
+    assert "--framing default" in plan.preprocess_settings("dfew")
+
+
+def test_the_doctor_says_which_framing_a_store_holds(tmp_path):
+    from unilearn.doctor.diagnose import framing_findings
+
+    (planned,) = framing_findings("mafw", None, "auto")
+    assert planned.severity == "ok" and "as authors_mtcnn (the authors'" in planned.message
+    (ours,) = framing_findings("mafw", None, "tracked")
+    assert "as tracked (ours" in ours.message
+    settings = tmp_path / "mafw" / "settings.json"
+    settings.parent.mkdir()
+    settings.write_text(json.dumps({"short_side": 176}))  # made before framing: ours
+    (held,) = framing_findings("mafw", tmp_path, "auto")
+    assert held.severity == "warning" and "holds default" in held.message
+    settings.write_text(json.dumps({"short_side": 176, "framing": "authors_mtcnn"}))
+    (same,) = framing_findings("mafw", tmp_path, "auto")
+    assert same.severity == "ok" and "holds authors_mtcnn" in same.message
+    assert framing_findings("dfew", tmp_path, "auto") == []
