@@ -230,3 +230,30 @@ def test_window_stride_in_frames_or_seconds():
             parse_window_stride(bad)
     windows = timeline_windows(5, num_frames=4, frame_stride=2, step=3)  # shorter than a window
     assert [w.frames for w in windows] == [(0, 2, 4, 4)]
+
+
+def test_a_model_of_an_authors_mtcnn_store_predicts_on_the_same_framing(raw, tmp_path):
+    """A MAFW model's store was framed with the authors' per-frame MTCNN crop: predict frames
+    its input the same way (the clip frames where MTCNN finds a face are the stored ones)."""
+    settings = PreprocessSettings(short_side=40, framing="authors_mtcnn")
+    rows = [{"dataset": "mafw", "clip_id": "scene", "path": str(raw["scene"]), "media": "video",
+             "label": -1, "label_name": "", "fold": None, "split": "test", "n_frames": 0,
+             "source_file": "test"}]  # fmt: skip
+    pd.DataFrame(rows).to_parquet(tmp_path / "mafw.parquet")
+    preprocess(tmp_path / "mafw.parquet", tmp_path / "store", settings, workers=0, progress=False)
+    key = pd.read_parquet(tmp_path / "store" / "mafw.parquet")["store_key"].iloc[0]
+    torch.manual_seed(0)
+    model = create_model("unilearn_tiny_patch16_64", img_size=32, num_frames=4, n_experts=2)
+    meta = {"labels": {"dfer": DFEW, "sfer": AFFECTNET7}, "frame_stride": 2,
+            "preprocess": asdict(settings)}  # fmt: skip
+    save_checkpoint(tmp_path / "checkpoint.pt", model, meta)
+    spec = load_inference_model(tmp_path / "checkpoint.pt")
+    assert spec.settings.framing == "authors_mtcnn"
+    item = discover_inputs([raw["scene"]])[0]
+    prepared = prepare_input(0, item, spec, PredictOptions(crop="detect"))
+    assert prepared.ok, prepared.reason
+    keep = sorted(prepared.position)
+    assert prepared.frames.shape == (len(keep), 40, 40, 3)
+    assert prepared.face_detections == len(keep)  # MTCNN finds the scene's face in every frame
+    stored = ClipStore(tmp_path / "store").read_numpy(key, keep)
+    assert np.array_equal(prepared.frames, stored)
