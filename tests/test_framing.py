@@ -176,15 +176,23 @@ def test_mafw_frames_without_a_face_are_left_out_and_counted_clips_without_any_q
     no_face = write_frames(tmp_path / "src" / "00002", np.stack([blank] * 3))
     rows = [manifest_row("mafw", "00001", with_gap, "frames", 0, 4, "train", 1),
             manifest_row("mafw", "00002", no_face, "frames", 1, 3, "train", 1)]  # fmt: skip
-    manifest_frame(rows).assign(face_cropped=True).to_parquet(tmp_path / "mafw.parquet")
+    manifest_frame(rows).to_parquet(tmp_path / "mafw.parquet")
     summary = preprocess(tmp_path / "mafw.parquet", tmp_path / "store",
                          PreprocessSettings(short_side=48, framing="auto"), workers=0, progress=False)  # fmt: skip
     journal = read_journal(tmp_path / "store", "mafw")
-    # every frame was detected although the rows say face-cropped: the authors crop them all
     assert journal["00001"]["n_frames"] == 3 and journal["00001"]["frames_without_face"] == 1
     assert journal["00002"]["reason"].startswith("no face")
     report = summary.report()
     assert "framing authors_mtcnn" in report and "1 frames without a face left out of 1" in report
+    marked = tmp_path / "marked"
+    marked.mkdir()
+    manifest_frame(rows[:1]).assign(face_cropped=True).to_parquet(marked / "mafw.parquet")
+    summary = preprocess(marked / "mafw.parquet", marked / "store",
+                         PreprocessSettings(short_side=48, framing="auto"), workers=0, progress=False)  # fmt: skip
+    assert (
+        "1 clips framed whole_frame, not authors_mtcnn (rows marked face-cropped"
+        in summary.report()
+    )
     # predict keeps every frame a clip needs: a frame with no face takes its neighbour's crop
     params = np.array([[0, 0, 4, 4, 1.0], [np.nan] * 5, [1, 1, 5, 5, 2.0]], np.float32)
     np.testing.assert_array_equal(fill_missing(params)[1], params[0])
@@ -240,10 +248,10 @@ def test_affectnet_images_with_no_face_in_their_box_keep_the_box_crop_and_say_so
     summary = preprocess(tmp_path / "affectnet.parquet", tmp_path / "store",
                          PreprocessSettings(short_side=64, framing="auto"), workers=0, progress=False)  # fmt: skip
     journal = read_journal(tmp_path / "store", "affectnet")
-    assert "framing_fallback" not in journal["face"]
-    assert journal["blank"]["framing_fallback"] == "box"
+    assert "framing" not in journal["face"]
+    assert journal["blank"]["framing"] == "box"
     assert (
-        "1 clips with no face found for aligned_5point: stored as the box framing"
+        "1 clips framed box, not aligned_5point (no face found in the annotation box"
         in summary.report()
     )
     store = ClipStore(tmp_path / "store")

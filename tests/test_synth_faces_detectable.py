@@ -34,9 +34,9 @@ def test_raw_video_faces_are_found_by_a_real_detector(synth_tiny, backend):
 def test_synthetic_mafw_and_affectnet_faces_carry_landmarks_the_authors_framing_finds(
     manifests_tiny,
 ):
-    # the default framings detect every MAFW frame and the face inside each AffectNet box with
-    # MTCNN (landmarks needed): most synthetic faces are found, the rest are left out (MAFW
-    # frames) or keep the box crop (AffectNet), and the demo's stores still build
+    # AffectNet's default framing finds the face inside each box with MTCNN (landmarks needed;
+    # the rest keep the box crop). MAFW's detects every frame of real, full-scene rows; the
+    # synthetic rows are marked face-cropped and resized, but their faces carry landmarks too
     import pandas as pd
 
     from unilearn.data.decode import read_frames, read_image

@@ -14,9 +14,10 @@ optional `face_cropped` column is false, go through detection + tracking. Rows w
 annotation box (`BOX_COLUMNS`) are cropped to that box. The store's `framing` (recorded in its
 settings.json; `unilearn.catalogue.FRAMINGS`) then frames each kind of row: VoxCeleb2's
 `authors_region` cuts the authors' fixed region of the resized rows, MAFW's `authors_mtcnn`
-detects every frame of every clip (as the authors' crop did) and leaves out frames with no face
-(counted in the summary), AffectNet's `aligned_5point` aligns the face found in the annotation
-box (the box's plain crop where none is found, counted).
+detects every frame of its detected rows (as the authors' crop did) and leaves out frames with no
+face (counted in the summary), AffectNet's `aligned_5point` aligns the face found in the
+annotation box (the box's plain crop where none is found). Clips framed otherwise than the store
+(that fallback, or rows marked face-cropped: resized) are counted in the summary by framing.
 
 Shards: `preprocess(..., shard=(i, n))` stores the clips of part i of n (split by a hash of the
 clip id, `shard_of`) and leaves `DATASET/parts/*.done.json` when done; `merge(manifest, out, n)`
@@ -83,11 +84,11 @@ class Summary:
     pending: int = 0
     shard: tuple[int, int] | None = None
     framing: str = "default"
-    # clips stored with frames left out (no face in them) and those frames; clips whose
-    # alignment fell back to the annotation box
+    # clips stored with frames left out (no face in them) and those frames; clips framed
+    # otherwise than the store's framing, by their framing
     clips_short: int = 0
     frames_without_face: int = 0
-    fallbacks: Counter = field(default_factory=Counter)
+    other_framings: Counter = field(default_factory=Counter)
 
     def report(self) -> str:
         if self.shard is not None:
@@ -119,10 +120,18 @@ class Summary:
                 "stored clips (as the authors' MTCNN crop, which writes no such frame)"
             )
         lines += [
-            f"  {n} clips with no face found for {self.framing}: stored as the {kind} framing"
-            for kind, n in self.fallbacks.items()
+            f"  {n} clips framed {kind}, not {self.framing} ({_OTHER_FRAMING[kind]})"
+            for kind, n in self.other_framings.items()
         ]
         return "\n".join(lines)
+
+
+# Why a clip is framed otherwise than its store's framing, by the framing it got.
+_OTHER_FRAMING = {
+    "box": "no face found in the annotation box: its plain crop",
+    "whole_frame": "rows marked face-cropped: only resized",
+    "tracked": "rows detected without the dataset's own framing",
+}
 
 
 class ShardFailed(RuntimeError):
@@ -251,7 +260,7 @@ def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary)
     ok = [e for e in journal.values() if "store_key" in e]
     summary.clips_short = sum(1 for e in ok if e.get("frames_without_face"))
     summary.frames_without_face = sum(int(e.get("frames_without_face", 0)) for e in ok)
-    summary.fallbacks = Counter(e["framing_fallback"] for e in ok if "framing_fallback" in e)
+    summary.other_framings = Counter(e["framing"] for e in ok if "framing" in e)
     write_parquet(stored, out / f"{dataset}.parquet")
     write_parquet(quarantined, out / f"{dataset}.quarantine.parquet")
     summary.stored_rows, summary.quarantined_rows = len(stored), len(quarantined)
@@ -359,8 +368,6 @@ def _tasks(rows: pd.DataFrame, settings: PreprocessSettings, manifest: Path) -> 
             )
         else:
             detect = settings.detect == "always"
-        # the authors' MAFW crop runs MTCNN on every frame of every clip, face crop or not
-        detect = detect or (settings.framing == "authors_mtcnn" and settings.detect != "never")
         tasks.append(
             ClipTask(
                 str(row["clip_id"]),
@@ -447,7 +454,9 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
                 notes["frames_without_face"] = len(keep) - len(found)
             keep = found
         elif framing == "aligned_5point" and (boxes is None or boxes.ndim != 3):
-            notes["framing_fallback"] = "box"  # no landmarks inside the box: its plain crop
+            framing = "box"  # no face inside the box: its plain crop
+        if framing != settings.framing and settings.framing != "default":
+            notes["framing"] = framing  # said in the summary: not the store's framing
         frames = cut_face_clip(frames, boxes, settings, keep=keep)
         record = encode_clip(frames, settings.jpeg_quality)
         return record, {
