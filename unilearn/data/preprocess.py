@@ -35,14 +35,14 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from unilearn.atomic import write_parquet, write_text
-from unilearn.catalogue import FACE_CROPPED_DATASETS, FRAMING_TEXT
+from unilearn.catalogue import FACE_CROPPED_DATASETS
 from unilearn.data.decode import MediaError, read_media
 from unilearn.data.face import NoFaceError
 from unilearn.data.face_clip import (
@@ -52,6 +52,7 @@ from unilearn.data.face_clip import (
     resolve_framing,
     row_framing,
 )
+from unilearn.data.preprocess_summary import Summary
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
 from unilearn.data.worker_pool import map_surviving_crashes
 from unilearn.errors import read_parquet
@@ -67,71 +68,6 @@ class ClipTask:
     media: str
     detect: bool
     box: tuple[float, float, float, float] | None
-
-
-@dataclass
-class Summary:
-    dataset: str
-    rows: int
-    clips: int
-    already: int
-    stored_now: int
-    failed_now: int
-    stored_rows: int
-    quarantined_rows: int
-    reasons: Counter
-    seconds: float
-    pending: int = 0
-    shard: tuple[int, int] | None = None
-    framing: str = "default"
-    # clips stored with frames left out (no face in them) and those frames; clips framed
-    # otherwise than the store's framing, by their framing
-    clips_short: int = 0
-    frames_without_face: int = 0
-    other_framings: Counter = field(default_factory=Counter)
-
-    def report(self) -> str:
-        if self.shard is not None:
-            i, n = self.shard
-            return (
-                f"preprocess {self.dataset} shard {i}/{n}: {self.clips} clips; {self.already} "
-                f"already in the store, {self.stored_now} stored now, {self.failed_now} failed now "
-                f"({self.seconds:.1f} s)"
-                + (
-                    f", {self.pending} still to do (re-run to resume)"
-                    if self.pending
-                    else "; done (tables: --merge when every shard is done)"
-                )
-            )
-        lines = [
-            f"preprocess {self.dataset} (framing {self.framing}: {FRAMING_TEXT[self.framing]}): "
-            f"{self.rows} manifest rows, {self.clips} unique clips; "
-            f"{self.already} already in the store, {self.stored_now} stored now, "
-            f"{self.failed_now} failed now ({self.seconds:.1f} s)",
-            f"  -> {self.stored_rows} rows in the store, {self.quarantined_rows} rows quarantined"
-            + (f", {self.pending} clips still to do (re-run to resume)" if self.pending else ""),
-        ]
-        lines += [
-            f"  quarantined clips: {n} x {reason}" for reason, n in self.reasons.most_common()
-        ]
-        if self.frames_without_face:
-            lines.append(
-                f"  {self.frames_without_face} frames without a face left out of {self.clips_short} "
-                "stored clips (as the authors' MTCNN crop, which writes no such frame)"
-            )
-        lines += [
-            f"  {n} clips framed {kind}, not {self.framing} ({_OTHER_FRAMING[kind]})"
-            for kind, n in self.other_framings.items()
-        ]
-        return "\n".join(lines)
-
-
-# Why a clip is framed otherwise than its store's framing, by the framing it got.
-_OTHER_FRAMING = {
-    "box": "no face found in the annotation box: its plain crop",
-    "whole_frame": "rows marked face-cropped: only resized",
-    "tracked": "rows detected without the dataset's own framing",
-}
 
 
 class ShardFailed(RuntimeError):
@@ -166,6 +102,11 @@ def preprocess(
     rows = read_parquet(manifest, "manifest")
     dataset = manifest.stem
     settings = replace(settings, framing=resolve_framing(settings.framing, dataset))
+    if settings.framing in ("authors_mtcnn", "aligned_5point") and settings.detector == "haar":
+        raise ValueError(
+            f"{manifest}: framing {settings.framing} needs MTCNN's landmarks; --detector haar has "
+            "none (use --detector auto or mtcnn, or the framing `default`)"
+        )
     _check_manifest(rows, manifest)
     _check_settings(out, dataset, settings)
     tasks = _tasks(rows, settings, manifest)
@@ -444,8 +385,8 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
         frames = read_media(task.path, task.media)
         if len(frames) == 0:
             raise MediaError(f"{task.path}: no frames")
-        boxes, _ = locate_face(frames, settings, detect=task.detect, box=task.box)
         keep = list(range(0, len(frames), settings.frame_stride))
+        boxes, _ = locate_face(frames, settings, detect=task.detect, box=task.box, only=keep)
         notes = {}
         framing = row_framing(settings.framing, detect=task.detect, box=task.box)
         if framing == "authors_mtcnn":  # as theirs: a frame where MTCNN finds no face is left out
