@@ -128,8 +128,9 @@ def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
 
     store = workdir / "data" / "store"
     whole = tmp_path / "whole"
+    store_config = load_config(workdir / "configs/demo.yaml").data.store
     settings = PreprocessSettings(
-        short_side=load_config(workdir / "configs/demo.yaml").data.store.short_side
+        short_side=store_config.short_side, framing=store_config.framing["voxceleb2"]
     )
     preprocess(
         workdir / "data/manifests/voxceleb2.parquet", whole, settings, workers=0, progress=False
