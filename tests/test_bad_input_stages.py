@@ -382,3 +382,26 @@ def test_one_damaged_test_record_fails_the_test_naming_clip_and_key(
         1,
         len(rows) - 1,
     )
+
+
+def test_finetune_whose_test_lost_a_clip_fails_or_records_it(store, tmp_path, capsys):
+    """The fine-tuning job's own test: past evaluate.max_unreadable it fails (exit 1) naming the
+    clip; allowed, every prediction's metrics record n_clips and n_unreadable."""
+    copy = _store_copy(store, tmp_path)
+    rows = _test_rows(copy)
+    clip, key = rows.clip_id.iloc[0], rows.store_key.iloc[0]
+    shard, _, offset = key.rpartition(":")
+    with open(copy / shard, "r+b") as f:
+        f.seek(int(offset))
+        f.write(b"XXXX")
+    status, err = _run(capsys, _finetune(copy, tmp_path / "strict", "--test", "dfew"))
+    last = _one_paragraph(err, "unilearn finetune", kind="failed")
+    assert status == EXIT_FAILED_RUN and f"clip {clip} ({key})" in last
+
+    out = tmp_path / "allowed"
+    argv = _finetune(copy, out, "evaluate.max_unreadable=1", "--test", "dfew")
+    assert _run(capsys, argv)[0] == 0
+    for sidecar in sorted(out.glob("pred-dfew*.metrics.json")):
+        metrics = __import__("json").loads(sidecar.read_text())
+        assert (metrics["n_clips"], metrics["n_unreadable"]) == (len(rows), 1), sidecar
+    assert sorted(p.name for p in out.glob("pred-dfew*.metrics.json"))
