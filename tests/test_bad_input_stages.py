@@ -313,3 +313,95 @@ def test_launcher_config_error_is_one_paragraph_with_status_2(tmp_path):
     assert proc.stderr.strip() == (
         f"python -m unilearn.launch: bad input: {tmp_path / 'nope.yaml'}: config file not found"
     )
+
+
+# -- a damaged test set -----------------------------------------------------------------------
+
+
+def _tiny_checkpoint(path: Path) -> Path:
+    from unilearn.catalogue import DATASETS, LABEL_SETS
+    from unilearn.models import create_model, save_checkpoint
+
+    model = create_model("vit_tiny_patch16_64", num_classes=7, num_frames=4, img_size=32,
+                         embed_dim=96, num_heads=3)  # fmt: skip
+    labels = list(LABEL_SETS[DATASETS["dfew"].label_set].classes)
+    save_checkpoint(
+        path, model, {"labels": {"dfer": labels}, "frame_stride": 2, "experiment": "videomae"}
+    )
+    return path
+
+
+def _test_rows(store: Path) -> pd.DataFrame:
+    from unilearn.data.store_table import load_store_table
+
+    return load_store_table(store, "dfew", 1, "test")
+
+
+def test_evaluate_on_a_truncated_store_shard_fails_naming_the_shard(store, tmp_path, capsys):
+    copy = _store_copy(store, tmp_path)
+    keys = [k.rpartition(":") for k in _test_rows(copy).store_key]
+    shards = sorted({shard for shard, _, _ in keys})
+    for shard in shards:  # cut before its first test record (a copy that stopped early)
+        first = min(int(offset) for s, _, offset in keys if s == shard)
+        data = (copy / shard).read_bytes()
+        (copy / shard).write_bytes(data[: min(first, int(len(data) * 0.4))])
+    ckpt = _tiny_checkpoint(tmp_path / "model.pt")
+    status, err = _run(capsys, _evaluate(copy, ckpt, tmp_path / "p.parquet"))
+    last = _one_paragraph(err, "unilearn evaluate", kind="failed")
+    assert status == EXIT_FAILED_RUN
+    assert "none of the" in last and "test clips could be read" in last
+    assert all(shard in last for shard in shards)
+    assert (tmp_path / "p.quarantine.parquet").is_file()  # written before the failure
+
+
+def test_one_damaged_test_record_fails_the_test_naming_clip_and_key(
+    store, tmp_path, capsys, caplog
+):
+    copy = _store_copy(store, tmp_path)
+    rows = _test_rows(copy)
+    clip, key = rows.clip_id.iloc[1], rows.store_key.iloc[1]
+    shard, _, offset = key.rpartition(":")
+    with open(copy / shard, "r+b") as f:  # the record's header no longer reads as one
+        f.seek(int(offset))
+        f.write(b"XXXX")
+    ckpt = _tiny_checkpoint(tmp_path / "model.pt")
+    status, err = _run(capsys, _evaluate(copy, ckpt, tmp_path / "p.parquet"))
+    last = _one_paragraph(err, "unilearn evaluate", kind="failed")
+    assert status == EXIT_FAILED_RUN
+    assert f"1 of {len(rows)} test clips unreadable" in last and "max_unreadable=0" in last
+    assert f"clip {clip} ({key})" in last
+
+    # allowed by evaluate.max_unreadable: the job succeeds, says so, and the metrics record it
+    status, err = _run(capsys, [*_evaluate(copy, ckpt, tmp_path / "q.parquet"),
+                                "evaluate.max_unreadable=1"])  # fmt: skip
+    assert status == 0
+    assert f"clip {clip} ({key})" in caplog.text  # the warning names it too
+    metrics = __import__("json").loads((tmp_path / "q.metrics.json").read_text())
+    assert (metrics["n_clips"], metrics["n_unreadable"], metrics["n"]) == (
+        len(rows),
+        1,
+        len(rows) - 1,
+    )
+
+
+def test_finetune_whose_test_lost_a_clip_fails_or_records_it(store, tmp_path, capsys):
+    """The fine-tuning job's own test: past evaluate.max_unreadable it fails (exit 1) naming the
+    clip; allowed, every prediction's metrics record n_clips and n_unreadable."""
+    copy = _store_copy(store, tmp_path)
+    rows = _test_rows(copy)
+    clip, key = rows.clip_id.iloc[0], rows.store_key.iloc[0]
+    shard, _, offset = key.rpartition(":")
+    with open(copy / shard, "r+b") as f:
+        f.seek(int(offset))
+        f.write(b"XXXX")
+    status, err = _run(capsys, _finetune(copy, tmp_path / "strict", "--test", "dfew"))
+    last = _one_paragraph(err, "unilearn finetune", kind="failed")
+    assert status == EXIT_FAILED_RUN and f"clip {clip} ({key})" in last
+
+    out = tmp_path / "allowed"
+    argv = _finetune(copy, out, "evaluate.max_unreadable=1", "--test", "dfew")
+    assert _run(capsys, argv)[0] == 0
+    for sidecar in sorted(out.glob("pred-dfew*.metrics.json")):
+        metrics = __import__("json").loads(sidecar.read_text())
+        assert (metrics["n_clips"], metrics["n_unreadable"]) == (len(rows), 1), sidecar
+    assert sorted(p.name for p in out.glob("pred-dfew*.metrics.json"))

@@ -373,12 +373,12 @@ from pathlib import Path
 sys.path.insert(0, {tests!r})
 from _engine_data import toy_finetune_data
 import unilearn.engine.finetune as finetune
-import unilearn.engine.train_state as train_state
+import unilearn.engine.checkpoint_writer as writer
 from unilearn.atomic import atomic_path
 from unilearn.config import load_config
 import torch
 
-real_save, calls = train_state.torch_save, [0]
+real_save, calls = writer.torch_save, [0]
 def torch_save(obj, path):
     calls[0] += 1
     if calls[0] < 2:
@@ -390,7 +390,7 @@ def torch_save(obj, path):
         Path({marker!r}).write_text(str(obj["step"]))
         time.sleep(600)
 
-train_state.torch_save = torch_save
+writer.torch_save = torch_save
 finetune.finetune_data = toy_finetune_data
 cfg = load_config({config!r}, {overrides!r})
 finetune.run(cfg, "unilearn", "dfew", 1, None, Path({out!r}), progress=False)

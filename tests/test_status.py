@@ -90,3 +90,51 @@ def test_status_answers_without_torch(tmp_path):
                           text=True, cwd=Path(__file__).resolve().parents[1], env=env)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "pending" in done.stdout
+
+
+def _fake_slurm(bin_dir: Path, squeue: str, sacct: str) -> dict[str, str]:
+    """`squeue` and `sacct` on PATH that run the given shell lines (and log their calls)."""
+    bin_dir.mkdir()
+    for name, body in (("squeue", squeue), ("sacct", sacct)):
+        tool = bin_dir / name
+        tool.write_text(f"#!/bin/sh\necho {name} >> {bin_dir}/calls\n{body}\n")
+        tool.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+
+
+def _runs_with_jobs(runs: Path, n: int) -> None:
+    for fold in range(1, n + 1):
+        job = runs / "finetune" / "unilearn" / f"dfew-fold{fold}" / "slurm" / "finetune-1-a"
+        job.mkdir(parents=True)
+        (job / f"{4240 + fold}_submitted.pkl").write_bytes(b"")
+
+
+def test_status_answers_within_a_second_when_the_slurm_controller_does_not(tmp_path, monkeypatch):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    runs = tmp_path / "runs" / "demo"
+    _runs_with_jobs(runs, 5)
+    env = _fake_slurm(tmp_path / "bin", "sleep 30", "sleep 30")
+    monkeypatch.setenv("PATH", env["PATH"])
+    start = time.monotonic()
+    rows = _by_key(collect(cfg, runs, ["table1"]))
+    took = time.monotonic() - start
+    assert took < 15, f"status waited {took:.1f} s on a Slurm that does not answer"
+    job = rows[("finetune", "unilearn", "dfew-fold2")].job
+    assert job == "4242 Slurm not reachable"
+    assert (tmp_path / "bin" / "calls").read_text().split() == ["squeue"]  # one query, not per run
+    assert "Slurm not reachable" in render(list(rows.values()), show_done=True)
+
+
+def test_status_asks_slurm_once_for_all_runs(tmp_path, monkeypatch):
+    cfg = load_config(CONFIGS / "demo.yaml")
+    runs = tmp_path / "runs" / "demo"
+    _runs_with_jobs(runs, 3)
+    env = _fake_slurm(tmp_path / "bin", "echo '4241 RUNNING'",
+                      "printf '4242|COMPLETED\\n4243|FAILED\\n'")  # fmt: skip
+    monkeypatch.setenv("PATH", env["PATH"])
+    rows = _by_key(collect(cfg, runs, ["table1"]))
+    assert rows[("finetune", "unilearn", "dfew-fold1")].job == "4241 RUNNING"
+    assert rows[("finetune", "unilearn", "dfew-fold2")].job == "4242 COMPLETED"
+    assert rows[("finetune", "unilearn", "dfew-fold3")].job == "4243 FAILED"
+    assert rows[("finetune", "unilearn", "dfew-fold3")].state == "failed"
+    assert (tmp_path / "bin" / "calls").read_text().split() == ["squeue", "sacct"]

@@ -17,6 +17,7 @@ from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.wandb_log import log_evaluation, log_pooled, run_for, run_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+LOGGED = ["wandb.mode=null"]  # the demo runs without W&B; these tests log it
 SECRET = "0123456789abcdef-not-a-real-key-0123456789"
 
 
@@ -65,7 +66,7 @@ def _run(cfg, tmp_path, **kwargs):
 
 def test_run_config_says_what_the_run_is(fake_wandb, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", SECRET)
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     init = tmp_path / "init.pt"
     init.write_bytes(b"weights")
     identity = run_identity("unilearn@n_experts=4", "unilearn", "dfew", 3, init)
@@ -93,7 +94,7 @@ def test_run_config_says_what_the_run_is(fake_wandb, tmp_path, monkeypatch):
 
 
 def test_sweep_points_get_their_own_group(fake_wandb, tmp_path):
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     groups = set()
     for point in ("unilearn", "unilearn@n_experts=4", "unilearn@sfer_proportion=0.25"):
         identity = run_identity(point, "unilearn", "ferv39k", None)
@@ -135,7 +136,7 @@ def test_project_comes_from_environment_when_the_config_has_none(fake_wandb, tmp
 
 
 def test_resumed_run_continues_the_same_wandb_run(fake_wandb, tmp_path):
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     for _ in range(2):  # a requeued job starts the run again in the same run directory
         _run(cfg, tmp_path).finish()
     first, second = fake_wandb.runs
@@ -145,7 +146,7 @@ def test_resumed_run_continues_the_same_wandb_run(fake_wandb, tmp_path):
 
 
 def test_only_rank0_logs(fake_wandb, tmp_path):
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     run = _run(cfg, tmp_path, is_main=False)
     run.log({"x": 1}, step=0)
     run.summary({"y": 2})
@@ -155,7 +156,7 @@ def test_only_rank0_logs(fake_wandb, tmp_path):
 
 
 def test_evaluation_logs_confusion_matrix_and_per_class_recall(fake_wandb, tmp_path):
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     metrics = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1], 2, ["happy", "sad"])
     run = _run(cfg, tmp_path, job_type="evaluate")
     log_evaluation(run, metrics, usage={"2": [3, 1]})
@@ -172,7 +173,7 @@ def test_evaluation_logs_confusion_matrix_and_per_class_recall(fake_wandb, tmp_p
 
 
 def test_pooled_cell_is_a_run_in_the_group_of_its_folds(fake_wandb, tmp_path):
-    cfg = load_config(CONFIGS / "demo.yaml")
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
     result = classification_metrics([0, 1, 2, 3], [0, 1, 2, 0], 7, None) | {
         "dataset": "dfew", "experiment": "unilearn", "folds": [1, 2, 3, 4, 5]}  # fmt: skip
     log_pooled(cfg, result, "unilearn", "dfew", run_dir=tmp_path)

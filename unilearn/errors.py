@@ -43,6 +43,7 @@ BAD_INPUT = (
 FAILED_RUN = (
     "unilearn.engine.train_state:NonFiniteLossError",
     "unilearn.launch.job:StageFailed",
+    "unilearn.engine.scoring:TestSetIncomplete",
     "unilearn.data.preprocess:ShardFailed",
     "unilearn.data.preprocess:ShardsIncomplete",
 )

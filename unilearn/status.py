@@ -2,17 +2,20 @@
 fine-tuning, evaluation): state, epoch e/E, ETA, last loss, and the Slurm job with its state.
 
 Reads files only (checkpoints, `progress.json`, `log.jsonl`, the jobs' logs, the submitit
-folders), so it answers at once, while Snakemake runs, without torch. States: done, running,
-queued (a Slurm job waits), failed, pending (not started).
+folders) and asks Slurm once for all runs, with a 1 s limit (`SlurmStates`), so it answers at
+once, while Snakemake runs, without torch. States: done, running, queued (a Slurm job waits),
+failed, pending (not started).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -71,7 +74,7 @@ def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
         (c.run, t, c.test) for c in cells for t in layout.targets(c.train)))  # fmt: skip
     modes = list(dict.fromkeys(
         cfg.experiments[layout.parse_run(run).experiment].pretrain for run, _ in finetunes))  # fmt: skip
-    squeue = _slurm_states()
+    squeue = SlurmStates(_job_ids(runs))
     out = []
     for mode in modes:
         out.append(_training("pretrain", mode, "-", layout.pretrain_dir(runs, mode),
@@ -162,8 +165,7 @@ def _from_job(
     """Slurm job id and state of the run's latest submission; the job log's verdict."""
     job_id = _latest_job(slurm_dir, stage)
     if job_id is not None:
-        state = squeue.get(job_id) or _sacct_state(job_id)
-        status.job = f"{job_id} {state}" if state else job_id
+        status.job, state = squeue.job_cell(job_id)
         if state in ("PENDING", "CONFIGURING", "REQUEUED"):  # a requeued run waits again
             status.state = "queued" if status.state in ("pending", "failed") else status.state
         elif state == "RUNNING" and status.state in ("pending", "failed"):
@@ -180,6 +182,13 @@ def _from_job(
                 status.epoch = f"0/{epochs}" if epochs else "-"
 
 
+def _job_ids(runs: Path) -> list[str]:
+    """The latest Slurm job of every run under `runs` (one query asks for all of them)."""
+    dirs = {p.parent.parent for p in runs.glob("**/slurm/*/*_submitted.pkl")}
+    stages = {(d, p.name.split("-")[0]) for d in dirs for p in d.iterdir() if p.is_dir()}
+    return sorted({j for d, stage in stages if (j := _latest_job(d, stage)) is not None})
+
+
 def _latest_job(slurm_dir: Path, stage: str) -> str | None:
     if not slurm_dir.is_dir():
         return None
@@ -191,28 +200,67 @@ def _latest_job(slurm_dir: Path, stage: str) -> str | None:
     return None
 
 
-def _slurm_states() -> dict[str, str]:
-    """Job id -> state of this user's queued and running Slurm jobs (empty without Slurm)."""
-    if shutil.which("squeue") is None:
-        return {}
-    try:
-        text = subprocess.run(["squeue", "--noheader", "--me", "--format", "%i %T"],
-                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    return dict(line.split(maxsplit=1) for line in text.splitlines() if " " in line.strip())
+class SlurmStates:
+    """Job id -> Slurm state of the runs' latest jobs, from one `squeue` (this user's queued and
+    running jobs) and one `sacct` (the finished ones squeue no longer lists), both within
+    `budget` seconds together, so `unilearn status` never waits on a controller that does not
+    answer: then `reachable` is False and the JOB column says so. Empty without Slurm."""
+
+    NOT_REACHABLE = "Slurm not reachable"
+
+    def __init__(self, job_ids: list[str], budget: float = 1.0) -> None:
+        self.states: dict[str, str] = {}
+        self.reachable = True
+        if not job_ids:
+            return
+        deadline = time.monotonic() + budget
+        if shutil.which("squeue") is not None:
+            text = _query(["squeue", "--noheader", "--me", "--format", "%i %T"], deadline)
+            if text is None:
+                self.reachable = False
+                return
+            self.states = dict(line.split(maxsplit=1) for line in text.splitlines()
+                               if " " in line.strip())  # fmt: skip
+        missing = [j for j in dict.fromkeys(job_ids) if j not in self.states]
+        if missing and shutil.which("sacct") is not None:
+            text = _query(["sacct", "--noheader", "-X", "--parsable2", "--format", "JobID,State",
+                           "-j", ",".join(missing)], deadline)  # fmt: skip
+            if text is None:
+                self.reachable = False
+                return
+            for line in text.splitlines():
+                job, _, state = line.strip().partition("|")
+                if job and state:
+                    self.states.setdefault(job, state)
+
+    def job_cell(self, job_id: str) -> tuple[str, str | None]:
+        """(the JOB column, the job's state or None)."""
+        if not self.reachable:
+            return f"{job_id} {self.NOT_REACHABLE}", None
+        state = self.states.get(job_id)
+        return (f"{job_id} {state}" if state else job_id), state
 
 
-def _sacct_state(job_id: str) -> str | None:
-    if shutil.which("sacct") is None:
+def _query(argv: list[str], deadline: float) -> str | None:
+    """stdout of a Slurm client that must answer before `deadline` (its whole process group is
+    killed then: a client stuck on the controller leaves nothing behind); None if it did not."""
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
         return None
     try:
-        text = subprocess.run(["sacct", "--noheader", "-X", "-j", job_id, "--format", "State"],
-                              capture_output=True, text=True, timeout=10).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)  # fmt: skip
+    except OSError:
         return None
-    states = text.split()
-    return states[0] if states else None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.kill()
+        proc.wait()
+        return None
+    return out if proc.returncode == 0 else ""
 
 
 def _alive(pid) -> bool:

@@ -212,6 +212,9 @@ class FinetuneConfig(_OptimConfig):
 class EvaluateConfig(Strict):
     n_clips: PositiveInt = 2  # clips uniformly sampled per video; softmax scores averaged
     batch_size: PositiveInt = 16
+    # unreadable test clips a test may lose before it fails (its metrics record n_unreadable);
+    # none by default: a table number never comes from an incomplete test set unannounced
+    max_unreadable: Annotated[int, Field(ge=0)] = 0
 
 
 class Experiment(Strict):

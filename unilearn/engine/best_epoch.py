@@ -19,6 +19,7 @@ from typing import Any
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import (
     TestResult,
+    check_test_set,
     test_loader,
     test_metrics,
     test_model,
@@ -61,8 +62,10 @@ class RunTests:
         """Test the model as it is now; the training RNG streams are left where they were."""
         rng = capture_rng()
         try:
-            return test_model(self.model, self.loader(test), head_for(test.dataset), self.info,
-                              self.dtype, self.progress)  # fmt: skip
+            result = test_model(self.model, self.loader(test), head_for(test.dataset),
+                                self.info, self.dtype, self.progress)  # fmt: skip
+            check_test_set(result, test.dataset, test.fold, self.cfg.evaluate.max_unreadable)
+            return result
         finally:
             restore_rng(rng)
 

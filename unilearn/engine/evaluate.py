@@ -8,7 +8,9 @@ Writes PRED.parquet (one row per clip scored: dataset, experiment, head, clip_id
 label, pred, scores, config_hash) and beside it PRED.quarantine.parquet (test clips whose store
 record could not be read, with the reason), PRED.metrics.json (UAR, WAR, per-class recall,
 confusion), PRED.expert_usage.json (tokens per expert of each MoAE layer, Figure 4a) and
-PRED.centres.parquet (class centres, Figure 4b).
+PRED.centres.parquet (class centres, Figure 4b). A test split with no readable clip, or more
+unreadable ones than `evaluate.max_unreadable`, fails (exit status 1) naming the clips and store
+keys (and the shards, when none could be read).
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from unilearn import launch
 from unilearn.config import load_config
 from unilearn.engine import distributed as D
 from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401
-from unilearn.engine.scoring import log_test_run, test_loader, test_model, write_predictions
+from unilearn.engine.scoring import (
+    check_test_set,
+    log_test_run,
+    sibling,
+    test_loader,
+    test_model,
+    write_predictions,
+)
 from unilearn.engine.targets import check_fold, head_for
 from unilearn.predict.model import evaluation_model
 
@@ -76,6 +85,8 @@ def run(
         if not info.is_main:
             return {}
         metrics = write_predictions(out, result, meta, dataset, fold)
+        check_test_set(result, dataset, fold, cfg.evaluate.max_unreadable,
+                       sibling(out, ".quarantine.parquet"))  # fmt: skip
         log_test_run(cfg, out, meta, dataset, fold, metrics, result, wandb_mode)
         return metrics
     finally:

@@ -167,6 +167,52 @@ def test_metrics(result: TestResult, classes: list[str]) -> dict[str, Any]:
     return {**metrics, "n_clips": result.n_clips, "n_unreadable": len(result.unreadable)}
 
 
+class TestSetIncomplete(RuntimeError):
+    """A test split lost all its clips, or more than `evaluate.max_unreadable`: no number of it
+    may reach a table (a failed run, exit status 1)."""
+
+
+def _unreadable_list(bad: pd.DataFrame, limit: int = 20) -> str:
+    """`clip 00003 (dfew/shard-00000.ulc:1234): reason; ...` (the first `limit`)."""
+    named = [f"clip {c} ({k}): {r}" for c, k, r in
+             zip(bad["clip_id"].astype(str), bad["store_key"].astype(str), bad["reason"].astype(str))]  # fmt: skip
+    more = f"; and {len(named) - limit} more" if len(named) > limit else ""
+    return "; ".join(named[:limit]) + more
+
+
+def check_test_set(result: TestResult, dataset: str, fold: int | None, max_unreadable: int,
+                   quarantine: Path | None = None) -> None:  # fmt: skip
+    """Fail (`TestSetIncomplete`) when no test clip could be read, naming the store shards that
+    hold them, or when more than `max_unreadable` could not; within the limit, warn. Every
+    unreadable clip is named by clip id and store key (and `quarantine`, if written, lists
+    them too)."""
+    bad, n = result.unreadable, result.n_clips
+    where = f"{dataset}{'' if fold is None else f' fold {fold}'}"
+    listed = f" (listed in {quarantine})" if quarantine is not None else ""
+    if n == 0:
+        raise TestSetIncomplete(f"{where}: the store table has no test clips: nothing to score")
+    if not len(bad):
+        return
+    clips = _unreadable_list(bad)
+    if len(bad) == n:
+        shards = sorted({str(k).rpartition(":")[0] for k in bad["store_key"]})
+        raise TestSetIncomplete(
+            f"{where}: none of the {n} test clips could be read: the store shard"
+            f"{'s' if len(shards) > 1 else ''} {', '.join(shards)} (under --store) "
+            f"{'are' if len(shards) > 1 else 'is'} damaged; rebuild with `unilearn preprocess` "
+            f"or check it with `unilearn doctor`{listed}. Unreadable: {clips}"
+        )
+    if len(bad) > max_unreadable:
+        raise TestSetIncomplete(
+            f"{where}: {len(bad)} of {n} test clips unreadable, more than "
+            f"evaluate.max_unreadable={max_unreadable} allows (its numbers would come from an "
+            f"incomplete test set){listed}. Unreadable: {clips}"
+        )
+    log.warning("%s: %d of %d test clips unreadable, left out of the metrics (n_unreadable in "
+                "the metrics; evaluate.max_unreadable=%d): %s", where, len(bad), n,
+                max_unreadable, clips)  # fmt: skip
+
+
 def write_predictions(
     out: Path, result: TestResult, meta: dict[str, Any], dataset: str, fold: int | None
 ) -> dict[str, Any]:
@@ -177,10 +223,6 @@ def write_predictions(
     if not np.array_equal(frame["label"].to_numpy(), labels):
         raise RuntimeError(f"{dataset}: labels of the loader and the manifest rows disagree")
     metrics = test_metrics(result, classes)
-    if metrics["n_unreadable"]:
-        log.warning("%s: %d of %d test clips unreadable, left out of the metrics (listed in %s)",
-                    dataset, metrics["n_unreadable"], metrics["n_clips"],
-                    sibling(out, ".quarantine.parquet"))  # fmt: skip
     ident = {"dataset": dataset, "experiment": meta.get("experiment"), "head": head,
              "config_hash": meta.get("config_hash")}  # fmt: skip
     table = pd.DataFrame({

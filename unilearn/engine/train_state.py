@@ -3,9 +3,11 @@ step counter (the resume position: `unilearn.engine.loader`), running metrics an
 (python, numpy, torch, CUDA), so that a run killed at any step and resumed continues bit for
 bit; the run directory's files (`RunFiles`); and the NaN/inf loss guard.
 
-Saving does not stall the step loop: the state is copied off the device (into reused host
-buffers, pinned on CUDA) and a background thread serialises it and renames it into place, one
-write at a time (`CheckpointWriter`). When to save is `unilearn.engine.checkpointing`'s.
+Saving does not stall the step loop: the state is copied off the device into reused host
+buffers (pinned on CUDA, on a side stream), the parameters and optimiser state while the next
+step's forward and backward run (its optimiser step waits for that copy, never for the disk),
+and a background thread serialises it and renames it into place, one write at a time
+(`CheckpointWriter`). When to save is `unilearn.engine.checkpointing`'s.
 
 Files are loaded with `weights_only=True`, so every state is stored as tensors and plain values.
 """
@@ -24,7 +26,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from unilearn.atomic import torch_save, write_text
+from unilearn.atomic import write_text
+from unilearn.engine.checkpoint_writer import CheckpointWriter, HostBuffers  # noqa: F401
 from unilearn.models.checkpoint import (
     CheckpointError,
     check_weights_only_safe,
@@ -137,105 +140,6 @@ def train_state(
         if key != "model":
             check_weights_only_safe(value, key)  # refused now, not at resume time
     return state
-
-
-class HostBuffers:
-    """Host copies of a state's tensors, reused from save to save (no allocation, no page
-    faults after the first save; pinned memory on CUDA so device-to-host copies run async)."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[tuple, torch.Tensor] = {}
-        self.event: torch.cuda.Event | None = None
-
-    def copy(self, obj: Any) -> Any:
-        """A deep copy of `obj` whose tensors are host tensors (containers rebuilt, plain values
-        shared). CUDA copies are only enqueued: `wait()` before reading them.
-
-        Host-to-host copies run on one thread: torch's parallel copy pays a thread-pool barrier
-        per tensor, which on a busy machine cost 5-40x the copy itself (measured: 0.2-1.1 s vs
-        20-40 ms for the tiny UniLearn state on 2 loaded cores)."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return self._copy(obj, ())
-        finally:
-            torch.set_num_threads(threads)
-
-    def _copy(self, obj: Any, key: tuple) -> Any:
-        if isinstance(obj, torch.Tensor):
-            src = obj.detach()
-            buf = self._buffers.get(key)
-            if buf is None or buf.shape != src.shape or buf.dtype != src.dtype:
-                buf = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=src.is_cuda)
-                self._buffers[key] = buf
-            buf.copy_(src, non_blocking=src.is_cuda)
-            if src.is_cuda:
-                self.event = torch.cuda.Event()
-                self.event.record()  # after every copy so far, on the current stream
-            return buf
-        if isinstance(obj, dict):
-            return {k: self._copy(v, (*key, k)) for k, v in obj.items()}
-        if isinstance(obj, (list, tuple)):
-            out = [self._copy(v, (*key, i)) for i, v in enumerate(obj)]
-            return out if isinstance(obj, list) else tuple(out)
-        return obj
-
-    def wait(self) -> None:
-        """Block until the enqueued device-to-host copies are done (the writer thread's call)."""
-        if self.event is not None:
-            self.event.synchronize()
-            self.event = None
-
-
-class CheckpointWriter:
-    """Write checkpoints in a background thread, never more than one in flight.
-
-    `save()` returns once the state is copied to host memory: the step loop resumes while the
-    thread serialises and renames. A save that finds the previous write still running WAITS for
-    it (no save is ever skipped, so which steps are saved does not depend on disk speed). The
-    buffers of a write are reused by the next one, which is why the next copy waits. An error of
-    the thread is raised by the next `save()` / `wait()`."""
-
-    def __init__(self, background: bool = True) -> None:
-        self.background = background
-        self._buffers = HostBuffers()
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def save(self, path: str | os.PathLike, state: dict[str, Any], then: Callable | None = None):
-        """Copy `state` (from `train_state`) off the device and write it to `path`; `then(state)`
-        runs after the rename (it receives the host copy)."""
-        self.wait()
-        host = self._buffers.copy(state)
-        if not self.background:
-            self._write(path, host, then)
-            self._raise()
-            return
-        self._thread = threading.Thread(
-            target=self._write, args=(path, host, then), name="unilearn-checkpoint", daemon=True
-        )
-        self._thread.start()
-
-    def _write(self, path, host: dict[str, Any], then: Callable | None) -> None:
-        try:
-            self._buffers.wait()
-            torch_save(host, path)  # temp file + rename (unilearn.atomic)
-            if then is not None:
-                then(host)
-        except BaseException as error:  # noqa: BLE001 - raised in the training thread
-            self._error = error
-
-    def _raise(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def wait(self) -> None:
-        """Block until the write in flight (if any) is on disk; raise its error."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._raise()
 
 
 def load_train_state(
@@ -391,7 +295,7 @@ class RunFiles:
             _check_parameters_finite(model, step, self.last_good())  # another rank's NaN
         state = train_state(model=model, optimizer=optimizer, scaler=scaler, step=step,
                             config_hash=config_hash, meta=meta, extra=extra)  # fmt: skip
-        self.writer.save(self.last, state, then=self._write_log)
+        self.writer.save(self.last, state, then=self._write_log, hold=optimizer)
         self._written = str(self.last)
 
     def _write_log(self, state: dict[str, Any]) -> None:
