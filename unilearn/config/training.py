@@ -144,6 +144,10 @@ class FinetuneConfig(_OptimConfig):
     mixup_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     mixup_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     randaug: str | None = DFER_RANDAUGMENT  # timm RandAugment spec; null = off
+    # Where the videos' RandAugment acts: `before_crop` = on the whole frame, then the random
+    # resized crop (the authors' kinetics.py); `after_crop` = on the cropped clip (crop coordinates:
+    # rotate/shear/translate up to ~3.5x weaker on a small crop).
+    randaug_order: Literal["before_crop", "after_crop"] = "before_crop"
     # RandomResizedCrop area range (VideoMAE / MAE-DFER: 0.08-1)
     crop_scale: tuple[
         Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]
