@@ -19,6 +19,7 @@ are composed into ONE affine warp per frame (~3 ms) and point ops are one 256-en
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -200,15 +201,20 @@ class TrainClipTransform:
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
+@functools.cache
+def _pixel_grid(s: int) -> np.ndarray:
+    """`[2, S * S]` (x, y) of every output pixel, row by row."""
+    ys, xs = np.mgrid[0:s, 0:s]
+    return np.stack([xs.ravel(), ys.ravel()]).astype(np.float64)
+
+
 def _clipped(frame_ops: list[np.ndarray], matrix: np.ndarray, h: int, w: int, s: int) -> np.ndarray:
     """`[S, S]` bool: the output pixels that some geometric op but the first moved in from outside
     its frame. Applied one after another (as theirs), each op fills what comes from outside the
     frame, and a later op cannot bring back what an earlier one cut off; the one composed warp
     would, so those pixels are set to the fill (the first op's outside is the warp's own border).
     """
-    ys, xs = np.mgrid[0:s, 0:s]
-    q = matrix[:2, :2] @ np.stack([xs.ravel(), ys.ravel()]).astype(np.float64)
-    q += matrix[:2, 2:]
+    q = matrix[:2, :2] @ _pixel_grid(s) + matrix[:2, 2:]
     out = np.zeros(s * s, bool)
     for m in frame_ops[:0:-1]:  # the last op first: back through every intermediate frame
         q = m[:2, :2] @ q + m[:2, 2:]
