@@ -5,13 +5,18 @@ MAE-DFER/VideoMAE DFEW loader does. Both produce 16 x 160^2 training clips with 
 (256 x 256 JPEG frames, real face texture), measured in the same run. Also prints the store's bytes
 per clip and the projected store size for VoxCeleb2.
 
+The fine-tuning clip in both RandAugment orders (`finetune.randaug_order`): `before_crop` (the
+authors' order, the default) against `after_crop` (the order before it), timed alternately in the
+same process (`--finetune-only` skips the pre-training and baseline measurements).
+
 Pre-training (`--pretrain-only` skips the rest): VIEWS per second per core of the dual-modal MAE
 video loader at the paper shape (16 x 160^2 from the 176-px store, stride 4, the authors' short side
 192 -> random resized crop 160), with repeated sampling (each clip decoded once, k views) at k = 1
 and the paper's k = 4, and where one view's time goes: decode (store read + JPEG), augmentation
 (one warp per frame), collation (stacking the batch).
 
-`python bench/loader.py [--clips 16] [--frames 80] [--items 160] [--views 4] [--pretrain-only]`
+`python bench/loader.py [--clips 16] [--frames 80] [--items 160] [--views 4] [--pretrain-only]
+[--finetune-only]`
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from store_formats import face_clip  # noqa: E402
 from unilearn.data.clip_dataset import ClipDataset  # noqa: E402
 from unilearn.data.preprocess import PreprocessSettings, preprocess  # noqa: E402
 from unilearn.data.store_table import load_store_table  # noqa: E402
+from unilearn.data.transforms import TrainClipTransform  # noqa: E402
 
 NUM_FRAMES, STRIDE, INPUT, SHORT_SIDE = 16, 4, 160, 176
 RANDAUG = "rand-m7-n4-mstd0.5-inc1"
@@ -118,6 +124,27 @@ def rate(get, n_items: int, n_total: int) -> tuple[float, float]:
     for i in range(n_items):
         get(i % n_total)
     return n_items / (time.perf_counter() - wall), n_items / (time.process_time() - cpu)
+
+
+def order_rates(store: Path, table, n_items: int, rounds: int = 4) -> dict[str, float]:
+    """Clips per CPU second of the fine-tuning dataset with RandAugment before and after the crop,
+    measured in alternating rounds (load on a shared machine drifts) and summed per order."""
+    sets = {
+        order: ClipDataset(store, table, mode="train", num_frames=NUM_FRAMES, input_size=INPUT,
+                           frame_stride=STRIDE,
+                           transform=TrainClipTransform(INPUT, RANDAUG, randaug_order=order))
+        for order in ("after_crop", "before_crop")
+    }  # fmt: skip
+    items, cpu = dict.fromkeys(sets, 0), dict.fromkeys(sets, 0.0)
+    per_round = max(n_items // rounds, 4)
+    for r in range(rounds):
+        for order, ds in sets.items():
+            start = time.process_time()
+            for i in range(per_round):  # the same seeds in both orders
+                ds[(i % len(ds), r * per_round + i)]
+            cpu[order] += time.process_time() - start
+            items[order] += per_round
+    return {order: items[order] / cpu[order] for order in sets}
 
 
 def loader_rate(dataset, n_items: int, workers: int) -> float:
@@ -217,6 +244,8 @@ def main() -> None:
         "--views", type=int, default=4, help="repeated views per decoded clip (paper: 4)"
     )
     ap.add_argument("--pretrain-only", action="store_true", help="only the pre-training loader")
+    ap.add_argument("--finetune-only", action="store_true",
+                    help="only the fine-tuning clip in both RandAugment orders")  # fmt: skip
     args = ap.parse_args()
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
@@ -233,6 +262,14 @@ def main() -> None:
         )
         prep = time.perf_counter() - t0
         table = load_store_table(root / "store", "dfew", 1, "train")
+        orders = order_rates(root / "store", table, args.items)
+        print(f"fine-tuning clip, {NUM_FRAMES} x {INPUT}^2, crop + flip + {RANDAUG} + store read, "
+              "per CPU second (one process = one core), the two orders timed alternately:")  # fmt: skip
+        for order, r in orders.items():
+            print(f"  randaug_order {order:12s} {r:8.1f} clips/s per core")
+        print(f"  before_crop / after_crop: {orders['before_crop'] / orders['after_crop']:.3f}x")
+        if args.finetune_only:
+            return
         one = pretrain_rates(root / "store", table, args.items, 1)
         many = pretrain_rates(root / "store", table, args.items, args.views)
         device = pretrain_rates(root / "store", table, args.items, args.views, on_device=True)

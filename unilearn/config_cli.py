@@ -95,6 +95,8 @@ def resolve_stage(
             "frame_stride": section.frame_stride,
             "views_per_clip": section.repeated_views,
             "clips_per_video_batch": section.batch_size // section.repeated_views,
+            "no_weight_decay": section.no_weight_decay,
+            "precision": cfg.runtime.precision,
         }
     else:
         if experiment is None or dataset is None:

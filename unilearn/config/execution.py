@@ -85,7 +85,9 @@ class WandbConfig(Strict):
 
 class RuntimeConfig(Strict):
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast on CUDA, fp32 on CPU; fp16 = fp16 autocast with a dynamic grad scaler
+    # (the authors' pre-training: torch.cuda.amp, amp_dtype float16)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threads: PositiveInt | None = None  # torch intra-op threads; null = torch's default
     # a progress line (stdout, the job's log) and a W&B point every this many training steps;
     # not part of the config hash (it changes no result)

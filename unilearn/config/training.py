@@ -49,6 +49,11 @@ class _OptimConfig(Strict):
         0.999,
     )
     warmup_epochs: NonNegFloat = 5
+    warmup_start_lr: NonNegFloat = 0.0  # the lr of step 0; the warmup is linear from it
+    # The half-cosine after the warmup: over the steps after it (`after_warmup`, VideoMAE's and
+    # the authors' fine-tuning), or as a function of the whole run's progress (`run`, the
+    # authors' pre-training: fvcore's composite scheduler, interval scaling `fixed`).
+    cosine_span: Literal["after_warmup", "run"] = "after_warmup"
     clip_grad: Annotated[float, Field(gt=0.0)] | None = None
     checkpoint_every: PositiveInt | None = 500  # steps between resumable `last.pt` writes
     # wall-clock minutes between `last.pt` writes (at epoch ends and every runtime.log_every
@@ -72,6 +77,12 @@ class PretrainConfig(_OptimConfig):
     blr: Annotated[float, Field(gt=0.0)] = 3e-4
     min_lr: NonNegFloat = 1e-5
     betas: tuple[float, float] = (0.9, 0.95)
+    warmup_start_lr: NonNegFloat = 1e-6  # the authors' LinearParamScheduler start_value
+    cosine_span: Literal["after_warmup", "run"] = "run"
+    # The tensors without weight decay: `bias_norm` = the authors' (names `*.bias` and LayerNorm
+    # parameters: q_bias, v_bias and mask_token are decayed); `1d_tokens` = every 1-D tensor,
+    # positions and tokens (VideoMAE / MAE-DFER, and fine-tuning here).
+    no_weight_decay: Literal["bias_norm", "1d_tokens"] = "bias_norm"
     mask_ratio_video: Fraction = 0.95
     mask_ratio_image: Fraction = 0.90
     # random = int(ratio x tokens) masked anywhere in the clip (paper text, the authors'
@@ -133,6 +144,10 @@ class FinetuneConfig(_OptimConfig):
     mixup_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
     mixup_switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
     randaug: str | None = DFER_RANDAUGMENT  # timm RandAugment spec; null = off
+    # Where the videos' RandAugment acts: `before_crop` = on the whole frame, then the random
+    # resized crop (the authors' kinetics.py); `after_crop` = on the cropped clip (crop coordinates:
+    # rotate/shear/translate up to ~3.5x weaker on a small crop).
+    randaug_order: Literal["before_crop", "after_crop"] = "before_crop"
     # RandomResizedCrop area range (VideoMAE / MAE-DFER: 0.08-1)
     crop_scale: tuple[
         Annotated[float, Field(gt=0.0, le=1.0)], Annotated[float, Field(gt=0.0, le=1.0)]

@@ -24,11 +24,21 @@ def finetune_indices(n: int, num_frames: int, stride: int, rng: random.Random) -
 
 
 def pretrain_indices(n: int, num_frames: int, stride: int, rng: random.Random) -> list[int]:
-    """Pre-training frames: `num_frames` at `stride` from a random start (VideoMAE); frames past the
-    end of a short clip repeat its last frame."""
-    span = (num_frames - 1) * stride + 1
-    start = rng.randrange(max(n - span, 0) + 1)
-    return [min(start + i * stride, n - 1) for i in range(num_frames)]
+    """Pre-training frames, as the authors' video loader (their `VideoPathDatasetDecode`,
+    `_sample_train_indices` + `_video_TSN_decord_batch_loader` with one segment, no jitter):
+    `num_frames` at `stride` from a start drawn uniformly from every frame `0 .. n - num_frames *
+    stride` (any frame, not only multiples of the stride). A clip shorter than `num_frames *
+    stride` starts at 0 and stops advancing at the last on-stride frame <= n - 2 (their loop steps
+    on only while `offset + stride < n`, offsets 1-based), which then repeats.
+
+    In stored frames: a store that keeps every k-th frame only (`settings.json` `frame_stride`)
+    can start on multiples of k of the source only; a store of every frame starts anywhere."""
+    skip = num_frames * stride
+    if n >= skip:
+        start = rng.randrange(n - skip + 1)
+        return [start + i * stride for i in range(num_frames)]
+    last = (max(n - 2, 0) // stride) * stride
+    return [min(i * stride, last) for i in range(num_frames)]
 
 
 def eval_indices(n: int, num_frames: int, stride: int, n_clips: int) -> list[list[int]]:

@@ -93,6 +93,7 @@ def build_finetune_loader(
     world_size: int = 1,
     sfer_proportion: float = 0.5,
     randaug: str | None = DFER_RANDAUGMENT,
+    randaug_order: str = "before_crop",
     frame_stride: int = 4,
     resample_sfer_each_epoch: bool = False,
     crop_scale: tuple[float, float] = (0.08, 1.0),
@@ -116,8 +117,9 @@ def build_finetune_loader(
         raise ValueError(f"sfer_sampling {sfer_sampling!r}: expected subset or balanced")
     kw = {"num_frames": num_frames, "input_size": input_size, "frame_stride": frame_stride}
     video_aug = TrainClipTransform(
-        input_size, randaug, scale=tuple(crop_scale), erasing=random_erasing
-    )
+        input_size, randaug, scale=tuple(crop_scale), erasing=random_erasing,
+        randaug_order=randaug_order,
+    )  # fmt: skip
     if sfer_augment == "resize_crop":
         image_aug = ResizeCropImageTransform(
             input_size, round(sfer_resize * input_size), sfer_randaug, erasing=random_erasing

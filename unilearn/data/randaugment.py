@@ -99,24 +99,28 @@ def draw_randaug(config: RandAugmentConfig, rng: random.Random) -> list[tuple[st
     return ops
 
 
-def geometric_matrix(name: str, level: float, size: int, rng: random.Random) -> np.ndarray:
-    """3x3 output->input map of one geometric op on an S x S image (timm's magnitude ranges)."""
-    c = (size - 1) / 2
+def geometric_matrix(
+    name: str, level: float, size: int | tuple[int, int], rng: random.Random
+) -> np.ndarray:
+    """3x3 output->input map of one geometric op on an image of `size` (S, or (H, W)), in pixel
+    coordinates (timm's magnitude ranges): rotation about the image centre, shear about the
+    top-left corner, translation by a fraction of the image's width / height."""
+    h, w = (size, size) if isinstance(size, int) else size
     m = np.eye(3)
     if name == "Rotate":
         a = math.radians(_signed(30.0 * level, rng))
         rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
         shift, back = np.eye(3), np.eye(3)
-        shift[:2, 2], back[:2, 2] = -c, c
+        shift[:2, 2], back[:2, 2] = (-(w - 1) / 2, -(h - 1) / 2), ((w - 1) / 2, (h - 1) / 2)
         m = back @ rot @ shift
     elif name == "ShearX":
         m[0, 1] = _signed(0.3 * level, rng)
     elif name == "ShearY":
         m[1, 0] = _signed(0.3 * level, rng)
     elif name == "TranslateXRel":
-        m[0, 2] = _signed(0.45 * level, rng) * size
+        m[0, 2] = _signed(0.45 * level, rng) * w
     elif name == "TranslateYRel":
-        m[1, 2] = _signed(0.45 * level, rng) * size
+        m[1, 2] = _signed(0.45 * level, rng) * h
     return m
 
 

@@ -19,6 +19,7 @@ are composed into ONE affine warp per frame (~3 ms) and point ops are one 256-en
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 
@@ -120,12 +121,21 @@ def as_frames(clip) -> np.ndarray:
     return np.ascontiguousarray(clip)
 
 
+RANDAUG_ORDERS = ("before_crop", "after_crop")
+
+
 class TrainClipTransform:
     """Fine-tuning augmentation `[C, T, H, W]` -> torch uint8 `[C, T, S, S]`: random resized crop
     (scale 0.08-1, ratio 3/4-4/3, as VideoMAE/MAE-DFER), horizontal flip, RandAugment (timm string).
 
-    The crop, the flip and RandAugment's geometric ops are one composed affine warp; RandAugment's
-    colour ops follow in the order drawn. Every frame of a clip gets exactly the same parameters.
+    `randaug_order`: `before_crop` = the authors' video pipeline (their `kinetics.py`
+    `_aug_frame`: RandAugment on the whole frame, then the random resized crop and the flip), so
+    rotate / shear / translate act in frame coordinates (a translation is 0.45 x the frame, not
+    the crop); `after_crop` = RandAugment on the cropped, flipped clip (crop coordinates; the
+    authors' SFER image order). Either way the crop, the flip and the geometric ops are ONE
+    composed affine warp per frame; the colour ops follow on the warped clip in the order drawn
+    (pointwise ops commute with the warp; Contrast's mean and Equalize/AutoContrast's histograms
+    are those of the clip that comes out). Every frame of a clip gets exactly the same parameters.
     """
 
     erase_fill = "pixel"  # timm's RandomErasing(mode="pixel"), as VideoMAE / MAE-DFER / the authors
@@ -138,30 +148,52 @@ class TrainClipTransform:
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: float = 0.5,
         erasing: float = 0.0,
+        randaug_order: str = "before_crop",
     ) -> None:
+        if randaug_order not in RANDAUG_ORDERS:
+            raise ValueError(f"randaug_order {randaug_order!r}: expected one of {RANDAUG_ORDERS}")
         self.input_size = input_size
         self.scale, self.ratio, self.hflip = scale, ratio, hflip
         self.randaug = parse_randaug(randaug)
         self.erasing = erasing
+        self.randaug_order = randaug_order
 
     def _crop(self, h: int, w: int, rng: random.Random) -> np.ndarray:
         top, left, ch, cw = random_resized_crop_box(h, w, self.scale, self.ratio, rng)
         return _crop_matrix(top, left, ch, cw, self.input_size)
 
-    def __call__(self, clip, rng: random.Random) -> torch.Tensor:
-        x = as_frames(clip)
+    def draw(
+        self, h: int, w: int, rng: random.Random
+    ) -> tuple[np.ndarray, np.ndarray | None, list]:
+        """The clip's random parameters for `h` x `w` frames: the composed output->input warp,
+        the output pixels to fill (None = none; see `_clipped`) and the colour ops `(name,
+        level, rng)` in the order drawn."""
         s = self.input_size
-        matrix = self._crop(x.shape[1], x.shape[2], rng)
+        matrix = self._crop(h, w, rng)
         if rng.random() < self.hflip:
             matrix = matrix @ np.array([[-1, 0, s - 1], [0, 1, 0], [0, 0, 1]])
         ops = draw_randaug(self.randaug, rng) if self.randaug else []
+        frame_ops = []  # before_crop: the geometric ops on the whole frame, in order
         colour = []
         for name, level in ops:
-            if name in GEOMETRIC_OPS:
-                matrix = matrix @ geometric_matrix(name, level, s, rng)
-            else:
+            if name not in GEOMETRIC_OPS:
                 colour.append((name, level, random.Random(rng.random())))
-        x = warp_clip(x, matrix, s)
+            elif self.randaug_order == "before_crop":
+                frame_ops.append(geometric_matrix(name, level, (h, w), rng))
+            else:
+                matrix = matrix @ geometric_matrix(name, level, s, rng)
+        if not frame_ops:
+            return matrix, None, colour
+        fill = _clipped(frame_ops, matrix, h, w, s) if len(frame_ops) > 1 else None
+        return np.linalg.multi_dot([*frame_ops, matrix]), fill, colour
+
+    def __call__(self, clip, rng: random.Random) -> torch.Tensor:
+        x = as_frames(clip)
+        matrix, fill, colour = self.draw(x.shape[1], x.shape[2], rng)
+        x = warp_clip(x, matrix, self.input_size)
+        if fill is not None:
+            for c in range(3):
+                x[c][:, fill] = _FILL[c]
         for name, level, op_rng in colour:
             x = colour_op(x, name, level, self.randaug.increasing, op_rng)
         if self.erasing > 0:
@@ -169,11 +201,32 @@ class TrainClipTransform:
         return torch.from_numpy(np.ascontiguousarray(x))
 
 
+@functools.cache
+def _pixel_grid(s: int) -> np.ndarray:
+    """`[2, S * S]` (x, y) of every output pixel, row by row."""
+    ys, xs = np.mgrid[0:s, 0:s]
+    return np.stack([xs.ravel(), ys.ravel()]).astype(np.float64)
+
+
+def _clipped(frame_ops: list[np.ndarray], matrix: np.ndarray, h: int, w: int, s: int) -> np.ndarray:
+    """`[S, S]` bool: the output pixels that some geometric op but the first moved in from outside
+    its frame. Applied one after another (as theirs), each op fills what comes from outside the
+    frame, and a later op cannot bring back what an earlier one cut off; the one composed warp
+    would, so those pixels are set to the fill (the first op's outside is the warp's own border).
+    """
+    q = matrix[:2, :2] @ _pixel_grid(s) + matrix[:2, 2:]
+    out = np.zeros(s * s, bool)
+    for m in frame_ops[:0:-1]:  # the last op first: back through every intermediate frame
+        q = m[:2, :2] @ q + m[:2, 2:]
+        out |= (q[0] < -0.5) | (q[0] > w - 0.5) | (q[1] < -0.5) | (q[1] > h - 0.5)
+    return out.reshape(s, s)
+
+
 class ResizeCropImageTransform(TrainClipTransform):
     """The authors' SFER image augmentation (their `sfer/__init__.py` `data_augment`): resize the
     image to `resize` x `resize` (aspect not kept), a random `input_size` crop, horizontal flip,
-    RandAugment, random erasing with zeros (torchvision's RandomErasing before Normalize). One
-    composed warp, as `TrainClipTransform`."""
+    RandAugment (after the crop, in crop coordinates, as theirs), random erasing with zeros
+    (torchvision's RandomErasing before Normalize). One composed warp, as `TrainClipTransform`."""
 
     erase_fill = "zero"
 
@@ -187,7 +240,8 @@ class ResizeCropImageTransform(TrainClipTransform):
     ) -> None:
         if resize < input_size:
             raise ValueError(f"resize={resize} must be >= input_size={input_size}")
-        super().__init__(input_size, randaug, hflip=hflip, erasing=erasing)
+        super().__init__(input_size, randaug, hflip=hflip, erasing=erasing,
+                         randaug_order="after_crop")  # fmt: skip
         self.resize = resize
 
     def _crop(self, h: int, w: int, rng: random.Random) -> np.ndarray:

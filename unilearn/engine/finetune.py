@@ -255,6 +255,7 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
         num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
         world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
+        randaug_order=ft.randaug_order,
         frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
         random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
         sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,

@@ -86,7 +86,8 @@ def run(
     total_steps = pt.epochs * steps_per_epoch
     end_step = min(total_steps, pt.max_steps or total_steps)
     schedule = build_schedule(pt, global_batch(pt, info.world_size), steps_per_epoch)
-    optimizer = build_optimizer(model, schedule.base_lr, pt.weight_decay, pt.betas)
+    optimizer = build_optimizer(model, schedule.base_lr, pt.weight_decay, pt.betas,
+                                no_decay_rule=pt.no_weight_decay)  # fmt: skip
     ctx = step_context(optimizer, schedule, info, cfg.runtime, pt.clip_grad, files)
 
     # resume: from where RUN/last.pt left off, if there is one

@@ -1,5 +1,12 @@
-"""Learning-rate schedule: linear warmup then half-cosine to `min_lr`, evaluated per step, and the
-lr scaling rule (lr = blr x global batch / lr_batch_base).
+"""Learning-rate schedule: linear warmup from `warmup_start_lr`, then half-cosine to `min_lr`,
+evaluated per step, and the lr scaling rule (lr = blr x global batch / lr_batch_base).
+
+Two cosines (`cosine_span`): `after_warmup` = VideoMAE/MAE's `cosine_scheduler` (the authors'
+fine-tuning): the half-cosine spans the steps after the warmup, so it starts at the peak lr;
+`run` = the authors' pre-training (fvcore's CompositeParamScheduler with lengths [0.05, 0.95] and
+interval scaling ['rescaled', 'fixed']): the cosine is a function of the progress of the whole
+run, `min + (peak - min) (1 + cos(pi step / total)) / 2`, so it joins the warmup at 99.4% of the
+peak and runs 1/0.95^2 ~ 1.11x lower than `after_warmup` late in the run (warmup 5%).
 
 A pure function of the step (no state), so a resumed run recomputes exactly the same lr. Torch-free:
 `unilearn config` prints `effective_schedule` without importing torch, from the same functions the
@@ -18,12 +25,18 @@ class WarmupCosine:
     min_lr: float
     warmup_steps: int
     total_steps: int
+    warmup_start_lr: float = 0.0  # the lr of step 0
+    cosine_span: str = "after_warmup"  # or "run" (see the module docstring)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
-            return self.base_lr * step / self.warmup_steps
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
+            f = step / self.warmup_steps
+            return self.base_lr * f + self.warmup_start_lr * (1.0 - f)
+        if self.cosine_span == "run":
+            progress = min(step / max(self.total_steps, 1), 1.0)
+        else:
+            span = max(self.total_steps - self.warmup_steps, 1)
+            progress = min((step - self.warmup_steps) / span, 1.0)
         return self.min_lr + (self.base_lr - self.min_lr) * 0.5 * (
             1.0 + math.cos(math.pi * progress)
         )
@@ -51,6 +64,8 @@ def build_schedule(opt_cfg, global_batch: int, steps_per_epoch: int) -> WarmupCo
         min_lr=min(opt_cfg.min_lr, base),
         warmup_steps=round(opt_cfg.warmup_epochs * steps_per_epoch),
         total_steps=opt_cfg.epochs * steps_per_epoch,
+        warmup_start_lr=opt_cfg.warmup_start_lr,
+        cosine_span=opt_cfg.cosine_span,
     )
 
 
@@ -65,6 +80,8 @@ def effective_schedule(opt_cfg, world_size: int, steps_per_epoch: int | None) ->
         "global_batch": batch,
         "lr": schedule.base_lr,
         "min_lr": schedule.min_lr,
+        "warmup_start_lr": schedule.warmup_start_lr,
+        "cosine_span": schedule.cosine_span,
         "steps_per_epoch": steps_per_epoch,
         "warmup_steps": schedule.warmup_steps if known else None,
         "total_steps": schedule.total_steps if known else None,
