@@ -388,6 +388,14 @@ def dense_mixture(
     return sum(gates[:, i : i + 1] * expert(x) for i, expert in enumerate(experts))
 
 
+def whole_groups(batch_size: int, capacity_group: int | None) -> int:
+    """`batch_size` rounded up to whole capacity groups, so that no group straddles two
+    test batches and predictions do not depend on the batch size."""
+    if capacity_group is None:
+        return batch_size
+    return -(-batch_size // capacity_group) * capacity_group
+
+
 def group_tokens(module: nn.Module, shape: torch.Size) -> int | None:
     """Tokens per capacity group of a `[B, N, D]` forward: `capacity_group` clips in eval mode
     (the authors' test forward holds 16 views), the whole forward in training (theirs)."""
