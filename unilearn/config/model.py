@@ -24,7 +24,15 @@ from unilearn.config.fields import NonNegFloat, PositiveInt, Strict
 # MoAEConfig as flat model kwargs: the same names; `position` is prefixed (a ViT also has position
 # tables). The plain-ViT baseline has no experts; ViT-MoE's FFN experts have no inner residual.
 _FLAT_NAMES = {"position": "moae_position"}
-_GATED = ("n_experts", "top_k", "position", "aux_loss_coef", "noisy_gating", "capacity_factor")
+_GATED = (
+    "n_experts",
+    "top_k",
+    "position",
+    "aux_loss_coef",
+    "noisy_gating",
+    "capacity_factor",
+    "capacity_group",
+)
 _MODEL_KEYS = {"vit": (), "vit_moe": _GATED, "unilearn": (*_GATED, "expert_residual")}
 
 
@@ -45,6 +53,11 @@ class MoAEConfig(Strict):
     # tokens an expert keeps per forward: int(tokens * top_k / n_experts * factor), in token
     # order; the rest get nothing from it (authors: 1.0); null = unlimited
     capacity_factor: Annotated[float, Field(gt=0.0)] | None = 1.0
+    # at test time (eval mode) the capacity is counted per group of this many consecutive clips
+    # of a forward, as the authors' test forward of 16 views (their test batch_size), so that
+    # predictions do not depend on evaluate.batch_size; null = per forward. Training always
+    # counts per forward, as theirs.
+    capacity_group: PositiveInt | None = 16
     # false = experts are plain bottleneck MLPs (authors' code); true = Eq. 7's x + MLP(x)
     expert_residual: bool = False
 

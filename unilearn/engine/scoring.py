@@ -36,7 +36,7 @@ from unilearn.engine import distributed as D
 from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.targets import head_for
 from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
-from unilearn.models import expert_usage, reset_expert_usage
+from unilearn.models import expert_usage, reset_expert_usage, whole_groups
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ def test_loader(cfg, store: Path, dataset: str, fold: int | None, meta: dict, in
     return build_eval_loader(
         store, dataset, fold=fold, split="test", task=head_for(dataset),
         num_frames=meta["num_frames"], input_size=meta["input_size"],
-        batch_size=cfg.evaluate.batch_size, num_workers=cfg.data.num_workers,
+        batch_size=whole_groups(cfg.evaluate.batch_size, cfg.model.moae.capacity_group),
+        num_workers=cfg.data.num_workers,
         n_clips=cfg.evaluate.n_clips,
         frame_stride=meta.get("frame_stride", cfg.finetune.for_dataset(dataset).frame_stride),
         rank=info.rank,
@@ -123,15 +124,17 @@ def predict(
         if x.ndim == 5:  # one clip per sample (images)
             x = x.unsqueeze(1)
         b, n = x.shape[:2]
-        x = normalize(x.flatten(0, 1))
+        x = normalize(x.transpose(0, 1).flatten(0, 1))  # view-major, as the authors' test list
         with torch.autocast(
             info.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
         ):
-            f = model.forward_features(x)
+            # one forward per view: MoAE capacity groups (model.moae.capacity_group) hold
+            # consecutive videos of one view, whatever the batch size
+            f = torch.cat([model.forward_features(view) for view in x.split(b)])
             logits = model.forward_head(f, task=head)
         # the softmax scores of the clips averaged (the paper's 2-clip test)
-        scores.append(logits.float().softmax(-1).view(b, n, -1).mean(1).cpu())
-        feats.append(f.float().view(b, n, -1).mean(1).cpu())
+        scores.append(logits.float().softmax(-1).view(n, b, -1).mean(0).cpu())
+        feats.append(f.float().view(n, b, -1).mean(0).cpu())
         rows.append(batch["row"].cpu())
         labels.append(batch["y"].cpu())
     if not rows:

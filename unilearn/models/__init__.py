@@ -7,7 +7,7 @@ from unilearn.models.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from unilearn.models.moae import expert_usage, reset_expert_usage
+from unilearn.models.moae import expert_usage, reset_expert_usage, whole_groups
 from unilearn.models.registry import create_model, list_models, model_name
 
 __all__ = [
@@ -20,4 +20,5 @@ __all__ = [
     "model_name",
     "reset_expert_usage",
     "save_checkpoint",
+    "whole_groups",
 ]

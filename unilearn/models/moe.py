@@ -12,7 +12,7 @@ import torch
 from timm.layers import Mlp
 from torch import nn
 
-from unilearn.models.moae import NoisyTopKGate, dispatch
+from unilearn.models.moae import NoisyTopKGate, dispatch, group_tokens
 from unilearn.models.vit import Block
 
 
@@ -29,10 +29,12 @@ class MoEFFN(nn.Module):
         aux_loss_coef: float,
         noisy_gating: bool,
         capacity_factor: float | None,
+        capacity_group: int | None = None,
         drop: float = 0.0,
     ) -> None:
         super().__init__()
         self.n_experts = n_experts
+        self.capacity_group = capacity_group  # clips per capacity count in eval (see MoAE)
         self.gate = NoisyTopKGate(
             dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
         )
@@ -43,7 +45,8 @@ class MoEFFN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x = x.reshape(-1, shape[-1])
-        return dispatch(x, self.gate(x), list(self.experts)).reshape(shape)
+        routing = self.gate(x, group_tokens(self, shape))
+        return dispatch(x, routing, list(self.experts)).reshape(shape)
 
 
 class MoEBlock(Block):
@@ -64,10 +67,11 @@ class MoEBlock(Block):
         aux_loss_coef: float,
         noisy_gating: bool,
         capacity_factor: float | None,
+        capacity_group: int | None,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
         self.mlp = MoEFFN(
             dim, int(dim * mlp_ratio), n_experts=n_experts, top_k=top_k,
             aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
-            capacity_factor=capacity_factor, drop=drop,
+            capacity_factor=capacity_factor, capacity_group=capacity_group, drop=drop,
         )  # fmt: skip

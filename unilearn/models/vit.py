@@ -68,8 +68,10 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=kernel, stride=kernel)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`[B, C, T, H, W]` -> tokens `[B, (T/tubelet) * (H/p) * (W/p), D]` in (t, h, w) order."""
-        return self.proj(x).flatten(2).transpose(1, 2)
+        """`[B, C, T, H, W]` -> tokens `[B, (T/tubelet) * (H/p) * (W/p), D]` in (t, h, w) order.
+        Contiguous: a transposed residual stream would make every layer norm copy its input
+        (forward and backward) and every residual add run strided."""
+        return self.proj(x).flatten(2).transpose(1, 2).contiguous()
 
 
 class Attention(nn.Module):
