@@ -59,6 +59,17 @@ def test_uar_ignores_classes_without_test_samples():
     assert m["per_class_recall"]["c"] is None
 
 
+def test_a_test_set_without_any_sample_has_no_uar_and_warns_nothing():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would raise here
+        m = classification_metrics([], [], 3, ["a", "b", "c"])
+        assert np.isnan(m["uar"]) and m["war"] == 0.0 and m["n"] == 0
+        assert set(m["per_class_recall"].values()) == {None}
+        assert uar(confusion_matrix([2, 2], [2, 0], 3)) == 0.5  # only class c has support
+
+
 def test_pooled_uar_matches_sklearn(tmp_path):
     paths, pool = _fold_predictions(tmp_path, np.random.default_rng(1))
     out = tmp_path / "metrics.json"

@@ -93,14 +93,57 @@ def test_run_config_says_what_the_run_is(fake_wandb, tmp_path, monkeypatch):
     assert logged.exit_code == 0
 
 
-def test_sweep_points_get_their_own_group(fake_wandb, tmp_path):
+def test_a_sweep_points_test_and_pooled_runs_join_its_fine_tuning_group(fake_wandb, tmp_path):
+    """The groups come from the code: `log_test_run` reads the run name from the checkpoint's
+    meta, `log_pooled` from the aggregated cell; each sweep point gets `<config>/<point>` and its
+    parsed sweep key and value, the plain experiment none."""
+    from types import SimpleNamespace
+
+    from unilearn.engine.scoring import log_test_run
+
     cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
-    groups = set()
-    for point in ("unilearn", "unilearn@n_experts=4", "unilearn@sfer_proportion=0.25"):
-        identity = run_identity(point, "unilearn", "ferv39k", None)
-        _run(cfg, tmp_path / point, group=f"demo/{point}", identity=identity).finish()
-        groups.add(fake_wandb.runs[-1].kwargs["group"])
-    assert len(groups) == 3
+    metrics = classification_metrics([0, 1], [0, 0], 7, None)
+    points = {"unilearn": (None, None), "unilearn@n_experts=4": ("n_experts", "4"),
+              "unilearn@sfer_proportion=0.25": ("sfer_proportion", "0.25")}  # fmt: skip
+    for point in points:
+        meta = {"experiment": "unilearn", "run": point, "dataset": "ferv39k"}
+        log_test_run(cfg, tmp_path / point / "ferv39k.parquet", meta, "ferv39k", None, metrics,
+                     SimpleNamespace(usage={}), None)  # fmt: skip
+        log_pooled(cfg, metrics | {"dataset": "ferv39k", "experiment": "unilearn"}, point,
+                   "ferv39k", run_dir=tmp_path / point)  # fmt: skip
+    assert len(fake_wandb.runs) == 2 * len(points)
+    for (point, (sweep, value)), (test, pooled) in zip(
+        points.items(), zip(fake_wandb.runs[::2], fake_wandb.runs[1::2])
+    ):
+        assert test.kwargs["group"] == pooled.kwargs["group"] == f"demo/{point}"
+        assert (test.kwargs["job_type"], pooled.kwargs["job_type"]) == ("evaluate", "aggregate")
+        for run in (test, pooled):
+            c = run.kwargs["config"]
+            assert (c["experiment"], c["run"], c["sweep"], c["sweep_value"]) == (
+                "unilearn", point, sweep, value)  # fmt: skip
+        assert (
+            test.kwargs["name"] == "ferv39k-on-ferv39k"
+            and pooled.kwargs["name"] == "ferv39k-pooled"
+        )
+
+
+def test_a_test_of_a_checkpoint_without_an_experiment_is_logged_as_imported(fake_wandb, tmp_path):
+    from types import SimpleNamespace
+
+    from unilearn.engine.scoring import log_test_run
+
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
+    metrics = classification_metrics([0, 1], [0, 1], 7, None)
+    meta = {"model_name": "vit_base_patch16_160", "labels": {"dfer": "dfer7"}}  # `--model` import
+    log_test_run(cfg, tmp_path / "dfew-fold1.parquet", meta, "dfew", 1, metrics,
+                 SimpleNamespace(usage={}), None)  # fmt: skip
+    (logged,) = fake_wandb.runs
+    assert (logged.kwargs["group"], logged.kwargs["name"]) == (
+        "demo/imported",
+        "dfew-fold1-on-dfew",
+    )
+    assert logged.kwargs["config"]["experiment"] == "imported"
+    assert logged.summary["test/uar"] == 1.0
 
 
 @pytest.mark.parametrize(

@@ -33,8 +33,11 @@ def per_class_recall(conf: np.ndarray) -> np.ndarray:
 
 
 def uar(conf: np.ndarray) -> float:
-    """Unweighted average recall: mean recall over the classes that have test samples."""
-    return float(np.nanmean(per_class_recall(conf)))
+    """Unweighted average recall: mean recall over the classes that have test samples (NaN when
+    none has: an empty test set)."""
+    recall = per_class_recall(conf)
+    seen = recall[~np.isnan(recall)]
+    return float(seen.mean()) if len(seen) else float("nan")
 
 
 def war(conf: np.ndarray) -> float:

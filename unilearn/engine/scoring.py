@@ -273,8 +273,10 @@ def log_test_run(
     result: TestResult,
     wandb_mode: str | None,
 ) -> None:
-    """One W&B run for a test by `unilearn evaluate`: UAR/WAR, per-class recall, confusion."""
-    experiment = meta.get("experiment")
+    """One W&B run for a test by `unilearn evaluate`: UAR/WAR, per-class recall, confusion. A
+    checkpoint whose meta names no `experiment` (an imported one: `--model`) is logged as
+    experiment "imported", in group `<config name>/imported`."""
+    experiment = meta.get("experiment") or "imported"
     layers = {str(b): c.tolist() for b, c in result.usage.items()}
     run_name = meta.get("run") or experiment
     identity = run_identity(run_name, experiment, meta.get("dataset") or dataset, fold,
