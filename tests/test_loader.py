@@ -339,3 +339,17 @@ def test_repeated_view_batches_are_the_same_from_worker_processes(store, on_devi
     for a, b in zip(here, there):
         assert a["modality"] == b["modality"] and torch.equal(a["x"], b["x"])
         assert ("boxes" in a) == (on_device and a["modality"] == "video")
+
+
+def test_sfer_proportion_applies_only_when_both_tasks_train(store):
+    """Joint fine-tuning uses `sfer_proportion` of the SFER set; SFER alone uses all of it (the
+    rule the Slurm time estimate reads too: `catalogue.sfer_fraction`)."""
+    images = len(load_store_table(store, "affectnet7", None, "train"))
+
+    def sfer_rows(dfer):
+        loader = build_finetune_loader(store, dfer, "affectnet7", fold=1, num_workers=0, seed=0,
+                                       sfer_proportion=0.5, **KW)  # fmt: skip
+        return {r for b in loader if b["task"] == "sfer" for r in b["row"].tolist()}
+
+    assert len(sfer_rows(None)) == images
+    assert len(sfer_rows("dfew")) == round(0.5 * images) < images

@@ -214,6 +214,14 @@ def pretrain_sources(
     return roles[image], roles[video]
 
 
+def sfer_fraction(sfer_proportion: float, dfer: bool, sfer: bool) -> float:
+    """Fraction of the SFER training set one fine-tuning epoch uses: `sfer_proportion` (the
+    paper's "proportion of the SFER dataset used", Figure 3b) when both tasks train, the whole
+    set (1.0) when SFER trains alone. The loader, `unilearn config` and the time estimate read it
+    here."""
+    return sfer_proportion if dfer and sfer else 1.0
+
+
 # --- models ----------------------------------------------------------------------------------
 
 
@@ -359,3 +367,22 @@ FACE_TEMPLATE_5 = (
     (0.37098, 0.82469),
     (0.63152, 0.82325),
 )
+
+
+# --- accelerators ----------------------------------------------------------------------------
+
+# bf16 dense tensor-core peak, TFLOP/s (vendor data sheets, no sparsity), by a part of the CUDA
+# device name (`torch.cuda.get_device_name`); the first key the name contains wins, so a more
+# specific key comes before the key it contains. MFU in bench/gpu.py and the Slurm time
+# estimate (`launcher.time_estimate.gpu_peak_tflops`, default the H100 SXM) read this table.
+GPU_PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200", 989.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),  # SXM (e.g. "NVIDIA H100 80GB HBM3")
+    ("A100", 312.0),
+)
+
+
+def gpu_peak_tflops(device_name: str) -> float | None:
+    """bf16 dense peak TFLOP/s of a CUDA device by its name; None for a device not in the table."""
+    return next((peak for key, peak in GPU_PEAK_BF16_TFLOPS if key in device_name), None)

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
+from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES, sfer_fraction
 from unilearn.config import load_config
 
 STAGES = ("pretrain", "finetune")
@@ -153,10 +153,10 @@ def _finetune_steps(cfg, resolved, fold, store: Path, world: int) -> int:
         if resolved.sfer_dataset
         else None
     )
-    both = dfer is not None and sfer is not None
     sampler = JointBatchSampler(
         len(dfer) if dfer is not None else 0, len(sfer) if sfer is not None else 0,
-        ft.batch_size, ft.sfer_proportion if both else 1.0, cfg.seed, 0, world,
+        ft.batch_size, sfer_fraction(ft.sfer_proportion, dfer is not None, sfer is not None),
+        cfg.seed, 0, world,
         sfer_labels=(sfer["label"].tolist() if sfer is not None and ft.sfer_sampling == "balanced"
                      else None),
         sfer_batch_factor=ft.sfer_batch_factor,

@@ -11,6 +11,7 @@ from pydantic import (
     field_validator,
 )
 
+from unilearn.catalogue import gpu_peak_tflops
 from unilearn.config.errors import format_errors
 from unilearn.config.fields import NonNegFloat, PositiveInt, Strict
 
@@ -34,7 +35,8 @@ class TimeEstimateConfig(Strict):
     `launcher.stages.<stage>.time_min` (or `--slurm-time-min`) wins."""
 
     enabled: bool = True
-    gpu_peak_tflops: Annotated[float, Field(gt=0.0)] = 989.0  # H100 SXM dense bf16
+    # dense bf16 peak of the GPU the jobs run on (the catalogue's table; default the H100 SXM)
+    gpu_peak_tflops: Annotated[float, Field(gt=0.0)] = gpu_peak_tflops("H100 SXM")
     mfu: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5  # assumed model FLOP utilisation
     safety: Annotated[float, Field(ge=1.0)] = 2.0
     startup_min: NonNegFloat = 10.0  # queue-independent start: imports, data, first checkpoint

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from unilearn.catalogue import DFER_RANDAUGMENT, SFER_RANDAUGMENT
+from unilearn.catalogue import DFER_RANDAUGMENT, SFER_RANDAUGMENT, sfer_fraction
 from unilearn.data.batches import EvalCollate, SourceDataset, collate_clips, collate_pretrain
 from unilearn.data.clip_dataset import ClipDataset
 from unilearn.data.store_table import load_store_table
@@ -143,7 +143,7 @@ def build_finetune_loader(
         dfer_size=len(sources.get("dfer", [])),
         sfer_size=len(sources.get("sfer", [])),
         batch_size=batch_size,
-        sfer_proportion=sfer_proportion if len(sources) == 2 else 1.0,
+        sfer_proportion=sfer_fraction(sfer_proportion, "dfer" in sources, "sfer" in sources),
         seed=seed,
         rank=rank,
         world_size=world_size,

@@ -23,6 +23,7 @@ from unilearn.catalogue import (
     AFFECTNET_VAL_PER_CLASS,
     VOXCELEB2_DEV_CLIPS,
     pretrain_sources,
+    sfer_fraction,
 )
 
 SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
@@ -94,7 +95,8 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
             )
 
         image, video = pretrain_sources(mode, p.image_dataset, p.video_dataset)
-        videos = split_size(video, "train") if video else 0
+        # views per epoch: `video_repeat` of the clips, each cut into `repeated_views` views
+        videos = split_size(video, "train") * p.video_repeat * p.repeated_views if video else 0
         n_images = (split_size(image, "train") if image else 0) * p.image_proportion
         per_epoch = videos * mae(video_tokens, p.mask_ratio_video) + n_images * mae(
             patches, p.mask_ratio_image
@@ -120,11 +122,13 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
             return split_size(dataset, "test") * model(patches)
         return rcfg.evaluate.n_clips * split_size(dataset, "test", fold) * model(video_tokens)
     f = rcfg.finetune
+    dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset  # None where the task does not train
     total = 0.0
-    if "dfer" in resolved.tasks and resolved.dfer_dataset:
-        total += split_size(resolved.dfer_dataset, "train", fold) * 3 * model(video_tokens)
-    if "sfer" in resolved.tasks:
-        total += f.sfer_proportion * AFFECTNET_TRAIN_IMAGES["affectnet7"] * 3 * model(patches)
+    if dfer:
+        total += split_size(dfer, "train", fold) * 3 * model(video_tokens)
+    if sfer:
+        images = sfer_fraction(f.sfer_proportion, bool(dfer), True) * split_size(sfer, "train")
+        total += images * 3 * model(patches)
     return f.epochs * total
 
 
