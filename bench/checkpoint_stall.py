@@ -74,7 +74,9 @@ def checkpoint_stall(
 ) -> dict[str, float]:
     """Seconds per save (medians): `sync`, `copy` (copy at the call), `async` (deferred: save
     call + the next step's wait), `async_call` / `async_step_wait` (its parts), `step` (one
-    step without a save in flight), `write` (background write) and the state's `bytes`."""
+    step without a save in flight), `async_step` (the next step with the deferred save in
+    flight, to the device's sync: on CUDA the copy delays the step's kernels, not the host),
+    `write` (background write) and the state's `bytes`."""
     device = device or next(model.parameters()).device
     kwargs = dict(model=model, optimizer=optimizer, scaler=None, step=1, config_hash="bench",
                   meta={}, extra={"history": []})  # fmt: skip
@@ -94,7 +96,7 @@ def checkpoint_stall(
         _sync(device)
         steps.append(time.perf_counter() - t)
     out: dict[str, list[float]] = {"copy": [], "async_call": [], "async_step_wait": [],
-                                   "async": [], "write": []}  # fmt: skip
+                                   "async": [], "async_step": [], "write": []}  # fmt: skip
     for hold in (None, optimizer):
         writer = CheckpointWriter()
         for i in range(repeats + 1):
@@ -103,8 +105,11 @@ def checkpoint_stall(
             writer.save(path, train_state(**kwargs), hold=hold)  # the training thread waits
             call = time.perf_counter() - t
             writer.step_wait = 0.0
+            s = time.perf_counter()
             next_step(model, optimizer, device)
             wait = writer.step_wait
+            _sync(device)
+            step = time.perf_counter() - s
             writer.wait()
             _sync(device)
             if i == 0:
@@ -115,6 +120,7 @@ def checkpoint_stall(
                 out["async_call"].append(call)
                 out["async_step_wait"].append(wait)
                 out["async"].append(call + wait)
+                out["async_step"].append(step)
                 out["write"].append(time.perf_counter() - t)
     result = {k: statistics.median(v) for k, v in out.items()}
     return result | {"sync": statistics.median(sync_times), "step": statistics.median(steps),

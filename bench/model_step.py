@@ -32,11 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
+from unilearn.catalogue import gpu_peak_tflops
 from unilearn.models import create_model
 from unilearn.models.moae import MoAE, dense_mixture, slot_table
 from unilearn.models.vit import Attention
 
-H100_BF16_DENSE_PEAK = 989e12  # FLOP/s, H100 SXM bf16 dense tensor-core peak (no sparsity)
+H100_BF16_DENSE_PEAK = gpu_peak_tflops("H100 SXM") * 1e12  # FLOP/s (the catalogue's table)
 FERV39K_TRAIN_CLIPS = 31_088  # official train split (unilearn/doctor/official_split_counts.json)
 PAPER_EPOCHS = 100
 

@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unilearn.config import load_config
+from unilearn.config import TimeEstimateConfig, load_config
 from unilearn.engine.optim import build_optimizer
 from unilearn.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
-H100_BF16_DENSE = 989e12  # FLOP/s, H100 SXM dense bf16 tensor-core peak
-MFU = 0.5
+# FLOP/s and MFU of the time estimate's defaults (peak: the catalogue's table)
+H100_BF16_DENSE = TimeEstimateConfig().gpu_peak_tflops * 1e12
+MFU = TimeEstimateConfig().mfu
 
 # Dataset sizes of the real protocol: the official split counts the doctor ships for the DFER
 # sets; AffectNet and VoxCeleb2 as published (defined once, with the time-limit FLOP model).

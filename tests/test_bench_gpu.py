@@ -1,8 +1,11 @@
-"""bench/gpu.py runs end to end on CPU at its tiny shape (the CUDA run is the same code at the
-paper shape) and prints its table; MFU uses the right peak for H100 / H200 / A100 names."""
+"""bench/gpu.py runs end to end as a CPU dry run (tiny shapes, the same code as the CUDA run at
+the paper shape) and its numbers are what they claim: MFU = counted FLOPs / step time / peak,
+the loaders' cores = what the step consumes / one core's supply. The peak comes from the one
+table the Slurm time estimate reads, in which no device name is shadowed by another."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,30 +14,48 @@ from pathlib import Path
 
 import pytest
 
+from unilearn.catalogue import GPU_PEAK_BF16_TFLOPS, gpu_peak_tflops
+from unilearn.config import TimeEstimateConfig
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-def test_peak_flops_by_device_name():
-    sys.path.insert(0, str(BENCH))
-    try:
-        from gpu import peak_for_name
-    finally:
-        sys.path.remove(str(BENCH))
-    assert peak_for_name("NVIDIA H100 80GB HBM3") == 989e12
-    assert peak_for_name("NVIDIA H100 PCIe") == 756e12
-    assert peak_for_name("NVIDIA H200") == 989e12
-    assert peak_for_name("NVIDIA A100-SXM4-80GB") == 312e12
-    assert peak_for_name("Tesla V100-SXM2-32GB") is None
+def test_every_device_of_the_peak_table_gets_its_own_peak():
+    # first match wins: a key listed after a key it contains ("H100 PCIe" after "H100") would
+    # silently get the other device's peak
+    for key, peak in GPU_PEAK_BF16_TFLOPS:
+        assert gpu_peak_tflops(f"NVIDIA {key} 80GB") == peak, key
+    assert gpu_peak_tflops("Tesla V100-SXM2-32GB") is None  # unknown: MFU n/a, never a guess
+
+
+def test_the_time_estimate_assumes_the_peak_bench_gpu_finds_on_an_h100_sxm():
+    assert TimeEstimateConfig().gpu_peak_tflops == gpu_peak_tflops("NVIDIA H100 80GB HBM3")
 
 
 @pytest.mark.slow
-def test_gpu_bench_runs_tiny_on_cpu():
+def test_gpu_bench_dry_run_on_cpu_prints_consistent_numbers(tmp_path):
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join(sys.path)}
-    out = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--tiny"], env=env,
+    out = subprocess.run([sys.executable, str(BENCH / "gpu.py"), "--dry-run", "--peak-tflops",
+                          "0.5", "--json", str(tmp_path / "gpu.json")], env=env,
                          capture_output=True, text=True, timeout=300, check=True).stdout  # fmt: skip
+    result = json.loads((tmp_path / "gpu.json").read_text())
+    assert result["tiny"] and result["peak_flops"] == 0.5e12
     for model in ("vit", "unilearn", "mae"):
-        row = re.search(rf"^{model}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+n/a$", out, re.M)
+        r = result["steps"][model]
+        assert r["flops"] > 0 and r["seconds"] > 0
+        assert r["mfu"] == pytest.approx(r["flops"] / r["seconds"] / 0.5e12)
+        assert r["items_per_s"] == pytest.approx(r["items"] / r["seconds"])
+        row = re.search(rf"^{model}\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+([\d.]+)%$", out, re.M)
         assert row, f"no table row for {model}:\n{out}"
-        assert all(float(v) > 0 for v in row.groups())
-    assert re.search(r"loader .*: [\d.]+ clips/s on one core", out)
+        assert float(row.group(1)) == pytest.approx(100 * r["mfu"], abs=0.051)
+    # the MAE step trains on views: `pretrain_batch` of them, cut from half as many clips
+    assert result["steps"]["mae"]["items"] == 2 * result["steps"]["vit"]["items"]
+    for stage, consumer in (("finetune", "unilearn"), ("pretrain", "mae")):
+        f = result["loader"][stage]
+        assert f["consumer"] == consumer
+        assert f["demand"] == result["steps"][consumer]["items_per_s"]
+        assert f["cores_needed"] == pytest.approx(f["demand"] / f["per_core"])
+    assert re.search(r"pretrain .* views/s per core; the mae step takes", out)
+    ck = result["checkpoint"]
+    assert ck["model"] == "unilearn_tiny_patch16_64" and ck["bytes"] > 0
     assert re.search(r"checkpoint .*stall \d+ ms background vs \d+ ms synchronous", out)
