@@ -375,7 +375,10 @@ def crop_views_on_device(
     (each clip once), `boxes` `[B * views, 4]` (top, left, height, width in stored-frame pixels,
     as `ResizedCropPretrainTransform.box` draws them), `flip` bool `[B * views]` -> float
     `[B * views, 3, T, S, S]` in 0-255, the bilinear crop-and-resize of `resize_crop_clip`
-    without its rounding to uint8 (borders of up-scaled crops may differ by a level). The loader
+    without its rounding to uint8 (< 1 level apart). Only where an up-scaled crop's bilinear sample
+    falls outside the box (its outer row or column; two at >3x) do they differ more: the loader
+    repeats the box's edge pixel, `roi_align` blends in up to half of the pixel beyond it, so the
+    difference is at most half the step across the box edge (tests/test_cuda_paths_on_cpu.py). The loader
     then ships each decoded clip once instead of `views` resized copies."""
     from torchvision.ops import roi_align
 

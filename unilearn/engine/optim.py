@@ -31,6 +31,9 @@ _EMBEDDING = ("patch_embed", "pos_embed", "cls_token", "mask_token")
 # Never decayed: 1-D tensors (norms, biases) plus these (positions, tokens).
 NO_WEIGHT_DECAY = ("pos_embed", "cls_token", "mask_token")
 NO_DECAY_RULES = ("1d_tokens", "bias_norm")
+# Device types AdamW runs fused on (one kernel for all parameters, no host-device sync). Not CPU:
+# there `foreach` gives the per-parameter loop's numbers exactly, fused only within rounding.
+FUSED_DEVICES = ("cuda",)
 
 
 def _norm_params(model: nn.Module) -> set[str]:
@@ -105,9 +108,10 @@ def build_optimizer(
 
 
 def adamw_kernel(model: nn.Module) -> dict[str, bool]:
-    """`fused=True` when all trainable parameters are CUDA floating tensors, else `foreach=True`."""
+    """`fused=True` when all trainable parameters are floating tensors on a `FUSED_DEVICES` device
+    (CUDA), else `foreach=True` (CPU, a model split across devices, no trainable parameter)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    if params and all(p.is_cuda and p.is_floating_point() for p in params):
+    if params and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params):
         return {"fused": True}
     return {"foreach": True}
 
