@@ -88,7 +88,9 @@ def test_run_config_says_what_the_run_is(fake_wandb, tmp_path, monkeypatch):
     assert config["init_sha256"] == hashlib.sha256(b"weights").hexdigest()
     assert config["config_hash"] == config_hash(cfg) and config["git_sha"]
     assert kw["project"] == "unilearn-demo" and kw["mode"] == "offline"
-    assert SECRET not in repr(kw)
+    assert SECRET not in repr(kw)  # nor in the W&B config, nor in any file of the run directory
+    written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and not any(SECRET.encode() in data for data in written)
     assert logged.history == [(7, {"train/loss": 1.25})] and logged.summary == {"test/uar": 0.625}
     assert logged.exit_code == 0
 
