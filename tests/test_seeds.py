@@ -284,3 +284,19 @@ def test_two_seeds_double_table1s_fine_tunings_and_one_seed_changes_no_job(workd
                     overrides_arg(["seeds=[0,1]", "seeds_pretrain=true"]))  # fmt: skip
     assert job_counts(own.stdout)["pretrain_seed"] == 2
     assert "runs/demo/pretrain/image+video@seed=1/checkpoint.pt" in own.stdout
+
+
+def test_status_lists_every_seeds_runs_and_seeded_pretrainings(tmp_path):
+    from unilearn.status import collect, expected_hash
+
+    cfg = _cfg("seeds=[0,1]", "seeds_pretrain=true")
+    rows = collect(cfg, tmp_path, ["table1"])
+    pretrain = [r.run for r in rows if r.stage == "pretrain"]
+    assert sorted(pretrain) == ["image+video", "image+video@seed=1", "video", "video@seed=1"]
+    finetunes = {r.run for r in rows if r.stage == "finetune"}
+    assert finetunes == {"unilearn", "unilearn@seed=1", "videomae", "videomae@seed=1"}
+    assert (
+        expected_hash(cfg, "pretrain", "video@seed=1", "-")
+        == config_hash(cfg.with_overrides([("seed", 1)]), "pretrain")
+        != expected_hash(cfg, "pretrain", "video", "-")
+    )
