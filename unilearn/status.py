@@ -65,15 +65,17 @@ HEADER = ["STAGE", "RUN", "TARGET", "STATE", "EPOCH", "ETA", "LOSS", "JOB"]
 
 
 def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
-    from unilearn.report import layout, spec
+    from unilearn.report import layout, seeds, spec
 
     cells = list(dict.fromkeys(c for t in targets for c in spec.required_cells(t, cfg)))
     logs = runs / "logs"
     finetunes = list(dict.fromkeys((c.run, t) for c in cells for t in layout.targets(c.train)))
     evaluations = list(dict.fromkeys(
         (c.run, t, c.test) for c in cells for t in layout.targets(c.train)))  # fmt: skip
-    modes = list(dict.fromkeys(
-        cfg.experiments[layout.parse_run(run).experiment].pretrain for run, _ in finetunes))  # fmt: skip
+    # a pre-training per mode, and per seed under `seeds_pretrain` (`<mode>@seed=N`)
+    modes = list(dict.fromkeys(seeds.pretrain_name(
+        cfg.experiments[layout.parse_run(run).experiment].pretrain, seeds.pretrain_seed(cfg, run))
+        for run, _ in finetunes))  # fmt: skip
     squeue = SlurmStates(_job_ids(runs))
     out = []
     for mode in modes:
@@ -110,8 +112,11 @@ def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
     from unilearn.report import layout, runs
 
     try:
-        if stage == "pretrain":
-            return config_hash(cfg, "pretrain")
+        if stage == "pretrain":  # `run`: the mode, `<mode>@seed=N` for a seeded pre-training
+            _, sep, seed = run.partition("@seed=")
+            return config_hash(
+                cfg.with_overrides([("seed", int(seed))]) if sep else cfg, "pretrain"
+            )
         return runs.finetune_hash(cfg, run, layout.parse_target(target)[0])
     except (ConfigError, ValueError, KeyError):
         return None

@@ -15,10 +15,13 @@ if TYPE_CHECKING:
 # where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
 _NOT_HASHED = {
     None: set(),
-    "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
+    "pretrain": {"finetune", "evaluate", "experiments", "sweeps", "seeds", "seeds_pretrain"},
     # the fine-tuning job also runs the test (evaluate.*): it reads that section
-    "finetune": {"pretrain", "experiments", "sweeps"},
+    "finetune": {"pretrain", "experiments", "sweeps", "seeds", "seeds_pretrain"},
 }
+# Keys of the workflow's fan-out, hashed (for the tables) only when set: a config without them
+# keeps the hash it had before they existed. A run trains with one seed: `seed`.
+_FAN_OUT_DEFAULTS = {"seeds": None, "seeds_pretrain": False}
 
 
 def config_hash(cfg: Config, stage: str | None = None) -> str:
@@ -35,4 +38,7 @@ def canonical_json(cfg: Config, stage: str | None = None) -> str:
     data = cfg.model_dump(mode="json", exclude=exclude)
     # Published weights replace a mode's pre-training: naming them changes no pre-training we run.
     data.get("pretrain", {}).pop("init", None)
+    for key, default in _FAN_OUT_DEFAULTS.items():
+        if data.get(key, default) == default:
+            data.pop(key, None)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -66,6 +66,20 @@ class Config(Settings):
         default_factory=lambda: dict(PAPER_EXPERIMENTS), validate_default=True
     )
     sweeps: dict[str, list[Any]] = {}
+    # Seeds of the tables' fine-tunings (`unilearn.report.seeds`): every fine-tuning of a table
+    # runs once per seed, and a cell shows the mean +- std over them. null: one seed, `seed`.
+    # The run trained with `seed` keeps its plain name; another seed adds `@seed=N` to it.
+    seeds: list[Annotated[int, Field(ge=0)]] | None = None
+    # Also pre-train once per seed (each seed's fine-tunings start from its own pre-training);
+    # false: every seed fine-tunes from the one pre-training of `seed`.
+    seeds_pretrain: bool = False
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (not v or len(set(v)) != len(v)):
+            raise ValueError(f"expected a non-empty list of distinct seeds, got {v}")
+        return v
 
     @field_validator("experiments", mode="before")
     @classmethod
@@ -74,12 +88,21 @@ class Config(Settings):
             return {**PAPER_EXPERIMENTS, **v}
         return v
 
+    @field_validator("sweeps")
+    @classmethod
+    def _no_seed_sweep(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if "seed" in v:
+            raise ValueError("a sweep of `seed`: list the seeds under `seeds:` instead")
+        return v
+
     # -- experiments and sweeps -----------------------------------------------------------------
 
     def check_runs(self) -> None:
         """Every experiment's overrides and every sweep point apply to these settings (checked
         once, when a file is loaded: not hours later, and not at every `Config` construction)."""
-        base = self.model_dump(mode="python", exclude={"experiments", "sweeps"})
+        base = self.model_dump(
+            mode="python", exclude=set(Config.model_fields) - set(Settings.model_fields)
+        )
         for name, exp in self.experiments.items():
             try:
                 validated(apply_overrides(base, exp.overrides.items(), Config), Settings)

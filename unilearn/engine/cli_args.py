@@ -53,9 +53,10 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
                         help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
                         "MAE-DFER checkpoint (default: random init)")  # fmt: skip
-    parser.add_argument("--run", default=None, metavar="EXPERIMENT[@SWEEP=VALUE]",
-                        help="the workflow's name of this run, a sweep point included: names its "
-                        "W&B group (default: the experiment)")  # fmt: skip
+    parser.add_argument("--run", default=None, metavar="EXPERIMENT[@SWEEP=VALUE][@seed=N]",
+                        help="the workflow's name of this run, a sweep point and seed included: "
+                        "names its W&B group and run (default: the experiment); the seed itself "
+                        "is the override seed=N")  # fmt: skip
     parser.add_argument("--test", action="append", default=None, metavar="DATASET",
                         choices=FINETUNE_DATASETS,
                         help="test set, repeatable; the first (the run's own) picks the best epoch "

@@ -40,7 +40,7 @@ from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.step import StepContext, autocast, backward_step, step_context
 from unilearn.engine.targets import check_fold, default_tests, head_for, test_sets
 from unilearn.engine.train_state import RunFiles, seed_everything, seed_training, unwrap
-from unilearn.engine.wandb_log import run_for, run_identity, target_name
+from unilearn.engine.wandb_log import group_and_name, run_for, run_identity, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.progress import Progress
@@ -122,7 +122,8 @@ def run(
     ddp = D.wrap(model, info, find_unused_parameters=True, compile=rcfg.runtime.compile)
     run_name = run_name or experiment
     name = target_name(dataset, fold)
-    wandb = run_for(rcfg, job_type=STAGE, group=f"{rcfg.name}/{run_name}", name=name, run_dir=out,
+    group, wandb_name = group_and_name(rcfg.name, run_name, name)  # a run's seeds share a group
+    wandb = run_for(rcfg, job_type=STAGE, group=group, name=wandb_name, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode,
                     identity=run_identity(run_name, experiment, dataset, fold, init))  # fmt: skip
     meta = _meta(resolved, digest, fold, init, store) | {"run": run_name}

@@ -33,6 +33,7 @@ from unilearn.engine.train_state import RunFiles, seed_everything, seed_training
 from unilearn.engine.wandb_log import run_for
 from unilearn.models import create_model, save_checkpoint
 from unilearn.progress import Progress
+from unilearn.report.seeds import pretrain_name, seeded
 
 STAGE = "pretrain"
 
@@ -95,7 +96,9 @@ def run(
     state = files.resume(model, optimizer, ctx.scaler, digest, identity)
     step, history, sums = resume_position(state)
     ddp = D.wrap(model, info, compile=cfg.runtime.compile)
-    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=mode, run_dir=out,
+    # under `seeds_pretrain` each seed's pre-training is its own W&B run: `<mode>@seed=N`
+    name = pretrain_name(mode, cfg.seed if cfg.seeds_pretrain and seeded(cfg) else None)
+    wandb = run_for(cfg, job_type=STAGE, group=f"{cfg.name}/pretrain", name=name, run_dir=out,
                     is_main=info.is_main, mode=wandb_mode, identity={"pretrain_mode": mode})  # fmt: skip
     when = CheckpointSchedule(pt.checkpoint_every, pt.checkpoint_minutes, cfg.runtime.log_every,
                               end_step, info)  # fmt: skip

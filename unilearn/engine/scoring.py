@@ -35,7 +35,13 @@ from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.metrics import classification_metrics
 from unilearn.engine.targets import head_for
-from unilearn.engine.wandb_log import log_evaluation, run_for, run_identity, target_name
+from unilearn.engine.wandb_log import (
+    group_and_name,
+    log_evaluation,
+    run_for,
+    run_identity,
+    target_name,
+)
 from unilearn.models import expert_usage, reset_expert_usage, whole_groups
 
 log = logging.getLogger(__name__)
@@ -281,8 +287,10 @@ def log_test_run(
     run_name = meta.get("run") or experiment
     identity = run_identity(run_name, experiment, meta.get("dataset") or dataset, fold,
                             meta.get("init")) | {"test_dataset": dataset}  # fmt: skip
-    wandb = run_for(cfg, job_type="evaluate", group=f"{cfg.name}/{run_name}",
-                    name=f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}",
+    group, name = group_and_name(
+        cfg.name, run_name, f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}"
+    )
+    wandb = run_for(cfg, job_type="evaluate", group=group, name=name,
                     run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode,
                     identity=identity)  # fmt: skip
     log_evaluation(wandb, metrics, usage=layers)

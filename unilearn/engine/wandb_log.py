@@ -4,6 +4,8 @@
   offline; the project likewise (`wandb.project` > `WANDB_PROJECT` > `unilearn`).
 - Names: group `<config name>/<run>` (a run is an experiment or a sweep point, so each point of a
   sweep is its own group), name = the target (`dfew-fold3`, `ferv39k`); job_type = the stage.
+  The seeds of one run (`seeds:`, `unilearn@seed=1`) share its group, each seed its own name:
+  `ferv39k` for the config's seed, `ferv39k@seed=1` for another (`group_and_name`).
 - The run config carries what a reader filters on: experiment, dataset, fold, sweep key and
   value, the init checkpoint (path + sha256), git sha and config hash.
 - A resumed job (requeue, kill) continues the same W&B run: its id is kept in the run directory
@@ -164,6 +166,7 @@ def run_identity(
         "run": point.name,
         "sweep": point.sweep,
         "sweep_value": point.value,
+        **({} if point.seed is None else {"seed": point.seed}),  # else the config's `seed`
         "dataset": dataset,
         "fold": fold,
         "init": str(init_path) if init_path else None,
@@ -174,6 +177,19 @@ def run_identity(
 def target_name(dataset: str, fold: int | None) -> str:
     """The W&B name of a run of one dataset/fold (the workflow's target)."""
     return dataset if fold is None else f"{dataset}-fold{fold}"
+
+
+def group_and_name(config_name: str, run: str, name: str) -> tuple[str, str]:
+    """W&B group and name of `run`'s job `name` (a target, `ferv39k-pooled`...): the seeds of a
+    run share the group `<config name>/<run without its seed>`; another seed than the config's
+    adds `@seed=N` to the name."""
+    from unilearn.report.layout import parse_run
+
+    point = parse_run(run)
+    return (
+        f"{config_name}/{point.point}",
+        name if point.seed is None else f"{name}@seed={point.seed}",
+    )
 
 
 def add_wandb_argument(parser) -> None:
@@ -238,8 +254,9 @@ def log_pooled(cfg, result: dict[str, Any], run: str, train: str, mode: str | No
         "folds": result.get("folds"),
         "tables": tables,
     }
-    wandb = run_for(cfg, job_type="aggregate", group=f"{cfg.name}/{run}",
-                    name=f"{train}-pooled" if test == train else f"{train}-on-{test}",
+    group, name = group_and_name(cfg.name, run, f"{train}-pooled" if test == train
+                                 else f"{train}-on-{test}")  # fmt: skip
+    wandb = run_for(cfg, job_type="aggregate", group=group, name=name,
                     run_dir=run_dir or ".", is_main=True, mode=mode, identity=identity)  # fmt: skip
     log_evaluation(wandb, result, prefix="pooled")
     wandb.finish()

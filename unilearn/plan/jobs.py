@@ -14,7 +14,7 @@ from typing import Any
 
 from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
 from unilearn.plan.commands import StageCommands
-from unilearn.report import layout, runs, spec
+from unilearn.report import layout, runs, seeds, spec
 
 
 class PlanError(ValueError):
@@ -127,6 +127,7 @@ class Plan:
             "dataset": _alternatives(STORE_DATASETS),
             "mode": _alternatives(PRETRAIN_MODES),
             "run": runs.RUN_PATTERN,
+            "seed": r"0|[1-9][0-9]*",  # a seeded pre-training's (`seeds_pretrain`)
             "train": _alternatives(FINETUNE_DATASETS),
             "test": _alternatives(FINETUNE_DATASETS),
             "table": _alternatives(spec.TABLES),
@@ -212,14 +213,22 @@ class Plan:
         sources = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
         return [self.store_table(d) for d in dict.fromkeys(d for d in sources if d)]
 
-    def pretrain_dir(self, mode: str) -> str:
-        return str(layout.pretrain_dir(self.runs, mode))
+    def pretrain_dir(self, mode: str, seed: int | str | None = None) -> str:
+        """`pretrain/<mode>`, or `pretrain/<mode>@seed=N` for another seed (`seeds_pretrain`)."""
+        return str(layout.pretrain_dir(self.runs, seeds.pretrain_name(mode, seed)))
 
-    def pretrain_checkpoint(self, mode: str) -> str:
-        """The checkpoint a mode's fine-tunings start from: the published file, or ours."""
+    def pretrain_checkpoint(self, mode: str, seed: int | None = None) -> str:
+        """The checkpoint a mode's fine-tunings start from: the published file (every seed's),
+        or ours: that of the config's seed, or of `seed`."""
         if mode in self.pretrain_init:
             return self.pretrain_init[mode]
-        return f"{self.pretrain_dir(mode)}/checkpoint.pt"
+        return f"{self.pretrain_dir(mode, seed)}/checkpoint.pt"
+
+    def pretrain_seed_hash(self, seed: str) -> str:
+        """The pre-training config hash of a seeded pre-training (a param: re-run on change)."""
+        from unilearn.config import config_hash
+
+        return config_hash(self.cfg.with_overrides([("seed", int(seed))]), "pretrain")
 
     # -- fine-tuning ---------------------------------------------------------------------------
 
@@ -245,7 +254,9 @@ class Plan:
         for test in layout.tests_of(train, experiment.tasks):
             tables.append(self.store_table(DATASETS[test].store_table))
         return {
-            "init": self.pretrain_checkpoint(experiment.pretrain),
+            "init": self.pretrain_checkpoint(
+                experiment.pretrain, seeds.pretrain_seed(self.cfg, run)
+            ),
             "tables": sorted(set(tables)),
         }
 
@@ -292,7 +303,7 @@ class Plan:
         names = _alternatives(
             name for name, e in self.cfg.experiments.items() if {"sfer", "dfer"} <= set(e.tasks)
         )
-        return rf"({names}){runs.SWEEP_POINT_PATTERN}"
+        return rf"({names}){runs.SWEEP_POINT_PATTERN}{runs.SEED_PATTERN}"
 
     @staticmethod
     def single_split_dfer() -> str:

@@ -20,12 +20,18 @@ from dataclasses import dataclass
 from typing import Any
 
 # What a run's name looks like on disk (runs/<config>/finetune/<run>/...): kept as it is, so
-# existing run directories keep their paths.
-_EXPERIMENT, _SWEEP, _VALUE = r"[A-Za-z0-9_]+", r"[A-Za-z0-9_.]+", r"[^/]+"
-_RUN = re.compile(rf"^(?P<experiment>{_EXPERIMENT})(@(?P<sweep>{_SWEEP})=(?P<value>{_VALUE}))?$")
+# existing run directories keep their paths. A seed other than the config's `seed` (the `seeds`
+# fan-out, `unilearn.report.seeds`) is one more suffix: `unilearn@seed=1`,
+# `unilearn@n_experts=4@seed=1`; a sweep is never named `seed`.
+_EXPERIMENT, _SWEEP, _VALUE = r"[A-Za-z0-9_]+", r"(?!seed=)[A-Za-z0-9_.]+", r"[^/@]+"
+_SEED = r"@seed=(?P<seed>0|[1-9][0-9]*)"
+_RUN = re.compile(
+    rf"^(?P<experiment>{_EXPERIMENT})(@(?P<sweep>{_SWEEP})=(?P<value>{_VALUE}))?({_SEED})?$"
+)
 # The same, unanchored and without groups (the workflow's `run` wildcard).
 SWEEP_POINT_PATTERN = rf"(@{_SWEEP}={_VALUE})?"
-RUN_PATTERN = _EXPERIMENT + SWEEP_POINT_PATTERN
+SEED_PATTERN = r"(@seed=(0|[1-9][0-9]*))?"
+RUN_PATTERN = _EXPERIMENT + SWEEP_POINT_PATTERN + SEED_PATTERN
 
 Override = tuple[str, Any]
 
@@ -35,14 +41,20 @@ class Run:
     experiment: str
     sweep: str | None = None
     value: str | None = None  # the point's slug, see `value_slug`
+    seed: int | None = None  # None: the config's own `seed`
 
     @property
-    def name(self) -> str:
+    def point(self) -> str:
+        """The name without its seed: what the seeds of one cell share (their W&B group)."""
         return (
             self.experiment
             if self.sweep is None
             else f"{self.experiment}@{self.sweep}={self.value}"
         )
+
+    @property
+    def name(self) -> str:
+        return self.point if self.seed is None else f"{self.point}@seed={self.seed}"
 
 
 def value_slug(value: Any) -> str:
@@ -56,8 +68,12 @@ def parse_run(name: str) -> Run:
     """`unilearn@n_experts=4` -> Run("unilearn", "n_experts", "4"): the name's parts, as text."""
     match = _RUN.match(name)
     if not match:
-        raise ValueError(f"run name {name!r}: expected EXPERIMENT or EXPERIMENT@SWEEP=VALUE")
-    return Run(match["experiment"], match["sweep"], match["value"])
+        raise ValueError(
+            f"run name {name!r}: expected EXPERIMENT or EXPERIMENT@SWEEP=VALUE, optionally "
+            "followed by @seed=N"
+        )
+    seed = None if match["seed"] is None else int(match["seed"])
+    return Run(match["experiment"], match["sweep"], match["value"], seed)
 
 
 def sweep_points(cfg, sweep: str) -> list[Override]:
@@ -72,13 +88,15 @@ def sweep_points(cfg, sweep: str) -> list[Override]:
 
 
 def run_overrides(cfg, run: Run | str) -> list[Override]:
-    """The typed `(key, value)` overrides a run adds to the config: its sweep point, if any."""
+    """The typed `(key, value)` overrides a run adds to the config: its sweep point, if any,
+    and its seed, if not the config's own."""
     run = parse_run(run) if isinstance(run, str) else run
+    seed = [] if run.seed is None else [("seed", run.seed)]
     if run.sweep is None:
-        return []
+        return seed
     for override in sweep_points(cfg, run.sweep):
         if value_slug(override[1]) == run.value:
-            return [override]
+            return [override, *seed]
     raise ValueError(
         f"run {run.name}: {run.value!r} is not a point of sweeps.{run.sweep} "
         f"({[value_slug(v) for v in cfg.sweeps[run.sweep]]})"
@@ -102,18 +120,19 @@ def finetune_hash(cfg, run: Run | str, dataset: str) -> str:
     return config_hash(resolved.config, "finetune")
 
 
-def sweep_runs(cfg, sweep: str, experiment: str = "unilearn") -> list[Run]:
-    """One run per point of `sweeps.<sweep>`; a point that leaves the experiment as it is
-    (`point_is_experiment`) is the experiment's own run, so the workflow trains it once (same
-    name, same files, same W&B group)."""
+def sweep_runs(cfg, sweep: str, experiment: str = "unilearn", seed: int | None = None) -> list[Run]:
+    """One run per point of `sweeps.<sweep>`, trained with `seed` (None: the config's own); a
+    point that leaves the experiment as it is (`point_is_experiment`) is the experiment's own run
+    of that seed, so the workflow trains it once (same name, same files, same W&B group)."""
     if sweep not in cfg.sweeps:
         raise ValueError(f"sweeps.{sweep}: not in the config (sweeps: {sorted(cfg.sweeps)})")
+    seed = None if seed == cfg.seed else seed
     runs = []
     for override in sweep_points(cfg, sweep):
         if point_is_experiment(cfg, experiment, override):
-            runs.append(Run(experiment))
+            runs.append(Run(experiment, seed=seed))
         else:
-            runs.append(Run(experiment, sweep, value_slug(override[1])))
+            runs.append(Run(experiment, sweep, value_slug(override[1]), seed))
     return runs
 
 

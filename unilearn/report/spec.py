@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from unilearn.report.layout import SFER_TEST
 from unilearn.report.runs import sweep_runs
+from unilearn.report.seeds import seed_cells
 
 TABLES = ("table1", "table2", "table3", "table4", "table5")
 FIGURES = ("figure3a", "figure3b", "figure4a", "figure4b")
@@ -134,9 +135,10 @@ def figure_cells(name: str, cfg) -> list[Cell]:
 
 
 def required_cells(target: str, cfg) -> list[Cell]:
-    """Every metrics file a table or figure needs (the workflow's DAG starts here)."""
+    """Every metrics file a table or figure needs (the workflow's DAG starts here): a table's
+    cells once per seed (`seeds.seed_cells`), a figure's with the config's `seed`."""
     if target in TABLES:
-        cells = [c for row in table_spec(target, cfg).rows for c in row.cells]
+        cells = seed_cells(cfg, [c for row in table_spec(target, cfg).rows for c in row.cells])
     else:
         cells = figure_cells(target, cfg)
     return list(dict.fromkeys(cells))

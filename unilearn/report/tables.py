@@ -20,7 +20,7 @@ import pandas as pd
 
 from unilearn.atomic import write_text
 from unilearn.catalogue import DATASETS
-from unilearn.report import layout, spec
+from unilearn.report import layout, seeds, spec
 from unilearn.report.paper import PAPER_PARAMS_M, paper_numbers
 from unilearn.report.provenance import git_sha, manifest_hash
 
@@ -70,10 +70,10 @@ def build_table(name: str, cfg, runs: Path, manifests: Path, sha: str) -> pd.Dat
     records = []
     for weights in layout.WEIGHTS:
         for row in table.rows:
-            for cell in row.cells:
+            for cell in seeds.seed_cells(cfg, row.cells, first_only=row.experiment is None):
                 records.append(_record(name, row, cell, read_metrics(runs, cell, weights), weights,
                                        data_hash, sha) | params.get(row.label, {}))  # fmt: skip
-    return pd.DataFrame.from_records(records)
+    return seeds.summarise(pd.DataFrame.from_records(records), cfg)
 
 
 def _record(name, row, cell, metrics, weights, data_hash, sha) -> dict[str, Any]:
@@ -148,6 +148,7 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
         "UAR/WAR in %, pooled over all test folds. Cells: ours (paper, gap); the paper reports "
         "its best epoch on the test split."
     )
+    lines += seeds.markdown_note(cfg)
     if synthetic:
         lines.append(
             "Data are the bundled synthetic datasets: the numbers check the pipeline, they are "
@@ -164,7 +165,7 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
     for weights in layout.WEIGHTS:
         label = layout.WEIGHTS_LABEL[weights]
         lines += [f"**{label[0].upper() + label[1:]}**", ""]
-        of_weights = frame[frame["weights"] == weights]
+        of_weights = seeds.markdown_frame(frame[frame["weights"] == weights])
         for part in parts:
             if part:
                 lines += [f"*{part}*", ""]
@@ -193,7 +194,8 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
                 cells += ["", ""]
                 continue
             r = hit.iloc[0]
-            cells += [_cell(r.uar, r.paper_uar, r.gap_uar), _cell(r.war, r.paper_war, r.gap_war)]
+            cells += [_cell(r.uar, r.paper_uar, r.gap_uar, r.get("uar_std")),
+                      _cell(r.war, r.paper_war, r.gap_war, r.get("war_std"))]  # fmt: skip
         r = rows.iloc[0]
         for c in extra:
             # The paper's counts are for ViT-B: shown beside ours at that shape.
@@ -207,10 +209,14 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
     return lines
 
 
-def _cell(ours: float, paper: float | None, gap: float | None) -> str:
+def _cell(ours: float, paper: float | None, gap: float | None, std: float | None = None) -> str:
+    if std is not None and not pd.isna(std):  # the mean over seeds (`seeds.summarise`)
+        ours_text = f"{ours:.2f} ± {std:.2f}"
+    else:
+        ours_text = f"{ours:.2f}"
     if paper is None or pd.isna(paper):
-        return f"{ours:.2f}"
-    return f"{ours:.2f} ({paper:.2f}, {gap:+.2f})"
+        return ours_text
+    return f"{ours_text} ({paper:.2f}, {gap:+.2f})"
 
 
 def main(args: argparse.Namespace) -> int:

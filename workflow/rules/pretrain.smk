@@ -20,3 +20,23 @@ rule pretrain:
         "{GPU_STAGE[pretrain]} {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
         "--out {params.out:q} --no-progress --restart-if-config-changed {OVERRIDE_ARGS} "
         "> {log} 2>&1"
+
+
+# `seeds_pretrain: true`: a seed other than the config's `seed` pre-trains on its own, into
+# pretrain/<mode>@seed=N (its fine-tunings start there: `PLAN.finetune_inputs`).
+rule pretrain_seed:
+    input:
+        lambda wc: PLAN.pretrain_stores(wc.mode),
+    output:
+        f"{RUNS}/pretrain/{{mode}}@seed={{seed}}/checkpoint.pt",
+    log:
+        f"{LOGS}/pretrain/{{mode}}@seed={{seed}}.log",
+    params:
+        out=lambda wc: PLAN.pretrain_dir(wc.mode, wc.seed),
+        config_hash=lambda wc: PLAN.pretrain_seed_hash(wc.seed),
+    threads: GPU_STAGE_THREADS
+    priority: 40
+    shell:
+        "{GPU_STAGE[pretrain]} {CONFIG_ARGS} --mode {wildcards.mode:q} --store {STORE} "
+        "--out {params.out:q} --no-progress --restart-if-config-changed {OVERRIDE_ARGS} "
+        "seed={wildcards.seed} > {log:q} 2>&1"
