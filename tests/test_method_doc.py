@@ -128,7 +128,9 @@ def test_method_doc_ours_column_matches_unilearn_config(resolved):
                 continue
             checked += 1
             if not agrees(value, actual):
-                problems.append(f"{section} / {row}: doc `{key}: {value}`, config {path} = {actual}")
+                problems.append(
+                    f"{section} / {row}: doc `{key}: {value}`, config {path} = {actual}"
+                )
     assert not problems, "docs/method.md disagrees with `unilearn config`:\n" + "\n".join(problems)
     assert checked >= 30
 
