@@ -301,3 +301,16 @@ def test_naming_published_weights_keeps_the_pretraining_hash(tmp_path):
     assert config_hash(named, "finetune") == config_hash(cfg, "finetune")
     with pytest.raises(ConfigError, match="pretrain.init"):
         load_config(CONFIGS / "paper.yaml", ["pretrain.init.imag=/x.pt"])
+
+
+def test_a_fine_tuning_hash_changes_with_its_experiment_only():
+    """Editing one experiment's architecture, pre-training or tasks re-runs that experiment's
+    fine-tunings (its hash moves) and leaves the others' hashes alone."""
+    from unilearn.report.runs import finetune_hash
+
+    cfg = load_config(CONFIGS / "demo.yaml")
+    before = {e: finetune_hash(cfg, e, "dfew") for e in ("unilearn", "videomae")}
+    assert before["unilearn"] != before["videomae"]
+    edited = cfg.with_overrides([("experiments.unilearn.pretrain", "video")])
+    assert finetune_hash(edited, "unilearn", "dfew") != before["unilearn"]
+    assert finetune_hash(edited, "videomae", "dfew") == before["videomae"]

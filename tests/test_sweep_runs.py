@@ -79,6 +79,7 @@ def test_the_engines_command_line_reads_back_as_the_typed_point(config):
             # the hash the workflow tracks is the one the engine records from its command line
             by_text = load_config(CONFIGS / config, text)
             dataset = "ferv39k"
+            resolved = by_text.resolve_experiment("unilearn", dataset)
             assert runs.finetune_hash(cfg, run, dataset) == config_hash(
-                by_text.resolve_experiment("unilearn", dataset).config, "finetune"
+                resolved.config, "finetune", resolved
             )

@@ -9,6 +9,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from unilearn.config.resolve import ResolvedExperiment
     from unilearn.config.schema import Config
 
 # Sections a stage's result does not depend on (besides `launcher` and `wandb`, which only decide
@@ -24,14 +25,20 @@ _NOT_HASHED = {
 _FAN_OUT_DEFAULTS = {"seeds": None, "seeds_pretrain": False}
 
 
-def config_hash(cfg: Config, stage: str | None = None) -> str:
+def config_hash(
+    cfg: Config, stage: str | None = None, experiment: ResolvedExperiment | None = None
+) -> str:
     """sha256 of the canonical resolved config (sorted-key JSON), without `launcher` and `wandb`;
     for a `stage` (pretrain, finetune) also without the sections that stage does not read, so
-    e.g. changing fine-tuning epochs does not invalidate a pre-training run."""
-    return hashlib.sha256(canonical_json(cfg, stage).encode()).hexdigest()
+    e.g. changing fine-tuning epochs does not invalidate a pre-training run. A fine-tuning hashes
+    the `experiment` it trains (architecture, pre-training mode, tasks; its overrides are already
+    in `cfg`), not the whole `experiments` section: editing one experiment re-runs that one only."""
+    return hashlib.sha256(canonical_json(cfg, stage, experiment).encode()).hexdigest()
 
 
-def canonical_json(cfg: Config, stage: str | None = None) -> str:
+def canonical_json(
+    cfg: Config, stage: str | None = None, experiment: ResolvedExperiment | None = None
+) -> str:
     """The hashed text: sorted-key, compact, ASCII JSON of what `stage` reads."""
     exclude: dict[str, Any] = dict.fromkeys({"launcher", "wandb"} | _NOT_HASHED[stage], True)
     exclude["runtime"] = {"log_every"}  # how often a run reports, not what it computes
@@ -41,4 +48,7 @@ def canonical_json(cfg: Config, stage: str | None = None) -> str:
     for key, default in _FAN_OUT_DEFAULTS.items():
         if data.get(key, default) == default:
             data.pop(key, None)
+    if experiment is not None:
+        data["experiment"] = {"arch": experiment.arch, "pretrain": experiment.pretrain_mode,
+                              "tasks": list(experiment.tasks)}  # fmt: skip
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)

@@ -81,13 +81,15 @@ def to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False, default_flow_style=None)
 
 
-def save_resolved(cfg: Config, run_dir: str | os.PathLike, stage: str | None = None) -> str:
-    """Write `config.yaml` and `config.sha256` (of `stage`, see `config_hash`) into `run_dir`
-    (atomically); return the hash."""
+def save_resolved(
+    cfg: Config, run_dir: str | os.PathLike, stage: str | None = None, experiment=None
+) -> str:
+    """Write `config.yaml` and `config.sha256` (of `stage` and the fine-tuned `experiment`, see
+    `config_hash`) into `run_dir` (atomically); return the hash."""
     from unilearn.atomic import write_text
 
     run_dir = Path(run_dir)
-    digest = config_hash(cfg, stage)
+    digest = config_hash(cfg, stage, experiment)
     write_text(run_dir / "config.yaml", to_yaml(cfg))
     write_text(run_dir / "config.sha256", digest + "\n")
     return digest

@@ -86,14 +86,14 @@ def run(
             raise SystemExit(f"--test {test.dataset}: experiment {experiment} has no "
                              f"{head_for(test.dataset).upper()} head to test it with")  # fmt: skip
     rcfg, ft = resolved.config, resolved.config.finetune
-    digest = config_hash(rcfg, STAGE)
+    digest = config_hash(rcfg, STAGE, resolved)
     if restart_if_config_changed:
         launch.restart_if_config_changed(out, digest)
     info = D.init_distributed(rcfg.runtime.device)
     D.set_threads(rcfg.runtime.threads)
     files = RunFiles(out, info)
     if info.is_main:
-        save_resolved(rcfg, out, STAGE)
+        save_resolved(rcfg, out, STAGE, resolved)
 
     # model: the same initial weights on every rank (DDP also broadcasts them)
     seed_everything(rcfg.seed)

@@ -117,7 +117,7 @@ def finetune_hash(cfg, run: Run | str, dataset: str) -> str:
 
     run = parse_run(run) if isinstance(run, str) else run
     resolved = run_config(cfg, run).resolve_experiment(run.experiment, dataset)
-    return config_hash(resolved.config, "finetune")
+    return config_hash(resolved.config, "finetune", resolved)
 
 
 def sweep_runs(cfg, sweep: str, experiment: str = "unilearn", seed: int | None = None) -> list[Run]:
@@ -146,9 +146,11 @@ def point_is_experiment(cfg, experiment: str, override: Override) -> bool:
     datasets = list(cfg.data.dfer_datasets) if "dfer" in tasks else list(SFER_DATASETS)
     point = cfg.with_overrides([override])
     for dataset in datasets:
-        ours = point.resolve_experiment(experiment, dataset).config
-        theirs = cfg.resolve_experiment(experiment, dataset).config
-        if config_hash(ours, "finetune") != config_hash(theirs, "finetune"):
+        ours = point.resolve_experiment(experiment, dataset)
+        theirs = cfg.resolve_experiment(experiment, dataset)
+        if config_hash(ours.config, "finetune", ours) != config_hash(
+            theirs.config, "finetune", theirs
+        ):
             return False
     return True
 
