@@ -15,9 +15,9 @@ if TYPE_CHECKING:
 # where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
 _NOT_HASHED = {
     None: set(),
-    "pretrain": {"finetune", "evaluate", "experiments", "sweeps"},
+    "pretrain": {"finetune", "evaluate", "experiments", "sweeps", "report"},
     # the fine-tuning job also runs the test (evaluate.*): it reads that section
-    "finetune": {"pretrain", "experiments", "sweeps"},
+    "finetune": {"pretrain", "experiments", "sweeps", "report"},
 }
 
 
