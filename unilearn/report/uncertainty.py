@@ -65,6 +65,17 @@ def interval(frames: Sequence[pd.DataFrame], num_classes: int, bootstrap) -> dic
                            confidence=bootstrap.confidence, seed=bootstrap.seed)  # fmt: skip
 
 
+def cell_interval(metrics: dict[str, Any], paths: Sequence[Path], bootstrap) -> dict[str, float]:
+    """A cell's interval (fractions): the one in its metrics JSON, else computed from the
+    prediction files the metrics pooled (`paths`) with the same settings."""
+    if all(metrics.get(k) is not None for k in INTERVAL_KEYS):
+        return {k: float(metrics[k]) for k in INTERVAL_KEYS}
+    from unilearn.catalogue import get_label_set
+
+    k = get_label_set(metrics["dataset"]).num_classes
+    return interval(read_fold_predictions(paths), k, bootstrap)
+
+
 def paired_folds(
     frames: Sequence[pd.DataFrame], reference: Sequence[pd.DataFrame], what: str
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
