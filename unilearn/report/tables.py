@@ -192,6 +192,7 @@ def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
             filled[c] = None
     for c in filled.columns:
         frame[c] = filled[c].combine_first(frame[c]) if c in frame else filled[c]
+    frame["n_paired"] = frame["n_paired"].astype("Int64")
     return frame, comparisons
 
 
