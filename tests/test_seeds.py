@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from _engine_data import ToyClips, ToyJoint, collate
-from test_tables import _fake_metrics
+from test_tables import _fake_metrics, _fake_predictions
 from workflow_run import job_counts, overrides_arg, snakemake, workflow_copy
 
 import unilearn.engine.finetune as finetune
@@ -168,6 +168,7 @@ def _seeded_tree(tmp_path: Path, cfg) -> tuple[Path, Path]:
         for weights in layout.WEIGHTS:
             path = layout.metrics_path(run_root, cell.run, cell.train, cell.test, weights)
             _fake_metrics(path, cell.test, score, score + 0.05, [10 * (i + 1) for i in range(k)])
+            _fake_predictions(run_root, cell, weights, score)
     return run_root, manifests
 
 
@@ -196,6 +197,13 @@ def test_a_cell_is_the_mean_and_std_over_seeds_and_the_csv_keeps_each_seed(tmp_p
     assert "| UniLearn | 62.00 ± 2.00 (66.80, -4.80) |" in md
     assert "Seeds 0, 1, 2: each cell is the mean ± std" in md
     assert "60.00" not in md.split("**Best epoch")[0]  # the seeds' own rows stay in the CSV
+    # paired comparisons pair the seeds: VideoMAE's seed s against UniLearn's seed s
+    video = frame[
+        (frame.method == "VideoMAE") & (frame.dataset == "dfew") & (frame.weights == "last")
+    ]
+    assert list(video.seed) == ["0", "1", "2", "mean"] and video.iloc[:3].p_uar.notna().all()
+    assert video.iloc[-1].diff_uar == pytest.approx(video.iloc[:3].diff_uar.mean(), abs=0.01)
+    assert "| VideoMAE, seed 1 | UniLearn |" in md
 
 
 def test_one_seed_gives_todays_table():

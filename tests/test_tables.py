@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,27 @@ def _fake_sidecars(runs: Path, cell: spec.Cell, rng: np.random.Generator) -> Non
         centres.to_parquet(layout.prediction_sidecar(pred, ".centres.parquet"))
 
 
+def _fake_predictions(runs: Path, cell: spec.Cell, weights: str, accuracy: float) -> None:
+    """Each fold's test clips (the same clips and labels for every run tested on that dataset),
+    predicted right with probability `accuracy`."""
+    k = get_label_set(cell.test).num_classes
+    for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test, weights):
+        fold = layout.parse_target(pred.parent.name)[1] if FOLDS[cell.test] else None
+        clips = np.random.default_rng([k, fold or 0])  # the test set: one per dataset and fold
+        labels = clips.integers(0, k, 200)
+        model = np.random.default_rng(
+            zlib.crc32(f"{cell.run} {cell.train} {weights} {fold}".encode())
+        )
+        right = model.random(200) < accuracy
+        preds = np.where(right, labels, (labels + model.integers(1, k, 200)) % k)
+        pred.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({
+            "dataset": cell.test, "clip_id": [f"{cell.test}-{fold}-{i}" for i in range(200)],
+            "fold": pd.array([fold] * 200, dtype="Int8"), "split": "test", "label": labels,
+            "pred": preds, "config_hash": "c0ffee",
+        }).to_parquet(pred)  # fmt: skip
+
+
 @pytest.fixture
 def runs_tree(tmp_path):
     return make_runs_tree(tmp_path)
@@ -65,6 +88,7 @@ def make_runs_tree(tmp_path: Path):
             for weights, better in (("last", 0.0), ("best", 0.02)):
                 path = layout.metrics_path(runs, cell.run, cell.train, cell.test, weights)
                 _fake_metrics(path, cell.test, score + better, score + better + 0.05, support)
+                _fake_predictions(runs, cell, weights, score + better)
             if target in ("figure4a", "figure4b"):
                 _fake_sidecars(runs, cell, rng)
     return cfg, runs, manifests
@@ -89,7 +113,8 @@ def test_table1_puts_paper_numbers_and_gap_beside_ours(runs_tree, tmp_path):
     assert set(frame.method) == {"chance", "VideoMAE", "UniLearn"}
     assert set(frame.dataset) == {"dfew", "ferv39k", "mafw"}
     md = (tmp_path / "results" / "table1.md").read_text()
-    assert "| UniLearn | 60.00 (66.80, -6.80) |" in md and "synthetic" in md
+    assert re.search(r"\| UniLearn \| 60\.00 \[[\d.]+, [\d.]+\] \(66\.80, -6\.80\) \|", md)
+    assert "synthetic" in md
 
 
 def test_tables_show_the_last_and_the_best_epoch_labelled(runs_tree, tmp_path):
@@ -104,8 +129,9 @@ def test_tables_show_the_last_and_the_best_epoch_labelled(runs_tree, tmp_path):
     md = (tmp_path / "t1.md").read_text()
     last_at = md.index("**Last epoch**")
     best_at = md.index("**Best epoch on the test split (as the authors report)**")
-    assert last_at < md.index("| UniLearn | 60.00 (66.80, -6.80) |") < best_at
-    assert best_at < md.index("| UniLearn | 62.00 (66.80, -4.80) |")
+    unilearn_last = re.search(r"\| UniLearn \| 60\.00 \[.*?\] \(66\.80, -6\.80\)", md).start()
+    assert last_at < unilearn_last < best_at
+    assert best_at < re.search(r"\| UniLearn \| 62\.00 \[.*?\] \(66\.80, -4\.80\)", md).start()
     # Table 5: both parts under each of the two headings
     _run_tables("table5", runs, manifests, tmp_path / "t5.csv")
     assert (tmp_path / "t5.md").read_text().count("*components*") == 2
@@ -179,3 +205,86 @@ def test_figures_are_real_plots(runs_tree, tmp_path, name):
     assert pixels.shape[0] > 300 and pixels.shape[1] > 500
     # A plot, not a blank canvas: many distinct colours.
     assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 50
+
+
+PAIRED = ["diff_uar", "diff_uar_lo", "diff_uar_hi", "p_uar",
+          "diff_war", "diff_war_lo", "diff_war_hi", "p_war"]  # fmt: skip
+
+
+def test_every_cell_has_its_interval_and_every_ablation_its_paired_comparison(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    t1 = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    models = t1[t1.method != "chance"]
+    assert models[["uar_lo", "uar_hi", "war_lo", "war_hi"]].notna().all().all()
+    assert (models.uar_lo <= models.uar_hi).all() and (models.war_lo <= models.war_hi).all()
+    # Table 1: VideoMAE against UniLearn, on each test set and for both weights
+    compared = t1[t1[PAIRED].notna().all(axis=1)]
+    assert set(compared.method) == {"VideoMAE"} and len(compared) == 6
+    assert (compared.reference == "UniLearn").all()
+    clips = {"dfew": 1000, "mafw": 1000, "ferv39k": 200}  # every clip of the fake test sets
+    assert (compared.n_paired == compared.dataset.map(clips)).all()
+    assert (
+        (compared.diff_uar_lo <= compared.diff_uar) & (compared.diff_uar <= compared.diff_uar_hi)
+    ).all()
+    assert ((compared.p_uar > 0) & (compared.p_uar <= 1)).all()
+    md = (tmp_path / "t1.md").read_text()
+    assert re.search(
+        r"\| VideoMAE \| UniLearn \| [+-]\d+\.\d\d \[[+-]\d+\.\d, [+-]\d+\.\d\] p ", md
+    )
+    # Table 5: every row but the reference (UniLearn is both D+M+J and "later")
+    t5 = _run_tables("table5", runs, manifests, tmp_path / "t5.csv")
+    last = t5[t5.weights == "last"]
+    assert set(last[last.diff_uar.isna()].method) == {"D+M+J", "later"}
+    position = last[last.part == "position"]
+    assert (position[position.diff_uar.notna()].reference == "later").all()
+    # Table 4: SFER-only on AffectNet-7 against the joint model on the same test set
+    t4 = _run_tables("table4", runs, manifests, tmp_path / "t4.csv")
+    sfer = t4[(t4.method == "SFER-only") & (t4.weights == "last")].iloc[0]
+    assert sfer.reference == "Joint (UniLearn)" and sfer.dataset == "affectnet7"
+
+
+def test_identical_predictions_differ_by_zero_with_p_one(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    for weights in layout.WEIGHTS:  # VideoMAE predicts exactly what UniLearn predicts
+        for ours, theirs in zip(layout.predictions_for(runs, "videomae", "dfew", "dfew", weights),
+                                layout.predictions_for(runs, "unilearn", "dfew", "dfew", weights)):  # fmt: skip
+            ours.write_bytes(theirs.read_bytes())
+    frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    row = frame[(frame.method == "VideoMAE") & (frame.dataset == "dfew")].iloc[0]
+    assert (row.diff_uar, row.diff_uar_lo, row.diff_uar_hi, row.p_uar) == (0, 0, 0, 1)
+    assert (row.diff_war, row.p_war) == (0, 1)
+
+
+def test_intervals_come_from_the_metrics_file_when_it_has_them(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    path = layout.metrics_path(runs, "unilearn", "dfew", "dfew")
+    metrics = json.loads(path.read_text())
+    path.write_text(json.dumps(metrics | {"uar_lo": 0.5512, "uar_hi": 0.6489, "war_lo": 0.6,
+                                          "war_hi": 0.7}))  # fmt: skip
+    frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    row = frame[(frame.method == "UniLearn") & (frame.dataset == "dfew")].iloc[0]
+    assert (row.uar_lo, row.uar_hi, row.war_lo, row.war_hi) == (55.12, 64.89, 60.0, 70.0)
+    assert "| UniLearn | 60.00 [55.1, 64.9] (66.80, -6.80) |" in (tmp_path / "t1.md").read_text()
+
+
+def test_a_cell_whose_test_lost_clips_is_marked(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    path = layout.metrics_path(runs, "videomae", "mafw", "mafw")
+    metrics = json.loads(path.read_text())
+    path.write_text(json.dumps(metrics | {"n_unreadable": 3, "n_clips": metrics["n"] + 3}))
+    frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
+    row = frame[
+        (frame.method == "VideoMAE") & (frame.dataset == "mafw") & (frame.weights == "last")
+    ]
+    assert (row.n_unreadable.iloc[0], row.n_clips.iloc[0] - row.n_scored.iloc[0]) == (3, 3)
+    md = (tmp_path / "t1.md").read_text()
+    assert md.count("†") == 3  # its UAR and WAR cells, and the footnote
+    assert "† the test lost clips" in md and "VideoMAE on MAFW: 3 of" in md
+
+
+def test_missing_predictions_name_the_file(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    gone = layout.predictions_for(runs, "videomae", "dfew", "dfew")[2]
+    gone.unlink()
+    with pytest.raises(FileNotFoundError, match="videomae/dfew-fold3/pred-dfew.parquet"):
+        _run_tables("table1", runs, manifests, tmp_path / "t1.csv")

@@ -228,3 +228,51 @@ def test_pooled_cell_is_a_run_in_the_group_of_its_folds(fake_wandb, tmp_path):
     assert "table1" in kw["config"]["tables"] and kw["config"]["folds"] == [1, 2, 3, 4, 5]
     assert logged.summary["pooled/uar"] == result["uar"]
     assert logged.summary["pooled/war"] == 0.75
+
+
+def test_pooled_cell_logs_its_bootstrap_interval(fake_wandb, tmp_path):
+    cfg = load_config(CONFIGS / "demo.yaml", LOGGED)
+    result = classification_metrics([0, 1, 2, 3], [0, 1, 2, 0], 7, None) | {
+        "dataset": "dfew", "experiment": "unilearn", "folds": [1, 2, 3, 4, 5],
+        "uar_lo": 0.41, "uar_hi": 0.47, "war_lo": 0.51, "war_hi": 0.56}  # fmt: skip
+    log_pooled(cfg, result, "unilearn", "dfew", run_dir=tmp_path)
+    (logged,) = fake_wandb.runs
+    assert (logged.summary["pooled/uar_lo"], logged.summary["pooled/uar_hi"]) == (0.41, 0.47)
+    assert (logged.summary["pooled/war_lo"], logged.summary["pooled/war_hi"]) == (0.51, 0.56)
+
+
+def test_tables_add_the_paired_comparison_to_the_pooled_run_of_the_cell(fake_wandb, tmp_path):
+    import argparse
+
+    import pandas as pd
+    from test_tables import CONFIG, make_runs_tree
+
+    from unilearn.report import layout, tables_cli
+
+    _, runs, manifests = make_runs_tree(tmp_path)
+    metrics = layout.metrics_path(runs, "videomae", "dfew", "dfew")
+    pooled_id = "0123abcd0123abcd"  # what `unilearn aggregate` kept for the cell's pooled run
+    layout.pooled_wandb_dir(metrics).mkdir(parents=True)
+    (layout.pooled_wandb_dir(metrics) / "wandb_id").write_text(pooled_id + "\n")
+    out = tmp_path / "t1.csv"
+    args = argparse.Namespace(table="table1", config=[CONFIG], runs=runs, manifests=manifests,
+                              out=out, overrides=LOGGED, wandb=None)  # fmt: skip
+    assert tables_cli.main(args) == 0
+    frame = pd.read_csv(out)
+    row = frame[
+        (frame.method == "VideoMAE") & (frame.dataset == "dfew") & (frame.weights == "last")
+    ]
+    (logged,) = [r for r in fake_wandb.runs if r.id == pooled_id]
+    kw = logged.kwargs
+    assert (kw["group"], kw["name"], kw["job_type"]) == (
+        "demo/videomae",
+        "dfew-pooled",
+        "aggregate",
+    )
+    assert kw["resume"] == "allow"
+    assert logged.summary["paired/reference"] == "unilearn"
+    assert 100 * logged.summary["paired/diff_uar"] == pytest.approx(row.diff_uar.iloc[0], abs=0.006)
+    assert logged.summary["paired/p_war"] == pytest.approx(row.p_war.iloc[0], abs=1e-4)
+    assert logged.summary["paired/n_paired"] == row.n_paired.iloc[0]
+    # one run per compared cell and weights: VideoMAE on 3 test sets, last and best epoch
+    assert len(fake_wandb.runs) == 6

@@ -106,6 +106,10 @@ def test_a_table_needs_its_metrics_last_and_best_and_its_manifests(demo):
     inputs = demo.report_inputs("table4")
     assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.best.json" in map(str, inputs["metrics"])
     assert inputs["sidecars"] == []
+    # the paired comparisons read both rows' predictions, last and best epoch
+    predictions = set(map(str, inputs["predictions"]))
+    assert "runs/demo/finetune/sfer_only/affectnet7/pred-affectnet7.best.parquet" in predictions
+    assert "runs/demo/finetune/unilearn/ferv39k/pred-affectnet7.parquet" in predictions
     assert inputs["manifests"] == [
         "data/manifests/affectnet.parquet",
         "data/manifests/ferv39k.parquet",

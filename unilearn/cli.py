@@ -47,7 +47,7 @@ STAGES: dict[str, tuple[str, str]] = {
         "pool the test folds' predictions; UAR/WAR once on the pool",
     ),
     "tables": (
-        "unilearn.report.tables",
+        "unilearn.report.tables_cli",
         "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)",
     ),
     "figure": (

@@ -16,9 +16,17 @@ if TYPE_CHECKING:
 # where a run executes and logs). Fine-tuning sees pre-training only through its checkpoint.
 _NOT_HASHED = {
     None: set(),
-    "pretrain": {"finetune", "evaluate", "experiments", "sweeps", "seeds", "seeds_pretrain"},
+    "pretrain": {
+        "finetune",
+        "evaluate",
+        "experiments",
+        "sweeps",
+        "seeds",
+        "seeds_pretrain",
+        "report",
+    },
     # the fine-tuning job also runs the test (evaluate.*): it reads that section
-    "finetune": {"pretrain", "experiments", "sweeps", "seeds", "seeds_pretrain"},
+    "finetune": {"pretrain", "experiments", "sweeps", "seeds", "seeds_pretrain", "report"},
 }
 # Keys of the workflow's fan-out, hashed (for the tables) only when set: a config without them
 # keeps the hash it had before they existed. A run trains with one seed: `seed`.

@@ -25,6 +25,7 @@ from unilearn.config.experiments import PAPER_EXPERIMENTS, SWEEP_KEYS
 from unilearn.config.fields import Strict
 from unilearn.config.model import ModelConfig
 from unilearn.config.overrides import apply_overrides, parse_override
+from unilearn.config.report import ReportConfig
 from unilearn.config.training import EvaluateConfig, Experiment, FinetuneConfig, PretrainConfig
 
 
@@ -40,6 +41,7 @@ class Settings(Strict):
     evaluate: EvaluateConfig = EvaluateConfig()
     launcher: LauncherConfig = LauncherConfig()
     wandb: WandbConfig = WandbConfig()
+    report: ReportConfig = ReportConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @model_validator(mode="after")

@@ -4,7 +4,12 @@ on the pool (the DFEW and MAFW 5-fold protocol), plus the confusion matrix, -> J
 Per-fold numbers are reported beside the pooled ones for information only; the paper's numbers
 are the pooled ones. The workflow pools the last epoch's predictions (`pred-<test>.parquet`) and
 the best epoch's (`pred-<test>.best.parquet`) separately. Test clips that could not be read (the
-`.quarantine.parquet` beside each predictions file) are counted, never scored.
+`.quarantine.parquet` beside each predictions file) are counted per fold and summed
+(`n_unreadable`; `n_clips` = scored + unreadable), never scored.
+
+The pooled UAR/WAR carry a bootstrap interval (`uar_lo`, `uar_hi`, `war_lo`, `war_hi`: test
+clips resampled within each fold, then pooled, `unilearn.report.bootstrap`; the config's
+`report.bootstrap`, its defaults without `--config`), recorded with its settings (`bootstrap`).
 """
 
 from __future__ import annotations
@@ -95,9 +100,14 @@ def read_predictions(paths: list[Path]) -> pd.DataFrame:
     return pool
 
 
-def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
-    """Pooled UAR/WAR + confusion matrix of the given prediction files."""
+def aggregate(paths: list[Path], expect_folds: int | None = None, bootstrap=None) -> dict:
+    """Pooled UAR/WAR + confusion matrix of the given prediction files, with the bootstrap
+    interval of `bootstrap` (a `report.bootstrap` section; None: its defaults)."""
     from unilearn.catalogue import get_label_set
+    from unilearn.config.report import BootstrapConfig
+    from unilearn.report.bootstrap import pooled_interval
+
+    bootstrap = bootstrap or BootstrapConfig()
 
     pool = read_predictions(paths)
     dataset = str(pool["dataset"].iloc[0])
@@ -116,17 +126,23 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
             f"({len(outside)} such row(s) in {', '.join(sorted(set(outside.source)))})"
         )
     pooled = classification_metrics(pool["label"], pool["pred"], len(classes), classes)
+    unreadable = _unreadable_per_fold(paths, pool)
     per_fold = {}
     for fold, df in pool.groupby("fold", dropna=True):
         m = classification_metrics(df["label"], df["pred"], len(classes), classes)
-        per_fold[str(int(fold))] = {"uar": m["uar"], "war": m["war"], "n": m["n"]}
-    unreadable = 0
-    for path in paths:
-        quarantine = path.with_name(path.name.removesuffix(".parquet") + ".quarantine.parquet")
-        if quarantine.is_file():
-            unreadable += len(pd.read_parquet(quarantine, columns=["clip_id"]))
+        lost = unreadable.get(int(fold), 0)
+        per_fold[str(int(fold))] = {"uar": m["uar"], "war": m["war"], "n": m["n"],
+                                    "n_unreadable": lost, "n_clips": m["n"] + lost}  # fmt: skip
     uars = [m["uar"] for m in per_fold.values()]
     wars = [m["war"] for m in per_fold.values()]
+    # one (labels, preds) per test fold; a single-split dataset (no fold) is one
+    by_fold = [
+        (df["label"].to_numpy(np.int64), df["pred"].to_numpy(np.int64))
+        for _, df in pool.groupby(pool["fold"].astype("float64").fillna(-1), sort=True)
+    ]
+    interval = pooled_interval(by_fold, len(classes), resamples=bootstrap.resamples,
+                               confidence=bootstrap.confidence, seed=bootstrap.seed)  # fmt: skip
+    n_unreadable = sum(unreadable.values())
     return {
         "dataset": dataset,
         "config_hash": str(pool["config_hash"].iloc[0]),
@@ -135,8 +151,13 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
         "folds": folds,
         "pooled": True,
         **pooled,
-        "n_unreadable": unreadable,
-        "n_clips": pooled["n"] + unreadable,
+        **interval,
+        "bootstrap": {
+            "method": "percentile, clips resampled within each fold, then pooled",
+            **bootstrap.model_dump(),
+        },  # fmt: skip
+        "n_unreadable": n_unreadable,
+        "n_clips": pooled["n"] + n_unreadable,
         "per_fold": per_fold,
         "per_fold_mean": {"uar": float(np.mean(uars)), "war": float(np.mean(wars))}
         if uars
@@ -145,19 +166,39 @@ def aggregate(paths: list[Path], expect_folds: int | None = None) -> dict:
     }
 
 
+def _unreadable_per_fold(paths: list[Path], pool: pd.DataFrame) -> dict[int, int]:
+    """Unreadable test clips per fold (-1: a single-split dataset), from the quarantine file
+    beside each predictions file; its fold is that of the predictions it sits beside."""
+    lost: dict[int, int] = {}
+    for path in paths:
+        quarantine = path.with_name(path.name.removesuffix(".parquet") + ".quarantine.parquet")
+        if not quarantine.is_file():
+            continue
+        n = len(read_parquet(quarantine, "quarantine file"))
+        folds = pool.loc[pool["source"] == str(path), "fold"].dropna().unique()
+        fold = int(folds[0]) if len(folds) else -1
+        lost[fold] = lost.get(fold, 0) + n
+    return lost
+
+
 def main(args: argparse.Namespace) -> int:
     from unilearn.atomic import write_text
 
-    result = aggregate(list(args.predictions), args.expect_folds)
-    write_text(args.out, json.dumps(result, indent=2) + "\n")
+    cfg = None
     if args.config:
         from unilearn.config import load_config
+
+        cfg = load_config(args.config)
+    bootstrap = cfg.report.bootstrap if cfg is not None else None
+    result = aggregate(list(args.predictions), args.expect_folds, bootstrap)
+    write_text(args.out, json.dumps(result, indent=2) + "\n")
+    if cfg is not None:
         from unilearn.engine.wandb_log import log_pooled
-        from unilearn.report.layout import parse_target
+        from unilearn.report.layout import parse_target, pooled_wandb_dir
 
         train = parse_target(Path(result["inputs"][0]).parent.name)[0]
-        log_pooled(load_config(args.config), result, args.run or result["experiment"], train,
-                   mode=args.wandb, run_dir=args.out.parent / f".wandb-{args.out.stem}")  # fmt: skip
+        log_pooled(cfg, result, args.run or result["experiment"], train, mode=args.wandb,
+                   run_dir=pooled_wandb_dir(args.out))  # fmt: skip
     print(
         f"{result['dataset']}: UAR {100 * result['uar']:.2f}  WAR {100 * result['war']:.2f}  "
         f"(pooled over {result['n']} clips, folds {result['folds'] or '-'}) -> {args.out}"

@@ -254,11 +254,36 @@ def log_pooled(cfg, result: dict[str, Any], run: str, train: str, mode: str | No
         "folds": result.get("folds"),
         "tables": tables,
     }
-    group, name = group_and_name(cfg.name, run, f"{train}-pooled" if test == train
-                                 else f"{train}-on-{test}")  # fmt: skip
+    group, name = group_and_name(cfg.name, run, pooled_name(train, test))
     wandb = run_for(cfg, job_type="aggregate", group=group, name=name,
                     run_dir=run_dir or ".", is_main=True, mode=mode, identity=identity)  # fmt: skip
     log_evaluation(wandb, result, prefix="pooled")
+    # the bootstrap interval of the pooled numbers (`unilearn aggregate`)
+    wandb.summary({f"pooled/{k}": result[k] for k in INTERVAL_KEYS if k in result})
+    wandb.finish()
+
+
+INTERVAL_KEYS = ("uar_lo", "uar_hi", "war_lo", "war_hi")
+PAIRED_KEYS = ("diff_uar", "diff_uar_lo", "diff_uar_hi", "p_uar",
+               "diff_war", "diff_war_lo", "diff_war_hi", "p_war", "n_paired")  # fmt: skip
+
+
+def pooled_name(train: str, test: str) -> str:
+    """The W&B name of a pooled metrics cell."""
+    return f"{train}-pooled" if test == train else f"{train}-on-{test}"
+
+
+def log_paired(cfg, comparison: dict[str, Any], run: str, train: str, test: str, reference: str,
+               run_dir: str | os.PathLike, mode: str | None = None) -> None:  # fmt: skip
+    """The paired comparison of a pooled cell with its reference row (`unilearn tables`), added
+    to the cell's pooled W&B run (the same id, kept in `run_dir`): `paired/diff_uar`,
+    `paired/diff_uar_lo`, ..., `paired/p_uar`, ... (fractions, this run minus the reference)
+    and `paired/reference`, the reference's run."""
+    group, name = group_and_name(cfg.name, run, pooled_name(train, test))
+    wandb = run_for(cfg, job_type="aggregate", group=group, name=name, run_dir=run_dir,
+                    is_main=True, mode=mode, identity={"test_dataset": test})  # fmt: skip
+    summary = {f"paired/{k}": comparison[k] for k in PAIRED_KEYS if k in comparison}
+    wandb.summary(summary | {"paired/reference": reference})
     wandb.finish()
 
 

@@ -324,13 +324,22 @@ class Plan:
 
     def report_inputs(self, target: str) -> dict[str, list]:
         """A table's or figure's metrics (a table shows the last and the best epoch, a figure
-        the last), Figure 4's prediction sidecars, and the manifests of its datasets."""
+        the last), the predictions they pool, Figure 4's prediction sidecars, and the manifests
+        of its datasets."""
         cells = spec.required_cells(target, self.cfg)
         weights = layout.WEIGHTS if target in spec.TABLES else ("last",)
         metrics = [
             layout.metrics_path(self.runs, c.run, c.train, c.test, w)
             for c in cells
             for w in weights
+        ]
+        # a table pairs its rows clip by clip, a sweep figure may compute a missing interval:
+        # both read the predictions the metrics pooled
+        predictions = [
+            p
+            for c in cells
+            for w in weights
+            for p in layout.predictions_for(self.runs, c.run, c.train, c.test, w)
         ]
         sidecars = []
         if target in ("figure4a", "figure4b"):  # they read what the test wrote beside
@@ -341,4 +350,5 @@ class Plan:
         tables = {DATASETS[c.train].store_table for c in cells}
         tables |= {DATASETS[c.test].store_table for c in cells}
         manifests = [f"{self.manifests}/{d}.parquet" for d in sorted(tables)]
-        return {"metrics": metrics, "sidecars": sidecars, "manifests": manifests}
+        return {"metrics": metrics, "predictions": predictions, "sidecars": sidecars,
+                "manifests": manifests}  # fmt: skip

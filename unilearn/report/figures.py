@@ -1,8 +1,9 @@
 """`unilearn figure NAME`: the paper's Figures 3-4 from our runs, as PNG and, beside it, vector
 PDF (matplotlib).
 
-- figure3a: UAR/WAR vs number of experts (one fine-tuning run per point of `sweeps.n_experts`)
-- figure3b: UAR/WAR vs proportion of the SFER dataset (`sweeps.sfer_proportion`)
+- figure3a: UAR/WAR vs number of experts (one fine-tuning run per point of `sweeps.n_experts`),
+  each point with its 95% bootstrap interval as an error bar
+- figure3b: UAR/WAR vs proportion of the SFER dataset (`sweeps.sfer_proportion`), likewise
 - figure4a: share of tokens routed to each expert, per MoAE layer and test dataset (UniLearn)
 - figure4b: cosine similarity of class-centre features, DFER test set vs SFER test set, of one
   jointly fine-tuned UniLearn model
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from unilearn.catalogue import DATASETS
-from unilearn.report import layout, spec
+from unilearn.report import layout, spec, uncertainty
 from unilearn.report.provenance import git_sha
 from unilearn.report.runs import value_slug
 from unilearn.report.tables import add_report_arguments, read_metrics
@@ -66,12 +67,25 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
     metrics = [read_metrics(runs, c) for c in cells]
     uar = [100 * m["uar"] for m in metrics]
     war = [100 * m["war"] for m in metrics]
+    # error bars: each point's 95% bootstrap interval (`unilearn aggregate`)
+    bounds = [
+        uncertainty.cell_interval(m, layout.predictions_for(runs, c.run, c.train, c.test),
+                                  cfg.report.bootstrap)
+        for m, c in zip(metrics, cells)
+    ]  # fmt: skip
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6), dpi=150)
     numeric = all(isinstance(v, (int, float)) for v in values)
     x = values if numeric else list(range(len(values)))
-    ax.plot(x, uar, "o-", label="UAR")
-    ax.plot(x, war, "s--", label="WAR")
+    # the two bars of a point side by side, not on top of each other
+    shift = 0.012 * (max(x) - min(x) if len(x) > 1 else 1)
+    for name, ys, style, side in (("UAR", uar, "o-", -1), ("WAR", war, "s--", 1)):
+        key = name.lower()
+        (line,) = ax.plot(x, ys, style, label=name)
+        err = [[y - 100 * b[f"{key}_lo"] for y, b in zip(ys, bounds)],
+               [100 * b[f"{key}_hi"] - y for y, b in zip(ys, bounds)]]  # fmt: skip
+        ax.errorbar([xi + side * shift for xi in x], ys, yerr=np.clip(err, 0, None), fmt="none",
+                    ecolor=line.get_color(), elinewidth=1, capsize=2.5, alpha=0.8)  # fmt: skip
     for xi, u, w in zip(x, uar, war):
         ax.annotate(
             f"{u:.1f}",
@@ -92,7 +106,8 @@ def sweep_figure(name: str, cfg, runs: Path, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    about = f"UniLearn on {dataset}: UAR and WAR against the {AXIS_LABELS.get(sweep, sweep)}"
+    about = (f"UniLearn on {dataset}: UAR and WAR against the {AXIS_LABELS.get(sweep, sweep)}; "
+             f"error bars: {100 * cfg.report.bootstrap.confidence:.0f}% bootstrap intervals")  # fmt: skip
     _save(fig, out, provenance(name, cfg, {m.get("config_hash", "") for m in metrics}, about))
 
 

@@ -97,6 +97,14 @@ def metrics_path(runs: str | Path, run: str, train: str, test: str, weights: str
     return Path(runs) / "metrics" / run / train / f"{test}{_WEIGHTS_SUFFIX[weights]}.json"
 
 
+def pooled_wandb_dir(metrics: str | Path) -> Path:
+    """The W&B run directory of a pooled metrics file (`metrics/<run>/<train>/.wandb-<test>`):
+    `unilearn aggregate` logs the pooled numbers there and `unilearn tables` adds the paired
+    comparison to the same run (its id is kept in that directory)."""
+    metrics = Path(metrics)
+    return metrics.parent / f".wandb-{metrics.stem}"
+
+
 def predictions_for(
     runs: str | Path, run: str, train: str, test: str, weights: str = "last"
 ) -> list[Path]:

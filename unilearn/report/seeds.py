@@ -12,7 +12,10 @@ each cell of the table is the mean +- std over its seeds.
   = `mean`: UAR/WAR the mean over the seeds, `uar_std`/`war_std` their sample standard deviation
   (ddof 1), `n_seeds` and `seeds`; the gaps to the paper are the mean's. A column whose value
   differs between the seeds (the run, its config hash...) is empty in the mean row. The
-  Markdown shows the mean rows only, as `mean ± std`. With one seed the table is unchanged: no
+  Markdown shows the mean rows only, as `mean ± std`. Paired comparisons (`unilearn.report.
+  tables`) pair the seeds: seed s of a row minus seed s of its reference, on the same test clips,
+  one comparison per seed (the mean row keeps the mean difference; its interval and p-value are
+  per seed, in the seeds' rows). With one seed the table is unchanged: no
   `seed` column, no mean rows.
 
 Torch-free: the workflow's plan, the tables and the engines' W&B naming use it.
@@ -109,6 +112,9 @@ def _mean_row(rows: pd.DataFrame, cfg) -> dict[str, Any]:
         paper = row.get(f"paper_{metric}")
         if f"gap_{metric}" in row and paper is not None and not pd.isna(paper):
             row[f"gap_{metric}"] = round(row[metric] - paper, 2)
+    for diff in ("diff_uar", "diff_war"):  # the paired differences: their mean over the seeds
+        if diff in rows and rows[diff].notna().all():
+            row[diff] = round(float(rows[diff].mean()), 2)
     row["n_seeds"] = len(rows)
     row["seeds"] = " ".join(str(s) for s in rows["seed"])
     return row
@@ -119,6 +125,14 @@ def markdown_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if "seed" not in frame:
         return frame
     return frame[frame["seed"].isin([MEAN, ""])]
+
+
+def per_seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of single fine-tunings (no mean rows): what the paired comparisons are shown
+    for, seed s of a row against seed s of its reference."""
+    if "seed" not in frame:
+        return frame
+    return frame[frame["seed"] != MEAN]
 
 
 def markdown_note(cfg) -> list[str]:

@@ -4,6 +4,14 @@ the gap). Each method is reported twice: with the weights of the last epoch, and
 best epoch on the test split (as the authors report; `weights` last / best, one Markdown block
 each).
 
+Every UAR/WAR carries its 95% bootstrap interval (`uar_lo`, `uar_hi`, `war_lo`, `war_hi`; test
+clips resampled within each fold, then pooled; `report.bootstrap`), and every ablation row of
+Tables 2-5, and VideoMAE in Table 1, its paired comparison with the reference row (UniLearn) on
+the same test clips: the difference, its paired-bootstrap interval and a two-sided p-value
+(`diff_uar`, `diff_uar_lo`, `diff_uar_hi`, `p_uar`, the same for WAR; `unilearn.report.bootstrap`
+defines the p-value). A cell whose test lost clips it could not read (`n_unreadable` > 0) is
+marked with a dagger in the Markdown.
+
 Every row records the git sha, the config hash of the run and a hash of the manifests it was
 computed on. The chance row (Table 1) is the best constant prediction on the same test set:
 UAR = 1/K, WAR = the largest class's share.
@@ -13,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from unilearn.atomic import write_text
-from unilearn.catalogue import DATASETS
-from unilearn.report import layout, seeds, spec
+from unilearn.catalogue import DATASETS, get_label_set
+from unilearn.report import layout, seeds, spec, uncertainty
 from unilearn.report.paper import PAPER_PARAMS_M, paper_numbers
 from unilearn.report.provenance import git_sha, manifest_hash
 
@@ -61,7 +70,9 @@ def chance(metrics: dict[str, Any]) -> tuple[float, float]:
     return 100.0 / len(support), 100.0 * max(support) / sum(support)
 
 
-def build_table(name: str, cfg, runs: Path, manifests: Path, sha: str) -> pd.DataFrame:
+def build_table(name: str, cfg, runs: Path, manifests: Path,
+                sha: str) -> tuple[pd.DataFrame, list[dict[str, Any]]]:  # fmt: skip
+    """The table's rows, and its paired comparisons (`add_uncertainty`)."""
     table = spec.table_spec(name, cfg)
     datasets = {DATASETS[c.train].store_table for r in table.rows for c in r.cells}
     datasets |= {DATASETS[c.test].store_table for r in table.rows for c in r.cells}
@@ -73,7 +84,8 @@ def build_table(name: str, cfg, runs: Path, manifests: Path, sha: str) -> pd.Dat
             for cell in seeds.seed_cells(cfg, row.cells, first_only=row.experiment is None):
                 records.append(_record(name, row, cell, read_metrics(runs, cell, weights), weights,
                                        data_hash, sha) | params.get(row.label, {}))  # fmt: skip
-    return seeds.summarise(pd.DataFrame.from_records(records), cfg)
+    frame, comparisons = add_uncertainty(pd.DataFrame.from_records(records), table, cfg, runs)
+    return seeds.summarise(frame, cfg), comparisons
 
 
 def _record(name, row, cell, metrics, weights, data_hash, sha) -> dict[str, Any]:
@@ -95,17 +107,97 @@ def _record(name, row, cell, metrics, weights, data_hash, sha) -> dict[str, Any]
         "dataset": cell.test,
         "uar": round(uar, 2),
         "war": round(war, 2),
+        **_interval_columns(metrics if row.experiment else {}),
         "paper_uar": paper[0] if paper else None,
         "paper_war": paper[1] if paper else None,
         "gap_uar": round(uar - paper[0], 2) if paper else None,
         "gap_war": round(war - paper[1], 2) if paper else None,
-        "n_clips": metrics["n"],
+        "n_clips": metrics.get("n_clips", metrics["n"]),  # the test set: scored + unreadable
+        "n_scored": metrics["n"],
         "n_unreadable": metrics.get("n_unreadable", 0),
         "folds": " ".join(str(f) for f in metrics.get("folds") or []),
         "config_hash": metrics.get("config_hash") if row.experiment else "",
         "manifest_hash": data_hash,
         "git_sha": sha,
     }
+
+
+# -- intervals and paired comparisons ------------------------------------------------------------
+# Kept apart from the rows above: each takes a cell's per-fold predictions, so a caller with
+# several seeds of a cell can call them once per seed.
+
+REFERENCE = "unilearn"  # the experiment of every table's reference row
+PAIRED_COLUMNS = ("diff_uar", "diff_uar_lo", "diff_uar_hi", "p_uar",
+                  "diff_war", "diff_war_lo", "diff_war_hi", "p_war")  # fmt: skip
+
+
+def _interval_columns(metrics: dict[str, Any]) -> dict[str, float | None]:
+    """The interval `unilearn aggregate` wrote, in percent (None where the file has none)."""
+    return {k: round(100 * metrics[k], 2) if metrics.get(k) is not None else None
+            for k in uncertainty.INTERVAL_KEYS}  # fmt: skip
+
+
+def reference_cells(table: spec.TableSpec) -> dict[tuple[str, str], tuple[str, spec.Cell]]:
+    """(part, test dataset) -> (label, cell) of the reference row (UniLearn) of that part (else
+    of the table) on that test set."""
+    refs: dict[tuple[str, str], tuple[str, spec.Cell]] = {}
+    parts = {r.part for r in table.rows}
+    for row in (r for r in table.rows if r.experiment == REFERENCE):
+        for cell in row.cells:
+            for part in parts:
+                if part == row.part or (part, cell.test) not in refs:
+                    refs[(part, cell.test)] = (row.label, cell)
+    return refs
+
+
+def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
+                    runs: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:  # fmt: skip
+    """Fill the intervals a metrics file lacks (from its predictions) and add the paired
+    comparison of every non-reference row with its reference (`reference`, `n_paired`,
+    `PAIRED_COLUMNS` in percent points; p-values as they are). Also returns each comparison in
+    fractions with its cells (what W&B logs)."""
+    boot = cfg.report.bootstrap
+    cache: dict[tuple[spec.Cell, str], list[pd.DataFrame]] = {}
+
+    def predictions(cell: spec.Cell, weights: str) -> list[pd.DataFrame]:
+        if (cell, weights) not in cache:
+            paths = layout.predictions_for(runs, cell.run, cell.train, cell.test, weights)
+            cache[(cell, weights)] = uncertainty.read_fold_predictions(paths)
+        return cache[(cell, weights)]
+
+    refs = reference_cells(table)
+    columns: list[dict[str, Any]] = []
+    comparisons: list[dict[str, Any]] = []
+    for r in frame.itertuples(index=False):
+        out: dict[str, Any] = {}
+        if r.experiment:
+            cell = spec.Cell(r.run, r.train_dataset, r.dataset)
+            k = get_label_set(r.dataset).num_classes
+            if any(pd.isna(getattr(r, c)) for c in uncertainty.INTERVAL_KEYS):
+                got = uncertainty.interval(predictions(cell, r.weights), k, boot)
+                out |= {c: round(100 * v, 2) for c, v in got.items()}
+            label, ref = refs.get((r.part, r.dataset), (None, None))
+            if ref is not None:  # seed s of a row is compared with seed s of its reference
+                seed = seeds.run_seed(cfg, r.run)
+                ref = replace(ref, run=seeds.with_seed(cfg, ref.run, seed).name)
+            if ref is not None and ref != cell:
+                what = f"{table.name} {r.method} ({r.weights} epoch, {r.dataset})"
+                got = uncertainty.compare(predictions(cell, r.weights),
+                                          predictions(ref, r.weights), k, boot, what)  # fmt: skip
+                out |= {c: round(100 * got[c], 2) if c.startswith("diff") else round(got[c], 4)
+                        for c in PAIRED_COLUMNS}  # fmt: skip
+                out |= {"reference": label, "n_paired": got["n_paired"]}
+                comparisons.append({"cell": cell, "reference": ref, "weights": r.weights, **got})
+        columns.append(out)
+    filled = pd.DataFrame.from_records(columns, index=frame.index)
+    frame = frame.copy()
+    for c in ("reference", "n_paired", *PAIRED_COLUMNS):
+        if c not in filled:
+            filled[c] = None
+    for c in filled.columns:
+        frame[c] = filled[c].combine_first(frame[c]) if c in frame else filled[c]
+    frame["n_paired"] = frame["n_paired"].astype("Int64")
+    return frame, comparisons
 
 
 def _parameter_counts(table: spec.TableSpec, cfg) -> dict[str, dict[str, float]]:
@@ -145,8 +237,11 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
     first = frame.iloc[0]
     lines.append(
         f"Config `{cfg.name}`; git `{first.git_sha}`; manifests `{first.manifest_hash}`. "
-        "UAR/WAR in %, pooled over all test folds. Cells: ours (paper, gap); the paper reports "
-        "its best epoch on the test split."
+        "UAR/WAR in %, pooled over all test folds. Cells: ours [95% bootstrap interval] "
+        "(paper, gap); the paper reports its best epoch on the test split. Under each table: "
+        "each row minus its reference row (UniLearn) on the same test clips [95% paired-bootstrap "
+        "interval], p the two-sided paired-bootstrap p-value, "
+        f"* p < {1 - cfg.report.bootstrap.confidence:.2g}."
     )
     lines += seeds.markdown_note(cfg)
     if synthetic:
@@ -171,6 +266,10 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
                 lines += [f"*{part}*", ""]
             lines += _markdown_rows(of_weights[of_weights["part"] == part], table, header, extra)
             lines.append("")
+            per_seed = seeds.per_seed_frame(frame[frame["weights"] == weights])
+            lines += _paired_rows(per_seed[per_seed["part"] == part], table,
+                                  1 - cfg.report.bootstrap.confidence)  # fmt: skip
+    lines += _unreadable_note(frame)
     return "\n".join(lines)
 
 
@@ -194,8 +293,11 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
                 cells += ["", ""]
                 continue
             r = hit.iloc[0]
-            cells += [_cell(r.uar, r.paper_uar, r.gap_uar, r.get("uar_std")),
-                      _cell(r.war, r.paper_war, r.gap_war, r.get("war_std"))]  # fmt: skip
+            lost = "†" if r.experiment and r.n_unreadable > 0 else ""
+            cells += [_cell(r.uar, r.paper_uar, r.gap_uar, r.uar_lo, r.uar_hi, lost,
+                            r.get("uar_std")),
+                      _cell(r.war, r.paper_war, r.gap_war, r.war_lo, r.war_hi, lost,
+                            r.get("war_std"))]  # fmt: skip
         r = rows.iloc[0]
         for c in extra:
             # The paper's counts are for ViT-B: shown beside ours at that shape.
@@ -209,23 +311,75 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
     return lines
 
 
-def _cell(ours: float, paper: float | None, gap: float | None, std: float | None = None) -> str:
-    if std is not None and not pd.isna(std):  # the mean over seeds (`seeds.summarise`)
-        ours_text = f"{ours:.2f} ± {std:.2f}"
-    else:
-        ours_text = f"{ours:.2f}"
+def _cell(ours: float, paper: float | None, gap: float | None, lo: float | None = None,
+          hi: float | None = None, mark: str = "", std: float | None = None) -> str:  # fmt: skip
+    """`43.41 [42.1, 44.7] (43.41, +0.00)`: ours, its interval, the paper's number and the gap;
+    over several seeds `43.41 ± 0.52 (43.41, +0.00)`: their mean and std (`seeds.summarise`)."""
+    text = f"{ours:.2f}{mark}"
+    if std is not None and not pd.isna(std):
+        text = f"{ours:.2f} ± {std:.2f}{mark}"
+    elif lo is not None and not pd.isna(lo):
+        text += f" [{lo:.1f}, {hi:.1f}]"
     if paper is None or pd.isna(paper):
-        return ours_text
-    return f"{ours_text} ({paper:.2f}, {gap:+.2f})"
+        return text
+    return f"{text} ({paper:.2f}, {gap:+.2f})"
+
+
+def _paired_rows(frame: pd.DataFrame, table: spec.TableSpec, alpha: float) -> list[str]:
+    """The paired comparisons of one block: `-0.76 [-1.9, +0.4] p 0.21` per row and test set."""
+    compared = frame[frame["diff_uar"].notna()]
+    if compared.empty:
+        return []
+    header = ["Minus its reference", "Reference"]
+    for d in table.datasets:
+        header += [f"{DATASETS[d].title} ΔUAR", f"{DATASETS[d].title} ΔWAR"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    by = ["method", "seed"] if "seed" in compared else ["method"]  # seed s minus the reference's s
+    for key, rows in compared.groupby(by, sort=False):
+        method = key[0] if len(key) == 1 else f"{key[0]}, seed {key[1]}"
+        cells = [method, str(rows.iloc[0].reference)]
+        for d in table.datasets:
+            hit = rows[rows["dataset"] == d]
+            if hit.empty:
+                cells += ["", ""]
+                continue
+            r = hit.iloc[0]
+            cells += [_diff(r.diff_uar, r.diff_uar_lo, r.diff_uar_hi, r.p_uar, alpha),
+                      _diff(r.diff_war, r.diff_war_lo, r.diff_war_hi, r.p_war, alpha)]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _diff(diff: float, lo: float, hi: float, p: float, alpha: float) -> str:
+    star = "*" if p < alpha else ""
+    return f"{diff:+.2f} [{lo:+.1f}, {hi:+.1f}] p {p:.2g}{star}"
+
+
+def _unreadable_note(frame: pd.DataFrame) -> list[str]:
+    """The footnote of the dagger: which cells' tests lost clips, and how many."""
+    lost = frame[(frame["experiment"] != "") & (frame["n_unreadable"] > 0)]
+    if lost.empty:
+        return []
+    cells = sorted({f"{r.method} on {DATASETS[r.dataset].title}: {int(r.n_unreadable)} of "
+                    f"{int(r.n_clips)} clips" for r in lost.itertuples()})  # fmt: skip
+    return ["† the test lost clips it could not read (left out of the metrics; the quarantine "
+            "files beside the predictions list them): " + "; ".join(cells) + ".", ""]  # fmt: skip
 
 
 def main(args: argparse.Namespace) -> int:
+    write_table(args)
+    return 0
+
+
+def write_table(args: argparse.Namespace):
+    """Build and write the table's CSV and Markdown; returns the config and the table's paired
+    comparisons (`unilearn tables` logs them to W&B: `unilearn.report.tables_cli`)."""
     from unilearn.config import load_config
 
     cfg = load_config(args.config, args.overrides)
     manifests = args.manifests or Path(cfg.data.workdir) / "manifests"
     table = spec.table_spec(args.table, cfg)
-    frame = build_table(args.table, cfg, args.runs, manifests, git_sha())
+    frame, comparisons = build_table(args.table, cfg, args.runs, manifests, git_sha())
     from unilearn.atomic import atomic_path
 
     with atomic_path(args.out) as tmp:
@@ -233,4 +387,4 @@ def main(args: argparse.Namespace) -> int:
     md = args.out.with_suffix(".md")
     write_text(md, to_markdown(frame, table, cfg, synthetic=cfg.data.synthetic is not None) + "\n")
     print(f"{args.table}: {len(frame)} rows -> {args.out}, {md}")
-    return 0
+    return cfg, comparisons

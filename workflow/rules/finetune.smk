@@ -68,6 +68,7 @@ rule aggregate:
         f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
     params:
         expect=lambda wc: PLAN.expect_folds(wc.train),
+        bootstrap=CFG.report.bootstrap.model_dump_json(),  # the intervals it writes
     shell:
         "( {UNILEARN} aggregate {input.last:q} --out {output.last:q} {params.expect} "
         "--run {wildcards.run:q} {CONFIG_ARGS} && "
