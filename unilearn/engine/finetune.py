@@ -104,7 +104,7 @@ def run(
     model.to(info.device)
 
     # data, losses, optimiser, lr schedule
-    holdout = validation_holdout(rcfg, resolved) if testsets else None
+    holdout = validation_holdout(rcfg, resolved)  # the training rows depend on the config only
     data = finetune_data(rcfg, resolved, fold, store, info, holdout=holdout)
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
