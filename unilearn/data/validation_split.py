@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from unilearn.errors import InputError
+
 
 def held_out(table: pd.DataFrame, share: float, seed: int) -> np.ndarray:
     """Boolean mask of the held-out rows of `table` (columns `label`, `clip_id`): per class,
@@ -42,8 +44,19 @@ class Holdout:
 
     def held(self, table: pd.DataFrame) -> pd.DataFrame:
         """The held-out rows (the validation split), re-indexed 0..n-1."""
-        return table[held_out(table, self.share, self.seed)].reset_index(drop=True)
+        return table[self._mask(table)].reset_index(drop=True)
 
     def rest(self, table: pd.DataFrame) -> pd.DataFrame:
         """The training rows left to train on, re-indexed 0..n-1."""
-        return table[~held_out(table, self.share, self.seed)].reset_index(drop=True)
+        return table[~self._mask(table)].reset_index(drop=True)
+
+    def _mask(self, table: pd.DataFrame) -> np.ndarray:
+        mask = held_out(table, self.share, self.seed)
+        if not mask.any():  # refused before training starts (the rest is asked for first)
+            raise InputError(
+                f"finetune.selection.validation={self.share}: holds out no clip of the "
+                f"{len(table)} training clips of {self.dataset} (each class gives round(share x "
+                "its clips), at most all but one); raise it, or set it to null to train on the "
+                "whole fold"
+            )
+        return mask
