@@ -59,18 +59,18 @@ ruleorder: finetune_joint > finetune
 
 # The pools of every reported weights of the run (`layout.weights_of`: last, best, and val when
 # the config holds out a validation split), in one job.
-VAL = "val" in layout.weights_of(CFG)
+AGGREGATE_VAL = "val" in layout.weights_of(CFG)
 
 
 rule aggregate:
     input:
         last=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "last"),
         best=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "best"),
-        val=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "val") if VAL else [],
+        val=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "val") if AGGREGATE_VAL else [],
     output:
         last=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.json",
         best=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.best.json",
-        **({"val": f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.val.json"} if VAL else {}),
+        **({"val": f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.val.json"} if AGGREGATE_VAL else {}),
     log:
         f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
     params:
