@@ -90,13 +90,17 @@ def test_router_noise_in_eval_only_when_asked():
     assert noise_seed(0, 3) != noise_seed(0, 4) and noise_seed(0, 3) != noise_seed(1, 3)
 
 
-def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(tmp_path):
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
     from _stores import build_tiny_store
 
+    return build_tiny_store(tmp_path_factory.mktemp("selection"), n_images=8, n_videos=1)
+
+
+def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(store):
     from unilearn.data.loaders import build_eval_loader, build_finetune_loader
     from unilearn.data.store_table import load_store_table
 
-    store = build_tiny_store(tmp_path, n_images=8, n_videos=1)
     for fold in (1, 2):
         holdout = Holdout("dfew", 0.5, seed=0)
         train = build_finetune_loader(store, "dfew", None, fold=fold, num_frames=2, input_size=32,
@@ -111,12 +115,8 @@ def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(tmp_path):
         assert not held & fold_test
 
 
-def test_authors_validation_loader_gives_one_clip_per_video_changing_with_the_epoch(tmp_path):
-    from _stores import build_tiny_store
-
+def test_authors_validation_loader_gives_one_clip_per_video_changing_with_the_epoch(store):
     from unilearn.data.loaders import build_eval_loader
-
-    store = build_tiny_store(tmp_path, n_images=8, n_videos=1)
 
     def clips(epoch):
         loader = build_eval_loader(store, "dfew", fold=1, split="test", num_frames=2,
@@ -129,3 +129,24 @@ def test_authors_validation_loader_gives_one_clip_per_video_changing_with_the_ep
     assert first.shape[1] == 1  # one clip per video
     assert torch.equal(first, clips(0))  # reproducible: a fresh loader, the same clips
     assert any(not torch.equal(first, clips(e)) for e in (1, 2, 3))
+
+
+def test_unilearn_config_counts_the_steps_of_the_rows_left_to_train_on(store):
+    from pathlib import Path
+
+    from unilearn.config import load_config
+    from unilearn.config_cli import _finetune_steps
+    from unilearn.data.loaders import build_finetune_loader
+
+    demo = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    steps = []
+    for share in (None, 0.5):
+        cfg = load_config(demo, [f"finetune.selection.validation={share or 'null'}",
+                                 "finetune.batch_size=2", "finetune.mixup=0"])  # fmt: skip
+        resolved = cfg.resolve_experiment("dfer_only", "dfew")
+        holdout = None if share is None else Holdout("dfew", share, cfg.seed)
+        engine = build_finetune_loader(store, "dfew", None, fold=1, batch_size=2, num_workers=0,
+                                       seed=cfg.seed, holdout=holdout)  # fmt: skip
+        steps.append(_finetune_steps(cfg, resolved, 1, store, 1))
+        assert steps[-1] == len(engine)
+    assert steps[1] < steps[0]
