@@ -95,8 +95,10 @@ class ToyJointSampler:
         return len(self._global_batches())
 
 
-def toy_finetune_data(cfg, resolved, fold, store, info, num_workers: int = 0, n: int = 48):
-    """Drop-in for `unilearn.engine.finetune.finetune_data`."""
+def toy_finetune_data(cfg, resolved, fold, store, info, holdout=None, num_workers: int = 0,
+                      n: int = 48):  # fmt: skip
+    """Drop-in for `unilearn.engine.finetune.finetune_data` (a `holdout` is the toy validation
+    loader's own clips: the toy training clips stay as they are)."""
     m = cfg.model
     sources = {}
     for task in resolved.tasks:
@@ -144,19 +146,36 @@ class ToyTestLoader:
             "store_key": [f"toy/shard-00000.ulc:{i}" for i in range(len(clips))],
         })  # fmt: skip
 
+    epoch = None  # set: one clip per video whose noise depends on the epoch (`set_epoch`)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __iter__(self):
         for i in range(0, len(self.rows), self.batch):
             rows = self.rows[i : i + self.batch]
-            x = torch.stack([torch.stack([self.clips.clip(r, 10_000 + c) for c in range(self.n_clips)])
+            seeds = (
+                [[10_000 + c] for c in range(self.n_clips)]
+                if self.epoch is None
+                else [[20_000 + self.epoch]]
+            )
+            x = torch.stack([torch.stack([self.clips.clip(r, s[0]) for s in seeds])
                              for r in rows])  # fmt: skip
             yield {"x": x, "y": torch.tensor([int(self.clips.labels[r]) for r in rows]),
                    "task": self.task, "row": torch.tensor(rows)}  # fmt: skip
 
 
-def toy_test_loader(cfg, store, dataset, fold, meta, info, n: int = 24):
-    """Drop-in for `unilearn.engine.best_epoch.test_loader` (the toy data's own classes)."""
+def toy_test_loader(cfg, store, dataset, fold, meta, info, holdout=None, placement_seed=None,
+                    n: int = 24):  # fmt: skip
+    """Drop-in for `unilearn.engine.best_epoch.test_loader` (the toy data's own classes): with
+    `holdout`, other clips (a validation split); with `placement_seed`, one clip per video that
+    changes with `set_epoch`."""
     task = "sfer" if dataset == "affectnet7" else "dfer"
     frames = meta["num_frames"] if task == "dfer" else cfg.model.tubelet_size
-    clips = ToyClips(n, len(meta["labels"][task]), frames, meta["input_size"], seed=len(task))
-    return ToyTestLoader(clips, task, 1 if task == "sfer" else cfg.evaluate.n_clips,
-                         cfg.evaluate.batch_size, info.rank, info.world_size)  # fmt: skip
+    clips = ToyClips(n, len(meta["labels"][task]), frames, meta["input_size"],
+                     seed=len(task) + (100 if holdout is not None else 0))  # fmt: skip
+    loader = ToyTestLoader(clips, task, 1 if task == "sfer" else cfg.evaluate.n_clips,
+                           cfg.evaluate.batch_size, info.rank, info.world_size)  # fmt: skip
+    if placement_seed is not None:
+        loader.n_clips, loader.epoch = 1, 0
+    return loader

@@ -25,8 +25,9 @@ from unilearn.errors import (
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = str(ROOT / "configs" / "demo.yaml")
+# the tiny store's folds have 1-2 clips per class: too few to hold a validation split out
 FAST = ["wandb.mode=disabled", "finetune.epochs=1", "finetune.warmup_epochs=0",
-        "pretrain.epochs=1", "data.num_workers=0"]  # fmt: skip
+        "pretrain.epochs=1", "data.num_workers=0", "finetune.selection.validation=null"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +245,15 @@ def test_nan_loss_of_a_real_run_is_status_1_naming_the_kept_checkpoint(store, tm
     last = _one_paragraph(err, "unilearn finetune", kind="failed")
     assert status == EXIT_FAILED_RUN and "loss is nan at step " in last
     assert f"{out}/last.pt is kept" in last and "UNILEARN_DEBUG=1" in last
+
+
+def test_a_validation_split_with_no_clip_is_bad_input_naming_the_key(store, tmp_path, capsys):
+    argv = [
+        a for a in _finetune(store, tmp_path / "ft") if a != "finetune.selection.validation=null"
+    ]
+    status, err = _run(capsys, argv)
+    last = _one_paragraph(err, "unilearn finetune")
+    assert status == 2 and "finetune.selection.validation=0.1: holds out no clip" in last
 
 
 def test_nan_loss_is_a_failed_run_with_status_1():

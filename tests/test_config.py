@@ -280,9 +280,23 @@ def test_config_stage_prints_json_with_warmup_steps_from_the_store(tmp_path, cap
     from unilearn.engine.schedule import build_schedule, global_batch
 
     store = build_tiny_store(tmp_path)
-    argv = ["config", "--stage", "finetune", "--config", str(CONFIGS / "demo.yaml"),
-            "--experiment", "unilearn", "--dataset", "dfew", "--fold", "1", "--store", str(store),
-            "finetune.warmup_epochs=1"]  # fmt: skip
+    argv = [
+        "config",
+        "--stage",
+        "finetune",
+        "--config",
+        str(CONFIGS / "demo.yaml"),
+        "--experiment",
+        "unilearn",
+        "--dataset",
+        "dfew",
+        "--fold",
+        "1",
+        "--store",
+        str(store),
+        "finetune.warmup_epochs=1",
+        "finetune.selection.validation=null",
+    ]  # fmt: skip  (the tiny folds: too few clips)
     assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     eff, ft = out["effective"], load_config(CONFIGS / "demo.yaml").finetune

@@ -197,10 +197,14 @@ def test_two_process_gloo_matches_single_process(tmp_path, monkeypatch):
         assert eb["lr"] == ea["lr"]  # lr scaled by the global batch (per-rank batch x ranks)
         assert eb["loss_dfer"] == pytest.approx(ea["loss_dfer"], rel=1e-4)
         assert eb["loss_sfer"] == pytest.approx(ea["loss_sfer"], rel=1e-4)
+        # the deterministic validation-split test agrees; the authors' pass draws the router's
+        # noise per rank's batch, so its WAR (and pick) may differ from one process's, as theirs
         assert (
-            eb["test/war"] == pytest.approx(ea["test/war"]) and eb["best/epoch"] == ea["best/epoch"]
+            eb["val/war"] == pytest.approx(ea["val/war"])
+            and eb["best_val/epoch"] == ea["best_val/epoch"]
         )
-    for name in ("pred-ferv39k", "pred-affectnet7.best"):  # the shards gathered, in clip order
+        assert "select/war" in ea and "select/war" in eb
+    for name in ("pred-ferv39k", "pred-affectnet7.val"):  # the shards gathered, in clip order
         pa, pb = (
             pd.read_parquet(single / f"{name}.parquet"),
             pd.read_parquet(ddp / f"{name}.parquet"),

@@ -87,7 +87,7 @@ def cfg():
 @pytest.mark.parametrize(("kill_at", "workers"), [(7, 0), (5, 0), (11, 2)])
 def test_finetune_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg, kill_at, workers):
     monkeypatch.setattr(
-        finetune, "finetune_data", lambda *a: toy_finetune_data(*a, num_workers=workers)
+        finetune, "finetune_data", lambda *a, **k: toy_finetune_data(*a, **k, num_workers=workers)
     )
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "straight", progress=False)
 
@@ -107,19 +107,29 @@ def test_finetune_resume_is_bitwise_identical(tmp_path, monkeypatch, cfg, kill_a
 def _tested(run: Path) -> list[dict]:
     import json
 
-    keep = ("epoch", "test/uar", "test/war", "best/epoch", "best/war")
+    keep = ("epoch", "test/uar", "test/war", "select/uar", "select/war", "val/uar", "val/war",
+            "best/epoch", "best/war", "best_val/epoch", "best_val/war")  # fmt: skip
     lines = (run / "log.jsonl").read_text().splitlines()
     return [{k: v for k, v in json.loads(line).items() if k in keep} for line in lines]
 
 
-@pytest.mark.parametrize("kill", ["step 7", "step 5", "writing predictions"])
-def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(tmp_path, monkeypatch, cfg, kill):
+@pytest.mark.parametrize(
+    ("kill", "selection"),
+    [("step 7", []), ("step 5", []), ("writing predictions", []),
+     ("step 5", ["finetune.selection.best=test"]),
+     ("writing predictions", ["finetune.selection.validation=0.25"])],
+)  # fmt: skip
+def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(
+    tmp_path, monkeypatch, cfg, kill, selection
+):
     import pandas as pd
 
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
     monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
-    cfg = cfg.with_overrides(["finetune.eval_every=1"])
+    cfg = cfg.with_overrides(["finetune.eval_every=1", *selection])
     tests = ("ferv39k", "affectnet7")  # a joint single-split run: its own test and AffectNet-7
+    validation = cfg.finetune.selection.holdout is not None
+    score = "select/war" if cfg.finetune.selection.best == "authors" else "test/war"
 
     def run(out):
         return finetune.run(
@@ -143,21 +153,35 @@ def test_finetune_with_tests_resumes_bitwise_and_keeps_the_best(tmp_path, monkey
     _assert_bitwise(tmp_path / "straight", tmp_path / "resumed")
     assert _losses(tmp_path / "straight") == _losses(tmp_path / "resumed")
     tested = _tested(tmp_path / "resumed")
-    assert tested == _tested(tmp_path / "straight") and all("test/war" in r for r in tested)
-    best = max(tested, key=lambda r: (r["test/war"], -r["epoch"]))  # ties: the earlier epoch
+    assert tested == _tested(tmp_path / "straight") and all(score in r for r in tested)
+    assert all(("val/war" in r) == validation for r in tested)
+    best = max(tested, key=lambda r: (r[score], -r["epoch"]))  # ties: the earlier epoch
     assert tested[-1]["best/epoch"] == best["epoch"]
-    sa = _state(tmp_path / "straight" / "checkpoint-best.pt")
-    sb = _state(tmp_path / "resumed" / "checkpoint-best.pt")
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    for name in ("pred-ferv39k", "pred-ferv39k.best", "pred-affectnet7", "pred-affectnet7.best"):
-        a = pd.read_parquet(tmp_path / "straight" / f"{name}.parquet")
-        b = pd.read_parquet(tmp_path / "resumed" / f"{name}.parquet")
-        pd.testing.assert_frame_equal(a, b)
-        assert len(a) == 24
+    picks = [("best", "checkpoint-best.pt")] + [("val", "checkpoint-val.pt")] * validation
+    for weights, checkpoint in picks:
+        sa = _state(tmp_path / "straight" / checkpoint)
+        sb = _state(tmp_path / "resumed" / checkpoint)
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+        for name in ("pred-ferv39k", f"pred-ferv39k.{weights}", "pred-affectnet7",
+                     f"pred-affectnet7.{weights}"):  # fmt: skip
+            a = pd.read_parquet(tmp_path / "straight" / f"{name}.parquet")
+            b = pd.read_parquet(tmp_path / "resumed" / f"{name}.parquet")
+            pd.testing.assert_frame_equal(a, b)
+            assert len(a) == 24
+    assert (tmp_path / "resumed" / "pred-ferv39k.val.parquet").exists() == validation
     best_metrics = __import__("json").loads(
         (tmp_path / "resumed" / "pred-ferv39k.best.metrics.json").read_text()
     )
-    assert best_metrics["war"] == best["test/war"]
+    assert best_metrics["checkpoint_train"]["epoch"] == best["epoch"]
+    if score == "test/war":  # picked on the very test it reports
+        assert best_metrics["war"] == best["test/war"]
+    if validation:
+        val = max(tested, key=lambda r: (r["val/war"], -r["epoch"]))
+        assert tested[-1]["best_val/epoch"] == val["epoch"]
+        val_metrics = __import__("json").loads(
+            (tmp_path / "resumed" / "pred-ferv39k.val.metrics.json").read_text()
+        )
+        assert val_metrics["checkpoint_train"]["epoch"] == val["epoch"]
 
 
 def test_equal_wars_keep_the_earlier_epoch_whose_weights_give_the_best_predictions(

@@ -85,7 +85,7 @@ def make_runs_tree(tmp_path: Path):
             k = get_label_set(cell.test).num_classes
             support = [10 * (i + 1) for i in range(k)]
             score = 0.5 + 0.1 * (cell.run == "unilearn")
-            for weights, better in (("last", 0.0), ("best", 0.02)):
+            for weights, better in (("last", 0.0), ("best", 0.02), ("val", 0.01)):
                 path = layout.metrics_path(runs, cell.run, cell.train, cell.test, weights)
                 _fake_metrics(path, cell.test, score + better, score + better + 0.05, support)
                 _fake_predictions(runs, cell, weights, score + better)
@@ -117,11 +117,11 @@ def test_table1_puts_paper_numbers_and_gap_beside_ours(runs_tree, tmp_path):
     assert "synthetic" in md
 
 
-def test_tables_show_the_last_and_the_best_epoch_labelled(runs_tree, tmp_path):
+def test_tables_show_the_last_the_best_and_the_validation_epoch_labelled(runs_tree, tmp_path):
     _, runs, manifests = runs_tree
     frame = _run_tables("table1", runs, manifests, tmp_path / "t1.csv")
-    assert list(dict.fromkeys(frame.weights)) == ["last", "best"]
-    assert len(frame[frame.weights == "last"]) == len(frame[frame.weights == "best"]) == 9
+    assert list(dict.fromkeys(frame.weights)) == ["last", "best", "val"]
+    assert all(len(frame[frame.weights == w]) == 9 for w in ("last", "best", "val"))
     best = frame[
         (frame.method == "UniLearn") & (frame.dataset == "dfew") & (frame.weights == "best")
     ]
@@ -129,12 +129,28 @@ def test_tables_show_the_last_and_the_best_epoch_labelled(runs_tree, tmp_path):
     md = (tmp_path / "t1.md").read_text()
     last_at = md.index("**Last epoch**")
     best_at = md.index("**Best epoch on the test split (as the authors report)**")
+    val_at = md.index("**Best epoch on a validation split**")
     unilearn_last = re.search(r"\| UniLearn \| 60\.00 \[.*?\] \(66\.80, -6\.80\)", md).start()
     assert last_at < unilearn_last < best_at
-    assert best_at < re.search(r"\| UniLearn \| 62\.00 \[.*?\] \(66\.80, -4\.80\)", md).start()
-    # Table 5: both parts under each of the two headings
+    unilearn_best = re.search(r"\| UniLearn \| 62\.00 \[.*?\] \(66\.80, -4\.80\)", md).start()
+    assert best_at < unilearn_best < val_at
+    assert val_at < re.search(r"\| UniLearn \| 61\.00 \[.*?\] \(66\.80, -5\.80\)", md).start()
+    # Table 5: both parts under each of the three headings
     _run_tables("table5", runs, manifests, tmp_path / "t5.csv")
-    assert (tmp_path / "t5.md").read_text().count("*components*") == 2
+    assert (tmp_path / "t5.md").read_text().count("*components*") == 3
+
+
+def test_without_a_validation_split_the_tables_need_no_val_metrics(runs_tree, tmp_path):
+    _, runs, manifests = runs_tree
+    for path in runs.glob("metrics/**/*.val.json"):
+        path.unlink()
+    args = argparse.Namespace(table="table1", config=[CONFIG], runs=runs, manifests=manifests,
+                              out=tmp_path / "t1.csv", overrides=["finetune.selection.validation=null",
+                                                                  "finetune.selection.best=test"])  # fmt: skip
+    assert tables.main(args) == 0
+    assert list(dict.fromkeys(pd.read_csv(tmp_path / "t1.csv").weights)) == ["last", "best"]
+    md = (tmp_path / "t1.md").read_text()
+    assert "validation split" not in md and "**Best epoch on the 2-clip test split (ours" in md
 
 
 def test_chance_row_is_the_best_constant_prediction(runs_tree, tmp_path):
@@ -217,9 +233,9 @@ def test_every_cell_has_its_interval_and_every_ablation_its_paired_comparison(ru
     models = t1[t1.method != "chance"]
     assert models[["uar_lo", "uar_hi", "war_lo", "war_hi"]].notna().all().all()
     assert (models.uar_lo <= models.uar_hi).all() and (models.war_lo <= models.war_hi).all()
-    # Table 1: VideoMAE against UniLearn, on each test set and for both weights
+    # Table 1: VideoMAE against UniLearn, on each test set and for each reported weights
     compared = t1[t1[PAIRED].notna().all(axis=1)]
-    assert set(compared.method) == {"VideoMAE"} and len(compared) == 6
+    assert set(compared.method) == {"VideoMAE"} and len(compared) == 3 * t1.weights.nunique()
     assert (compared.reference == "UniLearn").all()
     clips = {"dfew": 1000, "mafw": 1000, "ferv39k": 200}  # every clip of the fake test sets
     assert (compared.n_paired == compared.dataset.map(clips)).all()

@@ -46,6 +46,11 @@ def test_fine_tuning_jobs_write_every_prediction_file_the_targets_read(workdir):
     assert "videomae/dfew-fold3/pred-dfew.best.metrics.json" in fold.split("log:")[0]
     assert "pred-affectnet7" not in fold
     assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.best.json" in done.stdout
+    # the demo holds out a validation split: the same job writes the val picks, aggregate pools them
+    assert (
+        "runs/demo/finetune/unilearn/ferv39k/pred-affectnet7.val.parquet" in joint.split("log:")[0]
+    )
+    assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.val.json" in done.stdout
 
 
 def test_misspelt_config_key_fails_before_any_job(workdir):

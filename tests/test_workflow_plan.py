@@ -117,3 +117,21 @@ def test_a_table_needs_its_metrics_last_and_best_and_its_manifests(demo):
     figure = demo.report_inputs("figure4b")
     assert all(str(m).endswith(".json") and ".best." not in str(m) for m in figure["metrics"])
     assert any(str(s).endswith("pred-affectnet7.centres.parquet") for s in figure["sidecars"])
+
+
+def test_a_validation_split_adds_val_outputs_to_the_same_jobs_and_off_requires_none(demo):
+    # demo.yaml holds out a validation split: the fine-tuning job itself writes pred-*.val
+    metrics = list(map(str, demo.report_inputs("table4")["metrics"]))
+    assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.val.json" in metrics
+    outputs = demo.finetune_outputs("R", ["ferv39k", "affectnet7"])
+    assert outputs["ferv39k_val"] == "R/pred-ferv39k.val.parquet"
+    assert outputs["affectnet7_val_metrics_json"] == "R/pred-affectnet7.val.metrics.json"
+    inputs = type("Inputs", (), {"val": ["a b.parquet"]})()
+    out = type("Outputs", (), {"val": "m.val.json"})()
+    args = demo.aggregate_val_args("unilearn", "dfew", inputs, out)
+    assert args.startswith("&& ") and "'a b.parquet' --out m.val.json --expect-folds 5" in args
+    off = _plan("finetune.selection.validation=null")
+    assert not any(".val" in k or ".val." in v for k, v in
+                   off.finetune_outputs("R", ["ferv39k"]).items())  # fmt: skip
+    assert not any(".val." in str(m) for m in off.report_inputs("table4")["metrics"])
+    assert off.aggregate_val_args("unilearn", "dfew", inputs, out) == ""

@@ -153,6 +153,15 @@ def _finetune_steps(cfg, resolved, fold, store: Path, world: int) -> int:
         if resolved.sfer_dataset
         else None
     )
+    share = ft.selection.holdout  # the engine trains on what the validation split leaves
+    if share is not None:
+        from unilearn.data.validation_split import Holdout
+
+        holdout = Holdout(resolved.dataset, share, cfg.seed)
+        if dfer is not None and resolved.dfer_dataset == resolved.dataset:
+            dfer = holdout.rest(dfer)
+        if sfer is not None and resolved.sfer_dataset == resolved.dataset:
+            sfer = holdout.rest(sfer)
     sampler = JointBatchSampler(
         len(dfer) if dfer is not None else 0, len(sfer) if sfer is not None else 0,
         ft.batch_size, sfer_fraction(ft.sfer_proportion, dfer is not None, sfer is not None),

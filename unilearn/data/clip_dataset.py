@@ -1,6 +1,8 @@
 """`ClipDataset`: the clips of one store table as training clips (items `(index, sample_seed)`,
 augmentation a pure function of the seed), pre-training clips, or test clips (int items, `n_clips`
-uniformly spaced clips per video). Images are 2-frame clips.
+uniformly spaced clips per video; `(index, epoch)` items with `placement_seed`: the authors'
+validation clip, one per video at a position drawn from (seed, epoch, video)). Images are 2-frame
+clips.
 
 Unreadable clips at load time: preprocessing quarantines bad media, so this is rare (a damaged
 shard). In training the dataset logs the clip and substitutes the next readable clip of the same
@@ -24,7 +26,12 @@ import torch
 from torch.utils.data import Dataset
 
 from unilearn.catalogue import DFER_RANDAUGMENT
-from unilearn.data.frame_sampling import eval_indices, finetune_indices, pretrain_indices
+from unilearn.data.frame_sampling import (
+    eval_indices,
+    finetune_indices,
+    pretrain_indices,
+    validation_indices,
+)
 from unilearn.data.store import ClipStore, read_stride
 from unilearn.data.transforms import (
     EvalClipTransform,
@@ -65,6 +72,7 @@ class ClipDataset(Dataset):
         transform=None,
         views: int = 1,
         crop_on_device: bool = False,
+        placement_seed: int | None = None,
     ) -> None:
         if mode not in ("train", "pretrain", "pretrain_image", "eval"):
             raise ValueError(
@@ -91,6 +99,9 @@ class ClipDataset(Dataset):
         self._labels = self.table["label"].astype(int).tolist()
         self.views = views
         self.crop_on_device = crop_on_device
+        self.placement_seed = placement_seed  # eval `(index, epoch)` items: `validation_indices`
+        ids = self.table["clip_id"] if "clip_id" in self.table else self.table["store_key"]
+        self._ids = ids.astype(str).tolist()
         if transform is not None:
             self.transform = transform
         elif mode == "train":
@@ -112,8 +123,8 @@ class ClipDataset(Dataset):
     def __getitem__(self, item):
         index, seed = (item, None) if isinstance(item, int | np.integer) else item
         if self.mode == "eval":
-            try:
-                return self._load(int(index), None), self._labels[index], int(index)
+            try:  # `seed` of an eval item is the epoch of its validation clip
+                return self._load(int(index), seed), self._labels[index], int(index)
             except Exception as exc:  # noqa: BLE001 - reported per clip, never substituted
                 return (
                     UnreadableClip(f"{type(exc).__name__}: {exc}"),
@@ -188,7 +199,13 @@ class ClipDataset(Dataset):
         if self.mode == "eval":
             if n == 1:  # an image: one clip, the frame repeated
                 return self.transform(self.store.read_numpy(key, [0] * IMAGE_FRAMES))[None]
-            clips = eval_indices(n, self.num_frames, self.frame_stride, self.n_clips)
+            if seed is None:
+                clips = eval_indices(n, self.num_frames, self.frame_stride, self.n_clips)
+            elif self.placement_seed is None:
+                raise TypeError(f"eval item ({i}, {seed}): this dataset has no placement_seed")
+            else:
+                clips = [validation_indices(n, self.num_frames, self.frame_stride,
+                                            self.placement_seed, seed, self._ids[i])]  # fmt: skip
             frames = self.store.read_numpy(key, sorted({j for c in clips for j in c}))
             where = {j: k for k, j in enumerate(sorted({j for c in clips for j in c}))}
             return torch.stack([self.transform(frames[[where[j] for j in c]]) for c in clips])

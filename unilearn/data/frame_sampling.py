@@ -1,7 +1,9 @@
 """Which frames of a stored clip a model sees (read from MAE-DFER's `VideoClsDatasetFrame` and
 VideoMAE): `finetune_indices` (training, a random window), `pretrain_indices` (MAE pre-training,
-a fixed stride from a random start) and `eval_indices` (the test clips, uniformly spaced). Pure
-functions of the clip length and, where random, the `random.Random` passed in.
+a fixed stride from a random start), `eval_indices` (the test clips, uniformly spaced) and
+`validation_indices` (the authors' per-epoch validation: one training-style window per video).
+Pure functions of the clip length and, where random, the `random.Random` passed in (or the seed,
+epoch and video it is made from).
 """
 
 from __future__ import annotations
@@ -52,6 +54,16 @@ def eval_indices(n: int, num_frames: int, stride: int, n_clips: int) -> list[lis
         step = max((len(frames) - num_frames) / (n_clips - 1), 0.0)
         starts = [int(k * step) for k in range(n_clips)]
     return [frames[s : s + num_frames] for s in starts]
+
+
+def validation_indices(
+    n: int, num_frames: int, stride: int, seed: int, epoch: int, video: str
+) -> list[int]:
+    """The authors' per-epoch validation clip (their `VideoClsDataset` in `validation` mode
+    samples as in training: one window at a random position): `finetune_indices` drawn from a
+    generator of (seed, epoch, video) alone, so the clip moves from epoch to epoch, is the same
+    in every process and worker, and a resumed run scores the same clips."""
+    return finetune_indices(n, num_frames, stride, random.Random(f"{seed}/{epoch}/{video}"))
 
 
 def _linspace(a: float, b: float, k: int) -> list[float]:

@@ -31,6 +31,7 @@ from unilearn.data.transforms import (
     ResizedCropPretrainTransform,
     TrainClipTransform,
 )
+from unilearn.data.validation_split import Holdout
 
 
 def _worker_init(_: int) -> None:
@@ -103,6 +104,7 @@ def build_finetune_loader(
     sfer_augment: str = "video",
     sfer_resize: float = 1.2,
     sfer_randaug: str | None = SFER_RANDAUGMENT,
+    holdout: Holdout | None = None,
 ) -> TrainSet:
     """Joint (or single-task) fine-tuning loader: batches from ONE source each, `task` "dfer" or
     "sfer". `fold` selects the DFER dataset's fold (None for FERV39K). `sfer_proportion` is the
@@ -110,7 +112,8 @@ def build_finetune_loader(
     "subset" = a fixed uniform subset per run (unless `resample_sfer_each_epoch`), "balanced" = a
     fresh class-balanced draw with replacement each epoch (the authors'). SFER batches hold
     `sfer_batch_factor` x `batch_size` images, augmented as the videos (`sfer_augment` "video") or
-    by the authors' resize-and-crop (`"resize_crop"`). `batch_size` is per rank."""
+    by the authors' resize-and-crop (`"resize_crop"`). `batch_size` is per rank. `holdout`: its
+    dataset trains on the rows its validation split leaves (`Holdout.rest`)."""
     from unilearn.data.samplers import JointBatchSampler
 
     if sfer_sampling not in ("subset", "balanced"):
@@ -131,11 +134,11 @@ def build_finetune_loader(
     sources: dict[str, ClipDataset] = {}
     if dfer_dataset:
         sources["dfer"] = _train_source(
-            store, dfer_dataset, fold, "train", transform=video_aug, **kw
+            store, dfer_dataset, fold, "train", transform=video_aug, holdout=holdout, **kw
         )
     if sfer_dataset:
         sources["sfer"] = _train_source(
-            store, sfer_dataset, None, "train", transform=image_aug, **kw
+            store, sfer_dataset, None, "train", transform=image_aug, holdout=holdout, **kw
         )
     if not sources:
         raise ValueError("build_finetune_loader needs a DFER dataset, an SFER dataset or both")
@@ -225,10 +228,15 @@ def build_pretrain_loader(
 
 
 def _train_source(
-    store: str | Path, dataset: str, fold: int | None, mode: str, **kw
-) -> ClipDataset:
-    """The train rows of (dataset, fold) as one source of a one-source-per-batch loader."""
-    return ClipDataset(store, load_store_table(store, dataset, fold, "train"), mode, **kw)
+    store: str | Path, dataset: str, fold: int | None, mode: str,
+    holdout: Holdout | None = None, **kw,
+) -> ClipDataset:  # fmt: skip
+    """The train rows of (dataset, fold) as one source of a one-source-per-batch loader (less
+    the validation split of `holdout`, when it is this dataset's)."""
+    table = load_store_table(store, dataset, fold, "train")
+    if holdout is not None and holdout.dataset == dataset:
+        table = holdout.rest(table)
+    return ClipDataset(store, table, mode, **kw)
 
 
 def _one_source_batches(
@@ -255,11 +263,18 @@ def build_eval_loader(
     frame_stride: int = 4,
     rank: int = 0,
     world_size: int = 1,
+    holdout: Holdout | None = None,
+    placement_seed: int | None = None,
 ) -> DataLoader:
     """Test loader over every row of (dataset, fold, split), in order (rank r of W gets rows
     r, r+W, ...): `x` `[B, n_clips, C, T, S, S]` (images: n_clips = 1), `task` as given,
-    `row` the position in `loader.dataset.table` (for writing predictions)."""
+    `row` the position in `loader.dataset.table` (for writing predictions). `holdout`: only the
+    validation split of the rows (`Holdout.held`). `placement_seed`: the authors' validation,
+    one clip per video at a position of (seed, epoch, video), the epoch set by `set_epoch`
+    (`EpochLoader`; `n_clips` is then 1)."""
     table = load_store_table(store, dataset, fold, split)
+    if holdout is not None:
+        table = holdout.held(table)
     ds = ClipDataset(
         store,
         table,
@@ -267,8 +282,40 @@ def build_eval_loader(
         num_frames=num_frames,
         input_size=input_size,
         frame_stride=frame_stride,
-        n_clips=n_clips,
+        n_clips=1 if placement_seed is not None else n_clips,
+        placement_seed=placement_seed,
     )
     indices = list(range(rank, len(ds), world_size))
-    sampler = torch.utils.data.BatchSampler(indices, batch_size, drop_last=False)
-    return _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=EvalCollate(task))
+    if placement_seed is None:
+        sampler = torch.utils.data.BatchSampler(indices, batch_size, drop_last=False)
+        return _data_loader(ds, num_workers, batch_sampler=sampler, collate_fn=EvalCollate(task))
+    workers = max(0, int(num_workers))
+    extra = {"persistent_workers": True, "worker_init_fn": _worker_init} if workers else {}
+    return EpochLoader(ds, num_workers=workers, pin_memory=torch.cuda.is_available(),
+                       batch_sampler=EpochBatches(indices, batch_size),
+                       collate_fn=EvalCollate(task), **extra)  # fmt: skip
+
+
+class EpochBatches:
+    """Batches of `(index, epoch)` items over `indices` in order (the epoch set in the main
+    process, so persistent workers see it through the items)."""
+
+    def __init__(self, indices: list[int], batch_size: int) -> None:
+        self.indices, self.batch_size, self.epoch = indices, batch_size, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.indices) // self.batch_size)
+
+    def __iter__(self):
+        for i in range(0, len(self.indices), self.batch_size):
+            yield [(j, self.epoch) for j in self.indices[i : i + self.batch_size]]
+
+
+class EpochLoader(DataLoader):
+    """A test DataLoader whose clips depend on the epoch (`set_epoch`)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batch_sampler.set_epoch(epoch)

@@ -59,9 +59,9 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         "is the override seed=N")  # fmt: skip
     parser.add_argument("--test", action="append", default=None, metavar="DATASET",
                         choices=FINETUNE_DATASETS,
-                        help="test set, repeatable; the first (the run's own) picks the best epoch "
+                        help="test set, repeatable; the first (the run's own) picks the reported epochs "
                         "(default: the run's own test split, plus affectnet7 for a joint model "
-                        "on ferv39k); predictions RUN/pred-DATASET[.best].parquet")  # fmt: skip
+                        "on ferv39k); predictions RUN/pred-DATASET[.best|.val].parquet")  # fmt: skip
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

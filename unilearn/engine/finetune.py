@@ -4,7 +4,8 @@ and each trains its own head; one experiment of the config (a row of the paper's
 dataset and fold. Writes RUN/checkpoint.pt (weights + everything `unilearn predict` needs) and a
 resumable RUN/last.pt; re-running the same command resumes. The job also runs the test
 (`unilearn.engine.best_epoch`): its own test split every `finetune.eval_every` epochs,
-RUN/checkpoint-best.pt by WAR, and RUN/pred-<test>[.best].parquet for the last and best weights.
+RUN/checkpoint-best.pt by the authors' rule, RUN/checkpoint-val.pt by WAR on a validation split
+(`finetune.selection`), and RUN/pred-<test>[.best|.val].parquet for the last and picked weights.
 
 Read top to bottom: `main` (command line -> config, or a Slurm job), `run` (model, data,
 optimiser, resume, then the epochs with their tests), `train_one_epoch`, `train_step`.
@@ -103,7 +104,8 @@ def run(
     model.to(info.device)
 
     # data, losses, optimiser, lr schedule
-    data = finetune_data(rcfg, resolved, fold, store, info)
+    holdout = validation_holdout(rcfg, resolved)  # the training rows depend on the config only
+    data = finetune_data(rcfg, resolved, fold, store, info, holdout=holdout)
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
     end_step = min(total_steps, ft.max_steps or total_steps)
@@ -132,7 +134,7 @@ def run(
         run_tests = RunTests(
             model=model, tests=testsets, cfg=rcfg, store=store, meta=meta, info=info,
             dtype=ctx.autocast_dtype, out=out, eval_every=ft.eval_every, end_step=end_step,
-            history=history, progress=progress,
+            history=history, progress=progress, holdout=holdout,
         )  # fmt: skip
     when = CheckpointSchedule(ft.checkpoint_every, ft.checkpoint_minutes, rcfg.runtime.log_every,
                               end_step, info)  # fmt: skip
@@ -245,9 +247,19 @@ def criterion_for(mixup_active: bool, label_smoothing: float) -> nn.Module:
     return nn.CrossEntropyLoss()
 
 
-def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainData:
+def validation_holdout(cfg, resolved):
+    """The validation split of the run's training fold (`finetune.selection.validation`), held
+    out of the run's own dataset, or None when off."""
+    from unilearn.data.validation_split import Holdout
+
+    share = cfg.finetune.selection.holdout
+    return None if share is None else Holdout(resolved.dataset, share, cfg.seed)
+
+
+def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None) -> TrainData:
     """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
-    `sfer_proportion` of the SFER train split, batches from one source at a time."""
+    `sfer_proportion` of the SFER train split, batches from one source at a time; the training
+    rows of `holdout` (a validation split) left out."""
     from unilearn.data.loaders import build_finetune_loader
 
     ft, m = cfg.finetune, cfg.model
@@ -260,7 +272,7 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info) -> TrainDa
         frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
         random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
         sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
-        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug,
+        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug, holdout=holdout,
     )  # fmt: skip
     return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
 

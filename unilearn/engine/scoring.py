@@ -52,11 +52,15 @@ def sibling(out: Path, suffix: str) -> Path:
     return out.with_name(out.name.removesuffix(".parquet") + suffix)
 
 
-def test_loader(cfg, store: Path, dataset: str, fold: int | None, meta: dict, info: D.DistInfo):
+def test_loader(cfg, store: Path, dataset: str, fold: int | None, meta: dict, info: D.DistInfo,
+                holdout=None, placement_seed: int | None = None):  # fmt: skip
     """The 2-clip test loader of (dataset, fold) at the model's input (`meta`: num_frames,
-    input_size, frame_stride as the fine-tuning recorded them); rank r of W gets rows r::W."""
+    input_size, frame_stride as the fine-tuning recorded them); rank r of W gets rows r::W.
+    `holdout`: the validation split of the training rows instead of the test split;
+    `placement_seed`: one clip per video at an epoch's random position (`set_epoch`)."""
     return build_eval_loader(
-        store, dataset, fold=fold, split="test", task=head_for(dataset),
+        store, dataset, fold=fold, split="test" if holdout is None else "train",
+        task=head_for(dataset), holdout=holdout, placement_seed=placement_seed,
         num_frames=meta["num_frames"], input_size=meta["input_size"],
         batch_size=whole_groups(cfg.evaluate.batch_size, cfg.model.moae.capacity_group),
         num_workers=cfg.data.num_workers,

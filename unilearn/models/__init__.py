@@ -7,12 +7,13 @@ from unilearn.models.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from unilearn.models.moae import expert_usage, reset_expert_usage, whole_groups
+from unilearn.models.moae import eval_noise, expert_usage, reset_expert_usage, whole_groups
 from unilearn.models.registry import create_model, list_models, model_name
 
 __all__ = [
     "LoadReport",
     "create_model",
+    "eval_noise",
     "expert_usage",
     "list_models",
     "load_pretrained",

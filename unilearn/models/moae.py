@@ -13,6 +13,7 @@ bias, and an expert capacity of int(M k / n) tokens in token order (`capacity_fa
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,9 @@ class NoisyTopKGate(nn.Module):
     H(x) = x Wg + bg + StandardNormal() * Softplus(x Wnoise + bnoise)   (Eq. 4),
     G(x) = Softmax(TopK(H(x), k)), entries outside the top k set to -inf   (Eq. 5).
 
-    Noise is drawn in training only, so test-time routing is deterministic (the authors' router
-    also adds noise at test time; see docs/models.md). With `capacity_factor`, each expert keeps
+    Noise is drawn in training only, so test-time routing is deterministic, unless
+    `noise_in_eval` is set (`eval_noise`): the authors' router draws it at test time too, and the
+    authors' per-epoch validation runs with it (docs/models.md). With `capacity_factor`, each expert keeps
     the first `expert_capacity(M, n, k, factor)` of the M tokens of a forward that chose it, in
     token order (batch-major, as the authors' flattened batch), and gives nothing to the rest.
 
@@ -156,6 +158,7 @@ class NoisyTopKGate(nn.Module):
         self.noisy_gating = noisy_gating
         self.capacity_factor = capacity_factor
         self.noise_epsilon = noise_epsilon  # floor on the noise std (Shazeer's code: 1e-2)
+        self.noise_in_eval = False  # Eq. 4's noise in eval mode too (`eval_noise`)
         self.w_gate = nn.Linear(dim, n_experts)
         self.w_noise = nn.Linear(dim, n_experts)
         self.last_aux_loss: torch.Tensor | None = None
@@ -170,8 +173,8 @@ class NoisyTopKGate(nn.Module):
     def noisy_logits(
         self, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Eq. 4: H(x). Returns (clean logits, H(x), noise std or None outside training)."""
-        if not (self.training and self.noisy_gating):
+        """Eq. 4: H(x). Returns (clean logits, H(x), noise std or None when noise is off)."""
+        if not (self.noisy_gating and (self.training or self.noise_in_eval)):
             clean = F.linear(x, self.w_gate.weight.float(), self.w_gate.bias.float())
             return clean, clean, None
         # both linears in one matmul: x is read once (forward and backward)
@@ -507,6 +510,21 @@ def expert_usage(model: nn.Module) -> dict[int, torch.Tensor]:
             else torch.zeros(gate.n_experts, dtype=torch.long)
         )
     return usage
+
+
+@contextlib.contextmanager
+def eval_noise(model: nn.Module, on: bool = True):
+    """Within the block, every gate of `model` draws Eq. 4's noise in eval mode too (as the
+    authors' router at test time); put back as it was on leaving."""
+    gates = [m for m in model.modules() if isinstance(m, NoisyTopKGate)]
+    before = [g.noise_in_eval for g in gates]
+    for gate in gates:
+        gate.noise_in_eval = on
+    try:
+        yield
+    finally:
+        for gate, was in zip(gates, before, strict=True):
+            gate.noise_in_eval = was
 
 
 def reset_expert_usage(model: nn.Module) -> None:

@@ -260,13 +260,13 @@ class Plan:
             "tables": sorted(set(tables)),
         }
 
-    @staticmethod
-    def finetune_outputs(run_dir: str, tests: list[str]) -> dict[str, str]:
-        """checkpoint.pt and, for each test set and the last and best weights, the predictions
-        with their sidecars (what aggregate, tables and figures read)."""
+    def finetune_outputs(self, run_dir: str, tests: list[str]) -> dict[str, str]:
+        """checkpoint.pt and, for each test set and the reported weights (last, best, and val
+        with a validation split: `layout.weights_of`), the predictions with their sidecars
+        (what aggregate, tables and figures read)."""
         out = {"checkpoint": f"{run_dir}/checkpoint.pt"}
         for test in tests:
-            for weights in layout.WEIGHTS:
+            for weights in layout.weights_of(self.cfg):
                 name = layout.prediction_name(test, weights)
                 out[f"{test}_{weights}"] = f"{run_dir}/{name}"
                 for suffix in layout.PREDICTION_SIDECARS:
@@ -317,17 +317,29 @@ class Plan:
 
     # -- pooling and the report ----------------------------------------------------------------
 
+    def aggregate_val_args(self, run: str, train: str, inputs, outputs) -> str:
+        """`&& <unilearn> aggregate <val predictions> --out <.val.json> ...`, the third pool of
+        the aggregate job when the config holds out a validation split; empty otherwise."""
+        import shlex
+
+        if "val" not in layout.weights_of(self.cfg):
+            return ""
+        files = " ".join(shlex.quote(str(p)) for p in inputs.val)
+        return (f"&& {self.commands.unilearn} aggregate {files} --out "
+                f"{shlex.quote(str(outputs.val))} {self.expect_folds(train)} "
+                f"--run {shlex.quote(run)} {self.commands.config_args}")  # fmt: skip
+
     @staticmethod
     def expect_folds(train: str) -> str:
         """`--expect-folds N` for a cross-validated dataset: the pool must hold every fold."""
         return f"--expect-folds {len(FOLDS[train])}" if FOLDS[train] else ""
 
     def report_inputs(self, target: str) -> dict[str, list]:
-        """A table's or figure's metrics (a table shows the last and the best epoch, a figure
-        the last), the predictions they pool, Figure 4's prediction sidecars, and the manifests
-        of its datasets."""
+        """A table's or figure's metrics (a table shows every reported weights, a figure the
+        last), the predictions they pool, Figure 4's prediction sidecars, and the manifests of
+        its datasets."""
         cells = spec.required_cells(target, self.cfg)
-        weights = layout.WEIGHTS if target in spec.TABLES else ("last",)
+        weights = layout.weights_of(self.cfg) if target in spec.TABLES else ("last",)
         metrics = [
             layout.metrics_path(self.runs, c.run, c.train, c.test, w)
             for c in cells

@@ -5,12 +5,15 @@ Under the runs root (`runs/<config name>/`):
 
     pretrain/<mode>/checkpoint.pt
     finetune/<run>/<target>/checkpoint.pt          target: ferv39k | affectnet7 | dfew-fold3 ...
-    finetune/<run>/<target>/checkpoint-best.pt     the epoch with the best WAR on the test split
+    finetune/<run>/<target>/checkpoint-best.pt     the epoch picked on the test split (authors' rule)
+    finetune/<run>/<target>/checkpoint-val.pt      the epoch picked on a validation split (if on)
     finetune/<run>/<target>/pred-<test>.parquet    (+ .metrics.json, .expert_usage.json, .centres.parquet,
                                                    .quarantine.parquet): the last epoch's weights
     finetune/<run>/<target>/pred-<test>.best.parquet  (+ the same sidecars): the best epoch's
+    finetune/<run>/<target>/pred-<test>.val.parquet   (+ the same sidecars): the validation pick's
     metrics/<run>/<train>/<test>.json              folds pooled by `unilearn aggregate` (last epoch)
     metrics/<run>/<train>/<test>.best.json         the same for the best epoch
+    metrics/<run>/<train>/<test>.val.json          the same for the validation pick (if on)
 
 The fine-tuning job writes every prediction file of its run (`tests_of`): its own test split,
 and for a joint model fine-tuned on a single-split DFER dataset also AffectNet-7 (Table 4,
@@ -34,14 +37,33 @@ from unilearn.report.runs import parse_run  # noqa: F401
 SFER_TEST = SFER_DATASETS[0]
 
 
-# Which weights of a fine-tuning a prediction comes from: the last epoch, or the epoch with the
-# best WAR on the test split (what the authors report), and how each is labelled in the tables.
-WEIGHTS = ("last", "best")
+# Which weights of a fine-tuning a prediction comes from: the last epoch, the epoch with the best
+# WAR on the test split (what the authors report: by their rule, one random clip per video with
+# the router's noise, `finetune.selection.best: authors`), or the epoch with the best WAR on a
+# validation split held out of the training fold (`finetune.selection.validation`), and how each
+# is labelled in the tables. `weights_of(cfg)`: those a config's fine-tunings write.
+WEIGHTS = ("last", "best", "val")
 WEIGHTS_LABEL = {
     "last": "last epoch",
     "best": "best epoch on the test split (as the authors report)",
+    "val": "best epoch on a validation split",
 }
-_WEIGHTS_SUFFIX = {"last": "", "best": ".best"}
+# `finetune.selection.best: test` (our former rule: the epoch of the best 2-clip test WAR)
+BEST_ON_TEST_LABEL = "best epoch on the 2-clip test split (ours, not the authors' rule)"
+_WEIGHTS_SUFFIX = {"last": "", "best": ".best", "val": ".val"}
+
+
+def weights_of(cfg) -> tuple[str, ...]:
+    """The weights a config's fine-tuning jobs write predictions of: `val` only with a
+    validation split (`finetune.selection.validation`)."""
+    return WEIGHTS if cfg.finetune.selection.holdout is not None else WEIGHTS[:2]
+
+
+def weights_label(weights: str, cfg) -> str:
+    """How the tables of `cfg` label `weights` (the `best` label names the selection rule)."""
+    if weights == "best" and cfg.finetune.selection.best == "test":
+        return BEST_ON_TEST_LABEL
+    return WEIGHTS_LABEL[weights]
 
 
 def targets(train: str) -> list[str]:
@@ -75,7 +97,8 @@ def tests_of(target: str, tasks) -> list[str]:
 
 
 def prediction_name(test: str, weights: str = "last") -> str:
-    """`pred-dfew.parquet` (last epoch), `pred-dfew.best.parquet` (best epoch)."""
+    """`pred-dfew.parquet` (last epoch), `pred-dfew.best.parquet` (best epoch),
+    `pred-dfew.val.parquet` (the validation split's pick)."""
     return f"pred-{test}{_WEIGHTS_SUFFIX[weights]}.parquet"
 
 

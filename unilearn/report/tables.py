@@ -79,7 +79,7 @@ def build_table(name: str, cfg, runs: Path, manifests: Path,
     data_hash = manifest_hash(manifests, datasets)
     params = _parameter_counts(table, cfg) if name == "table3" else {}
     records = []
-    for weights in layout.WEIGHTS:
+    for weights in layout.weights_of(cfg):
         for row in table.rows:
             for cell in seeds.seed_cells(cfg, row.cells, first_only=row.experiment is None):
                 records.append(_record(name, row, cell, read_metrics(runs, cell, weights), weights,
@@ -257,8 +257,8 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
                          "vitb_params_total_M") if c in frame]  # fmt: skip
     header += [_PARAM_HEADERS[c] for c in extra]
     parts = list(dict.fromkeys(frame["part"]))
-    for weights in layout.WEIGHTS:
-        label = layout.WEIGHTS_LABEL[weights]
+    for weights in layout.weights_of(cfg):
+        label = layout.weights_label(weights, cfg)
         lines += [f"**{label[0].upper() + label[1:]}**", ""]
         of_weights = seeds.markdown_frame(frame[frame["weights"] == weights])
         for part in parts:

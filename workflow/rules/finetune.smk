@@ -57,20 +57,28 @@ rule finetune_joint:
 ruleorder: finetune_joint > finetune
 
 
+# The pools of every reported weights of the run (`layout.weights_of`: last, best, and val when
+# the config holds out a validation split), in one job.
+AGGREGATE_VAL = "val" in layout.weights_of(CFG)
+
+
 rule aggregate:
     input:
         last=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "last"),
         best=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "best"),
+        val=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "val") if AGGREGATE_VAL else [],
     output:
         last=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.json",
         best=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.best.json",
+        **({"val": f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.val.json"} if AGGREGATE_VAL else {}),
     log:
         f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
     params:
         expect=lambda wc: PLAN.expect_folds(wc.train),
         bootstrap=CFG.report.bootstrap.model_dump_json(),  # the intervals it writes
+        val=lambda wc, input, output: PLAN.aggregate_val_args(wc.run, wc.train, input, output),
     shell:
         "( {UNILEARN} aggregate {input.last:q} --out {output.last:q} {params.expect} "
         "--run {wildcards.run:q} {CONFIG_ARGS} && "
         "{UNILEARN} aggregate {input.best:q} --out {output.best:q} {params.expect} "
-        "--run {wildcards.run:q} {CONFIG_ARGS} ) > {log:q} 2>&1"
+        "--run {wildcards.run:q} {CONFIG_ARGS} {params.val} ) > {log:q} 2>&1"
