@@ -67,44 +67,35 @@ def test_views_cut_on_the_device_are_the_loaders_cut_but_for_the_up_scaled_borde
     assert min(seen.values()) > 5  # both kinds of crop, and borders that do differ, were seen
 
 
-def _train(model_kwargs: dict, kernel: dict | None, steps: int = 3,
-           name: str = "unilearn_tiny_patch16_64") -> dict[str, torch.Tensor]:  # fmt: skip
+def _steps_on_fixed_gradients(steps: int = 3) -> dict[str, torch.Tensor]:
+    """The engine's AdamW on the tiny UniLearn, fed the same seeded gradients every run: only the
+    optimiser's kernel can make two runs differ (a forward/backward on 2 threads sums in an
+    order of its own, and Adam's g / sqrt(v) magnifies that on near-zero gradients)."""
     torch.manual_seed(0)
-    model = create_model(name, **model_kwargs)
-    if kernel is None:  # the engine's choice
-        opt = optim.build_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=0.75)
-    else:
-        groups = optim.param_groups(model, weight_decay=0.05, layer_decay=0.75)
-        opt = torch.optim.AdamW(groups, lr=1e-3, **kernel)
-    x = torch.randn(2, 3, 8, 64, 64)
+    model = create_model("unilearn_tiny_patch16_64", num_classes=7, num_classes_sfer=7)
+    opt = optim.build_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=0.75)
+    grads = torch.Generator().manual_seed(1)
     for step in range(steps):
         optim.set_lr(opt, 1e-3 * (step + 1))
-        loss = model(x, task="dfer").square().mean()
-        loss = loss + model.aux_loss() if hasattr(model, "aux_loss") else loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        for p in model.parameters():
+            if p.requires_grad:
+                p.grad = torch.randn(p.shape, generator=grads) * 1e-2
         opt.step()
     return {"fused": opt.defaults.get("fused"), **model.state_dict()}
 
 
 def test_fused_adamw_of_cuda_makes_the_plain_update(monkeypatch):
-    # the plain ViT: a router's top-k may flip on a last-bit difference of the two kernels,
-    # which would test the routing's discontinuity, not the optimiser
-    kw = {"num_classes": 7, "num_classes_sfer": 7}
-    plain = _train(kw, {"foreach": False, "fused": False}, name="vit_tiny_patch16_64")
+    monkeypatch.setattr(optim, "FUSED_DEVICES", ())  # what the engine does on CPU
+    plain = _steps_on_fixed_gradients()
     monkeypatch.setattr(optim, "FUSED_DEVICES", ("cuda", "cpu"))  # the CUDA choice, on CPU
-    fused = _train(kw, None, name="vit_tiny_patch16_64")
-    assert fused.pop("fused") is True and plain.pop("fused") is False
-    start = _train(kw, {"foreach": False}, 0, name="vit_tiny_patch16_64")
+    fused = _steps_on_fixed_gradients()
+    start = _steps_on_fixed_gradients(steps=0)
+    assert fused.pop("fused") is True and not plain.pop("fused")
     start.pop("fused")
-    moved = [k for k in plain if plain[k].is_floating_point()]
-    assert any(not torch.equal(plain[k], start[k]) for k in moved)
-    for key in moved:
-        # the two kernels sum in another order: equal to 0.1% of what the 3 steps moved
-        update = (plain[key] - start[key]).abs().max().item()
-        assert (fused[key] - plain[key]).abs().max().item() <= 1e-3 * update + 1e-9, key
-    for key in set(plain) - set(moved):
-        assert torch.equal(fused[key], plain[key]), key
+    moved = [k for k in plain if not torch.equal(plain[k], start[k])]
+    assert len(moved) > 10  # the steps did move the weights
+    for key, value in plain.items():
+        torch.testing.assert_close(fused[key], value, rtol=1e-5, atol=1e-7, msg=key)
 
 
 def test_adamw_falls_back_to_foreach_where_it_cannot_be_fused(monkeypatch):

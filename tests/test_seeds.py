@@ -192,7 +192,10 @@ def test_a_cell_is_the_mean_and_std_over_seeds_and_the_csv_keeps_each_seed(tmp_p
     assert mean.seeds == "0 1 2"
     assert pd.isna(cell.iloc[0].uar_std)  # a seed's own row has no spread
     chance = frame[frame.method == "chance"]  # the same test set whatever the seed: once
-    assert len(chance) == frame.weights.nunique() * 3 and (chance.seed.isna() | (chance.seed == "")).all()
+    assert (
+        len(chance) == frame.weights.nunique() * 3
+        and (chance.seed.isna() | (chance.seed == "")).all()
+    )
     md = out.with_suffix(".md").read_text()
     assert "| UniLearn | 62.00 ± 2.00 (66.80, -4.80) |" in md
     assert "Seeds 0, 1, 2: each cell is the mean ± std" in md
