@@ -34,7 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from unilearn.catalogue import gpu_peak_tflops
 from unilearn.models import create_model
-from unilearn.models.moae import MoAE, dense_mixture, slot_table
+from unilearn.models.moae import MoAE
+from unilearn.models.routing import dense_mixture, slot_table
 from unilearn.models.vit import Attention
 
 H100_BF16_DENSE_PEAK = gpu_peak_tflops("H100 SXM") * 1e12  # FLOP/s (the catalogue's table)
@@ -175,6 +176,13 @@ def paired_ratio(a: Variant, b: Variant) -> float:
     return statistics.median(x / y for x, y in zip(a.times, b.times, strict=True))
 
 
+def _both_ratios(name: str, a, b, target: str, paired: str = "paired") -> list[tuple]:
+    """`a / b` as min / min and as the median of per-round ratios (`paired_ratio`), `name`'s
+    `{}` filled with which."""
+    return [(name.format("min / min"), a.seconds / b.seconds, target),
+            (name.format(paired), paired_ratio(a, b), target)]  # fmt: skip
+
+
 def run_interleaved(variants: list[Variant], steps: int) -> None:
     for v in variants:
         t = time.perf_counter()
@@ -230,15 +238,12 @@ def ratio_only(args, shape: dict, common: dict, bf16: bool) -> None:
     ratios = []
     for tag, _ in precisions:
         ratios += [
-            (
-                f"UniLearn / ViT, min / min, {tag}",
-                v[f"unilearn {tag}"].seconds / v[f"vit {tag}"].seconds,
+            *_both_ratios(
+                f"UniLearn / ViT, {{}}, {tag}",
+                v[f"unilearn {tag}"],
+                v[f"vit {tag}"],
                 "<= 1.04",
-            ),  # fmt: skip
-            (
-                f"UniLearn / ViT, paired median, {tag}",
-                paired_ratio(v[f"unilearn {tag}"], v[f"vit {tag}"]),
-                "<= 1.04",
+                paired="paired median",
             ),  # fmt: skip
             (
                 f"previous UniLearn / ViT, paired, {tag}",
@@ -252,18 +257,8 @@ def ratio_only(args, shape: dict, common: dict, bf16: bool) -> None:
             ),  # fmt: skip
         ]
         if reference is not None:
-            ratios += [
-                (
-                    f"VideoMAE / ours (ViT), min / min, {tag}",
-                    v[f"videomae {tag}"].seconds / v[f"vit {tag}"].seconds,
-                    ">= 1.7",
-                ),  # fmt: skip
-                (
-                    f"VideoMAE / ours (ViT), paired, {tag}",
-                    paired_ratio(v[f"videomae {tag}"], v[f"vit {tag}"]),
-                    ">= 1.7",
-                ),  # fmt: skip
-            ]
+            ratios += _both_ratios(f"VideoMAE / ours (ViT), {{}}, {tag}", v[f"videomae {tag}"],
+                                   v[f"vit {tag}"], ">= 1.7")  # fmt: skip
     ratios.append(("UniLearn / ViT FLOPs", v["unilearn fp32"].flops / v["vit fp32"].flops, "(MoAE share)"))  # fmt: skip
     report(list(v.values()), ratios)
 

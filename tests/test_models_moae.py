@@ -10,14 +10,8 @@ import torch
 from unilearn.catalogue import moae_block_indices
 from unilearn.config import MoAEConfig
 from unilearn.models import create_model, expert_usage, reset_expert_usage
-from unilearn.models.moae import (
-    Adapter,
-    MoAE,
-    MoAEBlock,
-    NoisyTopKGate,
-    dense_mixture,
-    expert_capacity,
-)
+from unilearn.models.moae import Adapter, MoAE, MoAEBlock
+from unilearn.models.routing import NoisyTopKGate, dense_mixture, expert_capacity
 
 # The config's defaults (the modules take every setting as a required argument).
 DEFAULTS = MoAEConfig().model_dump(exclude={"position"})

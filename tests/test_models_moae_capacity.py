@@ -14,7 +14,8 @@ from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import predict
 from unilearn.models import create_model, whole_groups
-from unilearn.models.moae import Routing, capacity_groups, dispatch_adapters
+from unilearn.models.moae import dispatch_adapters
+from unilearn.models.routing import Routing, capacity_groups
 
 
 def authors_layer(x: torch.Tensor, routing: Routing, experts, capacity: int):

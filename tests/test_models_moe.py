@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from unilearn.models import create_model, load_pretrained, save_checkpoint
-from unilearn.models.moae import dense_mixture
 from unilearn.models.moe import MoEFFN
+from unilearn.models.routing import dense_mixture
 
 
 def test_sparse_moe_equals_dense():

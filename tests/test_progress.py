@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from unilearn.engine.epoch_record import EpochSums
-from unilearn.models.moae import NoisyTopKGate
+from unilearn.models.routing import NoisyTopKGate
 from unilearn.progress import PROGRESS_FILE, Progress, format_duration
 
 

@@ -14,7 +14,7 @@ from unilearn.data.frame_sampling import finetune_indices, validation_indices
 from unilearn.data.validation_split import Holdout, held_out
 from unilearn.engine.best_epoch import noise_seed
 from unilearn.models import eval_noise
-from unilearn.models.moae import NoisyTopKGate
+from unilearn.models.routing import NoisyTopKGate
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,9 @@ from unilearn.models.checkpoint import (
     model_from_checkpoint,
     save_checkpoint,
 )
-from unilearn.models.moae import eval_noise, expert_usage, reset_expert_usage, whole_groups
+from unilearn.models.moae import eval_noise, expert_usage, reset_expert_usage
 from unilearn.models.registry import create_model, list_models, model_name
+from unilearn.models.routing import whole_groups
 
 __all__ = [
     "LoadReport",

@@ -12,7 +12,7 @@ import torch
 from timm.layers import Mlp
 from torch import nn
 
-from unilearn.models.moae import NoisyTopKGate, dispatch, group_tokens
+from unilearn.models.routing import NoisyTopKGate, dispatch, group_tokens
 from unilearn.models.vit import Block
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from unilearn.models.moae import NoisyTopKGate
+from unilearn.models.routing import NoisyTopKGate
 
 
 def _numel(module: nn.Module | None) -> int:

@@ -286,18 +286,7 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
     """One Markdown table: a line per method, a column pair per test set."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for method, rows in frame.groupby("method", sort=False):
-        cells = [method]
-        for d in table.datasets:
-            hit = rows[rows["dataset"] == d]
-            if hit.empty:
-                cells += ["", ""]
-                continue
-            r = hit.iloc[0]
-            lost = "†" if r.experiment and r.n_unreadable > 0 else ""
-            cells += [_cell(r.uar, r.paper_uar, r.gap_uar, r.uar_lo, r.uar_hi, lost,
-                            r.get("uar_std")),
-                      _cell(r.war, r.paper_war, r.gap_war, r.war_lo, r.war_hi, lost,
-                            r.get("war_std"))]  # fmt: skip
+        cells = [method, *_per_test_set(rows, table, _metric_cells)]
         r = rows.iloc[0]
         for c in extra:
             # The paper's counts are for ViT-B: shown beside ours at that shape.
@@ -309,6 +298,23 @@ def _markdown_rows(frame: pd.DataFrame, table: spec.TableSpec, header: list[str]
             )
         lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def _per_test_set(rows: pd.DataFrame, table: spec.TableSpec, cells_of) -> list[str]:
+    """A column pair per test set of the table: `cells_of(row)` of the method's row on it, blank
+    where the method is not tested on it."""
+    cells: list[str] = []
+    for d in table.datasets:
+        hit = rows[rows["dataset"] == d]
+        cells += ["", ""] if hit.empty else cells_of(hit.iloc[0])
+    return cells
+
+
+def _metric_cells(r) -> list[str]:
+    """UAR and WAR of one row: ours [interval] (paper, gap), † if its test lost clips."""
+    lost = "†" if r.experiment and r.n_unreadable > 0 else ""
+    return [_cell(r.uar, r.paper_uar, r.gap_uar, r.uar_lo, r.uar_hi, lost, r.get("uar_std")),
+            _cell(r.war, r.paper_war, r.gap_war, r.war_lo, r.war_hi, lost, r.get("war_std"))]  # fmt: skip
 
 
 def _cell(ours: float, paper: float | None, gap: float | None, lo: float | None = None,
@@ -338,14 +344,9 @@ def _paired_rows(frame: pd.DataFrame, table: spec.TableSpec, alpha: float) -> li
     for key, rows in compared.groupby(by, sort=False):
         method = key[0] if len(key) == 1 else f"{key[0]}, seed {key[1]}"
         cells = [method, str(rows.iloc[0].reference)]
-        for d in table.datasets:
-            hit = rows[rows["dataset"] == d]
-            if hit.empty:
-                cells += ["", ""]
-                continue
-            r = hit.iloc[0]
-            cells += [_diff(r.diff_uar, r.diff_uar_lo, r.diff_uar_hi, r.p_uar, alpha),
-                      _diff(r.diff_war, r.diff_war_lo, r.diff_war_hi, r.p_war, alpha)]  # fmt: skip
+        cells += _per_test_set(rows, table, lambda r: [
+            _diff(r.diff_uar, r.diff_uar_lo, r.diff_uar_hi, r.p_uar, alpha),
+            _diff(r.diff_war, r.diff_war_lo, r.diff_war_hi, r.p_war, alpha)])  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return lines + [""]
 
