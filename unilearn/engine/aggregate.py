@@ -106,6 +106,7 @@ def aggregate(paths: list[Path], expect_folds: int | None = None, bootstrap=None
     from unilearn.catalogue import get_label_set
     from unilearn.config.report import BootstrapConfig
     from unilearn.report.bootstrap import pooled_interval
+    from unilearn.report.uncertainty import by_fold
 
     bootstrap = bootstrap or BootstrapConfig()
 
@@ -136,11 +137,7 @@ def aggregate(paths: list[Path], expect_folds: int | None = None, bootstrap=None
     uars = [m["uar"] for m in per_fold.values()]
     wars = [m["war"] for m in per_fold.values()]
     # one (labels, preds) per test fold; a single-split dataset (no fold) is one
-    by_fold = [
-        (df["label"].to_numpy(np.int64), df["pred"].to_numpy(np.int64))
-        for _, df in pool.groupby(pool["fold"].astype("float64").fillna(-1), sort=True)
-    ]
-    interval = pooled_interval(by_fold, len(classes), resamples=bootstrap.resamples,
+    interval = pooled_interval(by_fold([pool]), len(classes), resamples=bootstrap.resamples,
                                confidence=bootstrap.confidence, seed=bootstrap.seed)  # fmt: skip
     n_unreadable = sum(unreadable.values())
     return {
