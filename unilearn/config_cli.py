@@ -153,15 +153,13 @@ def _finetune_steps(cfg, resolved, fold, store: Path, world: int) -> int:
         if resolved.sfer_dataset
         else None
     )
-    share = ft.selection.holdout  # the engine trains on what the validation split leaves
-    if share is not None:
-        from unilearn.data.validation_split import Holdout
+    from unilearn.data.validation_split import Holdout
 
-        holdout = Holdout(resolved.dataset, share, cfg.seed)
-        if dfer is not None and resolved.dfer_dataset == resolved.dataset:
-            dfer = holdout.rest(dfer)
-        if sfer is not None and resolved.sfer_dataset == resolved.dataset:
-            sfer = holdout.rest(sfer)
+    # the engine trains on what the validation split leaves
+    holdout = Holdout.of_run(ft.selection.holdout, resolved.dataset, cfg.seed)
+    if holdout is not None:
+        dfer = None if dfer is None else holdout.training_rows(dfer, resolved.dfer_dataset)
+        sfer = None if sfer is None else holdout.training_rows(sfer, resolved.sfer_dataset)
     sampler = JointBatchSampler(
         len(dfer) if dfer is not None else 0, len(sfer) if sfer is not None else 0,
         ft.batch_size, sfer_fraction(ft.sfer_proportion, dfer is not None, sfer is not None),

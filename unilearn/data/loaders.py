@@ -234,8 +234,8 @@ def _train_source(
     """The train rows of (dataset, fold) as one source of a one-source-per-batch loader (less
     the validation split of `holdout`, when it is this dataset's)."""
     table = load_store_table(store, dataset, fold, "train")
-    if holdout is not None and holdout.dataset == dataset:
-        table = holdout.rest(table)
+    if holdout is not None:
+        table = holdout.training_rows(table, dataset)
     return ClipDataset(store, table, mode, **kw)
 
 

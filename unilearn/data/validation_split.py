@@ -42,6 +42,16 @@ class Holdout:
     share: float
     seed: int
 
+    @classmethod
+    def of_run(cls, share: float | None, dataset: str, seed: int) -> Holdout | None:
+        """A run's validation split (`finetune.selection.holdout` of its config), None when off."""
+        return None if share is None else cls(dataset, share, seed)
+
+    def training_rows(self, table: pd.DataFrame, dataset: str) -> pd.DataFrame:
+        """What a run trains on of `dataset`'s training rows: the rest, if the split is of this
+        dataset, else all of them (the SFER rows of a DFER run)."""
+        return self.rest(table) if dataset == self.dataset else table
+
     def held(self, table: pd.DataFrame) -> pd.DataFrame:
         """The held-out rows (the validation split), re-indexed 0..n-1."""
         return table[self._mask(table)].reset_index(drop=True)

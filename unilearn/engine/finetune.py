@@ -29,6 +29,7 @@ from unilearn import launch
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.data.transforms import normalize
+from unilearn.data.validation_split import Holdout
 from unilearn.engine import distributed as D
 from unilearn.engine.best_epoch import RunTests
 from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule, resume_position
@@ -104,7 +105,8 @@ def run(
     model.to(info.device)
 
     # data, losses, optimiser, lr schedule
-    holdout = validation_holdout(rcfg, resolved)  # the training rows depend on the config only
+    # the training rows depend on the config only
+    holdout = Holdout.of_run(ft.selection.holdout, resolved.dataset, rcfg.seed)
     data = finetune_data(rcfg, resolved, fold, store, info, holdout=holdout)
     steps_per_epoch = data.steps_per_epoch()
     total_steps = ft.epochs * steps_per_epoch
@@ -245,15 +247,6 @@ def criterion_for(mixup_active: bool, label_smoothing: float) -> nn.Module:
     if label_smoothing > 0:
         return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
     return nn.CrossEntropyLoss()
-
-
-def validation_holdout(cfg, resolved):
-    """The validation split of the run's training fold (`finetune.selection.validation`), held
-    out of the run's own dataset, or None when off."""
-    from unilearn.data.validation_split import Holdout
-
-    share = cfg.finetune.selection.holdout
-    return None if share is None else Holdout(resolved.dataset, share, cfg.seed)
 
 
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None) -> TrainData:
