@@ -35,7 +35,7 @@ from unilearn.engine.best_epoch import RunTests
 from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule, resume_position
 from unilearn.engine.cli_args import add_finetune_arguments as add_arguments  # noqa: F401
 from unilearn.engine.epoch_record import EpochSums, StepTimer, epoch_record
-from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
+from unilearn.engine.loader import check_epoch_ended, finetune_data, rest_of_epoch
 from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.pretrain_init import file_sha256
 from unilearn.engine.schedule import build_schedule, global_batch
@@ -247,27 +247,6 @@ def criterion_for(mixup_active: bool, label_smoothing: float) -> nn.Module:
     if label_smoothing > 0:
         return LabelSmoothingCrossEntropy(smoothing=label_smoothing)
     return nn.CrossEntropyLoss()
-
-
-def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None) -> TrainData:
-    """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
-    `sfer_proportion` of the SFER train split, batches from one source at a time; the training
-    rows of `holdout` (a validation split) left out."""
-    from unilearn.data.loaders import build_finetune_loader
-
-    ft, m = cfg.finetune, cfg.model
-    train = build_finetune_loader(
-        store, resolved.dfer_dataset, resolved.sfer_dataset, fold=fold,
-        num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
-        num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
-        world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
-        randaug_order=ft.randaug_order,
-        frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
-        random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
-        sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
-        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug, holdout=holdout,
-    )  # fmt: skip
-    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
 
 
 def finetune_mixups(ft, resolved) -> dict[str, Callable | None]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -94,3 +95,44 @@ def check_epoch_ended(step: int, end_step: int, steps_per_epoch: int) -> None:
             f"the training data ran out at step {step} of {end_step} "
             f"({steps_per_epoch} batches per epoch expected)"
         )
+
+
+def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None) -> TrainData:
+    """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
+    `sfer_proportion` of the SFER train split, batches from one source at a time; the training
+    rows of `holdout` (a validation split) left out."""
+    from unilearn.data.loaders import build_finetune_loader
+
+    ft, m = cfg.finetune, cfg.model
+    train = build_finetune_loader(
+        store, resolved.dfer_dataset, resolved.sfer_dataset, fold=fold,
+        num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
+        num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
+        world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
+        randaug_order=ft.randaug_order,
+        frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
+        random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
+        sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
+        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug, holdout=holdout,
+    )  # fmt: skip
+    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+
+
+def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
+    """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
+    video+video) and/or video batches (VoxCeleb2), one modality per batch."""
+    from unilearn.catalogue import pretrain_sources
+    from unilearn.data.loaders import build_pretrain_loader
+
+    pt, m = cfg.pretrain, cfg.model
+    image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
+    train = build_pretrain_loader(
+        store, image, video, num_frames=m.num_frames, input_size=m.input_size,
+        batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
+        rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
+        image_proportion=pt.image_proportion, augment=pt.augment,
+        image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
+        video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
+        video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
+    )  # fmt: skip
+    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 
 from unilearn import launch
-from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, pretrain_sources
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import config_hash, load_config, save_resolved
 from unilearn.data.transforms import crop_views_on_device, normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule, resume_position
 from unilearn.engine.cli_args import add_pretrain_arguments as add_arguments  # noqa: F401
 from unilearn.engine.epoch_record import EpochSums, StepTimer, epoch_record
-from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
+from unilearn.engine.loader import check_epoch_ended, pretrain_data, rest_of_epoch
 from unilearn.engine.optim import build_optimizer, set_lr
 from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.step import StepContext, autocast, backward_step, step_context
@@ -187,25 +187,6 @@ def model_input_size(model: nn.Module) -> int:
     """The square input size of the (possibly DDP-wrapped) MAE."""
     size = getattr(model, "module", model).img_size
     return int(size[0] if isinstance(size, tuple | list) else size)
-
-
-def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
-    """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
-    video+video) and/or video batches (VoxCeleb2), one modality per batch."""
-    from unilearn.data.loaders import build_pretrain_loader
-
-    pt, m = cfg.pretrain, cfg.model
-    image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
-    train = build_pretrain_loader(
-        store, image, video, num_frames=m.num_frames, input_size=m.input_size,
-        batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
-        rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
-        image_proportion=pt.image_proportion, augment=pt.augment,
-        image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
-        video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
-        video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
-    )  # fmt: skip
-    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
 
 
 def _meta(cfg, mode: str, digest: str) -> dict[str, Any]:
