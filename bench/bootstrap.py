@@ -25,7 +25,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from unilearn.engine.metrics import classification_metrics  # noqa: E402
+from unilearn.engine.aggregate import classification_metrics  # noqa: E402
 from unilearn.report.bootstrap import paired_comparison, pooled_interval  # noqa: E402
 
 K = 7

@@ -32,8 +32,9 @@ from pathlib import Path
 import torch
 
 from unilearn.atomic import torch_save
+from unilearn.engine.checkpoint_writer import CheckpointWriter
 from unilearn.engine.optim import build_optimizer
-from unilearn.engine.train_state import CheckpointWriter, train_state
+from unilearn.engine.train_state import train_state
 from unilearn.models import create_model
 
 

@@ -107,7 +107,6 @@ def test_library_code_never_imports_a_command_line_module():
         "unilearn.config",
         "unilearn.plan.jobs",
         "unilearn.report.runs",
-        "unilearn.engine.targets",
         "unilearn.launch.estimate",
     ],  # fmt: skip
 )

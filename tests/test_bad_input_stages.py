@@ -257,7 +257,7 @@ def test_a_validation_split_with_no_clip_is_bad_input_naming_the_key(store, tmp_
 
 
 def test_nan_loss_is_a_failed_run_with_status_1():
-    from unilearn.engine.train_state import NonFiniteLossError, check_finite
+    from unilearn.engine.step import NonFiniteLossError, check_finite
 
     def nan_run() -> int:
         check_finite(float("nan"), 17, "run/last.pt")

@@ -16,8 +16,7 @@ from scipy import stats
 
 from unilearn.cli import main as cli_main
 from unilearn.config.report import BootstrapConfig
-from unilearn.engine.aggregate import aggregate
-from unilearn.engine.metrics import classification_metrics
+from unilearn.engine.aggregate import aggregate, classification_metrics
 from unilearn.report.bootstrap import (
     cell_counts,
     paired_comparison,

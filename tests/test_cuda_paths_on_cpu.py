@@ -14,6 +14,7 @@ import torch
 from unilearn.data.transforms import crop_views_on_device, resize_crop_clip
 from unilearn.engine import optim
 from unilearn.engine.checkpoint_writer import CheckpointWriter
+from unilearn.engine.step import set_lr
 from unilearn.engine.train_state import train_state
 from unilearn.models import create_model
 
@@ -76,7 +77,7 @@ def _steps_on_fixed_gradients(steps: int = 3) -> dict[str, torch.Tensor]:
     opt = optim.build_optimizer(model, lr=1e-3, weight_decay=0.05, layer_decay=0.75)
     grads = torch.Generator().manual_seed(1)
     for step in range(steps):
-        optim.set_lr(opt, 1e-3 * (step + 1))
+        set_lr(opt, 1e-3 * (step + 1))
         for p in model.parameters():
             if p.requires_grad:
                 p.grad = torch.randn(p.shape, generator=grads) * 1e-2

@@ -174,7 +174,7 @@ def test_two_process_gloo_matches_single_process(tmp_path, monkeypatch):
     import unilearn.engine.best_epoch as best_epoch
     import unilearn.engine.finetune as finetune
     from unilearn.config import load_config
-    from unilearn.engine.train_state import read_checkpoint
+    from unilearn.models.checkpoint import read_checkpoint
 
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
     monkeypatch.setattr(best_epoch, "test_loader", toy_test_loader)
@@ -244,7 +244,7 @@ def test_two_slurm_nodes_of_two_tasks_train_like_one_process(tmp_path, monkeypat
 
     import unilearn.engine.finetune as finetune
     from unilearn.config import load_config
-    from unilearn.engine.train_state import read_checkpoint
+    from unilearn.models.checkpoint import read_checkpoint
 
     reason = cluster_lib.unavailable_reason()
     if reason:

@@ -9,8 +9,9 @@ import math
 import pytest
 import torch
 
-from unilearn.engine.optim import adamw_kernel, build_optimizer, layer_id, param_groups, set_lr
+from unilearn.engine.optim import adamw_kernel, build_optimizer, layer_id, param_groups
 from unilearn.engine.schedule import WarmupCosine, build_schedule, scaled_lr
+from unilearn.engine.step import set_lr
 from unilearn.models import create_model
 
 

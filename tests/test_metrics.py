@@ -11,8 +11,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from unilearn.cli import main as cli_main
-from unilearn.engine.aggregate import aggregate
-from unilearn.engine.metrics import classification_metrics, confusion_matrix, uar, war
+from unilearn.engine.aggregate import aggregate, classification_metrics, confusion_matrix, uar, war
 
 
 def _fold_predictions(tmp_path, rng, n_folds=5, dataset="dfew", k=7, config_hash="abc"):

@@ -11,7 +11,7 @@ import json
 import torch
 from torch import nn
 
-from unilearn.engine.epoch_record import EpochSums
+from unilearn.engine.training import EpochSums
 from unilearn.models.routing import NoisyTopKGate
 from unilearn.progress import PROGRESS_FILE, Progress, format_duration
 

@@ -22,19 +22,15 @@ import torch
 from _engine_data import toy_finetune_data, toy_pretrain_data, toy_test_loader
 
 import unilearn.engine.best_epoch as best_epoch
-import unilearn.engine.epoch_record as epoch_record
 import unilearn.engine.finetune as finetune
 import unilearn.engine.pretrain as pretrain
+import unilearn.engine.training as training
 from unilearn.config import load_config
+from unilearn.engine.checkpoint_writer import CheckpointWriter
 from unilearn.engine.checkpointing import CheckpointSchedule
-from unilearn.engine.train_state import (
-    CheckpointError,
-    CheckpointWriter,
-    NonFiniteLossError,
-    capture_rng,
-    read_checkpoint,
-    restore_rng,
-)
+from unilearn.engine.step import NonFiniteLossError
+from unilearn.engine.train_state import capture_rng, restore_rng
+from unilearn.models.checkpoint import CheckpointError, read_checkpoint
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # 3 epochs of 9 steps; a resumable checkpoint every 3 steps (and at each epoch end)
@@ -322,12 +318,12 @@ def test_device_loss_sums_give_the_history_of_host_sums(tmp_path, monkeypatch, c
     # the same log, bit for bit
     monkeypatch.setattr(finetune, "finetune_data", toy_finetune_data)
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "device", progress=False)
-    real = epoch_record.EpochSums.add
+    real = training.EpochSums.add
 
     def host_add(self, task, loss, aux, n):
         real(self, task, float(loss.item()), float(aux.item()), n)
 
-    monkeypatch.setattr(epoch_record.EpochSums, "add", host_add)
+    monkeypatch.setattr(training.EpochSums, "add", host_add)
     finetune.run(cfg, "unilearn", "dfew", 1, None, tmp_path / "host", progress=False)
     assert _losses(tmp_path / "device") == _losses(tmp_path / "host")
     assert len(_losses(tmp_path / "host")) == 3

@@ -23,8 +23,8 @@ from unilearn.config import ConfigError, config_hash, load_config
 from unilearn.data.loaders import TrainSet
 from unilearn.data.samplers import JointBatchSampler
 from unilearn.engine.loader import TrainData
-from unilearn.engine.train_state import read_checkpoint
 from unilearn.engine.wandb_log import group_and_name, run_identity
+from unilearn.models.checkpoint import read_checkpoint
 from unilearn.plan import Plan
 from unilearn.report import layout, runs, seeds, spec, tables
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from unilearn.config import config_hash, load_config
-from unilearn.engine.metrics import classification_metrics
+from unilearn.engine.aggregate import classification_metrics
 from unilearn.engine.wandb_log import log_evaluation, log_pooled, run_for, run_identity
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -41,7 +41,7 @@ BAD_INPUT = (
     "builtins:PermissionError",
 )
 FAILED_RUN = (
-    "unilearn.engine.train_state:NonFiniteLossError",
+    "unilearn.engine.step:NonFiniteLossError",
     "unilearn.launch.job:StageFailed",
     "unilearn.engine.scoring:TestSetIncomplete",
     "unilearn.data.preprocess:ShardFailed",

@@ -35,15 +35,17 @@ import torch
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import (
     TestResult,
+    TestSet,
     check_test_set,
+    head_for,
     test_loader,
     test_metrics,
     test_model,
     test_summary,
     write_predictions,
 )
-from unilearn.engine.targets import TestSet, head_for
-from unilearn.engine.train_state import capture_rng, restore_rng, unwrap
+from unilearn.engine.step import unwrap
+from unilearn.engine.train_state import capture_rng, restore_rng
 from unilearn.models import eval_noise, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError, read_checkpoint
 from unilearn.report.layout import prediction_name
@@ -73,25 +75,28 @@ class Pick:
 
 
 class RunTests:
-    """Tests of one fine-tuning run: `after_epoch` (per-epoch tests, the picked checkpoints) and
-    `at_end` (the prediction files), both called by `unilearn.engine.finetune.run`. `holdout`:
-    the validation split of the run's training fold, or None (no `val` weights)."""
+    """Tests of one fine-tuning run (`unilearn.engine.training.TrainingRun`, started: its model,
+    config, meta, ranks, autocast dtype, run directory, last step, epoch records so far):
+    `after_epoch` (per-epoch tests, the picked checkpoints) and `at_end` (the prediction files),
+    the hooks of its epoch loop. `holdout`: the validation split of the run's training fold, or
+    None (no `val` weights)."""
 
-    def __init__(self, *, model, tests: list[TestSet], cfg, store: Path | None, meta: dict,
-                 info: D.DistInfo, dtype, out: Path, eval_every: int, end_step: int,
-                 history: list[dict], progress: bool = False, holdout=None) -> None:  # fmt: skip
+    def __init__(self, run, tests: list[TestSet], store: Path | None, holdout) -> None:
         if not tests:
             raise ValueError("a fine-tuning run needs at least its own test set")
-        self.model, self.tests, self.cfg, self.store = model, tests, cfg, store
-        self.meta, self.info, self.dtype, self.out = meta, info, dtype, Path(out)
-        self.eval_every, self.end_step, self.progress = eval_every, end_step, progress
+        cfg = run.cfg
+        self.model, self.tests, self.cfg, self.store = run.model, tests, cfg, store
+        self.meta, self.info, self.out = run.meta, run.info, run.out
+        self.dtype = run.ctx.autocast_dtype
+        self.eval_every, self.end_step = cfg.finetune.eval_every, run.end_step
+        self.progress = run.progress
         self.rule, self.holdout, self.seed = cfg.finetune.selection.best, holdout, cfg.seed
         self.picks = [Pick("best", "select/war" if self.rule == "authors" else "test/war",
                            BEST_FILE, "best")]  # fmt: skip
         if holdout is not None:
             self.picks.append(Pick("val", "val/war", VAL_FILE, "best_val"))
         for pick in self.picks:  # the best epochs so far (from last.pt's records)
-            pick.best = _best_of(history, pick.score)
+            pick.best = _best_of(run.history, pick.score)
         self._loaders: dict[tuple[str, TestSet], Any] = {}
         self._last: dict[TestSet, TestResult] = {}  # this process's test of the final weights
 

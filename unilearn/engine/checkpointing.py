@@ -2,10 +2,9 @@
 `checkpoint_every` steps and at each epoch end, or, with `checkpoint_minutes`, at the first check
 after that much wall time (`CheckpointSchedule`); at once at the end of the step in flight on
 SIGTERM / SIGUSR1, the signals Slurm sends before a time limit or pre-emption
-(`PreemptionGuard`); always at the last step. `Checkpoints` is what the stages call: after each
-step, at each epoch end, and around the run (a context that holds the signals). Where a run
-starts again (`resume_position`): the step, the epoch records and the running sums `last.pt`
-kept.
+(`PreemptionGuard`); always at the last step. `Checkpoints` is what the run calls
+(`unilearn.engine.training`): after each step, at each epoch end, and around the run (a context
+that holds the signals).
 """
 
 from __future__ import annotations
@@ -18,18 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unilearn.engine.epoch_record import EpochSums
 from unilearn.engine.train_state import RunFiles
 from unilearn.models import save_checkpoint
-
-
-def resume_position(state: dict[str, Any] | None) -> tuple[int, list[dict], EpochSums]:
-    """(step, epoch records so far, running sums of the epoch in progress): from a resumed
-    `last.pt`, or (0, [], empty) for a fresh run."""
-    if not state:
-        return 0, [], EpochSums()
-    extra = state["extra"]
-    return state["step"], extra["history"], EpochSums.from_state(extra["sums"])
 
 
 class CheckpointSchedule:
@@ -126,7 +115,7 @@ class Checkpoints:
     """The `last.pt` of one run: the save decisions after a step and at an epoch end, and on a
     signal (save at once, wait for the write, then pass the signal on). A save holds the model,
     optimiser and scaler (`RunFiles.save_last`) with the run's `history` (the list the stage
-    appends its epoch records to), the running `EpochSums` and the run's `identity`.
+    appends its epoch records to), the running `EpochSums` (`unilearn.engine.training`) and the run's `identity`.
 
     Use it as a context around the training: it holds SIGTERM / SIGUSR1 until a step ends, and on
     leaving waits for the write in flight and gives the handlers back. `save_final` writes the
@@ -151,13 +140,13 @@ class Checkpoints:
         finally:
             self.guard.restore()
 
-    def save(self, step: int, sums: EpochSums, collective: bool = True) -> None:
+    def save(self, step: int, sums, collective: bool = True) -> None:
         """Write `last.pt` as of the end of step `step`."""
         extra = {"history": self.history, "sums": sums.state_dict(), "identity": self.identity}
         self.files.save_last(self.model, self.optimizer, self.scaler, step, self.config_hash,
                              self.meta, extra, collective=collective)  # fmt: skip
 
-    def after_step(self, step: int, sums: EpochSums) -> None:
+    def after_step(self, step: int, sums) -> None:
         """After step `step` inside an epoch: save when due, or on a signal (then pass it on)."""
         if step % self.steps_per_epoch == 0 or step >= self.schedule.end_step:
             return  # an epoch end: `at_epoch_end` saves, with the epoch's record
@@ -168,7 +157,7 @@ class Checkpoints:
             self.save(step, sums)
             self.schedule.saved()
 
-    def at_epoch_end(self, step: int, sums: EpochSums) -> None:
+    def at_epoch_end(self, step: int, sums) -> None:
         """After the epoch whose record `history` ends with; `sums` are the next epoch's."""
         due = self.schedule.at_epoch_end(step)
         if self.guard.pending is not None:
@@ -179,7 +168,7 @@ class Checkpoints:
         else:
             self.files.write_log(self.history)
 
-    def _stop(self, step: int, sums: EpochSums) -> None:
+    def _stop(self, step: int, sums) -> None:
         self.save(step, sums, collective=False)  # the ranks may see the signal at different steps
         self.files.flush()
         self.guard.deliver()

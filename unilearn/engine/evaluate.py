@@ -22,16 +22,16 @@ from typing import Any
 from unilearn import launch
 from unilearn.config import load_config
 from unilearn.engine import distributed as D
-from unilearn.engine.cli_args import add_evaluate_arguments as add_arguments  # noqa: F401
 from unilearn.engine.scoring import (
+    check_fold,
     check_test_set,
+    head_for,
     log_test_run,
     sibling,
     test_loader,
     test_model,
     write_predictions,
 )
-from unilearn.engine.targets import check_fold, head_for
 from unilearn.predict.model import evaluation_model
 
 STAGE = "evaluate"

@@ -63,7 +63,7 @@ def param_groups(
     no_weight_decay: Iterable[str] = (),
     no_decay_rule: str = "1d_tokens",
 ) -> list[dict]:
-    """Parameter groups with `weight_decay` and `lr_scale` keys (`set_lr` multiplies by it);
+    """Parameter groups with `weight_decay` and `lr_scale` keys (`unilearn.engine.step.set_lr` multiplies by it);
     `no_decay_rule` picks the tensors without weight decay (see the module docstring)."""
     if no_decay_rule not in NO_DECAY_RULES:
         raise ValueError(f"no_decay_rule {no_decay_rule!r}: expected one of {NO_DECAY_RULES}")
@@ -101,7 +101,8 @@ def build_optimizer(
     layer_decay: float = 1.0,
     no_decay_rule: str = "1d_tokens",
 ) -> torch.optim.AdamW:
-    """AdamW over `param_groups(model, ...)`; per-step lr is set by `set_lr`. Fused when every
+    """AdamW over `param_groups(model, ...)`; per-step lr is set by
+    `unilearn.engine.step.set_lr`. Fused when every
     parameter is a floating CUDA tensor, else `foreach` (build it after `model.to(device)`)."""
     groups = param_groups(model, weight_decay, layer_decay, no_decay_rule=no_decay_rule)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), **adamw_kernel(model))
@@ -114,9 +115,3 @@ def adamw_kernel(model: nn.Module) -> dict[str, bool]:
     if params and all(p.device.type in FUSED_DEVICES and p.is_floating_point() for p in params):
         return {"fused": True}
     return {"foreach": True}
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Set every group's lr to `lr * lr_scale` (the layer-decay factor)."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -1,13 +1,10 @@
 """Published weights as a pre-training: which checkpoint a pre-training mode's fine-tunings start
 from (`pretrain.init`: mode -> file, e.g. the authors' dual-modal ViT-B for image+video, or
-MAE-DFER's VoxCeleb2 weights for video) and the sha256 that records a starting file in the
-fine-tuning's meta. Torch-free: the workflow calls it at parse time.
+MAE-DFER's VoxCeleb2 weights for video). Torch-free: the workflow calls it at parse time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 
@@ -24,12 +21,3 @@ def init_checkpoint(cfg, mode: str) -> Path | None:
             "fine-tunings start from); fix the path or remove the key to pre-train this mode"
         )
     return path
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 22) -> str:
-    """sha256 of a file's bytes (read in 4 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

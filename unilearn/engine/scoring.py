@@ -14,12 +14,17 @@ Writes, beside each other:
   PRED.expert_usage.json   tokens routed to each expert of each MoAE layer (Figure 4a)
   PRED.centres.parquet     mean pooled feature per class (class centres, Figure 4b)
 AffectNet-7 is tested with the SFER head; DFER datasets with the DFER head.
+
+What a fine-tuning or a test runs on: a dataset and, for a cross-validated one, a fold
+(`check_fold`); the test sets of a fine-tuning run (`TestSet`, `test_sets`, `default_tests`,
+`check_heads`); the head that scores a test set (`head_for`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,11 +35,11 @@ import torch
 from tqdm import tqdm
 
 from unilearn.atomic import write_parquet, write_text
+from unilearn.catalogue import FOLDS
 from unilearn.data.loaders import build_eval_loader
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
-from unilearn.engine.metrics import classification_metrics
-from unilearn.engine.targets import head_for
+from unilearn.engine.aggregate import classification_metrics
 from unilearn.engine.wandb_log import (
     group_and_name,
     log_evaluation,
@@ -43,8 +48,71 @@ from unilearn.engine.wandb_log import (
     target_name,
 )
 from unilearn.models import expert_usage, reset_expert_usage, whole_groups
+from unilearn.report.layout import tests_of
 
 log = logging.getLogger(__name__)
+
+
+# -- what is tested -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TestSet:
+    dataset: str
+    fold: int | None  # the run's fold where the test set is its own cross-validated dataset
+
+
+def check_fold(dataset: str, fold: int | None) -> None:
+    """A cross-validated dataset (DFEW, MAFW) needs `--fold 1..5`; the others refuse one."""
+    if FOLDS.get(dataset):
+        if fold not in FOLDS[dataset]:
+            raise SystemExit(
+                f"--dataset {dataset} is evaluated by 5-fold cross-validation: give --fold 1..5"
+            )
+    elif fold is not None:
+        raise SystemExit(f"--dataset {dataset} has one official split: do not give --fold")
+
+
+def head_for(dataset: str) -> str:
+    """AffectNet-7 is scored with the SFER head, the DFER datasets with the DFER head."""
+    return "sfer" if dataset == "affectnet7" else "dfer"
+
+
+def default_tests(cfg, experiment: str, dataset: str) -> list[str]:
+    """The test sets the workflow asks of a run (`unilearn.report.layout.tests_of`)."""
+    if experiment not in cfg.experiments:
+        return [dataset]  # resolve_experiment names the problem
+    return tests_of(dataset, cfg.experiments[experiment].tasks)
+
+
+def test_sets(dataset: str, fold: int | None, tests: Sequence[str]) -> list[TestSet]:
+    """`--test` names as test sets: the run's own dataset at its fold, another one unfolded."""
+    out = []
+    for test in tests:
+        if test == dataset:
+            out.append(TestSet(test, fold))
+        elif FOLDS.get(test):
+            raise SystemExit(
+                f"--test {test}: a {dataset} run is tested on {test} only when it is "
+                f"fine-tuned on {test} (its folds are {test}'s)"
+            )
+        else:
+            out.append(TestSet(test, None))
+    return out
+
+
+def check_heads(tests: Sequence[TestSet], experiment) -> None:
+    """The fine-tuned (resolved) `experiment` has the head that scores each test set."""
+    for test in tests:
+        head = head_for(test.dataset)
+        if head not in experiment.labels:
+            raise SystemExit(
+                f"--test {test.dataset}: experiment {experiment.name} has no {head.upper()} "
+                "head to test it with"
+            )
+
+
+# -- the test -----------------------------------------------------------------------------------
 
 
 def sibling(out: Path, suffix: str) -> Path:

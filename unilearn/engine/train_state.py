@@ -1,7 +1,8 @@
 """Resumable training state: one atomic `last.pt` holding the model, optimiser, grad scaler,
 step counter (the resume position: `unilearn.engine.loader`), running metrics and every RNG
 (python, numpy, torch, CUDA), so that a run killed at any step and resumed continues bit for
-bit; the run directory's files (`RunFiles`); and the NaN/inf loss guard.
+bit; and the run directory's files (`RunFiles`), whose saves first read the NaN/inf loss guard
+(`unilearn.engine.step.FiniteWatch`).
 
 Saving does not stall the step loop: the state is copied off the device into reused host
 buffers (pinned on CUDA, on a side stream), the parameters and optimiser state while the next
@@ -14,11 +15,9 @@ Files are loaded with `weights_only=True`, so every state is stored as tensors a
 
 from __future__ import annotations
 
-import math
 import os
 import random
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ import torch
 from torch import nn
 
 from unilearn.atomic import write_text
-from unilearn.engine.checkpoint_writer import CheckpointWriter, HostBuffers  # noqa: F401
+from unilearn.engine.checkpoint_writer import CheckpointWriter
+from unilearn.engine.step import FiniteWatch, check_finite, unwrap
 from unilearn.models.checkpoint import (
     CheckpointError,
     check_weights_only_safe,
@@ -37,15 +37,6 @@ from unilearn.models.checkpoint import (
 
 FORMAT = "unilearn-train-state/1"
 RESUME_FILE = "last.pt"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf; the run stopped and kept its last good checkpoint."""
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel (or the model itself)."""
-    return getattr(model, "module", model)
 
 
 # -- RNG ---------------------------------------------------------------------------------------
@@ -181,64 +172,6 @@ def load_train_state(
     if scaler is not None and state["scaler"] is not None:
         scaler.load_state_dict(state["scaler"])
     return state
-
-
-# -- the NaN guard -----------------------------------------------------------------------------
-
-
-def check_finite(loss: float, step: int, last_good: str | None) -> None:
-    """Stop the run with a clear message when the loss is NaN or inf (the last checkpoint on
-    disk was saved before that step, so it is a good one)."""
-    if math.isfinite(loss):
-        return
-    kept = (
-        f"the last good checkpoint {last_good} is kept"
-        if last_good
-        else "no checkpoint was written yet"
-    )
-    raise NonFiniteLossError(
-        f"loss is {loss} at step {step}: stopping the run ({kept}). Lower the learning rate "
-        "(finetune.blr / pretrain.blr), set finetune.clip_grad, or check the inputs of this step."
-    )
-
-
-class FiniteWatch:
-    """The NaN/inf guard without a host sync per step: `observe` records, on the device, the
-    first step whose loss was not finite; `check` reads it (one sync, plus one all-reduce across
-    ranks so that all stop together) and raises `NonFiniteLossError`. The engines check every
-    `runtime.log_every` steps and before every save, so a bad loss stops the run within that
-    many steps and never reaches a checkpoint."""
-
-    _NONE = 2**62
-
-    def __init__(self, last_good: Callable[[], str | None] = lambda: None) -> None:
-        self.last_good = last_good
-        self._step: torch.Tensor | None = None
-        self._value: torch.Tensor | None = None
-
-    def observe(self, loss: torch.Tensor, step: int) -> None:
-        loss = loss.detach().float()
-        if self._step is None:
-            self._step = torch.full((), self._NONE, dtype=torch.int64, device=loss.device)
-            self._value = torch.zeros((), device=loss.device)
-        first = ~torch.isfinite(loss) & (self._step == self._NONE)
-        self._step = torch.where(first, step, self._step)
-        self._value = torch.where(first, loss, self._value)
-
-    def check(self, info=None, collective: bool = True) -> None:
-        """Raise if a loss observed so far was not finite, on this rank or (collective) any."""
-        from unilearn.engine.distributed import all_reduce_min
-
-        local = self._step if self._step is not None else torch.tensor(self._NONE)
-        if collective and info is not None and info.distributed:
-            first = int(all_reduce_min(local.reshape(1), info).item())
-        else:
-            first = int(local.item())
-        if first == self._NONE:
-            return
-        own = self._step is not None and int(self._step.item()) == first
-        value = float(self._value.item()) if own else float("nan")  # another rank's: not sent
-        check_finite(value, first, self.last_good())
 
 
 # -- the run directory -------------------------------------------------------------------------
