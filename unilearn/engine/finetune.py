@@ -50,6 +50,7 @@ def main(args: argparse.Namespace) -> int:
     rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
     if rc is not None:
         return rc
+    tests = args.test or default_tests(cfg, args.experiment, args.dataset)
     run(
         cfg,
         args.experiment,
@@ -61,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         wandb_mode=args.wandb,
         progress=not args.no_progress,
         run_name=args.run,
-        tests=args.test or default_tests(cfg, args.experiment, args.dataset),
+        tests=tests,
         restart_if_config_changed=args.restart_if_config_changed,
     )
     return 0

@@ -38,7 +38,8 @@ from unilearn.progress import Progress
 
 
 class WandbNames(NamedTuple):
-    """A run's W&B group and name, and what its W&B config records of it."""
+    """A run's W&B group and name, and what its W&B config records of it (`run_for`'s
+    `group`, `name`, `identity`)."""
 
     group: str
     name: str
@@ -115,13 +116,11 @@ class TrainingRun:
         wandb_run = run_for(
             cfg,
             job_type=self.stage,
-            group=wandb.group,
-            name=wandb.name,
             run_dir=self.out,
             is_main=info.is_main,
             mode=self.wandb_mode,
-            identity=wandb.identity,
-        )
+            **wandb._asdict(),
+        )  # group, name, identity
         when = CheckpointSchedule(
             section.checkpoint_every,
             section.checkpoint_minutes,

@@ -39,24 +39,14 @@ def resolve_project(configured: str | None) -> str:
 
 
 class WandbRun:
-    """A W&B run on rank 0; every method is a no-op elsewhere or with mode `disabled`."""
+    """A W&B run on rank 0; every method is a no-op elsewhere or with mode `disabled` (`init`
+    None). `init`: the `wandb.init` settings (project, entity, mode, group, job_type, name,
+    config) of a run kept in `run_dir`."""
 
-    def __init__(
-        self,
-        *,
-        project: str,
-        entity: str | None,
-        mode: str,
-        group: str,
-        job_type: str,
-        name: str,
-        run_dir: str | os.PathLike,
-        config: dict[str, Any],
-        enabled: bool = True,
-    ) -> None:
+    def __init__(self, init: dict[str, Any] | None, run_dir: str | os.PathLike) -> None:
         self.run = None
         self._wandb = None
-        if not enabled or mode == "disabled":
+        if init is None:
             return
         import wandb
 
@@ -64,16 +54,10 @@ class WandbRun:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(
-            project=project,
-            entity=entity,
-            group=group,
-            job_type=job_type,
-            name=name,
+            **init,
             id=stable_run_id(run_dir),
             resume="allow",
             dir=str(run_dir),
-            mode=mode,
-            config=config,
             settings=wandb.Settings(console="off", silent=True),
         )
 
@@ -129,22 +113,14 @@ def run_for(
 
     mode = resolve_mode(mode, cfg.wandb.mode)
     if not is_main or mode == "disabled":
-        return WandbRun(project="", entity=None, mode="disabled", group=group, job_type=job_type,
-                        name=name, run_dir=run_dir, config={}, enabled=False)  # fmt: skip
+        return WandbRun(None, run_dir)
     config = cfg.model_dump(mode="json", exclude={"experiments", "sweeps"})
     config["config_hash"] = config_hash(cfg)
     config["git_sha"] = git_sha()
     config.update(identity or {})  # e.g. a pooled cell's config hash is its runs' one
-    return WandbRun(
-        project=resolve_project(cfg.wandb.project),
-        entity=cfg.wandb.entity,
-        mode=mode,
-        group=group,
-        job_type=job_type,
-        name=name,
-        run_dir=run_dir,
-        config=config,
-    )
+    init = {"project": resolve_project(cfg.wandb.project), "entity": cfg.wandb.entity, "mode": mode}
+    init |= {"group": group, "job_type": job_type, "name": name, "config": config}
+    return WandbRun(init, run_dir)
 
 
 def run_identity(
