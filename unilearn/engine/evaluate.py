@@ -40,9 +40,8 @@ STAGE = "evaluate"
 def main(args: argparse.Namespace) -> int:
     configs = args.config or [args.checkpoint.parent / "config.yaml"]
     cfg = load_config(configs, args.overrides)
-    rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
-    if rc is not None:
-        return rc
+    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+        return rc  # the stage ran as a Slurm job
     result = run(cfg, args.checkpoint, args.dataset, args.fold, args.store, args.out,
                  wandb_mode=args.wandb, progress=not args.no_progress,
                  model_name=args.model, labels=args.labels)  # fmt: skip

@@ -47,9 +47,8 @@ STAGE = "finetune"
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
-    if rc is not None:
-        return rc
+    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+        return rc  # the stage ran as a Slurm job
     tests = args.test or default_tests(cfg, args.experiment, args.dataset)
     run(
         cfg,

@@ -34,9 +34,8 @@ STAGE = "pretrain"
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    rc = launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))
-    if rc is not None:
-        return rc
+    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+        return rc  # the stage ran as a Slurm job
     run(
         cfg,
         args.mode,

@@ -158,7 +158,7 @@ def test_model(
     head: str,
     info: D.DistInfo,
     dtype: torch.dtype | None,
-    progress: bool = True,
+    progress: bool,
 ) -> TestResult:
     """Score every clip of `loader` (sharded over ranks); every rank gets the whole result.
     Leaves the model in eval mode."""

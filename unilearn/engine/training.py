@@ -113,14 +113,8 @@ class TrainingRun:
         self.state = self.files.resume(model, optimizer, self.ctx.scaler, self.digest, identity)
         self.step, self.history, self.sums = resume_position(self.state)
         self.ddp = D.wrap(model, info, find_unused_parameters, compile=cfg.runtime.compile)
-        wandb_run = run_for(
-            cfg,
-            job_type=self.stage,
-            run_dir=self.out,
-            is_main=info.is_main,
-            mode=self.wandb_mode,
-            **wandb._asdict(),
-        )  # group, name, identity
+        names = wandb._asdict() | {"job_type": self.stage, "mode": self.wandb_mode}
+        wandb_run = run_for(cfg, run_dir=self.out, is_main=info.is_main, **names)
         when = CheckpointSchedule(
             section.checkpoint_every,
             section.checkpoint_minutes,
