@@ -114,8 +114,9 @@ class PreemptionGuard:
 class Checkpoints:
     """The `last.pt` of one run: the save decisions after a step and at an epoch end, and on a
     signal (save at once, wait for the write, then pass the signal on). A save holds the model,
-    optimiser and scaler (`RunFiles.save_last`) with the run's `history` (the list the stage
-    appends its epoch records to), the running `EpochSums` (`unilearn.engine.training`) and the run's `identity`.
+    optimiser and scaler (`RunFiles.save_last`) with the run's `history` (the list the run
+    appends its epoch records to), the running `EpochSums` (`unilearn.engine.training`) and the
+    run's `identity`.
 
     Use it as a context around the training: it holds SIGTERM / SIGUSR1 until a step ends, and on
     leaving waits for the write in flight and gives the handlers back. `save_final` writes the

@@ -1,10 +1,10 @@
-"""One training run, set up and run the same way by both stages (MAE's `main_pretrain` and
-`main_finetune` share this part): `TrainingRun(...)` before the model (the config hash, the ranks,
-the run directory, the seed of the initial weights), `start` once the stage has its model and data
-(optimiser, lr schedule, step context, resume from `last.pt`, DDP, W&B, the `last.pt` saves, the
-progress report), then `train`, the epoch loop. The stage keeps its own `train_one_epoch` and
-`train_step` (its loss); the loop calls the first on each epoch's batches and, after each epoch,
-the stage's `after_epoch` (fine-tuning: its tests).
+"""One training run, set up and run the same way by both stages (the setup MAE writes in both
+`main_pretrain.py` and `main_finetune.py`, written once): `TrainingRun(...)` before the model
+(the config hash, the ranks, the run directory, the seed of the initial weights), `start` once
+the stage has its model and data (optimiser, lr schedule, step context, resume from `last.pt`,
+DDP, W&B, the `last.pt` saves, the progress report), then `train`, the epoch loop. The stage
+keeps its own `train_one_epoch` and `train_step` (its loss); the loop calls the first on each
+epoch's batches and, after each epoch, the stage's `after_epoch` (fine-tuning: its tests).
 
 What a run keeps of each epoch (one line of `log.jsonl`, an entry of `last.pt`'s history, a W&B
 point): its running loss sums (`EpochSums`), the share of time spent waiting for data
