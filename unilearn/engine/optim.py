@@ -64,7 +64,8 @@ def param_groups(
     no_decay_rule: str = "1d_tokens",
 ) -> list[dict]:
     """Parameter groups with `weight_decay` and `lr_scale` keys (`unilearn.engine.step.set_lr`
-    multiplies by it); `no_decay_rule` picks the tensors without weight decay (see the module docstring)."""
+    multiplies by it); `no_decay_rule` picks the tensors without weight decay (see the module
+    docstring)."""
     if no_decay_rule not in NO_DECAY_RULES:
         raise ValueError(f"no_decay_rule {no_decay_rule!r}: expected one of {NO_DECAY_RULES}")
     num_layers = model.get_num_layers() if hasattr(model, "get_num_layers") else 0
