@@ -27,7 +27,7 @@ from unilearn import launch
 from unilearn.config import config_hash, save_resolved
 from unilearn.engine import distributed as D
 from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule
-from unilearn.engine.loader import TrainData, check_epoch_ended, rest_of_epoch
+from unilearn.engine.loader import check_epoch_ended, rest_of_epoch
 from unilearn.engine.optim import build_optimizer
 from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.step import step_context
@@ -80,7 +80,7 @@ class TrainingRun:
     def start(
         self,
         model: torch.nn.Module,
-        data: TrainData,
+        data,
         section,
         *,
         param_groups: dict[str, Any],
@@ -90,11 +90,13 @@ class TrainingRun:
         desc: str,
         find_unused_parameters: bool,
     ) -> None:
-        """The run of `model` on `data` by `section` (`cfg.pretrain` / `cfg.finetune`: epochs,
-        batch, lr schedule, AdamW, clipping, `last.pt` saves): AdamW (`param_groups`: the
-        stage's layer decay or no-decay rule), its schedule, the steps' context, the resume from
-        `last.pt` (refused when it belongs to another `identity`), DDP, the W&B run, the saves
-        (with `meta`, the checkpoints' meta) and the progress report (`desc`)."""
+        """The run of `model` on `data` (the stage's training set: `steps_per_epoch()` and
+        `batches(start, end, seed)`, `unilearn.engine.loader`) by `section` (`cfg.pretrain` /
+        `cfg.finetune`: epochs, batch, lr schedule, AdamW, clipping, `last.pt` saves): AdamW
+        (`param_groups`: the stage's layer decay or no-decay rule), its schedule, the steps'
+        context, the resume from `last.pt` (refused when it belongs to another `identity`), DDP,
+        the W&B run, the saves (with `meta`, the checkpoints' meta) and the progress report
+        (`desc`)."""
         cfg, info = self.cfg, self.info
         self.model, self.data, self.meta = model, data, meta
         self.steps_per_epoch = data.steps_per_epoch()
