@@ -14,7 +14,7 @@ from unilearn.catalogue import (
     FRAMINGS,
     STORE_DATASETS,
 )
-from unilearn.config.fields import DferDataset, PositiveInt, Strict, expand_path
+from unilearn.config.base import DferDataset, PositiveInt, Strict, expand_path
 
 
 class DatasetRoots(Strict):

@@ -17,9 +17,9 @@ from unilearn.catalogue import (
     SFER_RANDAUGMENT,
     TASKS,
 )
-from unilearn.config.errors import ConfigError, did_you_mean, format_errors
-from unilearn.config.fields import (
+from unilearn.config.base import (
     Arch,
+    ConfigError,
     DatasetName,
     Fraction,
     NonNegFloat,
@@ -28,7 +28,9 @@ from unilearn.config.fields import (
     Strict,
     Task,
     UnitFloat,
+    did_you_mean,
     expand_path,
+    format_errors,
 )
 
 

@@ -1,6 +1,6 @@
 """Mixture of Adapter Experts (paper Eq. 7-12): bottleneck adapter experts, their sparse
-mixture, the MoAE layer (MoAE parallel to the FFN), where the MoAE layers sit, and expert-usage
-counting (Figure 4a). The gate, the capacity and the generic dispatch are
+mixture, the MoAE layer (MoAE parallel to the FFN), expert-usage counting (Figure 4a) and the
+parameter counts of a mixture model (Table 3; `unilearn params` prints them). The gate, the capacity and the generic dispatch are
 `unilearn.models.routing`.
 
 Equation numbers are the paper's: Eq. 7 the adapter, Eq. 8 the mixture, Eq. 9-12 the layer.
@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unilearn.catalogue import ADAPTER_RATIO
+from unilearn.config import MoAEConfig
 from unilearn.models.routing import (
     NoisyTopKGate,
     Routing,
@@ -111,29 +114,16 @@ def dispatch_adapters(
 class MoAE(nn.Module):
     """Eq. 8: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely (only the k chosen
     adapters of a token run, and only within their capacity). In eval mode the capacity is
-    counted per `capacity_group` consecutive clips of the batch (None = the whole forward)."""
+    counted per `moae.capacity_group` consecutive clips of the batch (None = the whole
+    forward). The bottleneck is the catalogue's `ADAPTER_RATIO` of the width."""
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        n_experts: int,
-        top_k: int,
-        adapter_ratio: float,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        expert_residual: bool,
-        capacity_group: int | None = None,
-    ) -> None:
+    def __init__(self, dim: int, moae: MoAEConfig) -> None:
         super().__init__()
-        self.n_experts = n_experts
-        self.capacity_group = capacity_group
-        self.gate = NoisyTopKGate(
-            dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
-        )
+        self.n_experts = moae.n_experts
+        self.capacity_group = moae.capacity_group
+        self.gate = NoisyTopKGate(dim, moae)
         self.experts = nn.ModuleList(
-            Adapter(dim, adapter_ratio, expert_residual) for _ in range(n_experts)
+            Adapter(dim, ADAPTER_RATIO, moae.expert_residual) for _ in range(moae.n_experts)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -147,34 +137,12 @@ class MoAEBlock(Block):
     """Eq. 9-12, the MoAE layer: x' = x + MHSA(LN(x)) (Eq. 9); x_g = FFN(LN(x')) (Eq. 10);
     x_s = MoAE(LN(x')) (Eq. 11); out = x' + x_g + x_s (Eq. 12). The MoAE runs beside the FFN on
     the same LN(x'); it replaces nothing, so every pre-trained ViT weight keeps its key. Drop
-    path covers the sub-layer as a whole (as the authors' `BlockMoEAdapters`)."""
+    path covers the sub-layer as a whole (as the authors' `BlockMoEAdapters`). `block` are
+    `Block`'s arguments."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        *,
-        n_experts: int,
-        top_k: int,
-        adapter_ratio: float,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        expert_residual: bool,
-        capacity_group: int | None,
-    ) -> None:
-        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
-        self.moae = MoAE(
-            dim, n_experts=n_experts, top_k=top_k, adapter_ratio=adapter_ratio,
-            aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
-            capacity_factor=capacity_factor, expert_residual=expert_residual,
-            capacity_group=capacity_group,
-        )  # fmt: skip
+    def __init__(self, dim: int, num_heads: int, *, moae: MoAEConfig, **block: Any) -> None:
+        super().__init__(dim, num_heads, **block)
+        self.moae = MoAE(dim, moae)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
@@ -182,7 +150,7 @@ class MoAEBlock(Block):
         return x + self.drop_path(self.mlp(h) + self.moae(h))
 
 
-# -- expert usage (Figure 4a) ------------------------------------------------------------------
+# -- expert usage (Figure 4a) and parameter counts (Table 3) -----------------------------------
 _BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
@@ -231,3 +199,26 @@ def reset_expert_usage(model: nn.Module) -> None:
     """Zero the expert-usage counters of every gate in `model`."""
     for gate in _gates(model).values():
         gate.usage = None
+
+
+def _numel(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def count_parameters(model: nn.Module, task: str = "dfer") -> dict[str, int]:
+    """`{"total", "active"}` parameter counts of `model` (Table 3): every parameter, and the ones
+    one token of `task` uses at inference: k of the n experts of each gated block (MoAE or
+    MoE), the gate's Wg but not its noise weights, one head."""
+    total = _numel(model)
+    inactive = 0
+    for module in model.modules():
+        gate = getattr(module, "gate", None)
+        experts = getattr(module, "experts", None)
+        if isinstance(gate, NoisyTopKGate) and isinstance(experts, nn.ModuleList):
+            per_expert = [_numel(e) for e in experts]
+            # the n - k experts a token skips (experts are equal-sized; take the largest to be safe)
+            inactive += sum(sorted(per_expert)[: gate.n_experts - gate.top_k])
+            inactive += _numel(gate.w_noise)
+    other_head = {"dfer": "head_sfer", "sfer": "head"}[task]
+    inactive += _numel(getattr(model, other_head, None))
+    return {"total": total, "active": total - inactive}

@@ -8,38 +8,28 @@ dense ViT checkpoint copies its FFN into every expert (sparse upcycling; see che
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from timm.layers import Mlp
 from torch import nn
 
+from unilearn.config import MoAEConfig
 from unilearn.models.routing import NoisyTopKGate, dispatch, group_tokens
 from unilearn.models.vit import Block
 
 
 class MoEFFN(nn.Module):
-    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs)."""
+    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs);
+    the capacity in eval mode is counted per `moae.capacity_group` clips (see MoAE)."""
 
-    def __init__(
-        self,
-        dim: int,
-        hidden: int,
-        *,
-        n_experts: int,
-        top_k: int,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        capacity_group: int | None = None,
-        drop: float = 0.0,
-    ) -> None:
+    def __init__(self, dim: int, hidden: int, moae: MoAEConfig, drop: float) -> None:
         super().__init__()
-        self.n_experts = n_experts
-        self.capacity_group = capacity_group  # clips per capacity count in eval (see MoAE)
-        self.gate = NoisyTopKGate(
-            dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
-        )
+        self.n_experts = moae.n_experts
+        self.capacity_group = moae.capacity_group
+        self.gate = NoisyTopKGate(dim, moae)
         self.experts = nn.ModuleList(
-            Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop)) for _ in range(n_experts)
+            Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop)) for _ in range(moae.n_experts)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -50,28 +40,17 @@ class MoEFFN(nn.Module):
 
 
 class MoEBlock(Block):
-    """A ViT block whose FFN (`mlp`) is an `MoEFFN`."""
+    """A ViT block whose FFN (`mlp`) is an `MoEFFN`; `block` are `Block`'s other arguments."""
 
     def __init__(
         self,
         dim: int,
         num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
         *,
-        n_experts: int,
-        top_k: int,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        capacity_group: int | None,
+        moae: MoAEConfig,
+        mlp_ratio: float,
+        drop: float,
+        **block: Any,
     ) -> None:
-        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
-        self.mlp = MoEFFN(
-            dim, int(dim * mlp_ratio), n_experts=n_experts, top_k=top_k,
-            aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
-            capacity_factor=capacity_factor, capacity_group=capacity_group, drop=drop,
-        )  # fmt: skip
+        super().__init__(dim, num_heads, mlp_ratio=mlp_ratio, drop=drop, **block)
+        self.mlp = MoEFFN(dim, int(dim * mlp_ratio), moae, drop)

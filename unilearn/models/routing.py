@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
+from unilearn.config import MoAEConfig
+
 
 def init_linear(linear: nn.Linear) -> None:
     # the authors' fine-tune init, applied last to every Linear of their model (routers included)
@@ -97,26 +99,19 @@ class NoisyTopKGate(nn.Module):
     authors' term is never applied) and counts routed tokens on the device (`usage`). The gate
     runs in fp32 even under autocast: top-k on bf16 logits would tie far too often.
 
-    The arguments are those of `unilearn.config.MoAEConfig`, which holds their defaults and
-    checks them (1 <= top_k <= n_experts, ...) for the config and for `create_model`.
+    Its settings are the mixture's `unilearn.config.MoAEConfig` (count, k, loss coefficient,
+    noise, capacity factor), which holds their defaults and checks them (1 <= top_k <=
+    n_experts, ...).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        n_experts: int,
-        top_k: int,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        noise_epsilon: float = 0.0,
-    ) -> None:
+    def __init__(self, dim: int, moae: MoAEConfig, noise_epsilon: float = 0.0) -> None:
         super().__init__()
+        n_experts = moae.n_experts
         self.n_experts = n_experts
-        self.top_k = top_k
-        self.aux_loss_coef = aux_loss_coef
-        self.noisy_gating = noisy_gating
-        self.capacity_factor = capacity_factor
+        self.top_k = moae.top_k
+        self.aux_loss_coef = moae.aux_loss_coef
+        self.noisy_gating = moae.noisy_gating
+        self.capacity_factor = moae.capacity_factor
         self.noise_epsilon = noise_epsilon  # floor on the noise std (Shazeer's code: 1e-2)
         self.noise_in_eval = False  # Eq. 4's noise in eval mode too (`eval_noise`)
         self.w_gate = nn.Linear(dim, n_experts)
