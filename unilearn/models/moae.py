@@ -25,10 +25,10 @@ from torch import nn
 from unilearn.catalogue import ADAPTER_RATIO
 from unilearn.config import MoAEConfig
 from unilearn.models.routing import (
+    Mixture,
     NoisyTopKGate,
     Routing,
     expert_slices,
-    group_tokens,
     init_linear,
     slot_table,
 )
@@ -111,26 +111,19 @@ def dispatch_adapters(
     return out
 
 
-class MoAE(nn.Module):
+class MoAE(Mixture):
     """Eq. 8: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely (only the k chosen
-    adapters of a token run, and only within their capacity). In eval mode the capacity is
-    counted per `moae.capacity_group` consecutive clips of the batch (None = the whole
-    forward). The bottleneck is the catalogue's `ADAPTER_RATIO` of the width."""
+    adapters of a token run, and only within their capacity). The bottleneck is the
+    catalogue's `ADAPTER_RATIO` of the width."""
 
     def __init__(self, dim: int, moae: MoAEConfig) -> None:
-        super().__init__()
-        self.n_experts = moae.n_experts
-        self.capacity_group = moae.capacity_group
-        self.gate = NoisyTopKGate(dim, moae)
-        self.experts = nn.ModuleList(
+        adapters = (
             Adapter(dim, ADAPTER_RATIO, moae.expert_residual) for _ in range(moae.n_experts)
         )
+        super().__init__(dim, moae, adapters)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        routing = self.gate(x, group_tokens(self, shape))
-        return dispatch_adapters(x, routing, list(self.experts)).reshape(shape)
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return dispatch_adapters(x, routing, list(self.experts))
 
 
 class MoAEBlock(Block):

@@ -15,28 +15,21 @@ from timm.layers import Mlp
 from torch import nn
 
 from unilearn.config import MoAEConfig
-from unilearn.models.routing import NoisyTopKGate, dispatch, group_tokens
+from unilearn.models.routing import Mixture, Routing, dispatch
 from unilearn.models.vit import Block
 
 
-class MoEFFN(nn.Module):
-    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs);
-    the capacity in eval mode is counted per `moae.capacity_group` clips (see MoAE)."""
+class MoEFFN(Mixture):
+    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs)."""
 
     def __init__(self, dim: int, hidden: int, moae: MoAEConfig, drop: float) -> None:
-        super().__init__()
-        self.n_experts = moae.n_experts
-        self.capacity_group = moae.capacity_group
-        self.gate = NoisyTopKGate(dim, moae)
-        self.experts = nn.ModuleList(
+        ffns = (
             Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop)) for _ in range(moae.n_experts)
         )
+        super().__init__(dim, moae, ffns)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        routing = self.gate(x, group_tokens(self, shape))
-        return dispatch(x, routing, list(self.experts)).reshape(shape)
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return dispatch(x, routing, list(self.experts))
 
 
 class MoEBlock(Block):

@@ -10,7 +10,7 @@ token order (`capacity_factor=1.0`); docs/models.md lists where the paper's text
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -311,10 +311,25 @@ def whole_groups(batch_size: int, capacity_group: int | None) -> int:
     return -(-batch_size // capacity_group) * capacity_group
 
 
-def group_tokens(module: nn.Module, shape: torch.Size) -> int | None:
-    """Tokens per capacity group of a `[B, N, D]` forward: `capacity_group` clips in eval mode
-    (the authors' test forward holds 16 views), the whole forward in training (theirs)."""
-    group = getattr(module, "capacity_group", None)
-    if module.training or group is None or len(shape) < 3:
-        return None
-    return group * shape[-2]
+class Mixture(nn.Module):
+    """A gate and its experts (MoAE's adapters, ViT-MoE's FFNs): the tokens of a `[..., D]`
+    input routed (Eq. 4-5, capacity) and mixed by `combine` (Eq. 8). In eval mode the capacity
+    is counted per `moae.capacity_group` clips (the authors' test forward holds 16 views), in
+    training over the whole forward (theirs)."""
+
+    def __init__(self, dim: int, moae: MoAEConfig, experts: Iterable[nn.Module]) -> None:
+        super().__init__()
+        self.n_experts = moae.n_experts
+        self.capacity_group = moae.capacity_group
+        self.gate = NoisyTopKGate(dim, moae)
+        self.experts = nn.ModuleList(experts)  # built after the gate (the init's RNG order)
+
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        group = self.capacity_group
+        tokens = None if self.training or group is None or len(shape) < 3 else group * shape[-2]
+        return self.combine(x, self.gate(x, tokens)).reshape(shape)
