@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import Field, ValidationError, field_validator
 
 from unilearn.catalogue import gpu_peak_tflops
 from unilearn.config.base import Fraction, NonNegFloat, PositiveInt, Strict, format_errors

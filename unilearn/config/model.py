@@ -9,20 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from unilearn.catalogue import (
-    MOAE_POSITIONS,
-    MODEL_SIZES,
-    moae_block_indices,
-    model_name,
-)
+from unilearn.catalogue import MOAE_POSITIONS, MODEL_SIZES, moae_block_indices, model_name
 from unilearn.config.base import ConfigError, NonNegFloat, PositiveInt, Strict, validated
 
 

@@ -15,11 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from pydantic import (
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
 from unilearn.catalogue import DFER_DATASETS, FINETUNE_DATASETS, get_label_set, model_name
 from unilearn.config.base import ConfigError, Strict, did_you_mean, validated

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from unilearn.catalogue import (
-    DFER_RANDAUGMENT,
-    SFER_RANDAUGMENT,
-    TASKS,
-)
+from unilearn.catalogue import DFER_RANDAUGMENT, SFER_RANDAUGMENT, TASKS
 from unilearn.config.base import (
     Arch,
     ConfigError,

@@ -444,24 +444,33 @@ def save_checkpoint(
     torch_save({"model": model.state_dict(), "meta": full_meta, **extra}, path)
 
 
+def rebuild_model(
+    name: str, written: Mapping[str, Any], path: str | os.PathLike = "<checkpoint>"
+) -> nn.Module:
+    """`create_model(name, ...)` from model kwargs as a checkpoint writes them (`moae` as a
+    dict) or as those written before it and the authors' weights tell them (the flat
+    `n_experts`, `moae_position`, ...): `unilearn.config.typed_kwargs` reads both."""
+    from unilearn.models.registry import create_model  # registry imports the model modules
+
+    try:
+        kwargs = typed_kwargs(written)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: model kwargs {dict(written)}: {err}") from None
+    return create_model(name, **kwargs)
+
+
 def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model a unilearn checkpoint was saved from (`meta.model_name` and
     `meta.model_kwargs`: `moae` as a dict, or the flat `n_experts`, `moae_position`, ... of the
     checkpoints written before; `typed_kwargs` reads both), load its weights strictly, and
     return `(model.eval(), meta)`."""
-    from unilearn.models.registry import create_model  # registry imports the model modules
-
     state_dict, meta = split_checkpoint(read_checkpoint(path), path)
     if not meta or not meta.get("model_name"):
         raise CheckpointError(
             f"{path}: no meta.model_name, so not a unilearn checkpoint; for VideoMAE / MAE-DFER "
             "checkpoints create the model yourself and call load_pretrained(model, path)"
         )
-    try:
-        kwargs = typed_kwargs(meta.get("model_kwargs") or {})
-    except ConfigError as err:
-        raise CheckpointError(f"{path}: meta.model_kwargs: {err}") from None
-    model = create_model(meta["model_name"], **kwargs)
+    model = rebuild_model(meta["model_name"], meta.get("model_kwargs") or {}, path)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
-from unilearn.config import MoAEConfig, plain_kwargs
+from unilearn.config import MoAEConfig, PretrainConfig, plain_kwargs
 from unilearn.models.mae import MaskedAutoencoder
 from unilearn.models.moae import MoAEBlock
 from unilearn.models.moe import MoEBlock
@@ -48,11 +48,17 @@ EXPERT_BLOCKS: dict[str, type[nn.Module]] = {"unilearn": MoAEBlock, "vit_moe": M
 
 
 def _defaults(arch: str, size: str) -> dict[str, Any]:
-    """A family's defaults at a size: the catalogue's shape (and MAE decoder); a mixture also has
-    a second (SFER) head of 7 classes and the config's mixture (`MoAEConfig()`)."""
+    """A family's defaults at a size: the catalogue's shape; the MAE's decoder (the catalogue's)
+    and masking and loss (the config's `PretrainConfig`); a classifier's head of 7 classes; a
+    mixture also has a second (SFER) head of 7 classes and the config's mixture (`MoAEConfig()`)."""
     defaults = dict(SIZES[size])
     if arch == "mae":
-        defaults.update(DECODERS[size])
+        pt = PretrainConfig()
+        return defaults | DECODERS[size] | dict(
+            mask_ratio_video=pt.mask_ratio_video, mask_ratio_image=pt.mask_ratio_image,
+            masking=pt.masking, norm_pix_loss=pt.norm_pix_loss,
+        )  # fmt: skip
+    defaults["num_classes"] = 7  # a DFER head of DFEW's 7 classes
     if arch in EXPERT_BLOCKS:
         defaults.update(num_classes_sfer=7, moae=MoAEConfig(), expert_block=EXPERT_BLOCKS[arch])
     return defaults

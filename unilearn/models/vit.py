@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from unilearn.catalogue import TASKS, moae_block_indices
+from unilearn.catalogue import PATCH_SIZE, TASKS, moae_block_indices
 from unilearn.config import MoAEConfig
 
 LAYER_NORM_EPS = 1e-6  # VideoMAE registers its ViTs with LayerNorm(eps=1e-6)
@@ -154,23 +154,25 @@ class VisionTransformer(nn.Module):
 
     Input `[B, C, T, H, W]`, normalised. `T == num_frames` is a video; `T == tubelet_size` is an
     image (a frame repeated `tubelet_size` times), which uses the position table of temporal
-    index 0. Any other T is an error.
+    index 0. Any other T is an error. The shape and the heads are required: the registry gives
+    them (`create_model`, from the catalogue's sizes); the rest are VideoMAE's constants.
     """
 
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
+        *,
+        img_size: int,
+        num_frames: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        num_classes: int,
+        num_classes_sfer: int = 0,
+        patch_size: int = PATCH_SIZE,
         tubelet_size: int = 2,
-        num_frames: int = 16,
         in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
-        num_classes: int = 7,
-        num_classes_sfer: int = 0,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
