@@ -36,9 +36,9 @@ from unilearn.models.vit import (
 MASKINGS = ("random", "tube")
 
 
-def _check_ratio(mask_ratio: float) -> None:
+def _check_ratio(mask_ratio: float, name: str = "mask ratio") -> None:
     if not 0.0 <= mask_ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+        raise ValueError(f"{name} must be in [0, 1), got {mask_ratio}")
 
 
 def visible_per_slice(tokens_per_slice: int, mask_ratio: float) -> int:
@@ -243,12 +243,8 @@ class MaskedAutoencoder(nn.Module):
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        for name, ratio in (
-            ("mask_ratio_video", mask_ratio_video),
-            ("mask_ratio_image", mask_ratio_image),
-        ):
-            if not 0.0 <= ratio < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {ratio}")
+        _check_ratio(mask_ratio_video, "mask_ratio_video")
+        _check_ratio(mask_ratio_image, "mask_ratio_image")
         if masking not in MASKINGS:
             raise ValueError(f"masking {masking!r}: expected one of {MASKINGS}")
         self.masking = masking
