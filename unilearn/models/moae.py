@@ -116,11 +116,8 @@ class MoAE(Mixture):
     adapters of a token run, and only within their capacity). The bottleneck is the
     catalogue's `ADAPTER_RATIO` of the width."""
 
-    def __init__(self, dim: int, moae: MoAEConfig) -> None:
-        adapters = (
-            Adapter(dim, ADAPTER_RATIO, moae.expert_residual) for _ in range(moae.n_experts)
-        )
-        super().__init__(dim, moae, adapters)
+    def expert(self, dim: int, moae: MoAEConfig) -> Adapter:
+        return Adapter(dim, ADAPTER_RATIO, moae.expert_residual)
 
     def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         return dispatch_adapters(x, routing, list(self.experts))

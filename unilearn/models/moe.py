@@ -20,13 +20,11 @@ from unilearn.models.vit import Block
 
 
 class MoEFFN(Mixture):
-    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs)."""
+    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs):
+    `MoEFFN(dim, moae, hidden=..., drop=...)`."""
 
-    def __init__(self, dim: int, hidden: int, moae: MoAEConfig, drop: float) -> None:
-        ffns = (
-            Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop)) for _ in range(moae.n_experts)
-        )
-        super().__init__(dim, moae, ffns)
+    def expert(self, dim: int, moae: MoAEConfig, *, hidden: int, drop: float) -> nn.Module:
+        return Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop))
 
     def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         return dispatch(x, routing, list(self.experts))
@@ -46,4 +44,4 @@ class MoEBlock(Block):
         **block: Any,
     ) -> None:
         super().__init__(dim, num_heads, mlp_ratio=mlp_ratio, drop=drop, **block)
-        self.mlp = MoEFFN(dim, int(dim * mlp_ratio), moae, drop)
+        self.mlp = MoEFFN(dim, moae, hidden=int(dim * mlp_ratio), drop=drop)

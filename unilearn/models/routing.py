@@ -10,8 +10,9 @@ token order (`capacity_factor=1.0`); docs/models.md lists where the paper's text
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -315,14 +316,21 @@ class Mixture(nn.Module):
     """A gate and its experts (MoAE's adapters, ViT-MoE's FFNs): the tokens of a `[..., D]`
     input routed (Eq. 4-5, capacity) and mixed by `combine` (Eq. 8). In eval mode the capacity
     is counted per `moae.capacity_group` clips (the authors' test forward holds 16 views), in
-    training over the whole forward (theirs)."""
+    training over the whole forward (theirs). A subclass builds one expert (`expert`, given
+    `expert_args`) and mixes them (`combine`)."""
 
-    def __init__(self, dim: int, moae: MoAEConfig, experts: Iterable[nn.Module]) -> None:
+    def __init__(self, dim: int, moae: MoAEConfig, **expert_args: Any) -> None:
         super().__init__()
         self.n_experts = moae.n_experts
         self.capacity_group = moae.capacity_group
         self.gate = NoisyTopKGate(dim, moae)
-        self.experts = nn.ModuleList(experts)  # built after the gate (the init's RNG order)
+        # built after the gate (the init's RNG order)
+        self.experts = nn.ModuleList(
+            self.expert(dim, moae, **expert_args) for _ in range(moae.n_experts)
+        )
+
+    def expert(self, dim: int, moae: MoAEConfig, **expert_args: Any) -> nn.Module:
+        raise NotImplementedError
 
     def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
         raise NotImplementedError
