@@ -6,7 +6,7 @@ import torch
 
 from unilearn.config import MoAEConfig
 from unilearn.models import create_model, load_pretrained, save_checkpoint
-from unilearn.models.moe import MoEFFN
+from unilearn.models.moae import MoEFFN
 from unilearn.models.routing import dense_mixture
 
 

@@ -1,6 +1,12 @@
 """Mixture of Adapter Experts (paper Eq. 7-12): bottleneck adapter experts, their sparse
-mixture, the MoAE layer (MoAE parallel to the FFN), expert-usage counting (Figure 4a) and the
-parameter counts of a mixture model (Table 3; `unilearn params` prints them). The gate, the capacity and the generic dispatch are
+mixture, the MoAE layer (MoAE parallel to the FFN), the ViT-MoE baseline (Table 3: in the
+expert blocks the FFN is replaced by n FFN experts behind the same gate, capacity and settings),
+expert-usage counting (Figure 4a) and the parameter counts of a mixture model (Table 3;
+`unilearn params` prints them).
+
+ViT-MoE's keys: `blocks.N.mlp.gate.{w_gate,w_noise}.{weight,bias}`,
+`blocks.N.mlp.experts.E.{fc1,fc2}.*`. Loading a dense ViT checkpoint copies its FFN into every
+expert (sparse upcycling; see checkpoint.py). The gate, the capacity and the generic dispatch are
 `unilearn.models.routing`.
 
 Equation numbers are the paper's: Eq. 7 the adapter, Eq. 8 the mixture, Eq. 9-12 the layer.
@@ -20,6 +26,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Mlp
 from torch import nn
 
 from unilearn.catalogue import ADAPTER_RATIO
@@ -28,6 +35,7 @@ from unilearn.models.routing import (
     Mixture,
     NoisyTopKGate,
     Routing,
+    dispatch,
     expert_slices,
     init_linear,
     slot_table,
@@ -138,6 +146,35 @@ class MoAEBlock(Block):
         x = x + self.drop_path(self.attn(self.norm1(x)))
         h = self.norm2(x)
         return x + self.drop_path(self.mlp(h) + self.moae(h))
+
+
+# -- the ViT-MoE baseline (Table 3) ------------------------------------------------------------
+class MoEFFN(Mixture):
+    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs):
+    `MoEFFN(dim, moae, hidden=..., drop=...)`."""
+
+    def expert(self, dim: int, moae: MoAEConfig, *, hidden: int, drop: float) -> nn.Module:
+        return Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop))
+
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return dispatch(x, routing, list(self.experts))
+
+
+class MoEBlock(Block):
+    """A ViT block whose FFN (`mlp`) is an `MoEFFN`; `block` are `Block`'s other arguments."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        moae: MoAEConfig,
+        mlp_ratio: float,
+        drop: float,
+        **block: Any,
+    ) -> None:
+        super().__init__(dim, num_heads, mlp_ratio=mlp_ratio, drop=drop, **block)
+        self.mlp = MoEFFN(dim, moae, hidden=int(dim * mlp_ratio), drop=drop)
 
 
 # -- expert usage (Figure 4a) and parameter counts (Table 3) -----------------------------------

@@ -19,8 +19,7 @@ from torch import nn
 from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
 from unilearn.config import MoAEConfig, PretrainConfig, plain_kwargs
 from unilearn.models.mae import MaskedAutoencoder
-from unilearn.models.moae import MoAEBlock
-from unilearn.models.moe import MoEBlock
+from unilearn.models.moae import MoAEBlock, MoEBlock
 from unilearn.models.vit import VisionTransformer
 
 # Per size: the encoder (and, for the MAE, decoder) kwargs the catalogue's sizes stand for.
