@@ -1,7 +1,7 @@
 """Routing of a mixture of experts (paper Eq. 4-6 and 8): the noisy top-k gate with its
 optional load-balancing loss, expert capacity (per forward, or per group of clips at test time),
 and the sparse dispatch that runs each token through its k experts only. The MoAE layer
-(`unilearn.models.moae`) and ViT-MoE's FFN experts (`unilearn.models.moe`) share it.
+(`unilearn.models.moae`) and ViT-MoE's FFN experts (the same module) share it.
 
 As in the authors' released code (MSA-LMC/S4D, `finetune/s4d/videomae.py`, MoE type
 `moe_adapters`): router Linear layers with a bias, and an expert capacity of int(M k / n) tokens in
