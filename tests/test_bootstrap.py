@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from unilearn.cli import main as cli_main
-from unilearn.config.report import BootstrapConfig
+from unilearn.config import BootstrapConfig
 from unilearn.engine.aggregate import aggregate, classification_metrics
 from unilearn.report.bootstrap import (
     cell_counts,

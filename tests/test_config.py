@@ -192,13 +192,13 @@ def test_every_paper_experiment_resolves(demo, name):
     assert r.model_name.startswith(exp.arch + "_")
     assert set(r.labels) == set(r.tasks)
     has_moae = exp.arch in ("unilearn", "vit_moe")
-    assert ("n_experts" in r.model_kwargs) == has_moae
+    assert ("moae" in r.model_kwargs) == has_moae
     assert (r.model_kwargs["num_classes_sfer"] > 0) == ("sfer" in r.tasks)
     assert (r.model_kwargs["num_classes"] > 0) == ("dfer" in r.tasks)
 
 
 def test_ablations_are_config_only(demo):
-    assert demo.resolve_experiment("moae_early", "dfew").model_kwargs["moae_position"] == "early"
+    assert demo.resolve_experiment("moae_early", "dfew").model_kwargs["moae"].position == "early"
     assert demo.resolve_experiment("videomae", "mafw").model_kwargs["num_classes"] == 11
     r = demo.resolve_experiment("videomae", "dfew")
     assert (r.arch, r.pretrain_mode, r.tasks) == ("vit", "video", ("dfer",))

@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from unilearn.config import MoAEConfig
 from unilearn.engine.optim import adamw_kernel, build_optimizer, layer_id, param_groups
 from unilearn.engine.schedule import WarmupCosine, build_schedule, scaled_lr
 from unilearn.engine.step import set_lr
@@ -17,7 +18,9 @@ from unilearn.models import create_model
 
 @pytest.fixture(scope="module")
 def unilearn_tiny():
-    return create_model("unilearn_tiny_patch16_64", num_classes=7, num_classes_sfer=7, n_experts=4)
+    return create_model(
+        "unilearn_tiny_patch16_64", num_classes=7, num_classes_sfer=7, moae=MoAEConfig(n_experts=4)
+    )
 
 
 def _group_of(groups, model, name):

@@ -19,6 +19,7 @@ from test_models_checkpoint import (
     videomae_pretrain_state_dict,
 )
 
+from unilearn.config import typed_kwargs
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError, authors_model_kwargs
 
@@ -56,7 +57,7 @@ def save_like_authors(path, state_dict) -> None:
 
 
 def authors_unilearn(state_dict, **overrides):
-    return create_model("unilearn_tiny_patch16_64", **{**authors_model_kwargs(state_dict), **overrides})  # fmt: skip
+    return create_model("unilearn_tiny_patch16_64", **typed_kwargs({**authors_model_kwargs(state_dict), **overrides}))  # fmt: skip
 
 
 def test_model_shape_is_read_from_the_authors_weights():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from unilearn.config import MoAEConfig
 from unilearn.models import create_model, load_pretrained, model_from_checkpoint, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError
 
@@ -164,14 +165,16 @@ def test_unsafe_pickle_is_refused(tmp_path):
 
 
 def test_model_from_checkpoint_rebuilds_with_overrides(tmp_path):
-    model = create_model("unilearn_tiny_patch16_64", n_experts=4, moae_position=[1, 3]).eval()
+    model = create_model(
+        "unilearn_tiny_patch16_64", moae=MoAEConfig(n_experts=4, position=[1, 3])
+    ).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.01)
     labels = {"dfer": ["a"] * 7, "sfer": ["b"] * 7}
     save_checkpoint(tmp_path / "run.pt", model, {"labels": labels, "config_hash": "abc"}, epoch=3)
     rebuilt, meta = model_from_checkpoint(tmp_path / "run.pt")
-    assert meta["labels"] == labels and meta["model_kwargs"]["moae_position"] == [1, 3]
+    assert meta["labels"] == labels and meta["model_kwargs"]["moae"]["position"] == [1, 3]
     x = torch.randn(2, 3, 8, 64, 64)
     assert torch.equal(rebuilt(x, task="sfer"), model(x, task="sfer"))
     assert torch.load(tmp_path / "run.pt", weights_only=True)["epoch"] == 3

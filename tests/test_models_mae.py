@@ -208,3 +208,27 @@ def test_mae_bf16_autocast_on_cpu():
         out = model(torch.randn(2, 3, 8, 64, 64))
     out["loss"].backward()
     assert out["loss"].dtype == torch.float32 and torch.isfinite(out["loss"])
+
+
+def decoder_shape(mae) -> tuple[int, int, int]:
+    d = mae.decoder
+    return len(d.blocks), d.head.in_features, d.blocks[0].attn.num_heads
+
+
+def test_mae_decoder_is_the_sizes_changed_where_the_config_sets_it():
+    # one rule, as for the encoder: the catalogue's size, changed by `model.decoder.*` where set;
+    # so the config's MAE and `create_model` alone agree when the config sets nothing
+    from unilearn.config import Config
+
+    def mae(cfg: Config):
+        name, kwargs = cfg.mae_spec()
+        return create_model(name, **kwargs)
+
+    tiny = Config.model_validate({"model": {"size": "tiny"}})
+    with torch.device("meta"):
+        alone, via_config = create_model(MAE), mae(tiny)
+        deeper = mae(tiny.with_overrides(["model.decoder.depth=1"]))
+        base = mae(Config())
+    assert decoder_shape(alone) == decoder_shape(via_config) == (2, 96, 3)
+    assert decoder_shape(deeper) == (1, 96, 3)
+    assert decoder_shape(base) == (4, 384, 6)  # ViT-B's: VideoMAE's decoder

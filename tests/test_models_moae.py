@@ -8,20 +8,15 @@ import pytest
 import torch
 
 from unilearn.catalogue import moae_block_indices
-from unilearn.config import MoAEConfig
+from unilearn.config import MoAEConfig, typed_kwargs
 from unilearn.models import create_model, expert_usage, reset_expert_usage
 from unilearn.models.moae import Adapter, MoAE, MoAEBlock
 from unilearn.models.routing import NoisyTopKGate, dense_mixture, expert_capacity
 
-# The config's defaults (the modules take every setting as a required argument).
-DEFAULTS = MoAEConfig().model_dump(exclude={"position"})
-GATE_DEFAULTS = {
-    k: v for k, v in DEFAULTS.items() if k not in ("expert_residual", "capacity_group")
-}
 
-
+# The config's defaults (the modules take the mixture's settings as one required value).
 def make_gate(dim: int, **settings) -> NoisyTopKGate:
-    return NoisyTopKGate(dim, **{**GATE_DEFAULTS, **settings})
+    return NoisyTopKGate(dim, MoAEConfig(**settings))
 
 
 def random_moae(
@@ -33,10 +28,10 @@ def random_moae(
     aux_loss_coef: float = 0.0,
 ) -> MoAE:
     """A MoAE whose gate and adapters are far from their init, so routing is non-trivial."""
-    moae = MoAE(
-        dim, n_experts=n_experts, top_k=top_k, adapter_ratio=0.25, aux_loss_coef=aux_loss_coef,
-        noisy_gating=True, capacity_factor=capacity_factor, expert_residual=expert_residual,
-    )  # fmt: skip
+    moae = MoAE(dim, MoAEConfig(
+        n_experts=n_experts, top_k=top_k, aux_loss_coef=aux_loss_coef, noisy_gating=True,
+        capacity_factor=capacity_factor, expert_residual=expert_residual, capacity_group=None,
+    ))  # fmt: skip
     with torch.no_grad():
         for p in moae.parameters():
             p.normal_(0, 0.5)
@@ -204,13 +199,13 @@ def test_aux_loss_is_differentiable():
 
 
 def test_aux_loss_coefficient_scales_and_may_be_zero():
-    model = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.0)
+    model = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(aux_loss_coef=0.0))
     model(torch.randn(2, 3, 8, 64, 64))
     assert model.aux_loss().item() == 0.0
     torch.manual_seed(0)
-    a = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.01)
+    a = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(aux_loss_coef=0.01))
     torch.manual_seed(0)
-    b = create_model("unilearn_tiny_patch16_64", aux_loss_coef=0.02)
+    b = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(aux_loss_coef=0.02))
     x = torch.randn(2, 3, 8, 64, 64)
     torch.manual_seed(3)
     a(x)
@@ -247,9 +242,7 @@ def test_unilearn_model_puts_moae_in_later_blocks_beside_the_ffn():
 
 
 def test_moae_block_is_eq_9_to_12():
-    block = MoAEBlock(
-        dim=32, num_heads=4, **{**DEFAULTS, "n_experts": 4}, adapter_ratio=0.25
-    ).eval()
+    block = MoAEBlock(dim=32, num_heads=4, moae=MoAEConfig(n_experts=4)).eval()
     with torch.no_grad():
         for p in block.moae.parameters():
             p.normal_(0, 0.3)
@@ -262,7 +255,7 @@ def test_moae_block_is_eq_9_to_12():
 
 
 def test_expert_usage_counts_routed_tokens_and_resets():
-    model = create_model("unilearn_tiny_patch16_64", n_experts=4, top_k=2).eval()
+    model = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(n_experts=4, top_k=2)).eval()
     assert set(expert_usage(model)) == {2, 3}
     model(torch.randn(2, 3, 8, 64, 64))  # 2 x 64 tokens
     model(torch.randn(1, 3, 2, 64, 64))  # 16 image tokens
@@ -290,9 +283,15 @@ def test_model_defaults_are_the_config_defaults():
 
 
 def test_create_model_checks_the_moae_settings_by_the_config_rules():
+    # the mixture is one MoAEConfig, checked by the config's rules, also when read back from
+    # the flat kwargs that checkpoints recorded before (`typed_kwargs`)
     with pytest.raises(ValueError, match="top_k=9 must be <= n_experts=8"):
-        create_model("unilearn_tiny_patch16_64", top_k=9)
+        create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(top_k=9))
+    with pytest.raises(ValueError, match="top_k=9 must be <= n_experts=8"):
+        create_model("unilearn_tiny_patch16_64", **typed_kwargs({"top_k": 9}))
     with pytest.raises(ValueError, match="capacity_factor"):
-        create_model("vit_moe_tiny_patch16_64", capacity_factor=0)
+        create_model("vit_moe_tiny_patch16_64", **typed_kwargs({"capacity_factor": 0}))
     with pytest.raises(ValueError, match=r"moae_position \[0, 4\]"):
-        create_model("vit_moe_tiny_patch16_64", moae_position=[0, 4])
+        create_model("vit_moe_tiny_patch16_64", moae=MoAEConfig(position=[0, 4]))
+    with pytest.raises(ValueError, match=r"does not take \['top_k'\]"):
+        create_model("unilearn_tiny_patch16_64", top_k=1)  # one way in: `moae`

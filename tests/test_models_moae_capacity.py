@@ -10,6 +10,7 @@ import pytest
 import torch
 from test_models_moae import random_moae
 
+from unilearn.config import MoAEConfig
 from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import predict
@@ -105,12 +106,12 @@ def test_test_batches_hold_whole_capacity_groups():
 def test_model_default_counts_test_capacity_per_16_clips():
     model = create_model("unilearn_tiny_patch16_64")
     assert {m.capacity_group for m in model.modules() if hasattr(m, "capacity_group")} == {16}
-    assert create_model("unilearn_tiny_patch16_64", capacity_group=None).blocks[2].moae.capacity_group is None  # fmt: skip
+    assert create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(capacity_group=None)).blocks[2].moae.capacity_group is None  # fmt: skip
 
 
 def _trained_like(group: int | None):
     torch.manual_seed(6)
-    model = create_model("unilearn_tiny_patch16_64", capacity_group=group).eval()
+    model = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(capacity_group=group)).eval()
     with torch.no_grad():  # gates far from their init, so capacity really drops tokens
         for block in model.blocks[2:]:
             block.moae.gate.w_gate.weight.normal_(0, 1.0)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import torch
 
+from unilearn.config import MoAEConfig
 from unilearn.models import create_model, load_pretrained, save_checkpoint
-from unilearn.models.moe import MoEFFN
+from unilearn.models.moae import MoEFFN
 from unilearn.models.routing import dense_mixture
 
 
 def test_sparse_moe_equals_dense():
-    moe = MoEFFN(dim=32, hidden=64, n_experts=6, top_k=2, aux_loss_coef=0.0, noisy_gating=True,
-                 capacity_factor=1.0).eval()  # fmt: skip
+    moae = MoAEConfig(n_experts=6, top_k=2, aux_loss_coef=0.0, noisy_gating=True,
+                      capacity_factor=1.0, capacity_group=None)  # fmt: skip
+    moe = MoEFFN(dim=32, hidden=64, moae=moae, drop=0.0).eval()
     with torch.no_grad():
         moe.gate.w_gate.weight.normal_()
     x = torch.randn(3, 20, 32)
@@ -22,7 +24,7 @@ def test_sparse_moe_equals_dense():
 
 
 def test_moe_replaces_the_ffn_in_the_moae_blocks():
-    model = create_model("vit_moe_tiny_patch16_64", moae_position="early")
+    model = create_model("vit_moe_tiny_patch16_64", moae=MoAEConfig(position="early"))
     assert [type(b.mlp).__name__ for b in model.blocks] == ["MoEFFN", "MoEFFN", "Mlp", "Mlp"]
     keys = model.state_dict()
     assert "blocks.0.mlp.experts.7.fc2.weight" in keys and "blocks.0.mlp.fc1.weight" not in keys

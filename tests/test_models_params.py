@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from unilearn import cli
+from unilearn.config import MoAEConfig
 from unilearn.models import create_model, list_models
-from unilearn.models.params import count_parameters
+from unilearn.models.moae import count_parameters
 
 M = 1_000_000
 
@@ -33,7 +34,7 @@ def test_table3_param_counts(name, total, active):
 def test_active_counts_k_of_n_experts_and_not_the_gate_noise():
     with torch.device("meta"):
         dense = create_model("vit_tiny_patch16_64", num_classes_sfer=7)
-        moae = create_model("unilearn_tiny_patch16_64", n_experts=4, top_k=1)
+        moae = create_model("unilearn_tiny_patch16_64", moae=MoAEConfig(n_experts=4, top_k=1))
     d, r = 192, 48
     adapter = d * r + r + r * d + d
     blocks = 2  # later half of 4

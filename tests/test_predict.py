@@ -16,6 +16,7 @@ import torch
 
 from unilearn.catalogue import get_label_set
 from unilearn.cli import main as cli
+from unilearn.config import MoAEConfig
 from unilearn.data.decode import read_media
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 from unilearn.data.store import ClipStore
@@ -37,7 +38,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random UniLearn-tiny (DFER + SFER heads) saved as `unilearn finetune` saves one, with
     the store settings in its meta."""
     torch.manual_seed(0)
-    model = create_model("unilearn_tiny_patch16_64", img_size=32, num_frames=4, n_experts=2)
+    model = create_model(
+        "unilearn_tiny_patch16_64", img_size=32, num_frames=4, moae=MoAEConfig(n_experts=2)
+    )
     path = tmp_path_factory.mktemp("predict_ckpt") / "checkpoint.pt"
     meta = {"labels": {"dfer": DFEW, "sfer": AFFECTNET7}, "frame_stride": 2,
             "config_hash": "c0ffee", "preprocess": asdict(SETTINGS)}  # fmt: skip
@@ -243,7 +246,9 @@ def test_a_model_of_an_authors_mtcnn_store_predicts_on_the_same_framing(raw, tmp
     preprocess(tmp_path / "mafw.parquet", tmp_path / "store", settings, workers=0, progress=False)
     key = pd.read_parquet(tmp_path / "store" / "mafw.parquet")["store_key"].iloc[0]
     torch.manual_seed(0)
-    model = create_model("unilearn_tiny_patch16_64", img_size=32, num_frames=4, n_experts=2)
+    model = create_model(
+        "unilearn_tiny_patch16_64", img_size=32, num_frames=4, moae=MoAEConfig(n_experts=2)
+    )
     meta = {"labels": {"dfer": DFEW, "sfer": AFFECTNET7}, "frame_stride": 2,
             "preprocess": asdict(settings)}  # fmt: skip
     save_checkpoint(tmp_path / "checkpoint.pt", model, meta)

@@ -11,6 +11,7 @@ import json
 import torch
 from torch import nn
 
+from unilearn.config import MoAEConfig
 from unilearn.engine.training import EpochSums
 from unilearn.models.routing import NoisyTopKGate
 from unilearn.progress import PROGRESS_FILE, Progress, format_duration
@@ -36,9 +37,9 @@ class TinyRouted(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.blocks = nn.ModuleList([nn.Module()])
-        self.blocks[0].gate = NoisyTopKGate(
-            4, n_experts=3, top_k=1, aux_loss_coef=0.0, noisy_gating=True, capacity_factor=1.0
-        )
+        self.blocks[0].gate = NoisyTopKGate(4, MoAEConfig(
+            n_experts=3, top_k=1, aux_loss_coef=0.0, noisy_gating=True, capacity_factor=1.0
+        ))  # fmt: skip
         self.head = nn.Linear(4, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

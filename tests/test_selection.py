@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from unilearn.catalogue import FOLDS
+from unilearn.config import MoAEConfig
 from unilearn.data.frame_sampling import finetune_indices, validation_indices
 from unilearn.data.validation_split import Holdout, held_out
 from unilearn.engine.best_epoch import noise_seed
@@ -68,8 +69,8 @@ def test_authors_validation_clip_moves_with_the_epoch_and_is_reproducible():
 
 
 def test_router_noise_in_eval_only_when_asked():
-    gate = NoisyTopKGate(16, n_experts=8, top_k=2, aux_loss_coef=0.0, noisy_gating=True,
-                         capacity_factor=None).eval()  # fmt: skip
+    gate = NoisyTopKGate(16, MoAEConfig(n_experts=8, top_k=2, aux_loss_coef=0.0,
+                                        noisy_gating=True, capacity_factor=None)).eval()  # fmt: skip
     with torch.no_grad():
         gate.w_noise.weight.normal_()  # large noise: routing changes between draws
     x = torch.randn(256, 16)

@@ -108,7 +108,7 @@ def resolve_stage(
             "experiment": experiment, "dataset": dataset, "fold": fold,
             "arch": resolved.arch, "pretrain_mode": resolved.pretrain_mode,
             "tasks": list(resolved.tasks), "model_name": resolved.model_name,
-            "model_kwargs": resolved.model_kwargs,
+            "model_kwargs": resolved.plain_model_kwargs(),
             "init": cfg.pretrain.init.get(resolved.pretrain_mode),
         }  # fmt: skip
         effective = effective_schedule(section, world, steps) | {

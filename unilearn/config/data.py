@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import (
-    Field,
-    field_validator,
-)
+from pydantic import Field, field_validator
 
-from unilearn.catalogue import (
-    DFER_DATASETS,
-    FRAMINGS,
-    STORE_DATASETS,
-)
-from unilearn.config.fields import DferDataset, PositiveInt, Strict, expand_path
+from unilearn.catalogue import DFER_DATASETS, FRAMINGS, STORE_DATASETS
+from unilearn.config.base import DferDataset, PositiveInt, Strict, expand_path
 
 
 class DatasetRoots(Strict):

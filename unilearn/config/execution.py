@@ -1,19 +1,18 @@
-"""Where and how a run executes: `launcher:` (local or Slurm via submitit, per-stage resources and
-time limits), `wandb:` and `runtime:` (device, precision, threads, logging). Not hashed."""
+"""The sections a training's result does not depend on: where and how a run executes
+(`launcher:`, local or Slurm via submitit, per-stage resources and time limits; `wandb:`;
+`runtime:`, device, precision, threads, logging; not hashed), and `report:`, how the tables,
+figures and pooled metrics state their uncertainty (read by `unilearn aggregate` and `unilearn
+tables` only: not in the pre-training or fine-tuning config hash, so changing it re-runs no
+training)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-)
+from pydantic import Field, ValidationError, field_validator
 
 from unilearn.catalogue import gpu_peak_tflops
-from unilearn.config.errors import format_errors
-from unilearn.config.fields import NonNegFloat, PositiveInt, Strict
+from unilearn.config.base import Fraction, NonNegFloat, PositiveInt, Strict, format_errors
 
 
 class SlurmConfig(Strict):
@@ -95,3 +94,15 @@ class RuntimeConfig(Strict):
     # not part of the config hash (it changes no result)
     log_every: PositiveInt = 50
     compile: bool = False  # torch.compile the training model (CUDA; first steps compile)
+
+
+class BootstrapConfig(Strict):
+    # resamples of the test clips (within each fold, then pooled) behind every 95% interval and
+    # paired comparison (unilearn.report.bootstrap)
+    resamples: PositiveInt = 10_000
+    confidence: Fraction = 0.95  # of the percentile intervals
+    seed: Annotated[int, Field(ge=0)] = 0  # fixed: a table's intervals are reproducible
+
+
+class ReportConfig(Strict):
+    bootstrap: BootstrapConfig = BootstrapConfig()

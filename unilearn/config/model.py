@@ -1,45 +1,28 @@
-"""The `model:` section: size, shape, the MoAE / MoE mixture (its defaults are written here once
-and `create_model` checks its kwargs with the same rules) and the MAE decoder."""
+"""The `model:` section: size, shape, the MoAE / MoE mixture and the MAE decoder.
+
+`MoAEConfig` is the mixture's one value: its defaults are written here once, and the models take
+it whole (`create_model(name, moae=...)` -> the ViT -> each expert block -> the gate).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from unilearn.catalogue import (
-    MOAE_POSITIONS,
-    MODEL_SIZES,
-    moae_block_indices,
-)
-from unilearn.config.errors import validated
-from unilearn.config.fields import NonNegFloat, PositiveInt, Strict
-
-# MoAEConfig as flat model kwargs: the same names; `position` is prefixed (a ViT also has position
-# tables). The plain-ViT baseline has no experts; ViT-MoE's FFN experts have no inner residual.
-_FLAT_NAMES = {"position": "moae_position"}
-_GATED = (
-    "n_experts",
-    "top_k",
-    "position",
-    "aux_loss_coef",
-    "noisy_gating",
-    "capacity_factor",
-    "capacity_group",
-)
-_MODEL_KEYS = {"vit": (), "vit_moe": _GATED, "unilearn": (*_GATED, "expert_residual")}
+from unilearn.catalogue import MOAE_POSITIONS, MODEL_SIZES, moae_block_indices, model_name
+from unilearn.config.base import ConfigError, NonNegFloat, PositiveInt, Strict, validated
 
 
 class MoAEConfig(Strict):
     """Mixture of Adapter Experts (Eq. 4-12); ViT-MoE uses the same count, k, positions, gate and
     capacity. Defaults follow the authors' code (MSA-LMC/S4D); docs/models.md lists where the
-    paper's text differs and the key that selects the text's variant."""
+    paper's text differs and the key that selects the text's variant. Frozen: the models keep
+    the value they were built with. ViT-MoE's FFN experts have no inner residual (it does not
+    read `expert_residual`)."""
+
+    model_config = ConfigDict(frozen=True)
 
     n_experts: PositiveInt = 8
     top_k: PositiveInt = 2
@@ -69,26 +52,14 @@ class MoAEConfig(Strict):
             raise ValueError(f"top_k={v} must be <= n_experts={n}")
         return v
 
-    # -- as the models' kwargs (`unilearn.models.create_model`) ----------------------------------
-
-    def model_kwargs(self, arch: str) -> dict[str, Any]:
-        """This section as the flat constructor kwargs of a model of `arch`."""
-        return {_FLAT_NAMES.get(k, k): getattr(self, k) for k in _MODEL_KEYS[arch]}
-
-    @classmethod
-    def from_model_kwargs(cls, kwargs: Mapping[str, Any]) -> MoAEConfig:
-        """The section behind flat model kwargs (the others ignored), validated by this schema:
-        what `create_model` uses for its defaults and checks, so both are written once."""
-        names = {_FLAT_NAMES.get(k, k): k for k in cls.model_fields}
-        return validated({k: kwargs[f] for f, k in names.items() if f in kwargs}, cls)
-
 
 class DecoderConfig(Strict):
-    """The MAE decoder (VideoMAE default: 4 blocks, width 384, 6 heads)."""
+    """The MAE decoder: the size's (the catalogue's: base = VideoMAE's 4 blocks, width 384, 6
+    heads), changed by the keys set here (null = the size's), as the encoder."""
 
-    depth: PositiveInt = 4
-    width: PositiveInt = 384
-    heads: PositiveInt = 6
+    depth: PositiveInt | None = None
+    width: PositiveInt | None = None
+    heads: PositiveInt | None = None
 
 
 class ModelConfig(Strict):
@@ -135,5 +106,65 @@ class ModelConfig(Strict):
 
     def encoder_kwargs(self) -> dict[str, int]:
         """The encoder-shape kwargs that differ from the size's defaults."""
-        given = {"embed_dim": self.width, "depth": self.depth, "num_heads": self.heads}
-        return {key: value for key, value in given.items() if value is not None}
+        return _given(embed_dim=self.width, depth=self.depth, num_heads=self.heads)
+
+    def model_args(
+        self, arch: str, labels: Mapping[str, Sequence[str]]
+    ) -> tuple[str, dict[str, Any]]:
+        """Registered name + `create_model` kwargs of a fine-tune model of `arch` with heads for
+        `labels`; a mixture (`unilearn`, `vit_moe`) gets `moae`, this section's one value."""
+        # `head` serves DFER and `head_sfer` SFER; a head without classes is absent (an SFER-only
+        # model has num_classes=0), so `model(x, task=batch["task"])` always hits the right one.
+        kwargs: dict[str, Any] = {
+            "num_classes": len(labels.get("dfer", ())),
+            "num_classes_sfer": len(labels.get("sfer", ())),
+            "img_size": self.input_size,
+            "num_frames": self.num_frames,
+            "tubelet_size": self.tubelet_size,
+            "drop_path_rate": self.drop_path,
+            **self.encoder_kwargs(),
+        }
+        if arch in MIXTURE_ARCHS:
+            kwargs["moae"] = self.moae
+        return model_name(arch, self.size), kwargs
+
+    def decoder_kwargs(self) -> dict[str, int]:
+        """The MAE decoder kwargs that differ from the size's defaults."""
+        d = self.decoder
+        return _given(decoder_depth=d.depth, decoder_embed_dim=d.width, decoder_num_heads=d.heads)
+
+
+def _given(**values: int | None) -> dict[str, int]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+# The classifiers with a mixture of experts in some blocks (UniLearn: MoAE beside the FFN;
+# ViT-MoE: FFN experts instead of the FFN); both take `moae`.
+MIXTURE_ARCHS = ("unilearn", "vit_moe")
+
+
+# -- a model's kwargs written down (checkpoint meta, `unilearn config`) and read back ----------
+# The mixture's settings as flat model kwargs, as `create_model` took them and checkpoints
+# recorded them before `moae` travelled as one value: the same names, `position` prefixed.
+_FLAT_NAMES = {"moae_position": "position"}
+
+
+def plain_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Model kwargs as written down: `moae` as its dict (JSON, and what `torch.load` with
+    `weights_only` reads back)."""
+    return {k: v.model_dump(mode="json") if k == "moae" else v for k, v in kwargs.items()}
+
+
+def typed_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Written model kwargs -> `create_model`'s: `moae` as a `MoAEConfig` (validated here), from
+    its dict or from the flat names of the checkpoints written before (`n_experts=4,
+    moae_position=[0, 2]`; also the `unilearn params` command line)."""
+    flat_names = (set(MoAEConfig.model_fields) - set(_FLAT_NAMES.values())) | set(_FLAT_NAMES)
+    flat = {_FLAT_NAMES.get(k, k): v for k, v in kwargs.items() if k in flat_names}
+    out = {k: v for k, v in kwargs.items() if k not in flat_names}
+    given = out.get("moae")
+    if flat and given is not None:
+        raise ConfigError(f"model kwargs name the mixture twice: moae and {sorted(flat)}")
+    if flat or isinstance(given, Mapping):
+        out["moae"] = validated(flat or given, MoAEConfig)
+    return out

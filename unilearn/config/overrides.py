@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from unilearn.config.errors import ConfigError, did_you_mean
+from unilearn.config.base import ConfigError, did_you_mean
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 

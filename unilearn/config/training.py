@@ -5,21 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from unilearn.catalogue import (
-    DFER_RANDAUGMENT,
-    SFER_RANDAUGMENT,
-    TASKS,
-)
-from unilearn.config.errors import ConfigError, did_you_mean, format_errors
-from unilearn.config.fields import (
+from unilearn.catalogue import DFER_RANDAUGMENT, SFER_RANDAUGMENT, TASKS
+from unilearn.config.base import (
     Arch,
+    ConfigError,
     DatasetName,
     Fraction,
     NonNegFloat,
@@ -28,7 +19,9 @@ from unilearn.config.fields import (
     Strict,
     Task,
     UnitFloat,
+    did_you_mean,
     expand_path,
+    format_errors,
 )
 
 

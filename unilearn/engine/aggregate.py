@@ -109,7 +109,7 @@ def aggregate(paths: list[Path], expect_folds: int | None = None, bootstrap=None
     """Pooled UAR/WAR + confusion matrix of the given prediction files, with the bootstrap
     interval of `bootstrap` (a `report.bootstrap` section; None: its defaults)."""
     from unilearn.catalogue import get_label_set
-    from unilearn.config.report import BootstrapConfig
+    from unilearn.config import BootstrapConfig
     from unilearn.report.bootstrap import pooled_interval
     from unilearn.report.uncertainty import by_fold
 

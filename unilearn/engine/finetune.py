@@ -249,7 +249,7 @@ def _meta(
     meta = {} if preprocess is None else {"preprocess": preprocess}
     return meta | {
         "model_name": resolved.model_name,
-        "model_kwargs": dict(resolved.model_kwargs),
+        "model_kwargs": resolved.plain_model_kwargs(),
         "labels": {head: list(names) for head, names in resolved.labels.items()},
         "num_frames": m.num_frames,
         "input_size": m.input_size,

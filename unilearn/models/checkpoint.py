@@ -24,6 +24,7 @@ from torch import nn
 
 from unilearn.atomic import torch_save
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
+from unilearn.config import ConfigError, typed_kwargs
 from unilearn.models.mae import MaskedAutoencoder
 
 STATE_DICT_KEYS = ("model", "module", "state_dict", "model_state")  # where checkpoints keep weights
@@ -221,8 +222,9 @@ def from_authors_layout(state_dict: Mapping[str, torch.Tensor]) -> dict[str, tor
 def authors_model_kwargs(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     """What an authors' fine-tuned state dict tells about the model: `num_classes` (the video
     head), `num_classes_sfer` (the image head), and, when it has MoAE layers, `n_experts` and
-    `moae_position` (their block indices). Top-k and capacity are not in the weights: the
-    authors' scripts use k = 2 and capacity 1.0, which are our defaults."""
+    `moae_position` (their block indices), written as flat kwargs (`unilearn.config.typed_kwargs`
+    reads them into `moae`). Top-k and capacity are not in the weights: the authors' scripts use
+    k = 2 and capacity 1.0, which are our defaults."""
     kwargs: dict[str, Any] = {}
     if "head.video.weight" in state_dict:
         kwargs["num_classes"] = int(state_dict["head.video.weight"].shape[0])
@@ -442,18 +444,33 @@ def save_checkpoint(
     torch_save({"model": model.state_dict(), "meta": full_meta, **extra}, path)
 
 
-def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model a unilearn checkpoint was saved from (`meta.model_name` and
-    `meta.model_kwargs`), load its weights strictly, and return `(model.eval(), meta)`."""
+def rebuild_model(
+    name: str, written: Mapping[str, Any], path: str | os.PathLike = "<checkpoint>"
+) -> nn.Module:
+    """`create_model(name, ...)` from model kwargs as a checkpoint writes them (`moae` as a
+    dict) or as those written before it and the authors' weights tell them (the flat
+    `n_experts`, `moae_position`, ...): `unilearn.config.typed_kwargs` reads both."""
     from unilearn.models.registry import create_model  # registry imports the model modules
 
+    try:
+        kwargs = typed_kwargs(written)
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: model kwargs {dict(written)}: {err}") from None
+    return create_model(name, **kwargs)
+
+
+def model_from_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model a unilearn checkpoint was saved from (`meta.model_name` and
+    `meta.model_kwargs`: `moae` as a dict, or the flat `n_experts`, `moae_position`, ... of the
+    checkpoints written before; `typed_kwargs` reads both), load its weights strictly, and
+    return `(model.eval(), meta)`."""
     state_dict, meta = split_checkpoint(read_checkpoint(path), path)
     if not meta or not meta.get("model_name"):
         raise CheckpointError(
             f"{path}: no meta.model_name, so not a unilearn checkpoint; for VideoMAE / MAE-DFER "
             "checkpoints create the model yourself and call load_pretrained(model, path)"
         )
-    model = create_model(meta["model_name"], **meta.get("model_kwargs", {}))
+    model = rebuild_model(meta["model_name"], meta.get("model_kwargs") or {}, path)
     try:
         model.load_state_dict(state_dict, strict=True)
     except RuntimeError as err:

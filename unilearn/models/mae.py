@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
 
-from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE
 from unilearn.models.vit import (
     LAYER_NORM_EPS,
     Block,
@@ -36,9 +36,9 @@ from unilearn.models.vit import (
 MASKINGS = ("random", "tube")
 
 
-def _check_ratio(mask_ratio: float) -> None:
+def _check_ratio(mask_ratio: float, name: str = "mask ratio") -> None:
     if not 0.0 <= mask_ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+        raise ValueError(f"{name} must be in [0, 1), got {mask_ratio}")
 
 
 def visible_per_slice(tokens_per_slice: int, mask_ratio: float) -> int:
@@ -216,36 +216,35 @@ class MaskedAutoencoder(nn.Module):
 
     `x` is normalised `[B, C, T, H, W]`: T = num_frames is a video batch (mask_ratio_video),
     T = tubelet_size an image batch (mask_ratio_image; position table of temporal index 0).
+    The masking and the loss's settings are required (the registry gives the config's,
+    `unilearn.config.PretrainConfig`), and so are the shapes (the catalogue's sizes).
     """
 
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
+        *,
+        mask_ratio_video: float,
+        mask_ratio_image: float,
+        masking: Literal["random", "tube"],
+        norm_pix_loss: bool,
+        img_size: int,
+        num_frames: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        decoder_embed_dim: int,
+        decoder_depth: int,
+        decoder_num_heads: int,
+        patch_size: int = PATCH_SIZE,
         tubelet_size: int = 2,
-        num_frames: int = 16,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
         mlp_ratio: float = 4.0,
-        decoder_embed_dim: int = 384,
-        decoder_depth: int = 4,
-        decoder_num_heads: int = 6,
         drop_path_rate: float = 0.0,
-        mask_ratio_video: float = 0.95,
-        mask_ratio_image: float = 0.90,
-        norm_pix_loss: bool = True,
-        masking: Literal["random", "tube"] = "random",
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:
         super().__init__()
-        for name, ratio in (
-            ("mask_ratio_video", mask_ratio_video),
-            ("mask_ratio_image", mask_ratio_image),
-        ):
-            if not 0.0 <= ratio < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {ratio}")
+        _check_ratio(mask_ratio_video, "mask_ratio_video")
+        _check_ratio(mask_ratio_image, "mask_ratio_image")
         if masking not in MASKINGS:
             raise ValueError(f"masking {masking!r}: expected one of {MASKINGS}")
         self.masking = masking

@@ -1,6 +1,12 @@
 """Mixture of Adapter Experts (paper Eq. 7-12): bottleneck adapter experts, their sparse
-mixture, the MoAE layer (MoAE parallel to the FFN), where the MoAE layers sit, and expert-usage
-counting (Figure 4a). The gate, the capacity and the generic dispatch are
+mixture, the MoAE layer (MoAE parallel to the FFN), the ViT-MoE baseline (Table 3: in the
+expert blocks the FFN is replaced by n FFN experts behind the same gate, capacity and settings),
+expert-usage counting (Figure 4a) and the parameter counts of a mixture model (Table 3;
+`unilearn params` prints them).
+
+ViT-MoE's keys: `blocks.N.mlp.gate.{w_gate,w_noise}.{weight,bias}`,
+`blocks.N.mlp.experts.E.{fc1,fc2}.*`. Loading a dense ViT checkpoint copies its FFN into every
+expert (sparse upcycling; see checkpoint.py). The gate, the capacity and the generic dispatch are
 `unilearn.models.routing`.
 
 Equation numbers are the paper's: Eq. 7 the adapter, Eq. 8 the mixture, Eq. 9-12 the layer.
@@ -16,16 +22,21 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import Mlp
 from torch import nn
 
+from unilearn.catalogue import ADAPTER_RATIO
+from unilearn.config import MoAEConfig
 from unilearn.models.routing import (
+    Mixture,
     NoisyTopKGate,
     Routing,
+    dispatch,
     expert_slices,
-    group_tokens,
     init_linear,
     slot_table,
 )
@@ -108,73 +119,28 @@ def dispatch_adapters(
     return out
 
 
-class MoAE(nn.Module):
+class MoAE(Mixture):
     """Eq. 8: MoAE(x) = sum_i G(x)_i Adapter_i(x), computed sparsely (only the k chosen
-    adapters of a token run, and only within their capacity). In eval mode the capacity is
-    counted per `capacity_group` consecutive clips of the batch (None = the whole forward)."""
+    adapters of a token run, and only within their capacity). The bottleneck is the
+    catalogue's `ADAPTER_RATIO` of the width."""
 
-    def __init__(
-        self,
-        dim: int,
-        *,
-        n_experts: int,
-        top_k: int,
-        adapter_ratio: float,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        expert_residual: bool,
-        capacity_group: int | None = None,
-    ) -> None:
-        super().__init__()
-        self.n_experts = n_experts
-        self.capacity_group = capacity_group
-        self.gate = NoisyTopKGate(
-            dim, n_experts, top_k, aux_loss_coef, noisy_gating, capacity_factor
-        )
-        self.experts = nn.ModuleList(
-            Adapter(dim, adapter_ratio, expert_residual) for _ in range(n_experts)
-        )
+    def expert(self, dim: int, moae: MoAEConfig) -> Adapter:
+        return Adapter(dim, ADAPTER_RATIO, moae.expert_residual)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])
-        routing = self.gate(x, group_tokens(self, shape))
-        return dispatch_adapters(x, routing, list(self.experts)).reshape(shape)
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return dispatch_adapters(x, routing, list(self.experts))
 
 
 class MoAEBlock(Block):
     """Eq. 9-12, the MoAE layer: x' = x + MHSA(LN(x)) (Eq. 9); x_g = FFN(LN(x')) (Eq. 10);
     x_s = MoAE(LN(x')) (Eq. 11); out = x' + x_g + x_s (Eq. 12). The MoAE runs beside the FFN on
     the same LN(x'); it replaces nothing, so every pre-trained ViT weight keeps its key. Drop
-    path covers the sub-layer as a whole (as the authors' `BlockMoEAdapters`)."""
+    path covers the sub-layer as a whole (as the authors' `BlockMoEAdapters`). `block` are
+    `Block`'s arguments."""
 
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        *,
-        n_experts: int,
-        top_k: int,
-        adapter_ratio: float,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        expert_residual: bool,
-        capacity_group: int | None,
-    ) -> None:
-        super().__init__(dim, num_heads, mlp_ratio, qkv_bias, drop, attn_drop, drop_path)
-        self.moae = MoAE(
-            dim, n_experts=n_experts, top_k=top_k, adapter_ratio=adapter_ratio,
-            aux_loss_coef=aux_loss_coef, noisy_gating=noisy_gating,
-            capacity_factor=capacity_factor, expert_residual=expert_residual,
-            capacity_group=capacity_group,
-        )  # fmt: skip
+    def __init__(self, dim: int, num_heads: int, *, moae: MoAEConfig, **block: Any) -> None:
+        super().__init__(dim, num_heads, **block)
+        self.moae = MoAE(dim, moae)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x)))
@@ -182,7 +148,36 @@ class MoAEBlock(Block):
         return x + self.drop_path(self.mlp(h) + self.moae(h))
 
 
-# -- expert usage (Figure 4a) ------------------------------------------------------------------
+# -- the ViT-MoE baseline (Table 3) ------------------------------------------------------------
+class MoEFFN(Mixture):
+    """FFN(x) replaced by sum_i G(x)_i FFN_i(x), sparse (each token runs only its k FFNs):
+    `MoEFFN(dim, moae, hidden=..., drop=...)`."""
+
+    def expert(self, dim: int, moae: MoAEConfig, *, hidden: int, drop: float) -> nn.Module:
+        return Mlp(dim, hidden, act_layer=nn.GELU, drop=(0.0, drop))
+
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        return dispatch(x, routing, list(self.experts))
+
+
+class MoEBlock(Block):
+    """A ViT block whose FFN (`mlp`) is an `MoEFFN`; `block` are `Block`'s other arguments."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        *,
+        moae: MoAEConfig,
+        mlp_ratio: float,
+        drop: float,
+        **block: Any,
+    ) -> None:
+        super().__init__(dim, num_heads, mlp_ratio=mlp_ratio, drop=drop, **block)
+        self.mlp = MoEFFN(dim, moae, hidden=int(dim * mlp_ratio), drop=drop)
+
+
+# -- expert usage (Figure 4a) and parameter counts (Table 3) -----------------------------------
 _BLOCK_INDEX = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
@@ -231,3 +226,26 @@ def reset_expert_usage(model: nn.Module) -> None:
     """Zero the expert-usage counters of every gate in `model`."""
     for gate in _gates(model).values():
         gate.usage = None
+
+
+def _numel(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def count_parameters(model: nn.Module, task: str = "dfer") -> dict[str, int]:
+    """`{"total", "active"}` parameter counts of `model` (Table 3): every parameter, and the ones
+    one token of `task` uses at inference: k of the n experts of each gated block (MoAE or
+    MoE), the gate's Wg but not its noise weights, one head."""
+    total = _numel(model)
+    inactive = 0
+    for module in model.modules():
+        gate = getattr(module, "gate", None)
+        experts = getattr(module, "experts", None)
+        if isinstance(gate, NoisyTopKGate) and isinstance(experts, nn.ModuleList):
+            per_expert = [_numel(e) for e in experts]
+            # the n - k experts a token skips (experts are equal-sized; take the largest to be safe)
+            inactive += sum(sorted(per_expert)[: gate.n_experts - gate.top_k])
+            inactive += _numel(gate.w_noise)
+    other_head = {"dfer": "head_sfer", "sfer": "head"}[task]
+    inactive += _numel(getattr(model, other_head, None))
+    return {"total": total, "active": total - inactive}

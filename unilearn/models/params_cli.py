@@ -18,9 +18,9 @@ from typing import Any
 import torch
 import yaml
 
-from unilearn.engine.cli_args import add_params_arguments as add_arguments  # noqa: F401
-from unilearn.models.params import count_parameters
-from unilearn.models.registry import create_model
+from unilearn.config import MIXTURE_ARCHS, typed_kwargs
+from unilearn.models.moae import count_parameters
+from unilearn.models.registry import create_model, model_arch
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -37,6 +37,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def main(args: argparse.Namespace) -> int:
     try:
         overrides = parse_overrides(args.overrides)
+        if model_arch(args.model) in MIXTURE_ARCHS:  # its settings by their flat names -> `moae`
+            overrides = typed_kwargs(overrides)
         with torch.device("meta"):
             model = create_model(args.model, **overrides)
     except ValueError as err:

@@ -1,7 +1,7 @@
 """Routing of a mixture of experts (paper Eq. 4-6 and 8): the noisy top-k gate with its
 optional load-balancing loss, expert capacity (per forward, or per group of clips at test time),
 and the sparse dispatch that runs each token through its k experts only. The MoAE layer
-(`unilearn.models.moae`) and ViT-MoE's FFN experts (`unilearn.models.moe`) share it.
+(`unilearn.models.moae`) and ViT-MoE's FFN experts (the same module) share it.
 
 As in the authors' released code (MSA-LMC/S4D, `finetune/s4d/videomae.py`, MoE type
 `moe_adapters`): router Linear layers with a bias, and an expert capacity of int(M k / n) tokens in
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from torch import nn
+
+from unilearn.config import MoAEConfig
 
 
 def init_linear(linear: nn.Linear) -> None:
@@ -97,26 +100,19 @@ class NoisyTopKGate(nn.Module):
     authors' term is never applied) and counts routed tokens on the device (`usage`). The gate
     runs in fp32 even under autocast: top-k on bf16 logits would tie far too often.
 
-    The arguments are those of `unilearn.config.MoAEConfig`, which holds their defaults and
-    checks them (1 <= top_k <= n_experts, ...) for the config and for `create_model`.
+    Its settings are the mixture's `unilearn.config.MoAEConfig` (count, k, loss coefficient,
+    noise, capacity factor), which holds their defaults and checks them (1 <= top_k <=
+    n_experts, ...).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        n_experts: int,
-        top_k: int,
-        aux_loss_coef: float,
-        noisy_gating: bool,
-        capacity_factor: float | None,
-        noise_epsilon: float = 0.0,
-    ) -> None:
+    def __init__(self, dim: int, moae: MoAEConfig, noise_epsilon: float = 0.0) -> None:
         super().__init__()
+        n_experts = moae.n_experts
         self.n_experts = n_experts
-        self.top_k = top_k
-        self.aux_loss_coef = aux_loss_coef
-        self.noisy_gating = noisy_gating
-        self.capacity_factor = capacity_factor
+        self.top_k = moae.top_k
+        self.aux_loss_coef = moae.aux_loss_coef
+        self.noisy_gating = moae.noisy_gating
+        self.capacity_factor = moae.capacity_factor
         self.noise_epsilon = noise_epsilon  # floor on the noise std (Shazeer's code: 1e-2)
         self.noise_in_eval = False  # Eq. 4's noise in eval mode too (`eval_noise`)
         self.w_gate = nn.Linear(dim, n_experts)
@@ -316,10 +312,32 @@ def whole_groups(batch_size: int, capacity_group: int | None) -> int:
     return -(-batch_size // capacity_group) * capacity_group
 
 
-def group_tokens(module: nn.Module, shape: torch.Size) -> int | None:
-    """Tokens per capacity group of a `[B, N, D]` forward: `capacity_group` clips in eval mode
-    (the authors' test forward holds 16 views), the whole forward in training (theirs)."""
-    group = getattr(module, "capacity_group", None)
-    if module.training or group is None or len(shape) < 3:
-        return None
-    return group * shape[-2]
+class Mixture(nn.Module):
+    """A gate and its experts (MoAE's adapters, ViT-MoE's FFNs): the tokens of a `[..., D]`
+    input routed (Eq. 4-5, capacity) and mixed by `combine` (Eq. 8). In eval mode the capacity
+    is counted per `moae.capacity_group` clips (the authors' test forward holds 16 views), in
+    training over the whole forward (theirs). A subclass builds one expert (`expert`, given
+    `expert_args`) and mixes them (`combine`)."""
+
+    def __init__(self, dim: int, moae: MoAEConfig, **expert_args: Any) -> None:
+        super().__init__()
+        self.n_experts = moae.n_experts
+        self.capacity_group = moae.capacity_group
+        self.gate = NoisyTopKGate(dim, moae)
+        # built after the gate (the init's RNG order)
+        self.experts = nn.ModuleList(
+            self.expert(dim, moae, **expert_args) for _ in range(moae.n_experts)
+        )
+
+    def expert(self, dim: int, moae: MoAEConfig, **expert_args: Any) -> nn.Module:
+        raise NotImplementedError
+
+    def combine(self, x: torch.Tensor, routing: Routing) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        group = self.capacity_group
+        tokens = None if self.training or group is None or len(shape) < 3 else group * shape[-2]
+        return self.combine(x, self.gate(x, tokens)).reshape(shape)

@@ -4,19 +4,22 @@ are 1-slice videos (T = tubelet).
 
 State-dict keys: `patch_embed.proj.*`, `blocks.N.{norm1, attn.qkv, attn.q_bias, attn.v_bias,
 attn.proj, norm2, mlp.fc1, mlp.fc2}`, `fc_norm.*`, `head.*` (+ `head_sfer.*`, MoAE/MoE keys).
+
+The classification heads (paper Eq. 13): MLP_V for DFER (`head`, VideoMAE's name, so its
+fine-tuned heads load) and MLP_I for SFER (`head_sfer`), both on the pooled, fc-normed features.
+Each head is one linear layer, as VideoMAE's: the paper calls them MLP heads without giving a
+hidden width, and a single layer keeps VideoMAE checkpoints (and its baseline) exact.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath, Mlp, trunc_normal_
 from torch import nn
 
-from unilearn.catalogue import TASKS, moae_block_indices
-from unilearn.models.heads import build_head
+from unilearn.catalogue import PATCH_SIZE, TASKS, moae_block_indices
+from unilearn.config import MoAEConfig
 
 LAYER_NORM_EPS = 1e-6  # VideoMAE registers its ViTs with LayerNorm(eps=1e-6)
 
@@ -50,12 +53,7 @@ class PatchEmbed(nn.Module):
     """Tubelet embedding: a Conv3d with kernel = stride = (tubelet, patch, patch)."""
 
     def __init__(
-        self,
-        img_size: int = 160,
-        patch_size: int = 16,
-        tubelet_size: int = 2,
-        in_chans: int = 3,
-        embed_dim: int = 768,
+        self, img_size: int, patch_size: int, tubelet_size: int, in_chans: int, embed_dim: int
     ) -> None:
         super().__init__()
         if img_size % patch_size:
@@ -140,46 +138,54 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-BlockFn = Callable[..., nn.Module]
+def build_head(dim: int, num_classes: int) -> nn.Module:
+    """A linear classifier `dim -> num_classes`; `nn.Identity` when `num_classes == 0`
+    (a feature extractor, as timm and VideoMAE do)."""
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    return nn.Linear(dim, num_classes) if num_classes > 0 else nn.Identity()
 
 
 class VisionTransformer(nn.Module):
     """VideoMAE's fine-tune ViT (mean pooling + `fc_norm` + linear `head`) with an optional second
-    head for SFER (`head_sfer`) and optional expert blocks (`expert_block_fn`: MoAE or MoE) at
-    `moae_position` (a name of `catalogue.MOAE_POSITIONS` or block indices).
+    head for SFER (`head_sfer`) and optional expert blocks (`expert_block`: MoAE or MoE, each
+    built with the mixture's settings `moae`) at `moae.position` (a name of
+    `catalogue.MOAE_POSITIONS` or block indices).
 
     Input `[B, C, T, H, W]`, normalised. `T == num_frames` is a video; `T == tubelet_size` is an
     image (a frame repeated `tubelet_size` times), which uses the position table of temporal
-    index 0. Any other T is an error.
+    index 0. Any other T is an error. The shape and the heads are required: the registry gives
+    them (`create_model`, from the catalogue's sizes); the rest are VideoMAE's constants.
     """
 
     def __init__(
         self,
-        img_size: int = 160,
-        patch_size: int = 16,
+        *,
+        img_size: int,
+        num_frames: int,
+        embed_dim: int,
+        depth: int,
+        num_heads: int,
+        num_classes: int,
+        num_classes_sfer: int = 0,
+        patch_size: int = PATCH_SIZE,
         tubelet_size: int = 2,
-        num_frames: int = 16,
         in_chans: int = 3,
-        embed_dim: int = 768,
-        depth: int = 12,
-        num_heads: int = 12,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
-        num_classes: int = 7,
-        num_classes_sfer: int = 0,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         head_drop_rate: float = 0.0,
         init_scale: float = 0.001,
-        moae_position: str | Sequence[int] | None = None,
-        expert_block_fn: BlockFn | None = None,
+        moae: MoAEConfig | None = None,
+        expert_block: type[Block] | None = None,
     ) -> None:
         super().__init__()
         if num_frames % tubelet_size:
             raise ValueError(f"num_frames {num_frames} is not a multiple of tubelet {tubelet_size}")
-        if (moae_position is None) != (expert_block_fn is None):
-            raise ValueError("moae_position and expert_block_fn go together")
+        if (moae is None) != (expert_block is None):
+            raise ValueError("moae and expert_block go together")
         self.num_frames = num_frames
         self.img_size = img_size
         self.tubelet_size = tubelet_size
@@ -192,8 +198,8 @@ class VisionTransformer(nn.Module):
         self.register_buffer("pos_embed", sinusoid_position_table(n_tokens, embed_dim), False)
         self.pos_drop = nn.Dropout(drop_rate)
 
-        # the blocks built by `expert_block_fn` (MoAE or MoE), by the catalogue's rule
-        self.moae_blocks = () if moae_position is None else moae_block_indices(depth, moae_position)
+        # the blocks built by `expert_block` (MoAE or MoE), by the catalogue's rule
+        self.moae_blocks = () if moae is None else moae_block_indices(depth, moae.position)
         dpr = drop_path_rates(drop_path_rate, depth)
         common = dict(
             dim=embed_dim,
@@ -204,7 +210,9 @@ class VisionTransformer(nn.Module):
             attn_drop=attn_drop_rate,
         )
         self.blocks = nn.ModuleList(
-            (expert_block_fn if i in self.moae_blocks else Block)(**common, drop_path=dpr[i])
+            expert_block(**common, drop_path=dpr[i], moae=moae)
+            if i in self.moae_blocks
+            else Block(**common, drop_path=dpr[i])
             for i in range(depth)
         )
         self.fc_norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)

@@ -33,6 +33,7 @@ from unilearn.models.checkpoint import (
     load_pretrained,
     model_from_checkpoint,
     read_checkpoint,
+    rebuild_model,
     split_checkpoint,
 )
 
@@ -192,7 +193,7 @@ def imported_model(
     into `model_name` with `classes` for its DFER head: `(model.eval(), labels per head)`.
     Every key of the model must load (`load_pretrained(complete=True)`), else `CheckpointError`
     names the keys and the likely cause."""
-    from unilearn.models.registry import allowed_overrides, create_model
+    from unilearn.models.registry import model_arch
 
     path = Path(path)
     if model_name.startswith("mae_"):
@@ -210,7 +211,7 @@ def imported_model(
                 f"{path}: its video head has {found['num_classes']} classes, but --labels "
                 f"names {len(classes)}"
             )
-        if "n_experts" in found and "expert_residual" not in allowed_overrides(model_name):
+        if "n_experts" in found and model_arch(model_name) != "unilearn":
             raise CheckpointError(
                 f"{path}: cannot run as {model_name} with {len(classes)} classes: the authors' "
                 f"checkpoint has MoAE layers (blocks {found['moae_position']}); use a unilearn_* "
@@ -219,7 +220,7 @@ def imported_model(
         kwargs.update(found)
         if found.get("num_classes_sfer") == len(get_label_set("affectnet7").classes):
             labels["sfer"] = list(get_label_set("affectnet7").classes)  # the authors' SFER set
-    model = create_model(model_name, **kwargs)
+    model = rebuild_model(model_name, kwargs, path)
     try:
         load_pretrained(model, path, complete=True)
     except CheckpointError as err:

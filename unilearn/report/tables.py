@@ -205,7 +205,7 @@ def _parameter_counts(table: spec.TableSpec, cfg) -> dict[str, dict[str, float]]
     import torch
 
     from unilearn.models import create_model
-    from unilearn.models.params import count_parameters
+    from unilearn.models.moae import count_parameters
 
     # The paper's shape: ViT-B/16, 16 x 160^2, 8 experts, top-2 (its Table 3 counts).
     vit_b = cfg.with_overrides(
