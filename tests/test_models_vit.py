@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unilearn.models import create_model
-from unilearn.models.vit import Attention, sinusoid_position_table
+from unilearn.models.vit import Attention, attend, sinusoid_position_table
 
 TINY = "vit_tiny_patch16_64"
 
@@ -125,3 +125,22 @@ def test_bf16_autocast_forward_backward_on_cpu():
     loss.backward()
     assert torch.isfinite(loss)
     assert model.blocks[-1].moae.gate.w_gate.weight.grad is not None
+
+
+def test_cpu_bf16_attention_is_sdpa_written_out():
+    """In bf16 on CPU the attention runs as two matmuls (faster there than torch's flash kernel);
+    its values and gradients are SDPA's to bf16 precision, and fp32 still goes through SDPA."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 50, 16) for _ in range(3))
+    half = [t.bfloat16().requires_grad_() for t in (q, k, v)]
+    ours = attend(*half, dropout_p=0.0)
+    ours.float().square().sum().backward()
+    ref = [t.clone().requires_grad_() for t in (q, k, v)]
+    expect = torch.nn.functional.scaled_dot_product_attention(*ref)
+    expect.square().sum().backward()
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), expect, atol=3e-2, rtol=3e-2)
+    for got, want in zip(half, ref, strict=True):
+        torch.testing.assert_close(got.grad.float(), want.grad, atol=6e-2, rtol=6e-2)
+    exact = attend(q, k, v, dropout_p=0.0)  # fp32: the fused kernel, bit for bit
+    assert torch.equal(exact, torch.nn.functional.scaled_dot_product_attention(q, k, v))
