@@ -177,7 +177,7 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
             table = load_store_table(root / "store", "dfew", 1, "train")
             dataset = ClipDataset(root / "store", table, mode="train", num_frames=shape["frames"],
                                   input_size=shape["img"], frame_stride=4,
-                                  randaug=loader_bench_module.RANDAUG)  # fmt: skip
+                                  transform=loader_bench_module.train_transform(shape["img"]))  # fmt: skip
             _, finetune_per_core = loader_bench_module.rate(
                 lambda i: dataset[(i, i)], items, len(table)
             )

@@ -11,12 +11,12 @@ import threading
 
 import pytest
 import torch
-from _stores import build_tiny_store
+from _stores import build_tiny_store, finetune_loader
 from torch.utils.data import Dataset
 
-from unilearn.data.loaders import TrainSet, build_finetune_loader
+from unilearn.data.loaders import RunBatches, TrainSet
 from unilearn.data.samplers import JointBatchSampler
-from unilearn.engine.loader import RunBatches, TrainData
+from unilearn.engine.loader import fetch_ahead
 from unilearn.engine.prefetch import Prefetcher
 
 
@@ -58,8 +58,8 @@ def test_run_batches_resume_mid_epoch_across_epoch_boundaries():
 
 def test_a_sampler_resumes_from_the_step_position_alone():
     def sampler():
-        return JointBatchSampler(dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1,
-                                 world_size=2)  # fmt: skip
+        return JointBatchSampler(dfer_size=37, sfer_size=90, batch_size=4, sfer_proportion=0.5,
+                                 seed=3, rank=1, world_size=2, sfer_batch_factor=1)  # fmt: skip
 
     n = len(sampler())
     full = list(RunBatches(sampler(), 0, 6 * n))
@@ -74,18 +74,18 @@ AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_e
 @pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
 def test_a_resumed_run_loads_the_rest_of_the_uninterrupted_runs_clips(tmp_path, recipe):
     store = build_tiny_store(tmp_path)
-    train = build_finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5,
-                                  num_frames=8, input_size=32, batch_size=4, **recipe)  # fmt: skip
+    train = finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5,
+                            num_frames=8, input_size=32, batch_size=4, **recipe)  # fmt: skip
     n = len(train)
-    reference = list(TrainData(train).run(2 * n - 2, 3 * n, seed=5))  # from the end of epoch 1
-    resumed = list(TrainData(train).run(2 * n + 1, 3 * n, seed=5))  # killed after step 2n + 1
+    reference = list(train.run(2 * n - 2, 3 * n, seed=5))  # from the end of epoch 1
+    resumed = list(train.run(2 * n + 1, 3 * n, seed=5))  # killed after step 2n + 1
     assert len(resumed) == len(reference) - 3 > 0
     for got, want in zip(resumed, reference[3:]):
         assert got["task"] == want["task"] and torch.equal(got["x"], want["x"])
 
 
 def test_the_loader_workers_start_once_per_run():
-    data = TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate, num_workers=1))
+    data = TrainSet(WhoLoads(), EpochSampler(), _collate, 1, False, fetch_ahead())
     batches = list(data.run(3, 15, seed=0))
     assert [b["items"] for b in batches] == list(RunBatches(EpochSampler(), 3, 15))
     pids = set().union(*(b["pids"] for b in batches))
@@ -96,7 +96,7 @@ def test_the_loader_never_draws_from_the_global_rng():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    list(TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate)).run(0, 7, seed=1))
+    list(TrainSet(WhoLoads(), EpochSampler(), _collate, 0, False, fetch_ahead()).run(0, 7, seed=1))
     assert torch.equal(torch.rand(3), expected)
 
 

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from unilearn.catalogue import DFER_RANDAUGMENT
 from unilearn.data.frame_sampling import (
     eval_indices,
     finetune_indices,
@@ -37,7 +36,6 @@ from unilearn.data.transforms import (
     EvalClipTransform,
     PretrainClipTransform,
     ResizedCropPretrainTransform,
-    TrainClipTransform,
 )
 
 log = logging.getLogger(__name__)
@@ -64,12 +62,12 @@ class ClipDataset(Dataset):
         store: str | Path | ClipStore,
         table: pd.DataFrame,
         mode: str,
-        num_frames: int = 16,
-        input_size: int = 160,
-        frame_stride: int = 4,
-        randaug: str | None = DFER_RANDAUGMENT,
-        n_clips: int = 2,
+        *,
+        num_frames: int,
+        input_size: int,
+        frame_stride: int,
         transform=None,
+        n_clips: int = 1,
         views: int = 1,
         crop_on_device: bool = False,
         placement_seed: int | None = None,
@@ -104,12 +102,12 @@ class ClipDataset(Dataset):
         self._ids = ids.astype(str).tolist()
         if transform is not None:
             self.transform = transform
-        elif mode == "train":
-            self.transform = TrainClipTransform(input_size, randaug)
         elif mode in ("pretrain", "pretrain_image"):
-            self.transform = PretrainClipTransform(input_size)
-        else:
+            self.transform = PretrainClipTransform(input_size)  # VideoMAE's multi-scale crop
+        elif mode == "eval":
             self.transform = EvalClipTransform(input_size)
+        else:  # the fine-tuning augmentation is the config's (`TrainClipTransform`)
+            raise ValueError("ClipDataset mode 'train' needs its transform (a TrainClipTransform)")
         self.substitutions = 0
 
     def __len__(self) -> int:

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from unilearn.catalogue import DFER_RANDAUGMENT, IMAGENET_MEAN, IMAGENET_STD, SFER_RANDAUGMENT
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.data.erasing import random_erase
 from unilearn.data.randaugment import (
     GEOMETRIC_OPS,
@@ -126,7 +126,8 @@ RANDAUG_ORDERS = ("before_crop", "after_crop")
 
 class TrainClipTransform:
     """Fine-tuning augmentation `[C, T, H, W]` -> torch uint8 `[C, T, S, S]`: random resized crop
-    (scale 0.08-1, ratio 3/4-4/3, as VideoMAE/MAE-DFER), horizontal flip, RandAugment (timm string).
+    (area `scale`, `finetune.crop_scale`; ratio 3/4-4/3, as VideoMAE/MAE-DFER), horizontal flip,
+    RandAugment (timm string), random erasing with probability `erasing`.
 
     `randaug_order`: `before_crop` = the authors' video pipeline (their `kinetics.py`
     `_aug_frame`: RandAugment on the whole frame, then the random resized crop and the flip), so
@@ -143,12 +144,13 @@ class TrainClipTransform:
     def __init__(
         self,
         input_size: int,
-        randaug: str | None = DFER_RANDAUGMENT,
-        scale: tuple[float, float] = (0.08, 1.0),
+        randaug: str | None,
+        *,
+        scale: tuple[float, float],
+        erasing: float,
+        randaug_order: str,
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: float = 0.5,
-        erasing: float = 0.0,
-        randaug_order: str = "before_crop",
     ) -> None:
         if randaug_order not in RANDAUG_ORDERS:
             raise ValueError(f"randaug_order {randaug_order!r}: expected one of {RANDAUG_ORDERS}")
@@ -234,14 +236,16 @@ class ResizeCropImageTransform(TrainClipTransform):
         self,
         input_size: int,
         resize: int,
-        randaug: str | None = SFER_RANDAUGMENT,
+        randaug: str | None,
+        *,
+        erasing: float,
         hflip: float = 0.5,
-        erasing: float = 0.0,
     ) -> None:
         if resize < input_size:
             raise ValueError(f"resize={resize} must be >= input_size={input_size}")
-        super().__init__(input_size, randaug, hflip=hflip, erasing=erasing,
-                         randaug_order="after_crop")  # fmt: skip
+        # scale: unused, `_crop` below is this transform's own
+        super().__init__(input_size, randaug, scale=(1.0, 1.0), erasing=erasing,
+                         randaug_order="after_crop", hflip=hflip)  # fmt: skip
         self.resize = resize
 
     def _crop(self, h: int, w: int, rng: random.Random) -> np.ndarray:
