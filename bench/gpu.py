@@ -161,7 +161,7 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
 
     from unilearn.data.clip_dataset import ClipDataset
     from unilearn.data.preprocess import PreprocessSettings, preprocess
-    from unilearn.data.store_table import load_store_table
+    from unilearn.data.store import load_store_table
 
     clips, frames = (2, 36) if tiny else (16, 80)
     items = 6 if tiny else 160

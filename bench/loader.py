@@ -42,7 +42,7 @@ from store_formats import face_clip  # noqa: E402
 from unilearn.config.training import FinetuneConfig  # noqa: E402
 from unilearn.data.clip_dataset import ClipDataset  # noqa: E402
 from unilearn.data.preprocess import PreprocessSettings, preprocess  # noqa: E402
-from unilearn.data.store_table import load_store_table  # noqa: E402
+from unilearn.data.store import load_store_table  # noqa: E402
 from unilearn.data.transforms import TrainClipTransform  # noqa: E402
 
 NUM_FRAMES, STRIDE, INPUT, SHORT_SIDE = 16, 4, 160, 176

@@ -18,7 +18,7 @@ from unilearn.data.frame_sampling import eval_indices, finetune_indices, pretrai
 from unilearn.data.mixup import ClipMixup
 from unilearn.data.randaugment import parse_randaug
 from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler
-from unilearn.data.store_table import load_store_table
+from unilearn.data.store import load_store_table
 from unilearn.data.transforms import EvalClipTransform, TrainClipTransform, normalize
 
 KW = {"num_frames": 8, "input_size": 32, "batch_size": 4}
@@ -259,7 +259,7 @@ def test_sfer_batch_factor_makes_image_batches_larger_and_counts_steps_by_them()
 
 
 def test_random_erasing_cuts_one_box_shared_by_every_frame():
-    from unilearn.data.erasing import random_erase
+    from unilearn.data.transforms import random_erase
 
     clip = np.full((3, 4, 32, 32), 7, np.uint8)
     out = random_erase(clip.copy(), 1.0, random.Random(0), "zero")

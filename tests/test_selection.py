@@ -100,7 +100,7 @@ def store(tmp_path_factory):
 def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(store):
     from _stores import eval_loader, finetune_loader
 
-    from unilearn.data.store_table import load_store_table
+    from unilearn.data.store import load_store_table
 
     for fold in (1, 2):
         holdout = Holdout("dfew", 0.5, seed=0)

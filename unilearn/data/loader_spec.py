@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from unilearn.data.samplers import JointBatchSampler, PretrainBatchSampler
-from unilearn.data.store_table import load_store_table
+from unilearn.data.store import load_store_table
 from unilearn.data.validation_split import Holdout
 
 

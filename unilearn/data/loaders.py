@@ -1,6 +1,6 @@
 """The loaders the engine calls: `build_finetune_loader`, `build_pretrain_loader` and
 `build_eval_loader` put the `ClipDataset`s (`unilearn.data.clip_dataset`) of store tables
-(`unilearn.data.store_table.load_store_table`) behind a batch sampler (`unilearn.data.samplers`)
+(`unilearn.data.store.load_store_table`) behind a batch sampler (`unilearn.data.samplers`)
 and a collation (`unilearn.data.batches`). The training ones hand over the parts (a `TrainSet`:
 dataset, batch sampler, collation, workers; the engine makes one DataLoader per run of them),
 the test one a DataLoader.
@@ -34,7 +34,7 @@ from unilearn.data.loader_spec import (
     pretrain_rows,
     pretrain_sampler,
 )
-from unilearn.data.store_table import load_store_table
+from unilearn.data.store import load_store_table
 from unilearn.data.transforms import (
     EvalClipTransform,
     ResizeCropImageTransform,

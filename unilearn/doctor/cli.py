@@ -16,8 +16,8 @@ from pathlib import Path
 
 from unilearn.atomic import write_text
 from unilearn.data.native import READERS
+from unilearn.doctor import ERROR
 from unilearn.doctor.diagnose import diagnose, format_markdown, format_text
-from unilearn.doctor.findings import ERROR
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 
