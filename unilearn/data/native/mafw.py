@@ -11,9 +11,7 @@ from unilearn.data.native.common import (
     SPLITS,
     NativeRead,
     finish_frame_folders,
-    read_lines,
     require_dir,
-    require_file,
     require_root,
     split_file_entries,
 )
@@ -48,21 +46,11 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     entries = []
     for fold in FOLDS["mafw"]:
         for split in SPLITS:
-            rel = split_file(split, fold, split_dir)
-            lines = read_lines(
-                require_file(root / rel, "MAFW", f"the fold-{fold} {split} split file"), "MAFW"
-            )
             entries += split_file_entries(
-                out,
-                rel,
-                lines,
-                first_line=1,
-                fold=fold,
-                split=split,
-                parse=_parse_line,
-                expected="<id>.mp4 <label name>",
+                out, split_file(split, fold, split_dir), f"the fold-{fold} {split} split file",
+                fold=fold, split=split, parse=_parse_line, expected="<id>.mp4 <label name>",
                 frames_dir=FRAMES_DIR,
-            )
+            )  # fmt: skip
     return finish_frame_folders(
         out, entries, MAFW, FOLDS["mafw"], FRAMES_DIR, "MAFW", workers, progress
     )
