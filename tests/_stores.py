@@ -65,8 +65,12 @@ def build_tiny_store(root: Path, n_dfer: int = 12, n_images: int = 40, n_videos:
 # ---- the loaders as the engine builds them: the config's defaults, a test's keys over them -------
 
 _MODEL_KEYS, _DATA_KEYS = {"num_frames", "input_size"}, {"num_workers"}
-_PRETRAIN_MODES = {("affectnet", "voxceleb2"): "image+video", ("voxceleb2", "voxceleb2"): "video+video",
-                   (None, "voxceleb2"): "video", ("affectnet", None): "image"}  # fmt: skip
+_PRETRAIN_MODES = {
+    ("affectnet", "voxceleb2"): "image+video",
+    ("voxceleb2", "voxceleb2"): "video+video",
+    (None, "voxceleb2"): "video",
+    ("affectnet", None): "image",
+}
 
 
 def _config(stage: str, keys: dict):
@@ -81,8 +85,12 @@ def _config(stage: str, keys: dict):
     pick = lambda names: {k: keys[k] for k in names if k in keys}  # noqa: E731
     section = {"finetune": FinetuneConfig, "pretrain": PretrainConfig}[stage]
     rest = {k: v for k, v in keys.items() if k not in _MODEL_KEYS | _DATA_KEYS | {"seed"}}
-    return SimpleNamespace(model=ModelConfig(**pick(_MODEL_KEYS)), data=DataConfig(**pick(_DATA_KEYS)),
-                           seed=keys.get("seed", 0), **{stage: section(**rest)})  # fmt: skip
+    return SimpleNamespace(
+        model=ModelConfig(**pick(_MODEL_KEYS)),
+        data=DataConfig(**pick(_DATA_KEYS)),
+        seed=keys.get("seed", 0),
+        **{stage: section(**rest)},
+    )
 
 
 def finetune_loader(store, dfer, sfer, *, fold=None, holdout=None, rank=0, world_size=1, **keys):
@@ -93,8 +101,16 @@ def finetune_loader(store, dfer, sfer, *, fold=None, holdout=None, rank=0, world
     from unilearn.engine.loader import fetch_ahead, finetune_spec
 
     resolved = SimpleNamespace(dfer_dataset=dfer, sfer_dataset=sfer)
-    spec = finetune_spec(_config("finetune", keys), resolved, fold, Path(store), holdout,
-                         rank=rank, world_size=world_size, pin_memory=False)  # fmt: skip
+    spec = finetune_spec(
+        _config("finetune", keys),
+        resolved,
+        fold,
+        Path(store),
+        holdout,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=False,
+    )
     return build_finetune_loader(spec, fetch_ahead())
 
 
@@ -103,8 +119,14 @@ def pretrain_loader(store, image, video, *, rank=0, world_size=1, **keys):
     from unilearn.data.loaders import build_pretrain_loader
     from unilearn.engine.loader import fetch_ahead, pretrain_spec
 
-    spec = pretrain_spec(_config("pretrain", keys), _PRETRAIN_MODES[image, video], Path(store),
-                         rank=rank, world_size=world_size, pin_memory=False)  # fmt: skip
+    spec = pretrain_spec(
+        _config("pretrain", keys),
+        _PRETRAIN_MODES[image, video],
+        Path(store),
+        rank=rank,
+        world_size=world_size,
+        pin_memory=False,
+    )
     return build_pretrain_loader(spec, fetch_ahead())
 
 
@@ -117,9 +139,19 @@ def eval_loader(store, dataset, **keys):
     from unilearn.data.loaders import build_eval_loader
 
     m, ev = ModelConfig(), EvaluateConfig()
-    defaults = {"fold": None, "split": "test", "task": "dfer", "num_frames": m.num_frames,
-                "input_size": m.input_size, "batch_size": ev.batch_size,
-                "num_workers": DataConfig().num_workers, "n_clips": ev.n_clips,
-                "frame_stride": FinetuneConfig().frame_stride, "rank": 0, "world_size": 1,
-                "holdout": None, "placement_seed": None}  # fmt: skip
+    defaults = {
+        "fold": None,
+        "split": "test",
+        "task": "dfer",
+        "num_frames": m.num_frames,
+        "input_size": m.input_size,
+        "batch_size": ev.batch_size,
+        "num_workers": DataConfig().num_workers,
+        "n_clips": ev.n_clips,
+        "frame_stride": FinetuneConfig().frame_stride,
+        "rank": 0,
+        "world_size": 1,
+        "holdout": None,
+        "placement_seed": None,
+    }
     return build_eval_loader(store, dataset, **(defaults | keys))

@@ -83,14 +83,18 @@ def finetune_rows(spec: FinetuneLoaderSpec) -> Rows:
     """The store rows a fine-tuning trains on per task: the train split of its DFER dataset
     (fold) and of its SFER dataset, less the validation split of `holdout` where it is that
     dataset's; None for a task that does not train."""
-    return {"dfer": _train_rows(spec, spec.dfer_dataset, spec.fold),
-            "sfer": _train_rows(spec, spec.sfer_dataset, None)}  # fmt: skip
+    return {
+        "dfer": _train_rows(spec, spec.dfer_dataset, spec.fold),
+        "sfer": _train_rows(spec, spec.sfer_dataset, None),
+    }
 
 
 def pretrain_rows(spec: PretrainLoaderSpec) -> Rows:
     """The store rows a pre-training draws its image and its video batches from (None: none)."""
-    return {"image": _train_rows(spec, spec.image_dataset, None),
-            "video": _train_rows(spec, spec.video_dataset, None)}  # fmt: skip
+    return {
+        "image": _train_rows(spec, spec.image_dataset, None),
+        "video": _train_rows(spec, spec.video_dataset, None),
+    }
 
 
 def _train_rows(spec: TrainLoaderSpec, dataset: str | None, fold: int | None):

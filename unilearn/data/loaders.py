@@ -139,14 +139,19 @@ def build_finetune_loader(spec: FinetuneLoaderSpec, fetch_ahead: Callable) -> Tr
     images, augmented as the videos (`sfer_augment` "video") or by the authors'
     resize-and-crop ("resize_crop"). `batch_size` is per rank."""
     video_aug = TrainClipTransform(
-        spec.input_size, spec.randaug, scale=tuple(spec.crop_scale), erasing=spec.random_erasing,
+        spec.input_size,
+        spec.randaug,
+        scale=tuple(spec.crop_scale),
+        erasing=spec.random_erasing,
         randaug_order=spec.randaug_order,
-    )  # fmt: skip
+    )
     if spec.sfer_augment == "resize_crop":
         image_aug = ResizeCropImageTransform(
-            spec.input_size, round(spec.sfer_resize * spec.input_size), spec.sfer_randaug,
+            spec.input_size,
+            round(spec.sfer_resize * spec.input_size),
+            spec.sfer_randaug,
             erasing=spec.random_erasing,
-        )  # fmt: skip
+        )
     elif spec.sfer_augment == "video":
         image_aug = video_aug
     else:
@@ -155,9 +160,11 @@ def build_finetune_loader(spec: FinetuneLoaderSpec, fetch_ahead: Callable) -> Tr
     if rows["dfer"] is None and rows["sfer"] is None:
         raise ValueError("build_finetune_loader needs a DFER dataset, an SFER dataset or both")
     augment = {"dfer": video_aug, "sfer": image_aug}
-    sources = {task: ClipDataset(spec.store, table, "train", transform=augment[task],
-                                 **_clip_shape(spec))
-               for task, table in rows.items() if table is not None}  # fmt: skip
+    sources = {
+        task: ClipDataset(spec.store, table, "train", transform=augment[task], **_clip_shape(spec))
+        for task, table in rows.items()
+        if table is not None
+    }
     return _train_set(spec, sources, finetune_sampler(spec, rows), collate_clips, fetch_ahead)
 
 
@@ -175,9 +182,10 @@ def build_pretrain_loader(spec: PretrainLoaderSpec, fetch_ahead: Callable) -> Tr
     if spec.augment == "resized":
         image_aug = ResizedCropPretrainTransform(spec.input_size, spec.image_crop_scale, hflip=0.5)
         video_aug = ResizedCropPretrainTransform(
-            spec.input_size, spec.video_crop_scale,
+            spec.input_size,
+            spec.video_crop_scale,
             short_side=round(spec.video_short_side * spec.input_size),
-        )  # fmt: skip
+        )
     elif spec.augment != "multiscale":
         raise ValueError(f"augment {spec.augment!r}: expected multiscale or resized")
     rows = pretrain_rows(spec)
@@ -191,21 +199,30 @@ def build_pretrain_loader(spec: PretrainLoaderSpec, fetch_ahead: Callable) -> Tr
     if rows["video"] is not None:
         on_device = spec.crop_on_device and spec.augment == "resized" and spec.repeated_views > 1
         sources["video"] = ClipDataset(
-            spec.store, rows["video"], "pretrain", transform=video_aug, views=spec.repeated_views,
-            crop_on_device=on_device, **_clip_shape(spec),
-        )  # fmt: skip
+            spec.store,
+            rows["video"],
+            "pretrain",
+            transform=video_aug,
+            views=spec.repeated_views,
+            crop_on_device=on_device,
+            **_clip_shape(spec),
+        )
     return _train_set(spec, sources, pretrain_sampler(spec, rows), collate_pretrain, fetch_ahead)
 
 
 def _clip_shape(spec: TrainLoaderSpec) -> dict[str, int]:
-    return {"num_frames": spec.num_frames, "input_size": spec.input_size,
-            "frame_stride": spec.frame_stride}  # fmt: skip
+    return {
+        "num_frames": spec.num_frames,
+        "input_size": spec.input_size,
+        "frame_stride": spec.frame_stride,
+    }
 
 
 def _train_set(spec: TrainLoaderSpec, sources, sampler, collate_fn, fetch_ahead) -> TrainSet:
     """The batches drawn by `sampler`, each from one of `sources`."""
-    return TrainSet(SourceDataset(sources), sampler, collate_fn, spec.num_workers,
-                    spec.pin_memory, fetch_ahead)  # fmt: skip
+    return TrainSet(
+        SourceDataset(sources), sampler, collate_fn, spec.num_workers, spec.pin_memory, fetch_ahead
+    )
 
 
 def build_eval_loader(
@@ -254,8 +271,14 @@ def build_eval_loader(
         extra |= {"prefetch_factor": 4} if workers else {}
     else:
         kind, batches = EpochLoader, EpochBatches(indices, batch_size)
-    return kind(ds, num_workers=workers, pin_memory=torch.cuda.is_available(),
-                batch_sampler=batches, collate_fn=EvalCollate(task), **extra)  # fmt: skip
+    return kind(
+        ds,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        batch_sampler=batches,
+        collate_fn=EvalCollate(task),
+        **extra,
+    )
 
 
 class EpochBatches:

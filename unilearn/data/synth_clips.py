@@ -46,9 +46,17 @@ class ClipPlan:
 
     def face_at(self, t: float, pose: Pose | None = None, talk: float = 0.0):
         """The face at time `t` in [0, 1] of the clip (`pose`: where it is now, if it moves)."""
-        return expression_at(self.emotion, t, intensity=self.intensity, start=self.start,
-                             speed=self.speed, phase=self.phase, identity=self.identity,
-                             pose=self.pose if pose is None else pose, talk=talk)  # fmt: skip
+        return expression_at(
+            self.emotion,
+            t,
+            intensity=self.intensity,
+            start=self.start,
+            speed=self.speed,
+            phase=self.phase,
+            identity=self.identity,
+            pose=self.pose if pose is None else pose,
+            talk=talk,
+        )
 
 
 def plan_clip(

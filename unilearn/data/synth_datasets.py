@@ -221,12 +221,17 @@ class DatasetWriter:
 
     def _plant(self, dataset: str, clip_id: str, problem: str, reason_code: str) -> None:
         """Record a broken input written on purpose (the quarantine must name `reason_code`)."""
-        self.broken.append({"dataset": dataset, "clip_id": clip_id, "problem": problem,
-                            "reason_code": reason_code})  # fmt: skip
+        self.broken.append(
+            {"dataset": dataset, "clip_id": clip_id, "problem": problem, "reason_code": reason_code}
+        )
 
     def _summary(self, dataset: str, clips: int, rows: int) -> dict:
-        return {"root": ROOTS[dataset], "clips": clips, "rows": rows,
-                "classes": list(_classes(dataset))}  # fmt: skip
+        return {
+            "root": ROOTS[dataset],
+            "clips": clips,
+            "rows": rows,
+            "classes": list(_classes(dataset)),
+        }
 
     # DFEW: Clip/jpg_256/<5-digit id>/*.jpg + EmoLabel_DataSplit/{train,test}(single-labeled)/set_k.csv
     def dfew(self) -> dict:
@@ -238,9 +243,13 @@ class DatasetWriter:
             (self.out / ROOTS["dfew"] / frames_dir / f"{spare[0]:05d}").mkdir(parents=True)
             entries.append((spare[0], 0, 1))
             self._plant("dfew", f"{spare[0]:05d}", "empty frame folder", "empty_clip")
-        self._fold_splits("dfew", entries, dfew_reader.split_file,
-                          lambda cid, y: f"{cid:05d},{native[y]}",
-                          ",".join(dfew_reader.SPLIT_HEADER))  # fmt: skip
+        self._fold_splits(
+            "dfew",
+            entries,
+            dfew_reader.split_file,
+            lambda cid, y: f"{cid:05d},{native[y]}",
+            ",".join(dfew_reader.SPLIT_HEADER),
+        )
         return self._summary("dfew", clips, len(FOLDS["dfew"]) * len(entries))
 
     # MAFW: data/frames/<5-digit id>/*.jpg + split/single/no_caption/set_k/{train,test}.txt
@@ -252,8 +261,13 @@ class DatasetWriter:
         if self.p.broken:  # a split row naming a clip that does not exist
             entries.append((spare[0], 3, 2))
             self._plant("mafw", f"{spare[0]:05d}", "split row names a missing clip", "missing_clip")
-        self._fold_splits("mafw", entries, mafw_reader.split_file,
-                          lambda cid, y: f"{cid:05d}.mp4 {MAFW.classes[y]}", None)  # fmt: skip
+        self._fold_splits(
+            "mafw",
+            entries,
+            mafw_reader.split_file,
+            lambda cid, y: f"{cid:05d}.mp4 {MAFW.classes[y]}",
+            None,
+        )
         return self._summary("mafw", clips, len(FOLDS["mafw"]) * len(entries))
 
     # FERV39K: 2_ClipsforFaceCrop/<scene>/<Emotion>/<4-digit id>/*.jpg + 4_setups/All_scenes/*.csv

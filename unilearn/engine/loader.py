@@ -41,41 +41,79 @@ def check_epoch_ended(step: int, end_step: int, steps_per_epoch: int) -> None:
         )
 
 
-def finetune_spec(cfg, resolved, fold: int | None, store: Path, holdout, *, rank: int,
-                  world_size: int, pin_memory: bool) -> FinetuneLoaderSpec:  # fmt: skip
+def finetune_spec(
+    cfg,
+    resolved,
+    fold: int | None,
+    store: Path,
+    holdout,
+    *,
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+) -> FinetuneLoaderSpec:
     """The fine-tuning loader of a run (`resolved`: its datasets; `cfg` its config, the
     per-dataset `finetune:` applied): the DFER train split of (dataset, fold) and the SFER
     share `sfer_fraction(finetune.sfer_proportion, ...)` of the SFER train split."""
-    ft, m = cfg.finetune, cfg.model
+    ft = cfg.finetune
     dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset
     return FinetuneLoaderSpec(
-        store=Path(store), num_frames=m.num_frames, input_size=m.input_size,
-        frame_stride=ft.frame_stride, batch_size=ft.batch_size, seed=cfg.seed, rank=rank,
-        world_size=world_size, num_workers=cfg.data.num_workers, pin_memory=pin_memory,
-        dfer_dataset=dfer, sfer_dataset=sfer, fold=fold, holdout=holdout,
+        **_both_stages(cfg, ft, store, rank, world_size, pin_memory),
+        dfer_dataset=dfer,
+        sfer_dataset=sfer,
+        fold=fold,
+        holdout=holdout,
         sfer_fraction=sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer)),
-        sfer_sampling=ft.sfer_sampling, sfer_batch_factor=ft.sfer_batch_factor,
-        randaug=ft.randaug, randaug_order=ft.randaug_order, crop_scale=tuple(ft.crop_scale),
-        random_erasing=ft.random_erasing, sfer_augment=ft.sfer_augment,
-        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug,
-    )  # fmt: skip
+        sfer_sampling=ft.sfer_sampling,
+        sfer_batch_factor=ft.sfer_batch_factor,
+        randaug=ft.randaug,
+        randaug_order=ft.randaug_order,
+        crop_scale=tuple(ft.crop_scale),
+        random_erasing=ft.random_erasing,
+        sfer_augment=ft.sfer_augment,
+        sfer_resize=ft.sfer_resize,
+        sfer_randaug=ft.sfer_randaug,
+    )
 
 
-def pretrain_spec(cfg, mode: str, store: Path, *, rank: int, world_size: int,
-                  pin_memory: bool) -> PretrainLoaderSpec:  # fmt: skip
+def pretrain_spec(
+    cfg, mode: str, store: Path, *, rank: int, world_size: int, pin_memory: bool
+) -> PretrainLoaderSpec:
     """The pre-training loader of a mode: image batches (AffectNet, or VoxCeleb2 frames for
     video+video) and/or video batches (VoxCeleb2)."""
-    pt, m = cfg.pretrain, cfg.model
+    pt = cfg.pretrain
     image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
     return PretrainLoaderSpec(
-        store=Path(store), num_frames=m.num_frames, input_size=m.input_size,
-        frame_stride=pt.frame_stride, batch_size=pt.batch_size, seed=cfg.seed, rank=rank,
-        world_size=world_size, num_workers=cfg.data.num_workers, pin_memory=pin_memory,
-        image_dataset=image, video_dataset=video, image_proportion=pt.image_proportion,
-        repeated_views=pt.repeated_views, video_repeat=pt.video_repeat, augment=pt.augment,
-        image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
-        video_crop_scale=tuple(pt.video_crop_scale), crop_on_device=pt.crop_on_device,
-    )  # fmt: skip
+        **_both_stages(cfg, pt, store, rank, world_size, pin_memory),
+        image_dataset=image,
+        video_dataset=video,
+        image_proportion=pt.image_proportion,
+        repeated_views=pt.repeated_views,
+        video_repeat=pt.video_repeat,
+        augment=pt.augment,
+        image_crop_scale=tuple(pt.image_crop_scale),
+        video_short_side=pt.video_short_side,
+        video_crop_scale=tuple(pt.video_crop_scale),
+        crop_on_device=pt.crop_on_device,
+    )
+
+
+def _both_stages(cfg, section, store, rank: int, world_size: int, pin_memory: bool) -> dict:
+    """The fields of `TrainLoaderSpec`: the model's clip shape, the stage section's stride and
+    per-rank batch, the run's seed and workers, this rank's shard."""
+    m = cfg.model
+    return {
+        "store": Path(store),
+        "num_frames": m.num_frames,
+        "input_size": m.input_size,
+        "frame_stride": section.frame_stride,
+        "batch_size": section.batch_size,
+        "seed": cfg.seed,
+        "rank": rank,
+        "world_size": world_size,
+        "num_workers": cfg.data.num_workers,
+        "pin_memory": pin_memory,
+    }
 
 
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None):
@@ -83,8 +121,16 @@ def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=No
     source at a time, read ahead by a thread: a `unilearn.data.loaders.TrainSet`."""
     from unilearn.data.loaders import build_finetune_loader
 
-    spec = finetune_spec(cfg, resolved, fold, store, holdout, rank=info.rank,
-                         world_size=info.world_size, pin_memory=_pins(cfg, info))  # fmt: skip
+    spec = finetune_spec(
+        cfg,
+        resolved,
+        fold,
+        store,
+        holdout,
+        rank=info.rank,
+        world_size=info.world_size,
+        pin_memory=_pins(cfg, info),
+    )
     return build_finetune_loader(spec, fetch_ahead())
 
 
@@ -93,8 +139,9 @@ def pretrain_data(cfg, mode: str, store: Path, info):
     batch, read ahead by a thread: a `unilearn.data.loaders.TrainSet`."""
     from unilearn.data.loaders import build_pretrain_loader
 
-    spec = pretrain_spec(cfg, mode, store, rank=info.rank, world_size=info.world_size,
-                         pin_memory=_pins(cfg, info))  # fmt: skip
+    spec = pretrain_spec(
+        cfg, mode, store, rank=info.rank, world_size=info.world_size, pin_memory=_pins(cfg, info)
+    )
     return build_pretrain_loader(spec, fetch_ahead())
 
 

@@ -389,8 +389,12 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
     for fold, s in sorted(by_fold.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         both = sorted(s["train"] & s["test"])
         where = f"fold {fold}" if fold is not None else "the official split"
-        flag("train_test_overlap", both, f"{len(both)} clips are both train and test in {where}",
-             both[:5])  # fmt: skip
+        flag(
+            "train_test_overlap",
+            both,
+            f"{len(both)} clips are both train and test in {where}",
+            both[:5],
+        )
     if folds:
         tested: dict[str, list[int]] = defaultdict(list)
         for fold in folds:
@@ -402,17 +406,27 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
         never = sorted(everyone - set(tested))
         flag("never_tested", never, f"{len(never)} clips are test in no fold", never[:5])
         several = sorted(c for c, f in tested.items() if len(f) > 1)
-        flag("tested_in_several_folds", several,
-             f"{len(several)} clips are test in more than one fold",
-             (f"{c} in folds {tested[c]}" for c in several[:3]))  # fmt: skip
+        flag(
+            "tested_in_several_folds",
+            several,
+            f"{len(several)} clips are test in more than one fold",
+            (f"{c} in folds {tested[c]}" for c in several[:3]),
+        )
         for fold in folds:
             union = by_fold[fold]["train"] | by_fold[fold]["test"]
             missing = sorted(everyone - union)
-            flag("fold_union_differs", missing,
-                 f"fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union of "
-                 "all folds", missing[:5])  # fmt: skip
+            flag(
+                "fold_union_differs",
+                missing,
+                f"fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union of "
+                "all folds",
+                missing[:5],
+            )
     conflicts = sorted(c for c, names in labels.items() if len(names) > 1)
-    flag("label_conflict", conflicts,
-         f"{len(conflicts)} clips carry different labels in different split files",
-         (f"{c}: {sorted(labels[c])}" for c in conflicts[:3]))  # fmt: skip
+    flag(
+        "label_conflict",
+        conflicts,
+        f"{len(conflicts)} clips carry different labels in different split files",
+        (f"{c}: {sorted(labels[c])}" for c in conflicts[:3]),
+    )
     return findings

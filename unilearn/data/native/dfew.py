@@ -67,10 +67,16 @@ def read(
         for split in SPLITS:
             rel = split_file(split, fold)
             listed = split_file_entries(
-                out, rel, f"the fold-{fold} {split} split file", fold=fold, split=split,
-                parse=_parse_line, expected="<video id>,<label 1-7>", frames_dir=frames_dir,
+                out,
+                rel,
+                f"the fold-{fold} {split} split file",
+                fold=fold,
+                split=split,
+                parse=_parse_line,
+                expected="<video id>,<label 1-7>",
+                frames_dir=frames_dir,
                 header=SPLIT_HEADER,
-            )  # fmt: skip
+            )
             entries += _label_base(listed, root / rel, zero_based_labels)
     return finish_frame_folders(
         out, entries, DFEW, FOLDS["dfew"], frames_dir, "DFEW", workers, progress

@@ -39,9 +39,15 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     entries = []
     for split, name in SPLIT_FILES.items():
         listed = split_file_entries(
-            out, f"{SPLIT_DIR}/{name}", f"the {split} split file", fold=None, split=split,
-            parse=_parse_line, expected="<scene>/<Emotion>/<id> <Emotion>", frames_dir=FRAMES_DIR,
-        )  # fmt: skip
+            out,
+            f"{SPLIT_DIR}/{name}",
+            f"the {split} split file",
+            fold=None,
+            split=split,
+            parse=_parse_line,
+            expected="<scene>/<Emotion>/<id> <Emotion>",
+            frames_dir=FRAMES_DIR,
+        )
         entries += _agreeing_with_path(out, listed)
     return finish_frame_folders(out, entries, FERV39K, (), FRAMES_DIR, "FERV39K", workers, progress)
 

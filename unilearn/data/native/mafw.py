@@ -47,10 +47,15 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     for fold in FOLDS["mafw"]:
         for split in SPLITS:
             entries += split_file_entries(
-                out, split_file(split, fold, split_dir), f"the fold-{fold} {split} split file",
-                fold=fold, split=split, parse=_parse_line, expected="<id>.mp4 <label name>",
+                out,
+                split_file(split, fold, split_dir),
+                f"the fold-{fold} {split} split file",
+                fold=fold,
+                split=split,
+                parse=_parse_line,
+                expected="<id>.mp4 <label name>",
                 frames_dir=FRAMES_DIR,
-            )  # fmt: skip
+            )
     return finish_frame_folders(
         out, entries, MAFW, FOLDS["mafw"], FRAMES_DIR, "MAFW", workers, progress
     )
