@@ -14,6 +14,7 @@ Torch-free at import (`unilearn config` reads the specs).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 from collections.abc import Iterator
@@ -57,22 +58,19 @@ def finetune_spec(
     share `sfer_fraction(finetune.sfer_proportion, ...)` of the SFER train split."""
     ft = cfg.finetune
     dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset
-    return FinetuneLoaderSpec(
-        **_both_stages(cfg, ft, store, rank, world_size, pin_memory),
+    return _from_sections(
+        FinetuneLoaderSpec,
+        (ft, cfg.model, cfg.data),
+        store=Path(store),
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
         dfer_dataset=dfer,
         sfer_dataset=sfer,
         fold=fold,
         holdout=holdout,
         sfer_fraction=sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer)),
-        sfer_sampling=ft.sfer_sampling,
-        sfer_batch_factor=ft.sfer_batch_factor,
-        randaug=ft.randaug,
-        randaug_order=ft.randaug_order,
-        crop_scale=tuple(ft.crop_scale),
-        random_erasing=ft.random_erasing,
-        sfer_augment=ft.sfer_augment,
-        sfer_resize=ft.sfer_resize,
-        sfer_randaug=ft.sfer_randaug,
     )
 
 
@@ -83,37 +81,31 @@ def pretrain_spec(
     video+video) and/or video batches (VoxCeleb2)."""
     pt = cfg.pretrain
     image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
-    return PretrainLoaderSpec(
-        **_both_stages(cfg, pt, store, rank, world_size, pin_memory),
+    return _from_sections(
+        PretrainLoaderSpec,
+        (pt, cfg.model, cfg.data),
+        store=Path(store),
+        seed=cfg.seed,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=pin_memory,
         image_dataset=image,
         video_dataset=video,
-        image_proportion=pt.image_proportion,
-        repeated_views=pt.repeated_views,
-        video_repeat=pt.video_repeat,
-        augment=pt.augment,
-        image_crop_scale=tuple(pt.image_crop_scale),
-        video_short_side=pt.video_short_side,
-        video_crop_scale=tuple(pt.video_crop_scale),
-        crop_on_device=pt.crop_on_device,
     )
 
 
-def _both_stages(cfg, section, store, rank: int, world_size: int, pin_memory: bool) -> dict:
-    """The fields of `TrainLoaderSpec`: the model's clip shape, the stage section's stride and
-    per-rank batch, the run's seed and workers, this rank's shard."""
-    m = cfg.model
-    return {
-        "store": Path(store),
-        "num_frames": m.num_frames,
-        "input_size": m.input_size,
-        "frame_stride": section.frame_stride,
-        "batch_size": section.batch_size,
-        "seed": cfg.seed,
-        "rank": rank,
-        "world_size": world_size,
-        "num_workers": cfg.data.num_workers,
-        "pin_memory": pin_memory,
-    }
+def _from_sections(spec_type, sections, **computed):
+    """A `spec_type` whose every field but `computed` is the config key of that name, from the
+    first of `sections` that has it (the stage's section, then `model:`, then `data:`)."""
+    values = dict(computed)
+    for field in dataclasses.fields(spec_type):
+        if field.name in values:
+            continue
+        section = next((s for s in sections if field.name in type(s).model_fields), None)
+        if section is None:
+            raise TypeError(f"{spec_type.__name__}.{field.name}: no config key of that name")
+        values[field.name] = getattr(section, field.name)
+    return spec_type(**values)
 
 
 def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None):

@@ -373,11 +373,12 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
     one label everywhere. For single-split datasets: train and test are disjoint."""
     findings: list[Finding] = []
 
-    def flag(code: str, clips: list[str], problem: str, examples: Iterable[str]) -> None:
-        """A finding naming every clip of `clips` (none: nothing to report)."""
+    def flag(code: str, clips: list[str], problem: str, examples: Iterable[str] = ()) -> None:
+        """A finding naming every clip of `clips` (none: nothing to report); the message shows
+        `examples` (default: the first five clips)."""
         if clips:
-            message = f"{dataset}: {problem} (e.g. {', '.join(examples)})"
-            findings.append(Finding(code, message, tuple(clips)))
+            shown = ", ".join(examples or clips[:5])
+            findings.append(Finding(code, f"{dataset}: {problem} (e.g. {shown})", tuple(clips)))
 
     by_fold: dict[int | None, dict[str, set[str]]] = defaultdict(
         lambda: {"train": set(), "test": set()}
@@ -389,12 +390,7 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
     for fold, s in sorted(by_fold.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         both = sorted(s["train"] & s["test"])
         where = f"fold {fold}" if fold is not None else "the official split"
-        flag(
-            "train_test_overlap",
-            both,
-            f"{len(both)} clips are both train and test in {where}",
-            both[:5],
-        )
+        flag("train_test_overlap", both, f"{len(both)} clips are both train and test in {where}")
     if folds:
         tested: dict[str, list[int]] = defaultdict(list)
         for fold in folds:
@@ -404,29 +400,17 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
             set().union(*(s["train"] | s["test"] for s in by_fold.values())) if by_fold else set()
         )
         never = sorted(everyone - set(tested))
-        flag("never_tested", never, f"{len(never)} clips are test in no fold", never[:5])
+        flag("never_tested", never, f"{len(never)} clips are test in no fold")
         several = sorted(c for c, f in tested.items() if len(f) > 1)
-        flag(
-            "tested_in_several_folds",
-            several,
-            f"{len(several)} clips are test in more than one fold",
-            (f"{c} in folds {tested[c]}" for c in several[:3]),
-        )
+        problem = f"{len(several)} clips are test in more than one fold"
+        examples = [f"{c} in folds {tested[c]}" for c in several[:3]]
+        flag("tested_in_several_folds", several, problem, examples)
         for fold in folds:
             union = by_fold[fold]["train"] | by_fold[fold]["test"]
             missing = sorted(everyone - union)
-            flag(
-                "fold_union_differs",
-                missing,
-                f"fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union of "
-                "all folds",
-                missing[:5],
-            )
+            problem = f"fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union"
+            flag("fold_union_differs", missing, problem + " of all folds")
     conflicts = sorted(c for c, names in labels.items() if len(names) > 1)
-    flag(
-        "label_conflict",
-        conflicts,
-        f"{len(conflicts)} clips carry different labels in different split files",
-        (f"{c}: {sorted(labels[c])}" for c in conflicts[:3]),
-    )
+    problem = f"{len(conflicts)} clips carry different labels in different split files"
+    flag("label_conflict", conflicts, problem, [f"{c}: {sorted(labels[c])}" for c in conflicts[:3]])
     return findings
