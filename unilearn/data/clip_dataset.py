@@ -54,7 +54,7 @@ class ClipDataset(Dataset):
     Returns `(clip uint8 [C, T, S, S] (eval: [n_clips, C, T, S, S]), label, row)`; `pretrain`
     with `views > 1` (repeated sampling) decodes the frames once and returns `views` clips
     `[views, C, T, S, S]`, each augmented with its own draw. `transform` replaces the mode's
-    default augmentation.
+    default augmentation (`train` has none: its augmentation is the config's).
     """
 
     def __init__(
@@ -67,7 +67,7 @@ class ClipDataset(Dataset):
         input_size: int,
         frame_stride: int,
         transform=None,
-        n_clips: int = 1,
+        n_clips: int | None = None,
         views: int = 1,
         crop_on_device: bool = False,
         placement_seed: int | None = None,
@@ -76,6 +76,8 @@ class ClipDataset(Dataset):
             raise ValueError(
                 f"ClipDataset mode {mode!r}: expected train, pretrain, pretrain_image or eval"
             )
+        if mode == "eval" and n_clips is None:
+            raise ValueError("ClipDataset mode 'eval' needs n_clips (clips per video)")
         missing = {"store_key", "n_frames", "label"} - set(table.columns)
         if missing:
             raise ValueError(

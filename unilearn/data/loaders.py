@@ -1,9 +1,9 @@
 """The loaders the engine calls: `build_finetune_loader`, `build_pretrain_loader` and
 `build_eval_loader` put the `ClipDataset`s (`unilearn.data.clip_dataset`) of store tables
 (`unilearn.data.store.load_store_table`) behind a batch sampler (`unilearn.data.samplers`)
-and a collation (`unilearn.data.batches`). The training ones hand over the parts (a `TrainSet`:
-dataset, batch sampler, collation, workers; the engine makes one DataLoader per run of them),
-the test one a DataLoader.
+and a collation (`unilearn.data.batches`). The training ones take one spec each
+(`unilearn.data.loader_spec`) and give a `TrainSet`, whose `run` is the run's ONE DataLoader from
+its resume step (a run resumes exactly from its step count alone); the test one a DataLoader.
 
 Batches are `{"x": uint8 [B, C, T, H, W], "y": int64 [B], "task": "sfer"|"dfer", "row": int64
 [B]}` (pre-training: `"modality": "image"|"video"` instead of `"task"`; evaluation: `x` is

@@ -1,7 +1,7 @@
 """Batch samplers that draw every batch from ONE source (SFER or DFER for joint fine-tuning, image
 or video for dual-modal pre-training), deterministic given (seed, epoch, rank, world_size),
 sharded per rank. A run resumes mid-epoch by its step position: epoch e's index lists are a pure
-function of (seed, e), so the engine skips the ones already trained (`unilearn.engine.loader`).
+function of (seed, e), so the engine skips the ones already trained (`unilearn.data.loaders.RunBatches`).
 
 An epoch: each source takes its subset (a `fraction` of it; the SFER proportion), shuffles it with
 (seed, epoch), pads it by wrapping to a multiple of the global batch (batch_size x world_size, so
