@@ -58,20 +58,10 @@ def finetune_spec(
     share `sfer_fraction(finetune.sfer_proportion, ...)` of the SFER train split."""
     ft = cfg.finetune
     dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset
-    return _from_sections(
-        FinetuneLoaderSpec,
-        (ft, cfg.model, cfg.data),
-        store=Path(store),
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world_size,
-        pin_memory=pin_memory,
-        dfer_dataset=dfer,
-        sfer_dataset=sfer,
-        fold=fold,
-        holdout=holdout,
-        sfer_fraction=sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer)),
-    )
+    share = sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer))
+    run = {"dfer_dataset": dfer, "sfer_dataset": sfer, "fold": fold, "holdout": holdout}
+    shard = {"rank": rank, "world_size": world_size, "pin_memory": pin_memory}
+    return _from_config(FinetuneLoaderSpec, ft, cfg, store, **run, **shard, sfer_fraction=share)
 
 
 def pretrain_spec(
@@ -81,30 +71,25 @@ def pretrain_spec(
     video+video) and/or video batches (VoxCeleb2)."""
     pt = cfg.pretrain
     image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
-    return _from_sections(
-        PretrainLoaderSpec,
-        (pt, cfg.model, cfg.data),
-        store=Path(store),
-        seed=cfg.seed,
-        rank=rank,
-        world_size=world_size,
-        pin_memory=pin_memory,
-        image_dataset=image,
-        video_dataset=video,
+    shard = {"rank": rank, "world_size": world_size, "pin_memory": pin_memory}
+    return _from_config(
+        PretrainLoaderSpec, pt, cfg, store, image_dataset=image, video_dataset=video, **shard
     )
 
 
-def _from_sections(spec_type, sections, **computed):
-    """A `spec_type` whose every field but `computed` is the config key of that name, from the
-    first of `sections` that has it (the stage's section, then `model:`, then `data:`)."""
-    values = dict(computed)
+def _from_config(spec_type, section, cfg, store: Path, **run):
+    """A `spec_type` of the run's own values `run` (+ the store and the seed); every other field
+    is the config key of that name: of the stage's `section`, else `model:`, else `data:`."""
+    values = {"store": Path(store), "seed": cfg.seed, **run}
     for field in dataclasses.fields(spec_type):
         if field.name in values:
             continue
-        section = next((s for s in sections if field.name in type(s).model_fields), None)
-        if section is None:
+        owner = next(
+            (s for s in (section, cfg.model, cfg.data) if field.name in type(s).model_fields), None
+        )
+        if owner is None:
             raise TypeError(f"{spec_type.__name__}.{field.name}: no config key of that name")
-        values[field.name] = getattr(section, field.name)
+        values[field.name] = getattr(owner, field.name)
     return spec_type(**values)
 
 
