@@ -161,7 +161,7 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
 
     from unilearn.data.clip_dataset import ClipDataset
     from unilearn.data.preprocess import PreprocessSettings, preprocess
-    from unilearn.data.store_table import load_store_table
+    from unilearn.data.store import load_store_table
 
     clips, frames = (2, 36) if tiny else (16, 80)
     items = 6 if tiny else 160
@@ -177,7 +177,7 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
             table = load_store_table(root / "store", "dfew", 1, "train")
             dataset = ClipDataset(root / "store", table, mode="train", num_frames=shape["frames"],
                                   input_size=shape["img"], frame_stride=4,
-                                  randaug=loader_bench_module.RANDAUG)  # fmt: skip
+                                  transform=loader_bench_module.train_transform(shape["img"]))  # fmt: skip
             _, finetune_per_core = loader_bench_module.rate(
                 lambda i: dataset[(i, i)], items, len(table)
             )

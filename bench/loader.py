@@ -39,9 +39,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from store_formats import face_clip  # noqa: E402
 
+from unilearn.config.training import FinetuneConfig  # noqa: E402
 from unilearn.data.clip_dataset import ClipDataset  # noqa: E402
 from unilearn.data.preprocess import PreprocessSettings, preprocess  # noqa: E402
-from unilearn.data.store_table import load_store_table  # noqa: E402
+from unilearn.data.store import load_store_table  # noqa: E402
 from unilearn.data.transforms import TrainClipTransform  # noqa: E402
 
 NUM_FRAMES, STRIDE, INPUT, SHORT_SIDE = 16, 4, 160, 176
@@ -126,13 +127,20 @@ def rate(get, n_items: int, n_total: int) -> tuple[float, float]:
     return n_items / (time.perf_counter() - wall), n_items / (time.process_time() - cpu)
 
 
+def train_transform(size: int, order: str = "before_crop") -> TrainClipTransform:
+    """The fine-tuning augmentation at `size`, the config's crop and erasing."""
+    ft = FinetuneConfig()
+    return TrainClipTransform(size, RANDAUG, scale=ft.crop_scale, erasing=ft.random_erasing,
+                              randaug_order=order)  # fmt: skip
+
+
 def order_rates(store: Path, table, n_items: int, rounds: int = 4) -> dict[str, float]:
     """Clips per CPU second of the fine-tuning dataset with RandAugment before and after the crop,
     measured in alternating rounds (load on a shared machine drifts) and summed per order."""
     sets = {
         order: ClipDataset(store, table, mode="train", num_frames=NUM_FRAMES, input_size=INPUT,
                            frame_stride=STRIDE,
-                           transform=TrainClipTransform(INPUT, RANDAUG, randaug_order=order))
+                           transform=train_transform(INPUT, order))
         for order in ("after_crop", "before_crop")
     }  # fmt: skip
     items, cpu = dict.fromkeys(sets, 0), dict.fromkeys(sets, 0.0)
@@ -294,7 +302,7 @@ def main() -> None:
             num_frames=NUM_FRAMES,
             input_size=INPUT,
             frame_stride=STRIDE,
-            randaug=RANDAUG,
+            transform=train_transform(INPUT),
         )
         baseline = FrameFolderBaseline(table["path"].tolist())
         x = ours[(0, 0)][0]

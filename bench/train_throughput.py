@@ -198,6 +198,7 @@ def loader_share(store: Path, workers: int, prefetch: int, epochs: int = 3) -> d
     import tempfile
 
     from unilearn.engine import finetune
+    from unilearn.engine.loader import fetch_ahead
 
     overrides = [f"finetune.epochs={epochs}", "wandb.mode=disabled", f"data.num_workers={workers}"]
     cfg = load_config(ROOT / "configs/demo.yaml", overrides)
@@ -205,7 +206,7 @@ def loader_share(store: Path, workers: int, prefetch: int, epochs: int = 3) -> d
 
     def with_prefetch(*args):
         data = build(*args)
-        data.prefetch = prefetch
+        data.fetch_ahead = fetch_ahead(prefetch)
         return data
 
     finetune.finetune_data = with_prefetch

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from unilearn.data.loaders import TrainSet
-from unilearn.engine.loader import TrainData
+from unilearn.engine.loader import fetch_ahead
 
 
 class ToyClips(Dataset):
@@ -109,7 +109,7 @@ def toy_finetune_data(cfg, resolved, fold, store, info, holdout=None, num_worker
     sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.finetune.batch_size * info.world_size,
                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                               sfer_proportion=cfg.finetune.sfer_proportion)  # fmt: skip
-    return TrainData(TrainSet(ToyJoint(sources), sampler, collate, num_workers))
+    return TrainSet(ToyJoint(sources), sampler, collate, num_workers, False, fetch_ahead())
 
 
 def collate_pretrain(items):
@@ -125,7 +125,7 @@ def toy_pretrain_data(cfg, mode, store, info, num_workers: int = 0, n: int = 32)
     sampler = ToyJointSampler({t: len(d) for t, d in sources.items()}, cfg.pretrain.batch_size * info.world_size,
                               seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                               sfer_proportion=1.0)  # fmt: skip
-    return TrainData(TrainSet(ToyJoint(sources), sampler, collate_pretrain, num_workers))
+    return TrainSet(ToyJoint(sources), sampler, collate_pretrain, num_workers, False, fetch_ahead())
 
 
 class ToyTestLoader:

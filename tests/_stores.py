@@ -60,3 +60,98 @@ def build_tiny_store(root: Path, n_dfer: int = 12, n_images: int = 40, n_videos:
             progress=False,
         )
     return store
+
+
+# ---- the loaders as the engine builds them: the config's defaults, a test's keys over them -------
+
+_MODEL_KEYS, _DATA_KEYS = {"num_frames", "input_size"}, {"num_workers"}
+_PRETRAIN_MODES = {
+    ("affectnet", "voxceleb2"): "image+video",
+    ("voxceleb2", "voxceleb2"): "video+video",
+    (None, "voxceleb2"): "video",
+    ("affectnet", None): "image",
+}
+
+
+def _config(stage: str, keys: dict):
+    """A config as the engine reads it: the sections' defaults with `keys` (model, data, seed and
+    the stage's section keys, by name) over them."""
+    from types import SimpleNamespace
+
+    from unilearn.config.data import DataConfig
+    from unilearn.config.model import ModelConfig
+    from unilearn.config.training import FinetuneConfig, PretrainConfig
+
+    pick = lambda names: {k: keys[k] for k in names if k in keys}  # noqa: E731
+    section = {"finetune": FinetuneConfig, "pretrain": PretrainConfig}[stage]
+    rest = {k: v for k, v in keys.items() if k not in _MODEL_KEYS | _DATA_KEYS | {"seed"}}
+    return SimpleNamespace(
+        model=ModelConfig(**pick(_MODEL_KEYS)),
+        data=DataConfig(**pick(_DATA_KEYS)),
+        seed=keys.get("seed", 0),
+        **{stage: section(**rest)},
+    )
+
+
+def finetune_loader(store, dfer, sfer, *, fold=None, holdout=None, rank=0, world_size=1, **keys):
+    """`build_finetune_loader` of the engine's spec (`unilearn.engine.loader.finetune_spec`)."""
+    from types import SimpleNamespace
+
+    from unilearn.data.loaders import build_finetune_loader
+    from unilearn.engine.loader import fetch_ahead, finetune_spec
+
+    resolved = SimpleNamespace(dfer_dataset=dfer, sfer_dataset=sfer)
+    spec = finetune_spec(
+        _config("finetune", keys),
+        resolved,
+        fold,
+        Path(store),
+        holdout,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=False,
+    )
+    return build_finetune_loader(spec, fetch_ahead())
+
+
+def pretrain_loader(store, image, video, *, rank=0, world_size=1, **keys):
+    """`build_pretrain_loader` of the engine's spec (`unilearn.engine.loader.pretrain_spec`)."""
+    from unilearn.data.loaders import build_pretrain_loader
+    from unilearn.engine.loader import fetch_ahead, pretrain_spec
+
+    spec = pretrain_spec(
+        _config("pretrain", keys),
+        _PRETRAIN_MODES[image, video],
+        Path(store),
+        rank=rank,
+        world_size=world_size,
+        pin_memory=False,
+    )
+    return build_pretrain_loader(spec, fetch_ahead())
+
+
+def eval_loader(store, dataset, **keys):
+    """`build_eval_loader` with the config's defaults (`evaluate:`, `model:`, `data:`) for the
+    keys a test leaves out, as `unilearn.engine.scoring.test_loader` fills them."""
+    from unilearn.config.data import DataConfig
+    from unilearn.config.model import ModelConfig
+    from unilearn.config.training import EvaluateConfig, FinetuneConfig
+    from unilearn.data.loaders import build_eval_loader
+
+    m, ev = ModelConfig(), EvaluateConfig()
+    defaults = {
+        "fold": None,
+        "split": "test",
+        "task": "dfer",
+        "num_frames": m.num_frames,
+        "input_size": m.input_size,
+        "batch_size": ev.batch_size,
+        "num_workers": DataConfig().num_workers,
+        "n_clips": ev.n_clips,
+        "frame_stride": FinetuneConfig().frame_stride,
+        "rank": 0,
+        "world_size": 1,
+        "holdout": None,
+        "placement_seed": None,
+    }
+    return build_eval_loader(store, dataset, **(defaults | keys))

@@ -342,7 +342,7 @@ def _tiny_checkpoint(path: Path) -> Path:
 
 
 def _test_rows(store: Path) -> pd.DataFrame:
-    from unilearn.data.store_table import load_store_table
+    from unilearn.data.store import load_store_table
 
     return load_store_table(store, "dfew", 1, "test")
 

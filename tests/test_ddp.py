@@ -118,8 +118,9 @@ def test_world_32_shards_cover_every_sample_once_per_epoch(sampler):
     def make(rank):
         if sampler == "joint":
             return JointBatchSampler(sizes[0], sizes[1], batch, sfer_proportion=1.0, seed=3,
-                                     rank=rank, world_size=world)  # fmt: skip
-        return PretrainBatchSampler(sizes[0], sizes[1], batch, seed=3, rank=rank, world_size=world)
+                                     rank=rank, world_size=world, sfer_batch_factor=1)  # fmt: skip
+        return PretrainBatchSampler(sizes[0], sizes[1], batch, 1.0, seed=3, rank=rank,
+                                    world_size=world, repeated_views=1, video_repeat=1.0)  # fmt: skip
 
     for epoch in (0, 1):
         per_rank = []
@@ -136,7 +137,8 @@ def test_world_32_shards_cover_every_sample_once_per_epoch(sampler):
     # DistributedSampler pads: 1000 clips in 8 global batches of 128 = 24 clips twice
     drawn = []
     for rank in range(world):
-        s = JointBatchSampler(1000, 10, batch, sfer_proportion=1.0, rank=rank, world_size=world)
+        s = JointBatchSampler(1000, 10, batch, sfer_proportion=1.0, seed=0, rank=rank,
+                              world_size=world, sfer_batch_factor=1)  # fmt: skip
         drawn += [i for b in s for src, i, _ in b if src == "dfer"]
     assert sorted(Counter(Counter(drawn).values()).items()) == [(1, 976), (2, 24)]
     assert set(drawn) == set(range(1000))

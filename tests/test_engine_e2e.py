@@ -153,7 +153,7 @@ def test_unreadable_test_clip_is_quarantined_not_replaced(learnable_store, tmp_p
     the predictions hold the readable clips, each for itself, and the quarantine the other."""
     import shutil
 
-    from unilearn.data.loaders import load_store_table
+    from unilearn.data.store import load_store_table
     from unilearn.engine import distributed as D
     from unilearn.engine.scoring import test_loader, test_model, write_predictions
     from unilearn.models import create_model

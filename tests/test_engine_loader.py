@@ -11,12 +11,12 @@ import threading
 
 import pytest
 import torch
-from _stores import build_tiny_store
+from _stores import build_tiny_store, finetune_loader
 from torch.utils.data import Dataset
 
-from unilearn.data.loaders import TrainSet, build_finetune_loader
+from unilearn.data.loaders import RunBatches, TrainSet, build_finetune_loader
 from unilearn.data.samplers import JointBatchSampler
-from unilearn.engine.loader import RunBatches, TrainData
+from unilearn.engine.loader import fetch_ahead
 from unilearn.engine.prefetch import Prefetcher
 
 
@@ -58,8 +58,8 @@ def test_run_batches_resume_mid_epoch_across_epoch_boundaries():
 
 def test_a_sampler_resumes_from_the_step_position_alone():
     def sampler():
-        return JointBatchSampler(dfer_size=37, sfer_size=90, batch_size=4, seed=3, rank=1,
-                                 world_size=2)  # fmt: skip
+        return JointBatchSampler(dfer_size=37, sfer_size=90, batch_size=4, sfer_proportion=0.5,
+                                 seed=3, rank=1, world_size=2, sfer_batch_factor=1)  # fmt: skip
 
     n = len(sampler())
     full = list(RunBatches(sampler(), 0, 6 * n))
@@ -74,18 +74,18 @@ AUTHORS_RECIPE = {"sfer_sampling": "balanced", "sfer_batch_factor": 2, "random_e
 @pytest.mark.parametrize("recipe", [{}, AUTHORS_RECIPE], ids=["default", "authors"])
 def test_a_resumed_run_loads_the_rest_of_the_uninterrupted_runs_clips(tmp_path, recipe):
     store = build_tiny_store(tmp_path)
-    train = build_finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5,
-                                  num_frames=8, input_size=32, batch_size=4, **recipe)  # fmt: skip
+    train = finetune_loader(store, "dfew", "affectnet7", fold=1, num_workers=2, seed=5,
+                            num_frames=8, input_size=32, batch_size=4, **recipe)  # fmt: skip
     n = len(train)
-    reference = list(TrainData(train).run(2 * n - 2, 3 * n, seed=5))  # from the end of epoch 1
-    resumed = list(TrainData(train).run(2 * n + 1, 3 * n, seed=5))  # killed after step 2n + 1
+    reference = list(train.run(2 * n - 2, 3 * n, seed=5))  # from the end of epoch 1
+    resumed = list(train.run(2 * n + 1, 3 * n, seed=5))  # killed after step 2n + 1
     assert len(resumed) == len(reference) - 3 > 0
     for got, want in zip(resumed, reference[3:]):
         assert got["task"] == want["task"] and torch.equal(got["x"], want["x"])
 
 
 def test_the_loader_workers_start_once_per_run():
-    data = TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate, num_workers=1))
+    data = TrainSet(WhoLoads(), EpochSampler(), _collate, 1, False, fetch_ahead())
     batches = list(data.run(3, 15, seed=0))
     assert [b["items"] for b in batches] == list(RunBatches(EpochSampler(), 3, 15))
     pids = set().union(*(b["pids"] for b in batches))
@@ -96,7 +96,7 @@ def test_the_loader_never_draws_from_the_global_rng():
     torch.manual_seed(0)
     expected = torch.rand(3)
     torch.manual_seed(0)
-    list(TrainData(TrainSet(WhoLoads(), EpochSampler(), _collate)).run(0, 7, seed=1))
+    list(TrainSet(WhoLoads(), EpochSampler(), _collate, 0, False, fetch_ahead()).run(0, 7, seed=1))
     assert torch.equal(torch.rand(3), expected)
 
 
@@ -128,3 +128,65 @@ def test_closing_a_prefetcher_stops_its_thread():
     assert {t.name for t in threading.enumerate()} <= before
     with pytest.raises(StopIteration):
         next(batches)
+
+
+# a spec's fields that are the run's own, not config keys
+RUN_OWN = {"store", "seed", "rank", "world_size", "pin_memory", "dfer_dataset", "sfer_dataset",
+           "fold", "holdout", "sfer_fraction", "image_dataset", "video_dataset"}  # fmt: skip
+
+
+def test_the_loader_spec_is_the_config_with_the_sfer_share_rule_applied_once(tmp_path):
+    """Every field of a loader spec named as a config key is that key's value (the config's batch
+    per rank, not a loader default); the SFER share is `sfer_proportion` when both tasks
+    train and the whole set when SFER trains alone; `unilearn config` counts the steps of the
+    same spec."""
+    import dataclasses
+    from pathlib import Path
+
+    from unilearn.config import load_config
+    from unilearn.config_cli import _finetune_steps
+    from unilearn.engine.loader import finetune_spec, pretrain_spec
+
+    paper = Path(__file__).parents[1] / "configs" / "paper.yaml"
+    cfg = load_config(paper, ["finetune.sfer_proportion=0.3"])
+    shard = {"rank": 1, "world_size": 4, "pin_memory": False}
+    for experiment, dataset, fold, share in [("unilearn", "dfew", 1, 0.3),
+                                             ("sfer_only", "affectnet7", None, 1.0),
+                                             ("dfer_only", "mafw", 2, 1.0)]:  # fmt: skip
+        resolved = cfg.resolve_experiment(experiment, dataset)
+        rcfg = resolved.config
+        spec = finetune_spec(rcfg, resolved, fold, tmp_path, None, **shard)
+        assert spec.sfer_fraction == share, experiment
+        assert (spec.dfer_dataset, spec.sfer_dataset) == (
+            resolved.dfer_dataset,
+            resolved.sfer_dataset,
+        )
+        for f in dataclasses.fields(spec):
+            if f.name not in RUN_OWN:  # the first section with the key: finetune, model, data
+                sections = (rcfg.finetune, rcfg.model, rcfg.data)
+                owner = next(s for s in sections if f.name in type(s).model_fields)
+                assert getattr(spec, f.name) == getattr(owner, f.name), f.name
+        assert spec.batch_size == rcfg.finetune.batch_size and spec.seed == rcfg.seed
+    pre = pretrain_spec(cfg, "video+video", tmp_path, **shard)
+    assert (pre.image_dataset, pre.video_dataset) == ("voxceleb2", "voxceleb2")
+    assert (pre.batch_size, pre.repeated_views) == (
+        cfg.pretrain.batch_size,
+        cfg.pretrain.repeated_views,
+    )
+
+    store = build_tiny_store(tmp_path)
+    demo = Path(__file__).parents[1] / "configs" / "demo.yaml"
+    cfg = load_config(
+        demo,
+        [
+            "finetune.sfer_proportion=0.5",
+            "finetune.batch_size=4",
+            "finetune.selection.validation=null",
+        ],
+    )
+    resolved = cfg.resolve_experiment("unilearn", "dfew")
+    spec = finetune_spec(resolved.config, resolved, 1, store, None, rank=0, world_size=1,
+                         pin_memory=False)  # fmt: skip
+    assert _finetune_steps(resolved.config, resolved, 1, store, 1) == len(
+        build_finetune_loader(spec, fetch_ahead())
+    )

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 import torch
+from _stores import eval_loader, finetune_loader, pretrain_loader
 
-from unilearn.data.loaders import build_eval_loader, build_finetune_loader, build_pretrain_loader
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 
 SETTINGS = PreprocessSettings(short_side=40)
@@ -59,14 +59,13 @@ def test_every_synthetic_manifest_row_is_stored_or_quarantined_once(synth_store,
 
 def test_loaders_run_on_the_synthetic_store(synth_store):
     kw = {"num_frames": 4, "input_size": 32, "batch_size": 2, "num_workers": 0}
-    joint = build_finetune_loader(synth_store, "dfew", "affectnet7", fold=1, seed=0, **kw)
+    joint = finetune_loader(synth_store, "dfew", "affectnet7", fold=1, seed=0, **kw)
     tasks = {b["task"] for b in joint}
     assert tasks == {"dfer", "sfer"}
-    for batch in build_eval_loader(synth_store, "ferv39k", n_clips=2, **kw):
+    for batch in eval_loader(synth_store, "ferv39k", n_clips=2, **kw):
         assert batch["x"].shape[1:] == (2, 3, 4, 32, 32) and batch["x"].dtype == torch.uint8
         assert ((batch["y"] >= 0) & (batch["y"] < 7)).all()
     modalities = {
-        b["modality"]
-        for b in build_pretrain_loader(synth_store, "affectnet", "voxceleb2", seed=0, **kw)
+        b["modality"] for b in pretrain_loader(synth_store, "affectnet", "voxceleb2", seed=0, **kw)
     }
     assert modalities == {"image", "video"}

@@ -20,11 +20,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from unilearn.config.training import FinetuneConfig
 from unilearn.data.randaugment import GEOMETRIC_OPS, draw_randaug, parse_randaug
 from unilearn.data.transforms import _FILL, TrainClipTransform, random_resized_crop_box
 
 H, W, S = 176, 176, 160
 SPEC = "rand-m9-n3-mstd0.5-inc1"
+_FT = FinetuneConfig()  # the config's crop, erasing and RandAugment order
+CONFIG_CROP = {
+    "scale": _FT.crop_scale,
+    "erasing": _FT.random_erasing,
+    "randaug_order": _FT.randaug_order,
+}
 
 
 def _smooth_clip(t: int = 2) -> np.ndarray:
@@ -99,8 +106,8 @@ def _their_pipeline(frames: np.ndarray, seed: int):
 
 def test_randaugment_acts_on_the_whole_frame_before_the_crop_as_theirs():
     frames = _smooth_clip()
-    ours_t = TrainClipTransform(S, SPEC)
-    assert ours_t.randaug_order == "before_crop"  # theirs is the default
+    ours_t = TrainClipTransform(S, SPEC, **CONFIG_CROP)
+    assert ours_t.randaug_order == "before_crop"  # theirs is the config's default
     compared = multi = 0
     for seed in range(400):
         theirs = _their_pipeline(frames, seed)
@@ -125,7 +132,14 @@ def test_the_order_matters_translation_is_in_frame_units():
     """On a crop of a quarter of the frame's side, their TranslateXRel moves the output by
     0.45 x level x the FRAME's width, i.e. 4x what the same op moves it in crop coordinates."""
     cases = {
-        order: TrainClipTransform(S, "rand-m9-n1-mstd0-p1.0", hflip=0.0, randaug_order=order)
+        order: TrainClipTransform(
+            S,
+            "rand-m9-n1-mstd0-p1.0",
+            scale=(0.08, 1.0),
+            erasing=0.0,
+            hflip=0.0,
+            randaug_order=order,
+        )
         for order in ("before_crop", "after_crop")
     }
     for seed in range(2000):

@@ -22,7 +22,7 @@ from unilearn.catalogue import get_label_set
 from unilearn.config import ConfigError, config_hash, load_config
 from unilearn.data.loaders import TrainSet
 from unilearn.data.samplers import JointBatchSampler
-from unilearn.engine.loader import TrainData
+from unilearn.engine.loader import fetch_ahead
 from unilearn.engine.wandb_log import group_and_name, run_identity
 from unilearn.models.checkpoint import read_checkpoint
 from unilearn.plan import Plan
@@ -223,15 +223,17 @@ TINY = ["finetune.selection.validation=null", "wandb.mode=disabled", "finetune.e
         "finetune.warmup_epochs=0", "finetune.blr=0.05"]  # fmt: skip
 
 
-def _toy_data(cfg, resolved, fold, store, info, holdout=None) -> TrainData:
+def _toy_data(cfg, resolved, fold, store, info, holdout=None) -> TrainSet:
     m = cfg.model
     sources = {task: ToyClips(40, len(resolved.labels[task]),
                               m.num_frames if task == "dfer" else m.tubelet_size, m.input_size,
                               seed=len(task))
                for task in resolved.tasks}  # fmt: skip
-    sampler = JointBatchSampler(len(sources["dfer"]), len(sources["sfer"]),
-                                cfg.finetune.batch_size, seed=cfg.seed)  # fmt: skip
-    return TrainData(TrainSet(ToyJoint(sources), sampler, collate, 0))
+    ft = cfg.finetune
+    sampler = JointBatchSampler(len(sources["dfer"]), len(sources["sfer"]), ft.batch_size,
+                                ft.sfer_proportion, seed=cfg.seed, rank=0, world_size=1,
+                                sfer_batch_factor=ft.sfer_batch_factor)  # fmt: skip
+    return TrainSet(ToyJoint(sources), sampler, collate, 0, False, fetch_ahead())
 
 
 def _fine_tune(monkeypatch, cfg, out: Path) -> tuple[list, dict[str, torch.Tensor]]:

@@ -99,15 +99,16 @@ def store(tmp_path_factory):
 
 
 def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(store):
-    from unilearn.data.loaders import build_eval_loader, build_finetune_loader
-    from unilearn.data.store_table import load_store_table
+    from _stores import eval_loader, finetune_loader
+
+    from unilearn.data.store import load_store_table
 
     for fold in (1, 2):
         holdout = Holdout("dfew", 0.5, seed=0)
-        train = build_finetune_loader(store, "dfew", None, fold=fold, num_frames=2, input_size=32,
-                                      batch_size=2, num_workers=0, holdout=holdout)  # fmt: skip
-        val = build_eval_loader(store, "dfew", fold=fold, split="train", num_frames=2,
-                                input_size=32, num_workers=0, holdout=holdout)  # fmt: skip
+        train = finetune_loader(store, "dfew", None, fold=fold, num_frames=2, input_size=32,
+                                batch_size=2, num_workers=0, holdout=holdout)  # fmt: skip
+        val = eval_loader(store, "dfew", fold=fold, split="train", num_frames=2,
+                          input_size=32, num_workers=0, holdout=holdout)  # fmt: skip
         trained = set(train.dataset.sources["dfer"].table.clip_id)
         held = set(val.dataset.table.clip_id)
         fold_train = set(load_store_table(store, "dfew", fold, "train").clip_id)
@@ -117,12 +118,12 @@ def test_loaders_train_on_the_rest_and_validate_on_the_held_out_rows(store):
 
 
 def test_authors_validation_loader_gives_one_clip_per_video_changing_with_the_epoch(store):
-    from unilearn.data.loaders import build_eval_loader
+    from _stores import eval_loader
 
     def clips(epoch):
-        loader = build_eval_loader(store, "dfew", fold=1, split="test", num_frames=2,
-                                   input_size=32, frame_stride=1, num_workers=0,
-                                   placement_seed=0)  # fmt: skip
+        loader = eval_loader(store, "dfew", fold=1, split="test", num_frames=2,
+                             input_size=32, frame_stride=1, num_workers=0,
+                             placement_seed=0)  # fmt: skip
         loader.set_epoch(epoch)
         return torch.cat([b["x"] for b in loader])
 
@@ -135,9 +136,10 @@ def test_authors_validation_loader_gives_one_clip_per_video_changing_with_the_ep
 def test_unilearn_config_counts_the_steps_of_the_rows_left_to_train_on(store):
     from pathlib import Path
 
+    from _stores import finetune_loader
+
     from unilearn.config import load_config
     from unilearn.config_cli import _finetune_steps
-    from unilearn.data.loaders import build_finetune_loader
 
     demo = Path(__file__).parents[1] / "configs" / "demo.yaml"
     steps = []
@@ -146,8 +148,8 @@ def test_unilearn_config_counts_the_steps_of_the_rows_left_to_train_on(store):
                                  "finetune.batch_size=2", "finetune.mixup=0"])  # fmt: skip
         resolved = cfg.resolve_experiment("dfer_only", "dfew")
         holdout = None if share is None else Holdout("dfew", share, cfg.seed)
-        engine = build_finetune_loader(store, "dfew", None, fold=1, batch_size=2, num_workers=0,
-                                       seed=cfg.seed, holdout=holdout)  # fmt: skip
+        engine = finetune_loader(store, "dfew", None, fold=1, batch_size=2, num_workers=0,
+                                 seed=cfg.seed, holdout=holdout)  # fmt: skip
         steps.append(_finetune_steps(cfg, resolved, 1, store, 1))
         assert steps[-1] == len(engine)
     assert steps[1] < steps[0]

@@ -3,8 +3,9 @@ config file, override and experiment, with an `effective` object holding what th
 (global batch, lr, min lr, warmup and total steps, frame stride, ...), computed by the same
 functions the engine calls. Check what will run before spending GPU hours.
 
-Import-light (no torch): config, the torch-free schedule, and, with `--store`, the samplers and
-store tables that give the steps per epoch.
+Import-light (no torch): config, the torch-free schedule, and, with `--store`, the engine's loader
+spec, store rows and sampler (`unilearn.engine.loader`, `unilearn.data.loader_spec`) that give
+the steps per epoch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES, sfer_fraction
+from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
 from unilearn.config import load_config
 
 STAGES = ("pretrain", "finetune")
@@ -122,50 +123,22 @@ def resolve_stage(
 
 
 def _pretrain_steps(cfg, mode: str, store: Path, world: int) -> int:
-    from unilearn.data.samplers import PretrainBatchSampler
-    from unilearn.data.store_table import load_store_table
+    """Batches per epoch on one rank: the engine's spec, rows and sampler."""
+    from unilearn.data.loader_spec import pretrain_rows, pretrain_sampler
+    from unilearn.engine.loader import pretrain_spec
 
-    pt = cfg.pretrain
-    image = {"image": pt.image_dataset, "image+video": pt.image_dataset,
-             "video+video": pt.video_dataset}.get(mode)  # fmt: skip
-    video = pt.video_dataset if "video" in mode else None
-    size = {k: len(load_store_table(store, d, None, "train")) if d else 0
-            for k, d in (("image", image), ("video", video))}  # fmt: skip
-    sampler = PretrainBatchSampler(
-        size["image"], size["video"], pt.batch_size, pt.image_proportion, cfg.seed, 0, world,
-        repeated_views=pt.repeated_views, video_repeat=pt.video_repeat,
-    )  # fmt: skip
-    return len(sampler)
+    spec = pretrain_spec(cfg, mode, store, rank=0, world_size=world, pin_memory=False)
+    return len(pretrain_sampler(spec, pretrain_rows(spec)))
 
 
 def _finetune_steps(cfg, resolved, fold, store: Path, world: int) -> int:
-    from unilearn.data.samplers import JointBatchSampler
-    from unilearn.data.store_table import load_store_table
-
-    ft = cfg.finetune
-    dfer = (
-        load_store_table(store, resolved.dfer_dataset, fold, "train")
-        if resolved.dfer_dataset
-        else None
-    )
-    sfer = (
-        load_store_table(store, resolved.sfer_dataset, None, "train")
-        if resolved.sfer_dataset
-        else None
-    )
+    """Batches per epoch on one rank: the engine's spec, rows (less the validation split the
+    engine holds out) and sampler."""
+    from unilearn.data.loader_spec import finetune_rows, finetune_sampler
     from unilearn.data.validation_split import Holdout
+    from unilearn.engine.loader import finetune_spec
 
-    # the engine trains on what the validation split leaves
-    holdout = Holdout.of_run(ft.selection.holdout, resolved.dataset, cfg.seed)
-    if holdout is not None:
-        dfer = None if dfer is None else holdout.training_rows(dfer, resolved.dfer_dataset)
-        sfer = None if sfer is None else holdout.training_rows(sfer, resolved.sfer_dataset)
-    sampler = JointBatchSampler(
-        len(dfer) if dfer is not None else 0, len(sfer) if sfer is not None else 0,
-        ft.batch_size, sfer_fraction(ft.sfer_proportion, dfer is not None, sfer is not None),
-        cfg.seed, 0, world,
-        sfer_labels=(sfer["label"].tolist() if sfer is not None and ft.sfer_sampling == "balanced"
-                     else None),
-        sfer_batch_factor=ft.sfer_batch_factor,
-    )  # fmt: skip
-    return len(sampler)
+    holdout = Holdout.of_run(cfg.finetune.selection.holdout, resolved.dataset, cfg.seed)
+    spec = finetune_spec(cfg, resolved, fold, store, holdout, rank=0, world_size=world,
+                         pin_memory=False)  # fmt: skip
+    return len(finetune_sampler(spec, finetune_rows(spec)))

@@ -25,7 +25,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from unilearn.catalogue import DFER_RANDAUGMENT
 from unilearn.data.frame_sampling import (
     eval_indices,
     finetune_indices,
@@ -37,7 +36,6 @@ from unilearn.data.transforms import (
     EvalClipTransform,
     PretrainClipTransform,
     ResizedCropPretrainTransform,
-    TrainClipTransform,
 )
 
 log = logging.getLogger(__name__)
@@ -56,7 +54,7 @@ class ClipDataset(Dataset):
     Returns `(clip uint8 [C, T, S, S] (eval: [n_clips, C, T, S, S]), label, row)`; `pretrain`
     with `views > 1` (repeated sampling) decodes the frames once and returns `views` clips
     `[views, C, T, S, S]`, each augmented with its own draw. `transform` replaces the mode's
-    default augmentation.
+    default augmentation (`train` has none: its augmentation is the config's).
     """
 
     def __init__(
@@ -64,12 +62,12 @@ class ClipDataset(Dataset):
         store: str | Path | ClipStore,
         table: pd.DataFrame,
         mode: str,
-        num_frames: int = 16,
-        input_size: int = 160,
-        frame_stride: int = 4,
-        randaug: str | None = DFER_RANDAUGMENT,
-        n_clips: int = 2,
+        *,
+        num_frames: int,
+        input_size: int,
+        frame_stride: int,
         transform=None,
+        n_clips: int | None = None,
         views: int = 1,
         crop_on_device: bool = False,
         placement_seed: int | None = None,
@@ -78,6 +76,8 @@ class ClipDataset(Dataset):
             raise ValueError(
                 f"ClipDataset mode {mode!r}: expected train, pretrain, pretrain_image or eval"
             )
+        if mode == "eval" and n_clips is None:
+            raise ValueError("ClipDataset mode 'eval' needs n_clips (clips per video)")
         missing = {"store_key", "n_frames", "label"} - set(table.columns)
         if missing:
             raise ValueError(
@@ -104,12 +104,12 @@ class ClipDataset(Dataset):
         self._ids = ids.astype(str).tolist()
         if transform is not None:
             self.transform = transform
-        elif mode == "train":
-            self.transform = TrainClipTransform(input_size, randaug)
         elif mode in ("pretrain", "pretrain_image"):
-            self.transform = PretrainClipTransform(input_size)
-        else:
+            self.transform = PretrainClipTransform(input_size)  # VideoMAE's multi-scale crop
+        elif mode == "eval":
             self.transform = EvalClipTransform(input_size)
+        else:  # the fine-tuning augmentation is the config's (`TrainClipTransform`)
+            raise ValueError("ClipDataset mode 'train' needs its transform (a TrainClipTransform)")
         self.substitutions = 0
 
     def __len__(self) -> int:

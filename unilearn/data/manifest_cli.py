@@ -11,12 +11,12 @@ tree, contempt quarantined) and voxceleb2 (unlabeled).
 from __future__ import annotations
 
 import argparse
-import os
 from collections import Counter
 from pathlib import Path
 
 from unilearn.data.manifest import summarize, write_manifest
 from unilearn.data.native import READERS, DatasetLayoutError, read_native
+from unilearn.data.worker_pool import add_workers_argument
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 
@@ -33,11 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="directory for DATASET.parquet and DATASET.quarantine.parquet",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
-        help="parallel workers for counting frames (threads; processes for VoxCeleb2 videos)",
+    add_workers_argument(
+        parser, "parallel workers for counting frames (threads; processes for VoxCeleb2 videos)"
     )
     parser.add_argument(
         "--no-frame-count",

@@ -26,11 +26,11 @@ class ClipMixup:
     def __init__(
         self,
         num_classes: int,
-        mixup_alpha: float = 0.8,
-        cutmix_alpha: float = 1.0,
-        prob: float = 1.0,
-        switch_prob: float = 0.5,
-        label_smoothing: float = 0.1,
+        mixup_alpha: float,
+        cutmix_alpha: float,
+        prob: float,
+        switch_prob: float,
+        label_smoothing: float,
     ) -> None:
         self.num_classes = num_classes
         self._mixup = Mixup(

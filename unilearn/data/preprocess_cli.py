@@ -23,7 +23,6 @@ only (for data that pre-training alone reads, at a multiple of K); `settings.jso
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from unilearn.catalogue import FRAMING_ROWS
 from unilearn.data.face import FaceCropConfig
 from unilearn.data.face_clip import PreprocessSettings
 from unilearn.data.preprocess import ShardFailed, ShardsIncomplete, merge, preprocess
+from unilearn.data.worker_pool import add_workers_argument
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 
@@ -53,12 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=176,
         help="stored frames' short side in pixels (176 for 160 crops; the demo's 40 for 32)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
-        help="worker processes (0 = in this process)",
-    )
+    add_workers_argument(parser, "worker processes (0 = in this process)")
     parser.add_argument(
         "--detect",
         choices=("auto", "always", "never"),

@@ -1,7 +1,7 @@
 """Batch samplers that draw every batch from ONE source (SFER or DFER for joint fine-tuning, image
 or video for dual-modal pre-training), deterministic given (seed, epoch, rank, world_size),
 sharded per rank. A run resumes mid-epoch by its step position: epoch e's index lists are a pure
-function of (seed, e), so the engine skips the ones already trained (`unilearn.engine.loader`).
+function of (seed, e), so the engine skips the ones already trained (`unilearn.data.loaders.RunBatches`).
 
 An epoch: each source takes its subset (a `fraction` of it; the SFER proportion), shuffles it with
 (seed, epoch), pads it by wrapping to a multiple of the global batch (batch_size x world_size, so
@@ -43,10 +43,10 @@ class SourceBatchSampler:
         self,
         sizes: dict[str, int],
         batch_size: int,
-        fractions: dict[str, float] | None = None,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
+        fractions: dict[str, float] | None,
+        seed: int,
+        rank: int,
+        world_size: int,
         resample_each_epoch: bool | Collection[str] = False,
         batch_sizes: dict[str, int] | None = None,
         weights: dict[str, np.ndarray] | None = None,
@@ -150,7 +150,7 @@ class SourceBatchSampler:
 
 class JointBatchSampler(SourceBatchSampler):
     """Joint fine-tuning: batches of `"dfer"` or `"sfer"`; `sfer_proportion` of the SFER set used
-    (default 0.5, the paper's), the whole DFER set every epoch. `sfer_labels` (the SFER set's class
+    (the fraction of `unilearn.catalogue.sfer_fraction`), the whole DFER set every epoch. `sfer_labels` (the SFER set's class
     ids) switch on the authors' class-balanced fresh draw; SFER batches hold
     `sfer_batch_factor` x `batch_size` images."""
 
@@ -159,13 +159,14 @@ class JointBatchSampler(SourceBatchSampler):
         dfer_size: int,
         sfer_size: int,
         batch_size: int,
-        sfer_proportion: float = 0.5,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        resample_sfer_each_epoch: bool = False,
+        sfer_proportion: float,
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+        sfer_batch_factor: int,
         sfer_labels: Collection[int] | None = None,
-        sfer_batch_factor: int = 1,
+        resample_sfer_each_epoch: bool = False,
     ) -> None:
         weights = None
         if sfer_labels is not None and sfer_size:
@@ -199,12 +200,13 @@ class PretrainBatchSampler(SourceBatchSampler):
         image_size: int,
         video_size: int,
         batch_size: int,
-        image_proportion: float = 1.0,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        repeated_views: int = 1,
-        video_repeat: float = 1.0,
+        image_proportion: float,
+        *,
+        seed: int,
+        rank: int,
+        world_size: int,
+        repeated_views: int,
+        video_repeat: float,
     ) -> None:
         """`batch_size` counts views: a video batch holds batch_size / repeated_views clips, each
         decoded once and cut into `repeated_views` views; `video_repeat` of the videos are drawn

@@ -20,6 +20,10 @@ each claims its next shard number by creating the file exclusively, so no two ev
 or a journal. A store may keep only every k-th source frame (`settings.json`'s `frame_stride`,
 for data that pre-training alone reads at that stride): `read_stride` maps a loader's stride onto
 it and refuses one the store cannot serve.
+
+`STORE/DATASET.parquet` (written by `unilearn preprocess`) is the store table: one row per stored
+clip per (fold, split) with its `store_key`; `load_store_table` gives the rows one (dataset, fold,
+split) selects, what the datasets and the config's dry run read.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
+
+from unilearn.catalogue import DATASETS, get_label_set
+from unilearn.errors import InputError, read_parquet
 
 MAGIC = b"ULC1"
 CODEC_JPEG = 1
@@ -320,3 +328,51 @@ def read_stride(root: str | os.PathLike, keys: Sequence[str], frame_stride: int)
             "--frame-stride 1"
         )
     return frame_stride // k
+
+
+# ---- the store table: which stored clips one (dataset, fold, split) selects ---------------------
+
+
+def load_store_table(
+    store: str | Path, dataset: str, fold: int | None = None, split: str | None = None
+) -> pd.DataFrame:
+    """Rows of `STORE/DATASET.parquet` for one fold and split, re-indexed 0..n-1.
+
+    `affectnet7` reads `affectnet7.parquet` if preprocessing wrote one, else the table its clips
+    come from (`unilearn.catalogue`'s `store_table`: the 8-class AffectNet) without the classes
+    its label set leaves out (contempt: AffectNet-7's definition; ids 0-6 are shared).
+    `fold` is required for datasets with folds (DFEW, MAFW) and must be None for the others.
+    """
+    store = Path(store)
+    path = store / f"{dataset}.parquet"
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.store and not path.exists():
+        path = store / f"{spec.store_table}.parquet"
+        table = _read_table(path)
+        classes = get_label_set(DATASETS[spec.store_table].label_set).classes
+        left_out = [classes.index(c) for c in get_label_set(spec.label_set).excluded]
+        table = table[~table["label"].isin(left_out)]
+    else:
+        table = _read_table(path)
+    has_folds = "fold" in table.columns and table["fold"].notna().any()
+    if has_folds:
+        if fold is None:
+            raise ValueError(
+                f"{path}: {dataset} has folds {sorted(table['fold'].dropna().unique().tolist())}; pass fold"
+            )
+        table = table[table["fold"] == fold]
+    elif fold is not None:
+        raise ValueError(f"{path}: {dataset} has one official split; fold must be None, got {fold}")
+    if split is not None:
+        table = table[table["split"] == split]
+    if table.empty:
+        raise InputError(f"{path}: no rows for dataset={dataset} fold={fold} split={split}")
+    return table.reset_index(drop=True)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: store table missing; run `unilearn preprocess` for this dataset"
+        )
+    return read_parquet(path, "store table")

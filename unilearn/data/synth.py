@@ -14,82 +14,16 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
 from unilearn import __version__
 from unilearn.atomic import write_text
-from unilearn.data.synth_datasets import RAW_VIDEOS, ROOTS, DatasetWriter
+from unilearn.data.synth_datasets import PRESETS, RAW_VIDEOS, ROOTS, DatasetWriter
 
 SUMMARY = "synth.json"
-
-
-@dataclass(frozen=True)
-class Preset:
-    """How much of each dataset to write. Per-class counts >= 5 put every class in every fold's
-    test split."""
-
-    frames: tuple[int, int]  # min, max frames per DFER clip
-    size: int  # DFER frame side (pixels)
-    dfew_per_class: int
-    mafw_per_class: int
-    ferv39k_per_class: int  # 1 in 5 goes to the test split
-    affectnet_size: int
-    affectnet_train_per_class: int
-    affectnet_val_per_class: int
-    vox_clips: int
-    vox_frames: int
-    vox_size: int
-    raw_videos: int  # scene videos with a face (plus one without)
-    raw_size: tuple[int, int]  # width, height
-    raw_frames: int
-    broken: bool = True
-    jpeg_quality: int = 90
-    # The labelled datasets cast their clips from one pool of actors, each playing every emotion
-    # (as DFEW's film actors do): who is on screen says nothing about the label, so a model must
-    # read the expression; with a new person per clip a tiny model memorises faces instead.
-    actors: int = 16
-
-
-PRESETS: dict[str, Preset] = {
-    # the demo table: 260-280 clips per video dataset (a tiny ViT memorises 140 and learns
-    # nothing), ~500 images, 40 VoxCeleb2 clips
-    "demo": Preset(
-        frames=(12, 24),
-        size=96,
-        dfew_per_class=40,
-        mafw_per_class=24,
-        ferv39k_per_class=40,
-        affectnet_size=112,
-        affectnet_train_per_class=60,
-        affectnet_val_per_class=8,
-        vox_clips=40,
-        vox_frames=32,
-        vox_size=96,
-        raw_videos=4,
-        raw_size=(320, 240),
-        raw_frames=48,
-    ),
-    # unit tests: a few seconds
-    "tiny": Preset(
-        frames=(8, 10),
-        size=64,
-        dfew_per_class=5,
-        mafw_per_class=5,
-        ferv39k_per_class=5,
-        affectnet_size=64,
-        affectnet_train_per_class=4,
-        affectnet_val_per_class=2,
-        vox_clips=6,
-        vox_frames=16,
-        vox_size=64,
-        raw_videos=1,
-        raw_size=(160, 120),
-        raw_frames=24,
-    ),
-}
 
 
 def write_synthetic(

@@ -44,6 +44,20 @@ class ClipPlan:
     speed: float
     phase: float
 
+    def face_at(self, t: float, pose: Pose | None = None, talk: float = 0.0):
+        """The face at time `t` in [0, 1] of the clip (`pose`: where it is now, if it moves)."""
+        return expression_at(
+            self.emotion,
+            t,
+            intensity=self.intensity,
+            start=self.start,
+            speed=self.speed,
+            phase=self.phase,
+            identity=self.identity,
+            pose=self.pose if pose is None else pose,
+            talk=talk,
+        )
+
 
 def plan_clip(
     rng: np.random.Generator,
@@ -92,19 +106,9 @@ def render_clip(
     """The frames (uint8 RGB) of one clip of `plan.emotion`."""
     background = render_background(height, width, plan.identity)
     for i in range(n_frames):
-        t = i / max(n_frames - 1, 1)
-        state = expression_at(
-            plan.emotion,
-            t,
-            intensity=plan.intensity,
-            start=plan.start,
-            speed=plan.speed,
-            phase=plan.phase,
-            identity=plan.identity,
-            pose=plan.pose,
-            talk=talk,
+        yield render(
+            background, plan.identity, plan.face_at(i / max(n_frames - 1, 1), talk=talk), rng
         )
-        yield render(background, plan.identity, state, rng)
 
 
 def write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:

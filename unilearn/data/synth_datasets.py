@@ -1,21 +1,30 @@
 """The synthetic datasets, each written in the layout its reader reads (`unilearn.data.native`):
 folder names, split-file names and columns, label spellings and folds come from the readers and
-the catalogue, so a synthetic tree and a real one are read by the same code. `DatasetWriter`
-writes one dataset per method and plants the broken inputs the quarantine path must catch.
+the catalogue, so a synthetic tree and a real one are read by the same code. A `Preset` says how
+much of each to write (`PRESETS`); `DatasetWriter` writes one dataset per method and plants the
+broken inputs the quarantine path must catch.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from unilearn.atomic import write_text
-from unilearn.catalogue import AFFECTNET, DATASETS, DFEW, FERV39K, FOLDS, MAFW, canonical_emotion
+from unilearn.catalogue import (
+    AFFECTNET,
+    DATASETS,
+    DFEW,
+    FERV39K,
+    FOLDS,
+    MAFW,
+    canonical_emotion,
+    get_label_set,
+)
 from unilearn.data.native import affectnet as affectnet_reader
 from unilearn.data.native import dfew as dfew_reader
 from unilearn.data.native import ferv39k as ferv39k_reader
@@ -24,17 +33,13 @@ from unilearn.data.native import voxceleb2 as voxceleb2_reader
 from unilearn.data.native.common import SPLITS
 from unilearn.data.synth_clips import (
     DATASET_CODES,
-    ClipPlan,
     clip_rng,
     plan_clip,
     render_clip,
     write_jpeg,
     write_mp4,
 )
-from unilearn.data.synth_face import Pose, expression_at, render, render_background, sample_identity
-
-if TYPE_CHECKING:
-    from unilearn.data.synth import Preset
+from unilearn.data.synth_face import Pose, render, render_background, sample_identity
 
 # Directory of each dataset under DIR, as the datasets name their own top folder.
 ROOTS: dict[str, str] = {name: d.folder for name, d in DATASETS.items()}
@@ -57,6 +62,77 @@ _VALENCE_AROUSAL = {
     "angry": (-0.6, 0.7),
     "contempt": (-0.4, 0.2),
 }
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How much of each dataset to write. Per-class counts >= 5 put every class in every fold's
+    test split."""
+
+    frames: tuple[int, int]  # min, max frames per DFER clip
+    size: int  # DFER frame side (pixels)
+    dfew_per_class: int
+    mafw_per_class: int
+    ferv39k_per_class: int  # 1 in 5 goes to the test split
+    affectnet_size: int
+    affectnet_train_per_class: int
+    affectnet_val_per_class: int
+    vox_clips: int
+    vox_frames: int
+    vox_size: int
+    raw_videos: int  # scene videos with a face (plus one without)
+    raw_size: tuple[int, int]  # width, height
+    raw_frames: int
+    broken: bool = True
+    jpeg_quality: int = 90
+    # The labelled datasets cast their clips from one pool of actors, each playing every emotion
+    # (as DFEW's film actors do): who is on screen says nothing about the label, so a model must
+    # read the expression; with a new person per clip a tiny model memorises faces instead.
+    actors: int = 16
+
+
+PRESETS: dict[str, Preset] = {
+    # the demo table: 260-280 clips per video dataset (a tiny ViT memorises 140 and learns
+    # nothing), ~500 images, 40 VoxCeleb2 clips
+    "demo": Preset(
+        frames=(12, 24),
+        size=96,
+        dfew_per_class=40,
+        mafw_per_class=24,
+        ferv39k_per_class=40,
+        affectnet_size=112,
+        affectnet_train_per_class=60,
+        affectnet_val_per_class=8,
+        vox_clips=40,
+        vox_frames=32,
+        vox_size=96,
+        raw_videos=4,
+        raw_size=(320, 240),
+        raw_frames=48,
+    ),
+    # unit tests: a few seconds
+    "tiny": Preset(
+        frames=(8, 10),
+        size=64,
+        dfew_per_class=5,
+        mafw_per_class=5,
+        ferv39k_per_class=5,
+        affectnet_size=64,
+        affectnet_train_per_class=4,
+        affectnet_val_per_class=2,
+        vox_clips=6,
+        vox_frames=16,
+        vox_size=64,
+        raw_videos=1,
+        raw_size=(160, 120),
+        raw_frames=24,
+    ),
+}
+
+
+def _classes(dataset: str) -> tuple[str, ...]:
+    label_set = DATASETS[dataset].label_set
+    return get_label_set(label_set).classes if label_set else ()
 
 
 def _fold_assignment(
@@ -111,98 +187,88 @@ class DatasetWriter:
         ):
             write_jpeg(folder / f"{i:05d}.jpg", rgb, self.p.jpeg_quality)
 
-    def _labeled_clips(self, dataset: str, classes: tuple[str, ...], per_class: int, id_range: int):
-        """(clip id, class index, rng) for a class-balanced set of clips with unique random ids."""
+    def _random_clip(self, folder: Path, dataset: str, k: int, emotion: str) -> None:
+        """Clip `k` of `dataset`: a frame folder of `preset.frames` (min, max) frames."""
+        rng = clip_rng(self.seed, dataset, k)
+        n = int(rng.integers(self.p.frames[0], self.p.frames[1] + 1))
+        self._frames_folder(folder, rng, emotion, n)
+        self._tick()
+
+    def _folded_clips(self, dataset: str, per_class: int, id_range: int, frames: str):
+        """A class-balanced set of clips with unique random 5-digit ids under `frames`, each in
+        the test split of one fold: `(entries [(id, class, test fold)], spare ids)`."""
+        classes = _classes(dataset)
         order = np.random.default_rng([self.seed, DATASET_CODES[dataset], 0, 0])
         n = len(classes) * per_class
         labels = [i % len(classes) for i in range(n)]
         order.shuffle(labels)
         ids = sorted(order.choice(np.arange(1, id_range + 1), size=n + 4, replace=False).tolist())
-        return ids, labels, order
+        folds = _fold_assignment(order, labels, FOLDS[dataset])
+        root = self.out / ROOTS[dataset]
+        for k, (cid, y) in enumerate(zip(ids, labels)):
+            self._random_clip(root / frames / f"{cid:05d}", dataset, k, classes[y])
+        return list(zip(ids, labels, folds)), ids[n:]
+
+    def _fold_splits(self, dataset: str, entries, split_file, line, header: str | None) -> None:
+        """Each fold's train and test split files: `line(id, class)` per row, sorted."""
+        for fold in FOLDS[dataset]:
+            for split in SPLITS:
+                rows = sorted((cid, y) for cid, y, f in entries if (f == fold) == (split == "test"))
+                lines = ([header] if header else []) + [line(cid, y) for cid, y in rows]
+                path = self.out / ROOTS[dataset] / split_file(split, fold)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_text(path, "\n".join(lines) + "\n")
+
+    def _plant(self, dataset: str, clip_id: str, problem: str, reason_code: str) -> None:
+        """Record a broken input written on purpose (the quarantine must name `reason_code`)."""
+        self.broken.append(
+            {"dataset": dataset, "clip_id": clip_id, "problem": problem, "reason_code": reason_code}
+        )
+
+    def _summary(self, dataset: str, clips: int, rows: int) -> dict:
+        return {
+            "root": ROOTS[dataset],
+            "clips": clips,
+            "rows": rows,
+            "classes": list(_classes(dataset)),
+        }
 
     # DFEW: Clip/jpg_256/<5-digit id>/*.jpg + EmoLabel_DataSplit/{train,test}(single-labeled)/set_k.csv
     def dfew(self) -> dict:
         frames_dir = dfew_reader.FRAME_DIRS[0]  # the original frames
         native = {i: name for name, i in DFEW.native.items()}
-        root = self.out / ROOTS["dfew"]
-        ids, labels, order = self._labeled_clips("dfew", DFEW.classes, self.p.dfew_per_class, 16372)
-        spare = ids[len(labels) :]
-        ids = ids[: len(labels)]
-        folds = _fold_assignment(order, labels, FOLDS["dfew"])
-        for k, (cid, y) in enumerate(zip(ids, labels)):
-            rng = clip_rng(self.seed, "dfew", k)
-            n = int(rng.integers(self.p.frames[0], self.p.frames[1] + 1))
-            self._frames_folder(root / frames_dir / f"{cid:05d}", rng, DFEW.classes[y], n)
-            self._tick()
-        entries = list(zip(ids, labels, folds))
-        if self.p.broken:
-            # a clip the split files list whose frame folder is empty
-            empty = spare[0]
-            (root / frames_dir / f"{empty:05d}").mkdir(parents=True)
-            entries.append((empty, 0, 1))
-            self.broken.append(
-                {
-                    "dataset": "dfew",
-                    "clip_id": f"{empty:05d}",
-                    "problem": "empty frame folder",
-                    "reason_code": "empty_clip",
-                }
-            )
-        for fold in FOLDS["dfew"]:
-            for split in SPLITS:
-                rows = sorted((cid, y) for cid, y, f in entries if (f == fold) == (split == "test"))
-                header = ",".join(dfew_reader.SPLIT_HEADER)
-                lines = [header] + [f"{cid:05d},{native[y]}" for cid, y in rows]
-                path = root / dfew_reader.split_file(split, fold)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_text(path, "\n".join(lines) + "\n")
-        return {
-            "root": ROOTS["dfew"],
-            "clips": len(ids),
-            "rows": len(FOLDS["dfew"]) * len(entries),
-            "classes": list(DFEW.classes),
-        }
+        entries, spare = self._folded_clips("dfew", self.p.dfew_per_class, 16372, frames_dir)
+        clips = len(entries)
+        if self.p.broken:  # a clip the split files list whose frame folder is empty
+            (self.out / ROOTS["dfew"] / frames_dir / f"{spare[0]:05d}").mkdir(parents=True)
+            entries.append((spare[0], 0, 1))
+            self._plant("dfew", f"{spare[0]:05d}", "empty frame folder", "empty_clip")
+        self._fold_splits(
+            "dfew",
+            entries,
+            dfew_reader.split_file,
+            lambda cid, y: f"{cid:05d},{native[y]}",
+            ",".join(dfew_reader.SPLIT_HEADER),
+        )
+        return self._summary("dfew", clips, len(FOLDS["dfew"]) * len(entries))
 
     # MAFW: data/frames/<5-digit id>/*.jpg + split/single/no_caption/set_k/{train,test}.txt
     def mafw(self) -> dict:
-        root = self.out / ROOTS["mafw"]
-        ids, labels, order = self._labeled_clips("mafw", MAFW.classes, self.p.mafw_per_class, 10045)
-        spare = ids[len(labels) :]
-        ids = ids[: len(labels)]
-        folds = _fold_assignment(order, labels, FOLDS["mafw"])
-        for k, (cid, y) in enumerate(zip(ids, labels)):
-            rng = clip_rng(self.seed, "mafw", k)
-            n = int(rng.integers(self.p.frames[0], self.p.frames[1] + 1))
-            self._frames_folder(
-                root / mafw_reader.FRAMES_DIR / f"{cid:05d}", rng, MAFW.classes[y], n
-            )
-            self._tick()
-        entries = list(zip(ids, labels, folds))
-        if self.p.broken:
-            # a split row naming a clip that does not exist
-            missing = spare[0]
-            entries.append((missing, 3, 2))
-            self.broken.append(
-                {
-                    "dataset": "mafw",
-                    "clip_id": f"{missing:05d}",
-                    "problem": "split row names a missing clip",
-                    "reason_code": "missing_clip",
-                }
-            )
-        for fold in FOLDS["mafw"]:
-            for split in SPLITS:
-                rows = sorted((cid, y) for cid, y, f in entries if (f == fold) == (split == "test"))
-                lines = [f"{cid:05d}.mp4 {MAFW.classes[y]}" for cid, y in rows]
-                path = root / mafw_reader.split_file(split, fold)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_text(path, "\n".join(lines) + "\n")
-        return {
-            "root": ROOTS["mafw"],
-            "clips": len(ids),
-            "rows": len(FOLDS["mafw"]) * len(entries),
-            "classes": list(MAFW.classes),
-        }
+        entries, spare = self._folded_clips(
+            "mafw", self.p.mafw_per_class, 10045, mafw_reader.FRAMES_DIR
+        )
+        clips = len(entries)
+        if self.p.broken:  # a split row naming a clip that does not exist
+            entries.append((spare[0], 3, 2))
+            self._plant("mafw", f"{spare[0]:05d}", "split row names a missing clip", "missing_clip")
+        self._fold_splits(
+            "mafw",
+            entries,
+            mafw_reader.split_file,
+            lambda cid, y: f"{cid:05d}.mp4 {MAFW.classes[y]}",
+            None,
+        )
+        return self._summary("mafw", clips, len(FOLDS["mafw"]) * len(entries))
 
     # FERV39K: 2_ClipsforFaceCrop/<scene>/<Emotion>/<4-digit id>/*.jpg + 4_setups/All_scenes/*.csv
     def ferv39k(self) -> dict:
@@ -225,13 +291,9 @@ class DatasetWriter:
             emotion = native[y]
             counters[scene, emotion] = counters.get((scene, emotion), 0) + 1
             clip_id = f"{scene}/{emotion}/{counters[scene, emotion]:04d}"
-            rng = clip_rng(self.seed, "ferv39k", k)
-            nf = int(rng.integers(self.p.frames[0], self.p.frames[1] + 1))
-            self._frames_folder(
-                root / ferv39k_reader.FRAMES_DIR / clip_id, rng, FERV39K.classes[y], nf
-            )
+            folder = root / ferv39k_reader.FRAMES_DIR / clip_id
+            self._random_clip(folder, "ferv39k", k, FERV39K.classes[y])
             lines["test" if test[k] else "train"].append(f"{clip_id} {emotion}")
-            self._tick()
         if self.p.broken:
             # a clip whose label is outside the 7 classes (it has frames; the label is the problem)
             clip_id = f"{FERV39K_SCENES[0]}/Contempt/0001"
@@ -240,24 +302,12 @@ class DatasetWriter:
                 root / ferv39k_reader.FRAMES_DIR / clip_id, rng, "contempt", self.p.frames[0]
             )
             lines["train"].append(f"{clip_id} Contempt")
-            self.broken.append(
-                {
-                    "dataset": "ferv39k",
-                    "clip_id": clip_id,
-                    "problem": "label outside the class set",
-                    "reason_code": "unknown_label",
-                }
-            )
+            self._plant("ferv39k", clip_id, "label outside the class set", "unknown_label")
         for split, name in ferv39k_reader.SPLIT_FILES.items():
             path = root / ferv39k_reader.SPLIT_DIR / name
             path.parent.mkdir(parents=True, exist_ok=True)
             write_text(path, "\n".join(sorted(lines[split])) + "\n")
-        return {
-            "root": ROOTS["ferv39k"],
-            "clips": n,
-            "rows": len(lines["train"]) + len(lines["test"]),
-            "classes": list(FERV39K.classes),
-        }
+        return self._summary("ferv39k", n, len(lines["train"]) + len(lines["test"]))
 
     # AffectNet: Manually_Annotated_Images/<subdir>/<hash>.jpg + Manually_Annotated_file_lists/*.csv
     def affectnet(self) -> dict:
@@ -288,16 +338,7 @@ class DatasetWriter:
             if affectnet_reader.NON_EMOTIONS.get(code) == "no face":
                 rgb = np.clip(background + 0.5, 0, 255).astype(np.uint8)
             else:
-                state = expression_at(
-                    emotion,
-                    1.0,
-                    intensity=plan.intensity,
-                    start=0.0,
-                    speed=1.0,
-                    phase=plan.phase,
-                    identity=plan.identity,
-                    pose=plan.pose,
-                )
+                state = replace(plan, start=0.0, speed=1.0).face_at(1.0)  # the apex
                 rgb = render(background, plan.identity, state, rng)
             path = root / affectnet_reader.IMAGE_DIRS[0] / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -330,14 +371,8 @@ class DatasetWriter:
                 )
             else:
                 v = a = -2.0  # how AffectNet marks valence/arousal of its non-emotion codes
-                self.broken.append(
-                    {
-                        "dataset": "affectnet",
-                        "clip_id": Path(rel).stem,
-                        "problem": f"expression {code} is not an emotion class",
-                        "reason_code": "not_an_emotion",
-                    }
-                )
+                problem = f"expression {code} is not an emotion class"
+                self._plant("affectnet", Path(rel).stem, problem, "not_an_emotion")
             rows[split].append(
                 f"{rel},{box[0]},{box[1]},{box[2]},{box[3]},{landmarks},{code},{v:.6f},{a:.6f}"
             )
@@ -350,12 +385,7 @@ class DatasetWriter:
         )
         # The real validation.csv has no header row; readers must cope, so this one has none either.
         write_text(lists / affectnet_reader.TABLES["test"], "\n".join(rows["test"]) + "\n")
-        return {
-            "root": ROOTS["affectnet"],
-            "clips": len(items),
-            "rows": len(items),
-            "classes": list(AFFECTNET.classes),
-        }
+        return self._summary("affectnet", len(items), len(items))
 
     # VoxCeleb2: dev/mp4/<speaker id>/<youtube id>/<5-digit>.mp4 (unlabeled, talking faces)
     def voxceleb2(self) -> dict:
@@ -380,15 +410,7 @@ class DatasetWriter:
             rel = Path(speaker) / yt / f"{index:05d}.mp4"
             rng = clip_rng(self.seed, "voxceleb2", k)
             plan = plan_clip(rng, basic[int(rng.integers(len(basic)))], size, size, (0.26, 0.32))
-            plan = ClipPlan(
-                plan.emotion,
-                plan.identity,
-                plan.pose,
-                plan.intensity * 0.6,
-                plan.start,
-                plan.speed,
-                plan.phase,
-            )
+            plan = replace(plan, intensity=plan.intensity * 0.6)
             write_mp4(
                 root / rel, list(render_clip(rng, plan, self.p.vox_frames, size, size, talk=0.4))
             )
@@ -400,16 +422,9 @@ class DatasetWriter:
             rel = paths[0].parent / f"{int(paths[0].stem) + 500:05d}.mp4"
             data = src.read_bytes()
             (root / rel).write_bytes(data[: len(data) * 2 // 5])
-            self.broken.append(
-                {
-                    "dataset": "voxceleb2",
-                    "clip_id": str(rel.with_suffix("")),
-                    "problem": "truncated mp4",
-                    "reason_code": "unreadable_video",
-                }
-            )
+            self._plant("voxceleb2", str(rel.with_suffix("")), "truncated mp4", "unreadable_video")
             paths.append(rel)
-        return {"root": ROOTS["voxceleb2"], "clips": len(paths), "rows": len(paths), "classes": []}
+        return self._summary("voxceleb2", len(paths), len(paths))
 
     # raw scene videos: a face somewhere in a larger, cluttered frame, moving; one without a face
     def raw_videos(self) -> list[dict]:
@@ -443,17 +458,7 @@ class DatasetWriter:
                     plan.pose.half_width * (1 + 0.1 * t),
                     plan.pose.roll * 0.5,
                 )
-                state = expression_at(
-                    emotion,
-                    t,
-                    intensity=plan.intensity,
-                    start=plan.start,
-                    speed=plan.speed,
-                    phase=plan.phase,
-                    identity=plan.identity,
-                    pose=pose,
-                )
-                frames.append(render(background, plan.identity, state, rng))
+                frames.append(render(background, plan.identity, plan.face_at(t, pose), rng))
             name = f"scene_{k:02d}_{emotion}.mp4" if has_face else "no_face.mp4"
             write_mp4(folder / name, frames)
             index.append(f"{name},{emotion},{int(has_face)},{len(frames)},{w},{h}")

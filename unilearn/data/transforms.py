@@ -3,8 +3,10 @@ random erasing with ONE set of parameters for all frames of a clip), the authors
 augmentation (resize, random crop, flip, RandAugment, erasing), test-time resize + centre crop,
 the two pre-training crops (VideoMAE's multi-scale crop; the authors' random resized crops, also
 cut on the device), and `normalize` for the engine. Which frames a clip contributes is
-`unilearn.data.frame_sampling`; the RandAugment ops are `unilearn.data.randaugment`, the erasing
-`unilearn.data.erasing`.
+`unilearn.data.frame_sampling`; the RandAugment ops are `unilearn.data.randaugment`. Random erasing
+is timm's RandomErasing (`cube`: the same box in every frame, as VideoMAE): `erase_box` draws the
+box, `random_erase` fills it with noise in the normalised space (timm's mode "pixel") or with zeros
+(torchvision's default before Normalize).
 
 Clips come in as RGB uint8 frames `[T, H, W, 3]` (numpy, as `ClipStore.read_numpy` decodes them; a
 torch `[T, C, H, W]` from `ClipStore.read` is accepted too) and leave as torch uint8 `[C, T, S, S]`.
@@ -27,8 +29,7 @@ import cv2
 import numpy as np
 import torch
 
-from unilearn.catalogue import DFER_RANDAUGMENT, IMAGENET_MEAN, IMAGENET_STD, SFER_RANDAUGMENT
-from unilearn.data.erasing import random_erase
+from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.data.randaugment import (
     GEOMETRIC_OPS,
     colour_op,
@@ -36,6 +37,50 @@ from unilearn.data.randaugment import (
     geometric_matrix,
     parse_randaug,
 )
+
+_ERASE_LOG_RATIO = (math.log(0.3), math.log(1 / 0.3))  # timm's aspect range 0.3 - 3.3
+
+
+def erase_box(
+    h: int,
+    w: int,
+    rng: random.Random,
+    scale: tuple[float, float] = (0.02, 1 / 3),
+    log_ratio: tuple[float, float] = _ERASE_LOG_RATIO,
+) -> tuple[int, int, int, int] | None:
+    """(top, left, height, width) of one erasing box as timm's RandomErasing draws it (10 tries;
+    None when none fits)."""
+    area = h * w
+    for _ in range(10):
+        target = rng.uniform(*scale) * area
+        aspect = math.exp(rng.uniform(*log_ratio))
+        eh, ew = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+        if ew < w and eh < h:
+            return rng.randint(0, h - eh), rng.randint(0, w - ew), eh, ew
+    return None
+
+
+def random_erase(x: np.ndarray, prob: float, rng: random.Random, fill: str = "pixel") -> np.ndarray:
+    """With probability `prob`, erase one box of a planar uint8 clip `[3, T, S, S]`, the same box in
+    every frame (timm's `cube` erasing of VideoMAE). `fill="pixel"`: per-pixel N(0, 1) noise in the
+    normalised space (timm's mode "pixel"), written as the uint8 values `normalize` maps to it
+    (saturated); `fill="zero"`: black, torchvision's default before Normalize. In place."""
+    if rng.random() >= prob:
+        return x
+    box = erase_box(x.shape[2], x.shape[3], rng)
+    if box is None:
+        return x
+    top, left, eh, ew = box
+    region = x[:, :, top : top + eh, left : left + ew]
+    if fill == "zero":
+        region[...] = 0
+        return x
+    noise = np.random.default_rng(rng.getrandbits(64)).standard_normal(region.shape, np.float32)
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1, 1) * 255
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1, 1) * 255
+    region[...] = np.clip(np.rint(mean + std * noise), 0, 255)
+    return x
+
 
 # Fill for pixels moved in from outside the frame: the ImageNet mean, as timm/VideoMAE.
 _FILL = [round(255 * m) for m in IMAGENET_MEAN]
@@ -126,7 +171,8 @@ RANDAUG_ORDERS = ("before_crop", "after_crop")
 
 class TrainClipTransform:
     """Fine-tuning augmentation `[C, T, H, W]` -> torch uint8 `[C, T, S, S]`: random resized crop
-    (scale 0.08-1, ratio 3/4-4/3, as VideoMAE/MAE-DFER), horizontal flip, RandAugment (timm string).
+    (area `scale`, `finetune.crop_scale`; ratio 3/4-4/3, as VideoMAE/MAE-DFER), horizontal flip,
+    RandAugment (timm string), random erasing with probability `erasing`.
 
     `randaug_order`: `before_crop` = the authors' video pipeline (their `kinetics.py`
     `_aug_frame`: RandAugment on the whole frame, then the random resized crop and the flip), so
@@ -143,12 +189,13 @@ class TrainClipTransform:
     def __init__(
         self,
         input_size: int,
-        randaug: str | None = DFER_RANDAUGMENT,
-        scale: tuple[float, float] = (0.08, 1.0),
+        randaug: str | None,
+        *,
+        scale: tuple[float, float],
+        erasing: float,
+        randaug_order: str,
         ratio: tuple[float, float] = (3 / 4, 4 / 3),
         hflip: float = 0.5,
-        erasing: float = 0.0,
-        randaug_order: str = "before_crop",
     ) -> None:
         if randaug_order not in RANDAUG_ORDERS:
             raise ValueError(f"randaug_order {randaug_order!r}: expected one of {RANDAUG_ORDERS}")
@@ -234,14 +281,16 @@ class ResizeCropImageTransform(TrainClipTransform):
         self,
         input_size: int,
         resize: int,
-        randaug: str | None = SFER_RANDAUGMENT,
+        randaug: str | None,
+        *,
+        erasing: float,
         hflip: float = 0.5,
-        erasing: float = 0.0,
     ) -> None:
         if resize < input_size:
             raise ValueError(f"resize={resize} must be >= input_size={input_size}")
-        super().__init__(input_size, randaug, hflip=hflip, erasing=erasing,
-                         randaug_order="after_crop")  # fmt: skip
+        # scale: unused, `_crop` below is this transform's own
+        super().__init__(input_size, randaug, scale=(1.0, 1.0), erasing=erasing,
+                         randaug_order="after_crop", hflip=hflip)  # fmt: skip
         self.resize = resize
 
     def _crop(self, h: int, w: int, rng: random.Random) -> np.ndarray:

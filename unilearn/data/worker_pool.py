@@ -8,6 +8,9 @@ others their real results; the remaining tasks then go on in a new pool. A pool 
 cannot start at all raises `RuntimeError` (a broken environment, not a bad task). Workers are
 spawned, never forked: the parent may hold OpenCV/torch threads that a fork would copy in a
 broken state. `fn` must be picklable (a module-level function or a `functools.partial` of one).
+
+How many workers a data stage starts by default (`--workers` of `unilearn manifest`, `preprocess`
+and `doctor`): `add_workers_argument`, the CPUs this job may use.
 """
 
 from __future__ import annotations
@@ -84,3 +87,9 @@ def _check_workers_start(ctx, name: str) -> None:
         raise RuntimeError(
             f"{name} worker processes die on start (try --workers 0 to see why)"
         ) from None
+
+
+def add_workers_argument(parser, help: str) -> None:
+    """`--workers N` of a data stage, by default the CPUs this job may use (its Slurm
+    allocation), not the node's."""
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help=help)

@@ -11,13 +11,13 @@ Exit status 1 when the data would not reproduce the paper's protocol. The bundle
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from unilearn.atomic import write_text
 from unilearn.data.native import READERS
+from unilearn.data.worker_pool import add_workers_argument
+from unilearn.doctor import ERROR
 from unilearn.doctor.diagnose import diagnose, format_markdown, format_text
-from unilearn.doctor.findings import ERROR
 from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
 
 
@@ -56,11 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--report", type=Path, default=None, help="write the report as Markdown here"
     )
     parser.add_argument("--seed", type=int, default=0, help="which clips are sampled")
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=len(os.sched_getaffinity(0)),  # the CPUs this job may use (Slurm), not the node's
-        help="parallel workers for reading the tree (threads; processes for VoxCeleb2 videos)",
+    add_workers_argument(
+        parser, "parallel workers for reading the tree (threads; processes for VoxCeleb2 videos)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_cpu_launcher_arguments(parser)

@@ -29,7 +29,7 @@ from unilearn.data.native import (
     read_native,
 )
 from unilearn.data.synth import read_summary
-from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
+from unilearn.doctor import ERROR, OK, WARNING, Finding
 from unilearn.doctor.media import inspect, media_findings
 from unilearn.doctor.official import PROTOCOL, compare_with_official
 

@@ -16,7 +16,7 @@ from unilearn.catalogue import DATASETS, FACE_CROPPED_DATASETS
 from unilearn.data.decode import MediaError, list_frames, read_image, read_video
 from unilearn.data.native import NativeRead
 from unilearn.data.native.dfew import TIME_NORMALISED_DIR
-from unilearn.doctor.findings import ERROR, OK, WARNING, Finding
+from unilearn.doctor import ERROR, OK, WARNING, Finding
 
 # A face crop (box scaled ~1.3x around the face) puts a detector box of roughly 35-60% of the
 # frame; a face in a full scene is a few percent. Between: warn.

@@ -10,7 +10,7 @@ from importlib import resources
 
 from unilearn.data.native import NativeRead, dfew, ferv39k, mafw
 from unilearn.data.native.common import SPLITS
-from unilearn.doctor.findings import ERROR, OK, Finding
+from unilearn.doctor import ERROR, OK, Finding
 
 PROTOCOL = {
     "dfew": "the official single-labeled 5-fold split",

@@ -1,85 +1,30 @@
-"""How the engines iterate training data so that a run resumes exactly and the loader stays warm:
-ONE DataLoader for the whole run (its workers start once, not once per epoch, and prefetch across
-epoch boundaries) over the batches from the resume step to the last step. Epoch e's batches come
-from a batch sampler that is a pure function of (seed, e), and every item carries its own sample
-seed, so which worker loads a batch, or when, never changes its content. The DataLoader gets its
-own torch generator (it otherwise draws its worker seed from the global RNG, which would shift
-every random number of a resumed run).
+"""The config -> a run's training set, and how the engines walk it so that a run resumes exactly.
 
-Resuming skips batches by index (the sampler's index lists), never by loading their clips: the
-step count in `last.pt` is the whole resume position. The data side hands over the parts
-(`unilearn.data.loaders.TrainSet`: dataset, batch sampler, collation), never a DataLoader.
+`finetune_spec` / `pretrain_spec` build the ONE typed value a loader takes
+(`unilearn.data.loader_spec`: every field from the config section, where each default is written
+once; the SFER share rule `unilearn.catalogue.sfer_fraction` applied here), read by the engine's
+`finetune_data` / `pretrain_data` and by `unilearn config` (its steps per epoch). The training set
+(`unilearn.data.loaders.TrainSet`) is ONE DataLoader for the whole run over the batches from the
+resume step to the last step: epoch e's batches come from a batch sampler that is a pure function
+of (seed, e), every item carries its own sample seed, and resuming skips batches by index, so the
+step count in `last.pt` is the whole resume position.
+
+Torch-free at import (`unilearn config` reads the specs).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-from torch.utils.data import DataLoader
-
+from unilearn.catalogue import pretrain_sources, sfer_fraction
+from unilearn.data.loader_spec import FinetuneLoaderSpec, PretrainLoaderSpec
 from unilearn.engine.prefetch import Prefetcher
 
-
-class RunBatches:
-    """The index lists of global steps [start, end): epoch e's batches (after `set_epoch(e)`) in
-    order, starting part-way into the first epoch when `start` is not on an epoch boundary."""
-
-    def __init__(self, batch_sampler, start: int, end: int) -> None:
-        self.batch_sampler = batch_sampler
-        self.start, self.end = start, end
-
-    def __iter__(self) -> Iterator[Any]:
-        per_epoch = len(self.batch_sampler)
-        step = self.start
-        while step < self.end:
-            epoch, offset = divmod(step, per_epoch)
-            # Called only once the previous epoch's index lists are all out: the DataLoader
-            # prefetches the next epoch while the model still trains on this one.
-            self.batch_sampler.set_epoch(epoch)
-            count = min(per_epoch - offset, self.end - step)
-            yield from itertools.islice(iter(self.batch_sampler), offset, offset + count)
-            step += count
-
-    def __len__(self) -> int:
-        return max(self.end - self.start, 0)
-
-
-@dataclass
-class TrainData:
-    """A training set as the engine loads it: the set's parts (`unilearn.data.loaders.TrainSet`:
-    dataset, batch sampler, collation, workers), pinned memory or not, and how many batches a
-    background thread fetches ahead (0: none; `unilearn.engine.prefetch`)."""
-
-    train: Any  # a TrainSet, or anything with its fields
-    pin_memory: bool = False
-    prefetch: int = 2
-
-    def steps_per_epoch(self) -> int:
-        return len(self.train.batch_sampler)
-
-    def run(self, start: int, end: int, seed: int = 0) -> DataLoader:
-        """The DataLoader over the batches of global steps [start, end)."""
-        t = self.train
-        return DataLoader(
-            t.dataset,
-            batch_sampler=RunBatches(t.batch_sampler, start, end),
-            collate_fn=t.collate_fn,
-            num_workers=t.num_workers,
-            pin_memory=self.pin_memory,
-            generator=torch.Generator().manual_seed(seed * 100_003 + start),
-            worker_init_fn=t.worker_init_fn,
-            prefetch_factor=4 if t.num_workers else None,
-        )
-
-    def batches(self, start: int, end: int, seed: int = 0) -> Prefetcher:
-        """The run's batches from step `start` to `end`, fetched ahead by a thread (`close()`
-        it: that stops the thread and the loader's workers)."""
-        return Prefetcher(self.run(start, end, seed=seed), depth=self.prefetch)
+PREFETCH = 2  # batches a background thread fetches ahead (`unilearn.engine.prefetch`)
 
 
 def rest_of_epoch(batches: Iterator[dict], step: int, end_step: int, steps_per_epoch: int):
@@ -97,42 +42,90 @@ def check_epoch_ended(step: int, end_step: int, steps_per_epoch: int) -> None:
         )
 
 
-def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None) -> TrainData:
-    """The joint training set of a run: DFER train split of `resolved.dfer_dataset` (fold) and
-    `sfer_proportion` of the SFER train split, batches from one source at a time; the training
-    rows of `holdout` (a validation split) left out."""
+def finetune_spec(
+    cfg,
+    resolved,
+    fold: int | None,
+    store: Path,
+    holdout,
+    *,
+    rank: int,
+    world_size: int,
+    pin_memory: bool,
+) -> FinetuneLoaderSpec:
+    """The fine-tuning loader of a run (`resolved`: its datasets; `cfg` its config, the
+    per-dataset `finetune:` applied): the DFER train split of (dataset, fold) and the SFER
+    share `sfer_fraction(finetune.sfer_proportion, ...)` of the SFER train split."""
+    ft = cfg.finetune
+    dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset
+    share = sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer))
+    run = {"dfer_dataset": dfer, "sfer_dataset": sfer, "fold": fold, "holdout": holdout}
+    shard = {"rank": rank, "world_size": world_size, "pin_memory": pin_memory}
+    return _from_config(FinetuneLoaderSpec, ft, cfg, store, **run, **shard, sfer_fraction=share)
+
+
+def pretrain_spec(
+    cfg, mode: str, store: Path, *, rank: int, world_size: int, pin_memory: bool
+) -> PretrainLoaderSpec:
+    """The pre-training loader of a mode: image batches (AffectNet, or VoxCeleb2 frames for
+    video+video) and/or video batches (VoxCeleb2)."""
+    pt = cfg.pretrain
+    image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
+    shard = {"rank": rank, "world_size": world_size, "pin_memory": pin_memory}
+    return _from_config(
+        PretrainLoaderSpec, pt, cfg, store, image_dataset=image, video_dataset=video, **shard
+    )
+
+
+def _from_config(spec_type, section, cfg, store: Path, **run):
+    """A `spec_type` of the run's own values `run` (+ the store and the seed); every other field
+    is the config key of that name: of the stage's `section`, else `model:`, else `data:`."""
+    values = {"store": Path(store), "seed": cfg.seed, **run}
+    for field in dataclasses.fields(spec_type):
+        if field.name in values:
+            continue
+        owner = next(
+            (s for s in (section, cfg.model, cfg.data) if field.name in type(s).model_fields), None
+        )
+        if owner is None:
+            raise TypeError(f"{spec_type.__name__}.{field.name}: no config key of that name")
+        values[field.name] = getattr(owner, field.name)
+    return spec_type(**values)
+
+
+def finetune_data(cfg, resolved, fold: int | None, store: Path, info, holdout=None):
+    """The joint training set of a run (`finetune_spec`, this rank's shard), batches from one
+    source at a time, read ahead by a thread: a `unilearn.data.loaders.TrainSet`."""
     from unilearn.data.loaders import build_finetune_loader
 
-    ft, m = cfg.finetune, cfg.model
-    train = build_finetune_loader(
-        store, resolved.dfer_dataset, resolved.sfer_dataset, fold=fold,
-        num_frames=m.num_frames, input_size=m.input_size, batch_size=ft.batch_size,
-        num_workers=cfg.data.num_workers, seed=cfg.seed, rank=info.rank,
-        world_size=info.world_size, sfer_proportion=ft.sfer_proportion, randaug=ft.randaug,
-        randaug_order=ft.randaug_order,
-        frame_stride=ft.frame_stride, crop_scale=tuple(ft.crop_scale),
-        random_erasing=ft.random_erasing, sfer_sampling=ft.sfer_sampling,
-        sfer_batch_factor=ft.sfer_batch_factor, sfer_augment=ft.sfer_augment,
-        sfer_resize=ft.sfer_resize, sfer_randaug=ft.sfer_randaug, holdout=holdout,
-    )  # fmt: skip
-    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+    spec = finetune_spec(
+        cfg,
+        resolved,
+        fold,
+        store,
+        holdout,
+        rank=info.rank,
+        world_size=info.world_size,
+        pin_memory=_pins(cfg, info),
+    )
+    return build_finetune_loader(spec, fetch_ahead())
 
 
-def pretrain_data(cfg, mode: str, store: Path, info) -> TrainData:
-    """The pre-training set of a mode: image batches (AffectNet, or VoxCeleb2 frames for
-    video+video) and/or video batches (VoxCeleb2), one modality per batch."""
-    from unilearn.catalogue import pretrain_sources
+def pretrain_data(cfg, mode: str, store: Path, info):
+    """The pre-training set of a mode (`pretrain_spec`, this rank's shard), one modality per
+    batch, read ahead by a thread: a `unilearn.data.loaders.TrainSet`."""
     from unilearn.data.loaders import build_pretrain_loader
 
-    pt, m = cfg.pretrain, cfg.model
-    image, video = pretrain_sources(mode, pt.image_dataset, pt.video_dataset)
-    train = build_pretrain_loader(
-        store, image, video, num_frames=m.num_frames, input_size=m.input_size,
-        batch_size=pt.batch_size, num_workers=cfg.data.num_workers, seed=cfg.seed,
-        rank=info.rank, world_size=info.world_size, frame_stride=pt.frame_stride,
-        image_proportion=pt.image_proportion, augment=pt.augment,
-        image_crop_scale=tuple(pt.image_crop_scale), video_short_side=pt.video_short_side,
-        video_crop_scale=tuple(pt.video_crop_scale), repeated_views=pt.repeated_views,
-        video_repeat=pt.video_repeat, crop_on_device=pt.crop_on_device,
-    )  # fmt: skip
-    return TrainData(train, pin_memory=cfg.data.pin_memory and info.device.type == "cuda")
+    spec = pretrain_spec(
+        cfg, mode, store, rank=info.rank, world_size=info.world_size, pin_memory=_pins(cfg, info)
+    )
+    return build_pretrain_loader(spec, fetch_ahead())
+
+
+def fetch_ahead(depth: int = PREFETCH):
+    """How a training set reads its DataLoader ahead: a thread `depth` batches ahead (0: none)."""
+    return functools.partial(Prefetcher, depth=depth)
+
+
+def _pins(cfg, info) -> bool:
+    return cfg.data.pin_memory and info.device.type == "cuda"

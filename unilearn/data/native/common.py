@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from unilearn.catalogue import LabelSet
+from unilearn.catalogue import DATASETS, LabelSet
 
 # Manifest columns (docs/ARCHITECTURE.md, Manifest). Readers may add dataset-specific columns after.
 COLUMNS = (
@@ -299,23 +299,34 @@ def attach_frame_counts(
 def split_file_entries(
     out: NativeRead,
     rel: str,
-    lines: Sequence[str],
+    what: str,
     *,
-    first_line: int,
     fold: int | None,
     split: str,
     parse: Callable[[str], tuple[str, tuple[str, str] | None]],
     expected: str,
     frames_dir: str,
+    header: Sequence[str] = (),
 ) -> list[dict]:
-    """The clips a frame-folder dataset's split file `rel` lists, as entries with `native_label`.
+    """The clips a frame-folder dataset's split file `rel` (under `out.root`; `what`: how errors
+    name it) lists, as entries with `native_label`. A file with a `header` must start with it.
 
-    `lines` are the file's lines from line number `first_line` on (blank ones are skipped).
-    `parse(line)` gives `(id as written, (clip_id, native label))`, or `(id as written, None)` for
-    a line it cannot parse, which goes to `out.quarantine` as `malformed_line` (`expected`: what a
-    line should look like). A clip's frames are at `frames_dir/<clip_id>` under `out.root`."""
+    Blank lines are skipped. `parse(line)` gives `(id as written, (clip_id, native label))`, or
+    `(id as written, None)` for a line it cannot parse, which goes to `out.quarantine` as
+    `malformed_line` (`expected`: what a line should look like). A clip's frames are at
+    `frames_dir/<clip_id>` under `out.root`."""
+    title = DATASETS[out.dataset].title
+    path = require_file(out.root / rel, title, what)
+    lines = read_lines(path, title)
+    if header:
+        if not lines or tuple(c.strip() for c in lines[0].split(",")) != tuple(header):
+            got = repr(lines[0][:60]) if lines else "an empty file"
+            raise SplitFileError(
+                f"{title}: {path} line 1: expected the header '{','.join(header)}', got {got}"
+            )
+        lines = lines[1:]
     entries = []
-    for i, line in enumerate(lines, start=first_line):
+    for i, line in enumerate(lines, start=2 if header else 1):
         if not line.strip():
             continue
         src = f"{rel}:{i}"
@@ -361,6 +372,14 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
     train and test are disjoint within a fold, every fold covers the same clips, and a clip has
     one label everywhere. For single-split datasets: train and test are disjoint."""
     findings: list[Finding] = []
+
+    def flag(code: str, clips: list[str], problem: str, examples: Iterable[str] = ()) -> None:
+        """A finding naming every clip of `clips` (none: nothing to report); the message shows
+        `examples` (default: the first five clips)."""
+        if clips:
+            shown = ", ".join(examples or clips[:5])
+            findings.append(Finding(code, f"{dataset}: {problem} (e.g. {shown})", tuple(clips)))
+
     by_fold: dict[int | None, dict[str, set[str]]] = defaultdict(
         lambda: {"train": set(), "test": set()}
     )
@@ -370,15 +389,8 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
         labels[e["clip_id"]].add(str(e.get("native_label", e.get("label_name", ""))).strip())
     for fold, s in sorted(by_fold.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
         both = sorted(s["train"] & s["test"])
-        if both:
-            where = f"fold {fold}" if fold is not None else "the official split"
-            findings.append(
-                Finding(
-                    "train_test_overlap",
-                    f"{dataset}: {len(both)} clips are both train and test in {where} (e.g. {', '.join(both[:5])})",
-                    tuple(both),
-                )
-            )
+        where = f"fold {fold}" if fold is not None else "the official split"
+        flag("train_test_overlap", both, f"{len(both)} clips are both train and test in {where}")
     if folds:
         tested: dict[str, list[int]] = defaultdict(list)
         for fold in folds:
@@ -388,41 +400,17 @@ def check_folds(listed: Iterable[dict], folds: tuple[int, ...], dataset: str) ->
             set().union(*(s["train"] | s["test"] for s in by_fold.values())) if by_fold else set()
         )
         never = sorted(everyone - set(tested))
-        if never:
-            findings.append(
-                Finding(
-                    "never_tested",
-                    f"{dataset}: {len(never)} clips are test in no fold (e.g. {', '.join(never[:5])})",
-                    tuple(never),
-                )
-            )
+        flag("never_tested", never, f"{len(never)} clips are test in no fold")
         several = sorted(c for c, f in tested.items() if len(f) > 1)
-        if several:
-            findings.append(
-                Finding(
-                    "tested_in_several_folds",
-                    f"{dataset}: {len(several)} clips are test in more than one fold (e.g. {', '.join(f'{c} in folds {tested[c]}' for c in several[:3])})",
-                    tuple(several),
-                )
-            )
+        problem = f"{len(several)} clips are test in more than one fold"
+        examples = [f"{c} in folds {tested[c]}" for c in several[:3]]
+        flag("tested_in_several_folds", several, problem, examples)
         for fold in folds:
             union = by_fold[fold]["train"] | by_fold[fold]["test"]
             missing = sorted(everyone - union)
-            if missing:
-                findings.append(
-                    Finding(
-                        "fold_union_differs",
-                        f"{dataset}: fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union of all folds (e.g. {', '.join(missing[:5])})",
-                        tuple(missing),
-                    )
-                )
+            problem = f"fold {fold} lists {len(union)} clips, {len(missing)} fewer than the union"
+            flag("fold_union_differs", missing, problem + " of all folds")
     conflicts = sorted(c for c, names in labels.items() if len(names) > 1)
-    if conflicts:
-        findings.append(
-            Finding(
-                "label_conflict",
-                f"{dataset}: {len(conflicts)} clips carry different labels in different split files (e.g. {', '.join(f'{c}: {sorted(labels[c])}' for c in conflicts[:3])})",
-                tuple(conflicts),
-            )
-        )
+    problem = f"{len(conflicts)} clips carry different labels in different split files"
+    flag("label_conflict", conflicts, problem, [f"{c}: {sorted(labels[c])}" for c in conflicts[:3]])
     return findings

@@ -18,9 +18,7 @@ from unilearn.data.native.common import (
     NativeRead,
     SplitFileError,
     finish_frame_folders,
-    read_lines,
     require_dir,
-    require_file,
     require_root,
     split_file_entries,
 )
@@ -68,24 +66,18 @@ def read(
     for fold in FOLDS["dfew"]:
         for split in SPLITS:
             rel = split_file(split, fold)
-            path = require_file(root / rel, "DFEW", f"the fold-{fold} {split} split file")
-            lines = read_lines(path, "DFEW")
-            if not lines or tuple(c.strip() for c in lines[0].split(",")) != SPLIT_HEADER:
-                raise SplitFileError(
-                    f"DFEW: {path} line 1: expected the header '{','.join(SPLIT_HEADER)}', got {lines[0][:60] if lines else 'an empty file'!r}"
-                )
             listed = split_file_entries(
                 out,
                 rel,
-                lines[1:],
-                first_line=2,
+                f"the fold-{fold} {split} split file",
                 fold=fold,
                 split=split,
                 parse=_parse_line,
                 expected="<video id>,<label 1-7>",
                 frames_dir=frames_dir,
+                header=SPLIT_HEADER,
             )
-            entries += _label_base(listed, path, zero_based_labels)
+            entries += _label_base(listed, root / rel, zero_based_labels)
     return finish_frame_folders(
         out, entries, DFEW, FOLDS["dfew"], frames_dir, "DFEW", workers, progress
     )

@@ -12,9 +12,7 @@ from unilearn.data.native.common import (
     NativeRead,
     finish_frame_folders,
     quarantined,
-    read_lines,
     require_dir,
-    require_file,
     require_root,
     split_file_entries,
 )
@@ -40,24 +38,17 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     out = NativeRead("ferv39k", root)
     entries = []
     for split, name in SPLIT_FILES.items():
-        rel = f"{SPLIT_DIR}/{name}"
-        lines = read_lines(
-            require_file(root / rel, "FERV39K", f"the {split} split file"), "FERV39K"
-        )
-        entries += _agreeing_with_path(
+        listed = split_file_entries(
             out,
-            split_file_entries(
-                out,
-                rel,
-                lines,
-                first_line=1,
-                fold=None,
-                split=split,
-                parse=_parse_line,
-                expected="<scene>/<Emotion>/<id> <Emotion>",
-                frames_dir=FRAMES_DIR,
-            ),
+            f"{SPLIT_DIR}/{name}",
+            f"the {split} split file",
+            fold=None,
+            split=split,
+            parse=_parse_line,
+            expected="<scene>/<Emotion>/<id> <Emotion>",
+            frames_dir=FRAMES_DIR,
         )
+        entries += _agreeing_with_path(out, listed)
     return finish_frame_folders(out, entries, FERV39K, (), FRAMES_DIR, "FERV39K", workers, progress)
 
 

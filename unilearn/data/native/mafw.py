@@ -11,9 +11,7 @@ from unilearn.data.native.common import (
     SPLITS,
     NativeRead,
     finish_frame_folders,
-    read_lines,
     require_dir,
-    require_file,
     require_root,
     split_file_entries,
 )
@@ -48,15 +46,10 @@ def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> 
     entries = []
     for fold in FOLDS["mafw"]:
         for split in SPLITS:
-            rel = split_file(split, fold, split_dir)
-            lines = read_lines(
-                require_file(root / rel, "MAFW", f"the fold-{fold} {split} split file"), "MAFW"
-            )
             entries += split_file_entries(
                 out,
-                rel,
-                lines,
-                first_line=1,
+                split_file(split, fold, split_dir),
+                f"the fold-{fold} {split} split file",
                 fold=fold,
                 split=split,
                 parse=_parse_line,
