@@ -23,11 +23,9 @@ COMMANDS = PLAN.commands
 CONFIG_HASH = PLAN.config_hash
 
 SYNTH = PLAN.synth
-DOCTOR = PLAN.doctor
 MANIFESTS = PLAN.manifests
 STORE = PLAN.store
 RUNS = PLAN.runs
-RESULTS = PLAN.results
 LOGS = PLAN.logs
 TABLES = spec.TABLES
 FIGURES = spec.FIGURES
@@ -38,7 +36,8 @@ FIGURES = spec.FIGURES
 os.environ.setdefault("WANDB_TAGS", f"workflow-{CFG.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 # How each stage starts (`unilearn.plan.commands`): `python -m unilearn STAGE` here, or under
-# `launcher: submitit` a Slurm job through the thin submitter `python -m unilearn.launch`.
+# `launcher: submitit` a Slurm job through the thin submitter `python -m unilearn.launch`. Each is
+# a list of shell words, which Snakemake writes joined by single spaces.
 UNILEARN = COMMANDS.unilearn
 CONFIG_ARGS = COMMANDS.config_args
 OVERRIDE_ARGS = COMMANDS.override_args
