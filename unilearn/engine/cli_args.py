@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unilearn import launch
 from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
 from unilearn.engine.wandb_log import add_wandb_argument
+from unilearn.launch.resources import add_launcher_arguments
 from unilearn.launch.restart import add_restart_argument
 
 
@@ -27,7 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, overrides_example: str) -
         metavar="key.sub=value",
         help=f"config overrides, after all options: {overrides_example}",
     )
-    launch.add_launcher_arguments(parser)
+    add_launcher_arguments(parser)
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
