@@ -145,49 +145,38 @@ CHECKPOINT_NAME = {
 }
 
 
+# What a run directory (a stage's --out) holds besides its weights and predictions: `RunFiles`.
+RUN_FILES = {
+    "resume": "last.pt",  # the resumable training state
+    "config": "config.yaml",  # the resolved config the run trains with
+    "config_hash": "config.sha256",  # its hash: what a resume and `unilearn status` compare
+    "history": "log.jsonl",  # one line per epoch
+    "progress": "progress.json",  # where the run is (`unilearn.progress`; `unilearn status`)
+    "slurm": SLURM_DIR,  # the submitit folders of its jobs
+}
+
+
 @dataclass(frozen=True)
 class RunFiles:
-    """The files a training or test run keeps in its directory `dir` (its `--out`)."""
+    """The files of one run directory `dir` (`run_files(dir)`; names: `RUN_FILES`)."""
 
     dir: Path
+    resume: Path
+    config: Path
+    config_hash: Path
+    history: Path
+    progress: Path
+    slurm: Path
 
     def checkpoint(self, weights: str = "last") -> Path:
         """The final weights (`checkpoint.pt`), or a picked epoch's (`checkpoint-best.pt`,
         `checkpoint-val.pt`)."""
         return self.dir / CHECKPOINT_NAME[weights]
 
-    @property
-    def resume(self) -> Path:
-        """`last.pt`: the resumable training state."""
-        return self.dir / "last.pt"
-
-    @property
-    def config(self) -> Path:
-        """`config.yaml`: the resolved config the run trains with."""
-        return self.dir / "config.yaml"
-
-    @property
-    def config_hash(self) -> Path:
-        """`config.sha256`: its hash (what a resume and `unilearn status` compare)."""
-        return self.dir / "config.sha256"
-
-    @property
-    def history(self) -> Path:
-        """`log.jsonl`: one line per epoch."""
-        return self.dir / "log.jsonl"
-
-    @property
-    def progress(self) -> Path:
-        """`progress.json`: where the run is (`unilearn.progress`, read by `unilearn status`)."""
-        return self.dir / "progress.json"
-
-    @property
-    def slurm(self) -> Path:
-        return self.dir / SLURM_DIR
-
 
 def run_files(run_dir: str | Path) -> RunFiles:
-    return RunFiles(Path(run_dir))
+    run_dir = Path(run_dir)
+    return RunFiles(run_dir, **{key: run_dir / name for key, name in RUN_FILES.items()})
 
 
 def weights_of(cfg) -> tuple[str, ...]:
