@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from unilearn.catalogue import sfer_fraction
 from unilearn.config import load_config
+from unilearn.errors import InputError
 from unilearn.launch.__main__ import _estimate_time, _run_of, parse
 from unilearn.launch.estimate import (
     attention_flops,
@@ -108,7 +109,7 @@ def test_the_moae_blocks_counted_are_those_the_config_places():
     assert run_flops(cfg, "finetune", run) - run_flops(one, "finetune", run) == pytest.approx(
         5 * per_block
     )
-    with pytest.raises(ValueError, match="finetune: no --dataset"):
+    with pytest.raises(InputError, match="finetune: no --dataset"):
         run_flops(cfg, "finetune", {"experiment": "unilearn"})
 
 

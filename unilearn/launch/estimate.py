@@ -26,6 +26,7 @@ from unilearn.catalogue import (
     pretrain_sources,
     sfer_fraction,
 )
+from unilearn.errors import InputError
 
 SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
 
@@ -83,7 +84,7 @@ EVALUATE_EXPERIMENT = "unilearn"
 
 def _required(argv: dict[str, Any], key: str, stage: str) -> Any:
     if argv.get(key) is None:
-        raise ValueError(f"{stage}: no --{key} in its arguments (the time estimate reads it)")
+        raise InputError(f"{stage}: no --{key} in its arguments (the time estimate reads it)")
     return argv[key]
 
 
