@@ -154,3 +154,25 @@ def test_a_validation_split_adds_val_outputs_to_the_same_jobs_and_off_requires_n
                    off.finetune_outputs("R", "T", ["ferv39k"]).items())  # fmt: skip
     assert not any(".val." in str(m) for m in off.report_inputs("table4")["metrics"])
     assert off.aggregate_val_args("unilearn", "dfew", inputs, out) == []
+
+
+def test_a_target_is_named_and_parsed_by_the_layout_alone():
+    import re
+
+    from unilearn.catalogue import FINETUNE_DATASETS, FOLDS
+    from unilearn.report import layout
+
+    for train in FINETUNE_DATASETS:
+        for target in layout.targets(train):  # dfew-fold1..5, ferv39k, affectnet7
+            dataset, fold = layout.parse_target(target)
+            assert dataset == train and layout.target_name(dataset, fold) == target
+            suffix = target.removeprefix(train)  # what the rules' {fold} wildcard matches
+            assert re.fullmatch(layout.FOLD_SUFFIX, suffix)
+            assert layout.parse_fold(suffix) == fold and (fold is None) == (not FOLDS[train])
+    assert not re.fullmatch(layout.FOLD_SUFFIX, "-fold9")
+    files = layout.run_files("runs/demo/finetune/unilearn/dfew-fold1")
+    assert (files.resume.name, files.config_hash.name, files.checkpoint("best").name) == (
+        "last.pt",
+        "config.sha256",
+        "checkpoint-best.pt",
+    )
