@@ -8,6 +8,7 @@ import time
 from snakemake.exceptions import WorkflowError
 
 from unilearn.plan import Plan, PlanError
+from unilearn.plan.commands import CPU_STAGES, GPU_STAGES
 from unilearn.report import layout, spec
 
 try:
@@ -41,9 +42,9 @@ os.environ.setdefault("WANDB_TAGS", f"workflow-{CFG.name}-{time.strftime('%Y%m%d
 UNILEARN = COMMANDS.unilearn
 CONFIG_ARGS = COMMANDS.config_args
 OVERRIDE_ARGS = COMMANDS.override_args
-GPU_STAGE = {stage: COMMANDS.gpu(stage) for stage in ("pretrain", "finetune")}
+GPU_STAGE = {stage: COMMANDS.gpu(stage) for stage in GPU_STAGES}
 GPU_STAGE_THREADS = COMMANDS.gpu_threads
-CPU_STAGE = {stage: COMMANDS.cpu(stage) for stage in ("doctor", "manifest", "preprocess")}
+CPU_STAGE = {stage: COMMANDS.cpu(stage) for stage in CPU_STAGES}
 CPU_STAGE_LOCAL_HEAVY = COMMANDS.cpu_local_heavy
 
 
