@@ -55,7 +55,8 @@ def _save(path: Path, state: dict) -> None:
 
 def submit(argv: list[str]) -> int:
     """The submitting process: `unilearn.launch.submit_if_requested` with this module as entry."""
-    from unilearn.launch import submit_if_requested
+    from unilearn.config import LauncherConfig, SlurmConfig
+    from unilearn.launch.submit import submit_if_requested
 
     parser = argparse.ArgumentParser(prog="launch_stage submit")
     parser.add_argument("--cluster", default="slurm")
@@ -72,7 +73,7 @@ def submit(argv: list[str]) -> int:
         slurm_folder=args.folder,
         slurm_time_min=args.time_min,
     )
-    launcher_cfg = {"name": "local", "slurm": {"cpus_per_task": 1, "mem_gb": 0.5}}
+    launcher_cfg = LauncherConfig(name="local", slurm=SlurmConfig(cpus_per_task=1, mem_gb=0.5))
     return submit_if_requested(namespace, launcher_cfg, entry="launch_stage:main")
 
 

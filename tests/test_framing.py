@@ -284,10 +284,10 @@ def test_the_authors_framings_are_the_config_defaults_and_reach_preprocess():
     workflow = {"configs": [str(configs / "demo.yaml")], "overrides": [], "launcher": None,
                 "submitit_cluster": "slurm", "runs": "runs", "results": "results"}  # fmt: skip
     plan = Plan.from_workflow_config(workflow, python="/env/bin/python")
-    assert "--framing authors_mtcnn" in plan.preprocess_settings("mafw")
-    assert "--framing aligned_5point" in plan.preprocess_settings("affectnet")
-    assert "--framing authors_region" in plan.preprocess_settings("voxceleb2")
-    assert "--framing default" in plan.preprocess_settings("dfew")
+    assert "--framing authors_mtcnn" in " ".join(plan.preprocess_settings("mafw"))
+    assert "--framing aligned_5point" in " ".join(plan.preprocess_settings("affectnet"))
+    assert "--framing authors_region" in " ".join(plan.preprocess_settings("voxceleb2"))
+    assert "--framing default" in " ".join(plan.preprocess_settings("dfew"))
 
 
 def test_the_doctor_says_which_framing_a_store_holds(tmp_path):

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from unilearn.launch import add_launcher_arguments, job_argv, resolve_resources
-from unilearn.launch.submit import submission_folder
+from unilearn.config import LauncherConfig, SlurmConfig
+from unilearn.launch.resources import add_launcher_arguments, slurm_spec
+from unilearn.launch.submit import job_argv, submission_folder
 
 TESTS = Path(__file__).parent
 
@@ -43,7 +44,7 @@ def test_job_runs_the_same_command_with_launcher_local():
 def test_cli_flags_override_config_resources():
     cfg = {"partition": "gpu", "account": "lab", "cpus_per_task": 8, "mem_gb": 32, "time_min": 600}
     args = _parse("--slurm-partition", "debug", "--slurm-gpus", "4", "--slurm-time-min", "30")
-    res = resolve_resources(cfg, args)
+    res = slurm_spec(SlurmConfig(**cfg), args)
     assert (res.partition, res.account, res.cpus_per_task, res.mem_gb) == ("debug", "lab", 8, 32.0)
     # One task (one DDP rank) per GPU.
     assert (res.gpus_per_node, res.tasks_per_node, res.time_min) == (4, 4, 30)
@@ -53,14 +54,14 @@ def test_cli_flags_override_config_resources():
 
 
 def test_config_gpus_per_task_times_tasks_gives_gpus_per_node():
-    res = resolve_resources({"gpus_per_task": 1, "tasks_per_node": 8}, _parse())
+    res = slurm_spec(SlurmConfig(gpus_per_task=1, tasks_per_node=8), _parse())
     assert (res.gpus_per_node, res.tasks_per_node) == (8, 8)
-    assert "gpus_per_node" not in resolve_resources({}, _parse()).submitit_parameters()
+    assert "gpus_per_node" not in slurm_spec(SlurmConfig(), _parse()).submitit_parameters()
 
 
 def test_time_limit_below_two_minutes_is_refused():
     with pytest.raises(ValueError, match="time_min"):
-        resolve_resources({}, _parse("--slurm-time-min", "1"))
+        slurm_spec(SlurmConfig(), _parse("--slurm-time-min", "1"))
 
 
 def test_each_submission_gets_its_own_folder(tmp_path):
@@ -72,12 +73,12 @@ def test_each_submission_gets_its_own_folder(tmp_path):
 
 
 def test_local_launcher_means_run_here():
-    from unilearn.launch import submit_if_requested
+    from unilearn.launch.submit import submit_if_requested
 
     args = argparse.Namespace(launcher=None, stage="finetune", stage_argv=[])
-    assert submit_if_requested(args, {"name": "local"}) is None
+    assert submit_if_requested(args, LauncherConfig(name="local")) is None
     args.launcher = "local"
-    assert submit_if_requested(args, {"name": "submitit"}) is None
+    assert submit_if_requested(args, LauncherConfig(name="submitit")) is None
 
 
 def _submit(tmp_path: Path, *stage_args: str, cluster: str = "local") -> subprocess.Popen:
@@ -121,14 +122,14 @@ def test_sigint_of_submitter_cancels_local_job(tmp_path):
 
 
 def test_multi_task_job_exports_one_rank_per_task(tmp_path, monkeypatch):
-    from unilearn.launch import SlurmResources, run_as_job
     from unilearn.launch.job import StageCommand
+    from unilearn.launch.submit import run_as_job
 
     monkeypatch.setenv("PYTHONPATH", str(TESTS))  # the job imports launch_stage
     command = StageCommand(
         ["fake", "--out", str(tmp_path / "run"), "--steps", "1"], entry="launch_stage:main"
     )
-    resources = SlurmResources(tasks_per_node=2, cpus_per_task=1, time_min=5)
+    resources = slurm_spec(SlurmConfig(tasks_per_node=2, cpus_per_task=1, time_min=5), _parse())
     rc = run_as_job(command, tmp_path / "slurm", resources, cluster="local", stream=False)
     assert rc == 0
     ranks = [json.loads((tmp_path / "run" / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from unilearn.catalogue import sfer_fraction
 from unilearn.config import load_config
+from unilearn.errors import InputError
 from unilearn.launch.__main__ import _estimate_time, _run_of, parse
 from unilearn.launch.estimate import (
     attention_flops,
@@ -88,6 +89,28 @@ def test_an_sfer_only_run_is_estimated_on_the_whole_sfer_set_as_its_loader_reads
     assert sfer_part == pytest.approx((0.5 - 0.25) * whole)  # joint runs do take the proportion
     assert sfer_fraction(0.25, dfer=True, sfer=True) == 0.25
     assert sfer_fraction(0.25, dfer=False, sfer=True) == 1.0
+
+
+def test_the_moae_blocks_counted_are_those_the_config_places():
+    """Eq. 8-12 add the adapters' FLOPs only in the blocks `model.moae.position` names: the
+    paper's later half (6 of ViT-B's 12), or an explicit list (one block here)."""
+    cfg = load_config("configs/paper.yaml")
+    m = cfg.model
+    patches = (m.input_size // 16) ** 2
+    tokens = m.num_frames // m.tubelet_size * patches
+    run = {"experiment": "dfer_only", "dataset": "ferv39k"}  # DFER alone: no SFER images
+    one = cfg.with_overrides(["model.moae.position=[11]"])
+    per_block = (
+        cfg.finetune.epochs
+        * 3
+        * split_size("ferv39k", "train")
+        * (_clip_flops(cfg, tokens, 6) - _clip_flops(cfg, tokens, 5))
+    )
+    assert run_flops(cfg, "finetune", run) - run_flops(one, "finetune", run) == pytest.approx(
+        5 * per_block
+    )
+    with pytest.raises(InputError, match="finetune: no --dataset"):
+        run_flops(cfg, "finetune", {"experiment": "unilearn"})
 
 
 def test_pretraining_counts_the_views_an_epoch_trains_on():

@@ -133,7 +133,7 @@ def test_a_table_reads_every_seeds_metrics_and_figures_the_configs_seed():
     assert "runs/demo/metrics/unilearn@seed=1/dfew/dfew.best.json" in metrics
     assert "runs/demo/metrics/videomae/mafw/mafw.json" in metrics
     assert two.report_inputs("figure3a") == one.report_inputs("figure3a")
-    assert two.run_override_args("unilearn@seed=1") == "seed=1"
+    assert two.run_override_args("unilearn@seed=1") == ["seed=1"]
 
 
 def test_seeds_fine_tune_from_one_pretraining_unless_seeds_pretrain(tmp_path):

@@ -28,24 +28,24 @@ def demo() -> Plan:
 
 def test_stages_start_here_with_the_local_launcher(demo):
     c = demo.commands
-    assert c.gpu("finetune") == f"{PY} -m unilearn finetune --launcher local"
-    assert c.cpu("doctor") == f"{PY} -m unilearn doctor"
-    assert c.cpu_workers(2) == "--workers 2" and c.cpu_threads(2) == 2
+    assert c.gpu("finetune") == [PY, "-m", "unilearn", "finetune", "--launcher", "local"]
+    assert c.cpu("doctor") == [PY, "-m", "unilearn", "doctor"]
+    assert c.cpu_workers(2) == ["--workers", "2"] and c.cpu_threads(2) == 2
     assert c.gpu_threads == 1 and c.cpu_local_heavy == 1  # the demo's runtime.threads: 1
 
 
 def test_under_submitit_stages_go_through_the_thin_submitter():
     c = _plan(launcher="submitit").commands
     configs = f"--config {CONFIGS / 'demo.yaml'}"
-    assert c.gpu("pretrain") == (
-        f"{PY} -m unilearn.launch pretrain {configs}  --submitit-cluster slurm -- "
+    assert " ".join(c.gpu("pretrain")) == (
+        f"{PY} -m unilearn.launch pretrain {configs} --submitit-cluster slurm --"
     )
-    assert c.cpu("manifest") == (
-        f"{PY} -m unilearn.launch manifest {configs}  --submitit-cluster slurm  "
-        "--slurm-folder runs/demo/logs/slurm/manifest -- "
+    assert " ".join(c.cpu("manifest")) == (
+        f"{PY} -m unilearn.launch manifest {configs} --submitit-cluster slurm "
+        "--slurm-folder runs/demo/logs/slurm/manifest --"
     )
     # a submitted stage only waits here: one thread, no worker count, no local_heavy slot
-    assert (c.gpu_threads, c.cpu_threads(2), c.cpu_workers(2), c.cpu_local_heavy) == (1, 1, "", 0)
+    assert (c.gpu_threads, c.cpu_threads(2), c.cpu_workers(2), c.cpu_local_heavy) == (1, 1, [], 0)
 
 
 def test_a_misspelt_key_fails_when_the_plan_is_made():
@@ -69,12 +69,29 @@ def test_a_joint_fine_tuning_reads_its_dfer_sfer_and_test_stores(demo):
         "init": "runs/demo/pretrain/image+video/checkpoint.pt",
         "tables": ["data/store/affectnet.parquet", "data/store/ferv39k.parquet"],
     }
-    assert demo.test_args("unilearn", "ferv39k") == "--test ferv39k --test affectnet7"
-    assert demo.test_args("videomae", "dfew") == "--test dfew"
-    assert demo.fold_flag("dfew-fold3") == "--fold 3" and demo.fold_flag("ferv39k") == ""
-    assert demo.run_override_args("unilearn@n_experts=4") == "model.moae.n_experts=4"
+    assert demo.test_args("unilearn", "ferv39k") == ["--test", "ferv39k", "--test", "affectnet7"]
+    assert demo.test_args("videomae", "dfew") == ["--test", "dfew"]
+    assert demo.fold_flag(3) == ["--fold", "3"] and demo.fold_flag(None) == []
+    assert demo.run_override_args("unilearn@n_experts=4") == ["model.moae.n_experts=4"]
     with pytest.raises(PlanError, match="no experiment 'unilern' in the config"):
         demo.finetune_inputs("unilern", "ferv39k")
+
+
+class _Wildcards(dict):
+    __getattr__ = dict.__getitem__
+
+
+def test_a_jobs_params_are_words_so_the_spacing_of_a_command_never_reruns_it(demo):
+    # Snakemake re-runs a job whose params changed: they hold shell words, not spaced text
+    wc = _Wildcards(run="unilearn@n_experts=4", train="dfew", fold="-fold3")
+    params = {key: param(wc) for key, param in demo.finetune_params().items()}
+    assert params["fold"] == ["--fold", "3"]  # the target's fold, read from {fold} once
+    assert params["out"] == "runs/demo/finetune/unilearn@n_experts=4/dfew-fold3"
+    assert params["run_overrides"] == ["model.moae.n_experts=4"]
+    assert params["config_hash"] == demo.finetune_hash("unilearn@n_experts=4", "dfew")
+    assert not any(isinstance(v, str) and " " in v for v in params.values())
+    single = demo.finetune_params()["fold"](_Wildcards(run="unilearn", train="ferv39k"))
+    assert single == [] and demo.preprocess_settings("dfew")[0] == "--short-side"
 
 
 def test_the_fine_tuning_hash_is_the_one_status_expects_and_is_worked_out_once(demo):
@@ -97,8 +114,8 @@ def test_preprocess_shards_become_parts_and_a_merge_that_runs_here():
         "data/store/voxceleb2/parts/shard-0001-of-0002.done.json",
         "data/store/voxceleb2/parts/shard-0002-of-0002.done.json",
     ]
-    assert plan.preprocess_work("voxceleb2", 1) == "--merge 2"
-    assert plan.preprocess_stage("voxceleb2") == f"{PY} -m unilearn preprocess"
+    assert plan.preprocess_work("voxceleb2", 1) == ["--merge", "2"]
+    assert plan.preprocess_stage("voxceleb2") == [PY, "-m", "unilearn", "preprocess"]
     assert plan.shard_parts("dfew") == [] and "unilearn.launch" in plan.preprocess_stage("dfew")
 
 
@@ -123,15 +140,39 @@ def test_a_validation_split_adds_val_outputs_to_the_same_jobs_and_off_requires_n
     # demo.yaml holds out a validation split: the fine-tuning job itself writes pred-*.val
     metrics = list(map(str, demo.report_inputs("table4")["metrics"]))
     assert "runs/demo/metrics/unilearn/ferv39k/affectnet7.val.json" in metrics
-    outputs = demo.finetune_outputs("R", ["ferv39k", "affectnet7"])
-    assert outputs["ferv39k_val"] == "R/pred-ferv39k.val.parquet"
-    assert outputs["affectnet7_val_metrics_json"] == "R/pred-affectnet7.val.metrics.json"
+    outputs = demo.finetune_outputs("R", "T", ["ferv39k", "affectnet7"])
+    assert outputs["ferv39k_val"] == "runs/demo/finetune/R/T/pred-ferv39k.val.parquet"
+    assert outputs["affectnet7_val_metrics_json"] == (
+        "runs/demo/finetune/R/T/pred-affectnet7.val.metrics.json"
+    )
     inputs = type("Inputs", (), {"val": ["a b.parquet"]})()
     out = type("Outputs", (), {"val": "m.val.json"})()
-    args = demo.aggregate_val_args("unilearn", "dfew", inputs, out)
+    args = " ".join(demo.aggregate_val_args("unilearn", "dfew", inputs, out))
     assert args.startswith("&& ") and "'a b.parquet' --out m.val.json --expect-folds 5" in args
     off = _plan("finetune.selection.validation=null")
     assert not any(".val" in k or ".val." in v for k, v in
-                   off.finetune_outputs("R", ["ferv39k"]).items())  # fmt: skip
+                   off.finetune_outputs("R", "T", ["ferv39k"]).items())  # fmt: skip
     assert not any(".val." in str(m) for m in off.report_inputs("table4")["metrics"])
-    assert off.aggregate_val_args("unilearn", "dfew", inputs, out) == ""
+    assert off.aggregate_val_args("unilearn", "dfew", inputs, out) == []
+
+
+def test_a_target_is_named_and_parsed_by_the_layout_alone():
+    import re
+
+    from unilearn.catalogue import FINETUNE_DATASETS, FOLDS
+    from unilearn.report import layout
+
+    for train in FINETUNE_DATASETS:
+        for target in layout.targets(train):  # dfew-fold1..5, ferv39k, affectnet7
+            dataset, fold = layout.parse_target(target)
+            assert dataset == train and layout.target_name(dataset, fold) == target
+            suffix = target.removeprefix(train)  # what the rules' {fold} wildcard matches
+            assert re.fullmatch(layout.FOLD_SUFFIX, suffix)
+            assert layout.parse_fold(suffix) == fold and (fold is None) == (not FOLDS[train])
+    assert not re.fullmatch(layout.FOLD_SUFFIX, "-fold9")
+    files = layout.run_files("runs/demo/finetune/unilearn/dfew-fold1")
+    assert (files.resume.name, files.config_hash.name, files.checkpoint("best").name) == (
+        "last.pt",
+        "config.sha256",
+        "checkpoint-best.pt",
+    )

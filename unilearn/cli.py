@@ -1,7 +1,8 @@
 """The `unilearn` command line: one subcommand per pipeline stage.
 
 Stages are imported lazily so that `unilearn --help` answers at once (no torch import). Each stage
-module exposes `add_arguments(parser)` and `main(args) -> int`.
+module exposes `main(args) -> int`, and its options through `add_arguments(parser)` or, for a
+stage whose module imports torch, a torch-free argument function named in its registry entry.
 """
 
 from __future__ import annotations
@@ -10,68 +11,85 @@ import argparse
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 
-# name -> (module, one-line help). Order is the pipeline's order. Only stages that exist are listed.
-STAGES: dict[str, tuple[str, str]] = {
-    "synth": (
-        "unilearn.data.synth_cli",
-        "write learnable synthetic datasets in the native layouts",
+
+@dataclass(frozen=True)
+class Stage:
+    """One subcommand: `module` holds `main(args) -> int`; `help` is its line in `unilearn
+    --help`; `arguments` (`module:function`) adds its options without importing `module` (the
+    stages whose module imports torch, so that `unilearn STAGE --help` answers at once), else
+    `module.add_arguments` does."""
+
+    module: str
+    help: str
+    arguments: str | None = None
+
+
+_ENGINE_ARGS = "unilearn.engine.cli_args"
+
+# The stages, in the pipeline's order. Only stages that exist are listed.
+STAGES: dict[str, Stage] = {
+    "synth": Stage(
+        "unilearn.data.synth_cli", "write learnable synthetic datasets in the native layouts"
     ),
-    "doctor": (
-        "unilearn.doctor.cli",
-        "check a dataset copy against the paper's protocol before training",
+    "doctor": Stage(
+        "unilearn.doctor.cli", "check a dataset copy against the paper's protocol before training"
     ),
-    "manifest": (
-        "unilearn.data.manifest_cli",
-        "native dataset tree -> Parquet manifest + quarantine",
+    "manifest": Stage(
+        "unilearn.data.manifest_cli", "native dataset tree -> Parquet manifest + quarantine"
     ),
-    "preprocess": (
+    "preprocess": Stage(
         "unilearn.data.preprocess_cli",
         "crop faces, resize and write the clip store (resumable, parallel)",
     ),
-    "config": ("unilearn.config_cli", "print one stage's resolved config and effective lr/batch"),
-    "pretrain": (
+    "config": Stage(
+        "unilearn.config_cli", "print one stage's resolved config and effective lr/batch"
+    ),
+    "pretrain": Stage(
         "unilearn.engine.pretrain",
         "dual-modal MAE pre-training (Table 2 modes); resumable",
+        f"{_ENGINE_ARGS}:add_pretrain_arguments",
     ),
-    "finetune": (
+    "finetune": Stage(
         "unilearn.engine.finetune",
         "joint SFER/DFER fine-tuning of one experiment, dataset and fold",
+        f"{_ENGINE_ARGS}:add_finetune_arguments",
     ),
-    "evaluate": (
+    "evaluate": Stage(
         "unilearn.engine.evaluate",
         "2-clip test of a checkpoint: per-clip predictions, metrics, expert usage",
+        f"{_ENGINE_ARGS}:add_evaluate_arguments",
     ),
-    "aggregate": (
-        "unilearn.engine.aggregate",
-        "pool the test folds' predictions; UAR/WAR once on the pool",
+    "aggregate": Stage(
+        "unilearn.engine.aggregate", "pool the test folds' predictions; UAR/WAR once on the pool"
     ),
-    "tables": (
+    "tables": Stage(
         "unilearn.report.tables_cli",
         "one of the paper's Tables 1-5: ours beside the paper's numbers (CSV + Markdown)",
     ),
-    "figure": (
-        "unilearn.report.figures",
-        "one of the paper's Figures 3a/3b/4a/4b (PNG + vector PDF)",
+    "figure": Stage(
+        "unilearn.report.figures", "one of the paper's Figures 3a/3b/4a/4b (PNG + vector PDF)"
     ),
-    "status": (
+    "status": Stage(
         "unilearn.status",
         "where the workflow stands: one line per run (state, epoch, ETA, loss, Slurm job)",
     ),
-    "predict": (
+    "predict": Stage(
         "unilearn.predict.cli",
         "run a fine-tuned or imported checkpoint on raw videos, frame folders and images",
     ),
-    "params": (
+    "params": Stage(
         "unilearn.models.params_cli",
         "print total and per-token active parameter counts of a model",
+        f"{_ENGINE_ARGS}:add_params_arguments",
     ),
 }
 
 
 def _top_parser() -> argparse.ArgumentParser:
     width = max(len(name) for name in STAGES)
-    stages = "\n".join(f"  {name:<{width}}  {help_}" for name, (_, help_) in STAGES.items())
+    stages = "\n".join(f"  {name:<{width}}  {stage.help}" for name, stage in STAGES.items())
     parser = argparse.ArgumentParser(
         prog="unilearn",
         description="UniLearn for dynamic facial expression recognition: data, training, evaluation.",
@@ -94,16 +112,6 @@ def _version() -> str:
     from unilearn import __version__
 
     return f"unilearn {__version__}"
-
-
-# Stages whose module imports torch: their options come from a torch-free function, so that
-# `unilearn STAGE --help` answers at once; the module itself is imported only to run.
-ARGUMENTS: dict[str, str] = {
-    "pretrain": "unilearn.engine.cli_args:add_pretrain_arguments",
-    "finetune": "unilearn.engine.cli_args:add_finetune_arguments",
-    "evaluate": "unilearn.engine.cli_args:add_evaluate_arguments",
-    "params": "unilearn.engine.cli_args:add_params_arguments",
-}
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -129,19 +137,19 @@ def _docstring(module_name: str) -> str | None:
 
 
 def stage_parser(name: str) -> tuple[argparse.ArgumentParser, object]:
-    """The argument parser of one stage and its module (a module not imported yet, for a stage
-    in ARGUMENTS: `importlib.import_module` it to run)."""
-    module_name, help_ = STAGES[name]
-    if name in ARGUMENTS:
-        where, function = ARGUMENTS[name].split(":")
+    """The argument parser of one stage and its module (None for a stage with its own
+    `arguments` function: `importlib.import_module(stage.module)` it to run)."""
+    stage = STAGES[name]
+    if stage.arguments is not None:
+        where, function = stage.arguments.split(":")
         add_arguments = getattr(importlib.import_module(where), function)
-        module, doc = None, _docstring(module_name)
+        module, doc = None, _docstring(stage.module)
     else:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(stage.module)
         add_arguments, doc = module.add_arguments, module.__doc__
     parser = argparse.ArgumentParser(
         prog=f"unilearn {name}",
-        description=(doc or help_).strip(),
+        description=(doc or stage.help).strip(),
         formatter_class=_HelpFormatter,
     )
     add_arguments(parser)
@@ -171,7 +179,7 @@ def _run(argv: list[str]) -> int:
     parser, module = stage_parser(argv[0])
     args = parser.parse_args(argv[1:])
     if module is None:
-        module = importlib.import_module(STAGES[argv[0]][0])
+        module = importlib.import_module(STAGES[argv[0]].module)
     # The launcher re-submits the exact same stage command to Slurm (unilearn.launch).
     args.stage = argv[0]
     args.stage_argv = argv[1:]

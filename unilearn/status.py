@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from unilearn.progress import PROGRESS_FILE, format_duration
+from unilearn.progress import format_duration
 
 _JOB_FILE = re.compile(r"^(\d+(?:_\d+)?)_submitted\.pkl$")
 _FAILED_SLURM = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
@@ -66,40 +66,42 @@ HEADER = ["STAGE", "RUN", "TARGET", "STATE", "EPOCH", "ETA", "LOSS", "JOB"]
 
 def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
     from unilearn.report import layout, seeds, spec
+    from unilearn.report.runs import parse_run
 
     cells = list(dict.fromkeys(c for t in targets for c in spec.required_cells(t, cfg)))
-    logs = runs / "logs"
+    logs = layout.logs_dir(runs)
     finetunes = list(dict.fromkeys((c.run, t) for c in cells for t in layout.targets(c.train)))
     evaluations = list(dict.fromkeys(
         (c.run, t, c.test) for c in cells for t in layout.targets(c.train)))  # fmt: skip
     # a pre-training per mode, and per seed under `seeds_pretrain` (`<mode>@seed=N`)
     modes = list(dict.fromkeys(seeds.pretrain_name(
-        cfg.experiments[layout.parse_run(run).experiment].pretrain, seeds.pretrain_seed(cfg, run))
+        cfg.experiments[parse_run(run).experiment].pretrain, seeds.pretrain_seed(cfg, run))
         for run, _ in finetunes))  # fmt: skip
     squeue = SlurmStates(_job_ids(runs))
     out = []
     for mode in modes:
         out.append(_training("pretrain", mode, "-", layout.pretrain_dir(runs, mode),
-                             logs / "pretrain" / f"{mode}.log", cfg.pretrain.epochs, squeue,
+                             layout.log_path(logs, "pretrain", mode), cfg.pretrain.epochs, squeue,
                              expected_hash(cfg, "pretrain", mode, "-")))  # fmt: skip
     for run, target in finetunes:
         out.append(_training("finetune", run, target, layout.finetune_dir(runs, run, target),
-                             logs / "finetune" / run / f"{target}.log", cfg.finetune.epochs,
+                             layout.log_path(logs, "finetune", run, target), cfg.finetune.epochs,
                              squeue, expected_hash(cfg, "finetune", run, target)))  # fmt: skip
     for run, target, test in evaluations:
         pred = layout.prediction_path(runs, run, target, test)
         # A fine-tuning job tests its own model (there are no evaluation jobs): until the
         # metrics are there, the row follows that job's Slurm state and log.
         status = RunStatus("test", run, f"{target} on {test}")
-        metrics = layout.prediction_sidecar(pred, ".metrics.json")
-        log = logs / "finetune" / run / f"{target}.log"
+        metrics = layout.prediction_sidecar(pred, layout.METRICS)
+        log = layout.log_path(logs, "finetune", run, target)
         m = _read_json(metrics) or {}
         if m and m.get("config_hash") in (None, expected_hash(cfg, "finetune", run, target)):
             status.state = "done"
             if "uar" in m and "war" in m:
                 status.loss = f"UAR {100 * m['uar']:.1f} WAR {100 * m['war']:.1f}"
         else:  # a log beside metrics of an earlier config is that config's
-            _from_job(status, pred.parent / "slurm", "finetune", log, squeue, use_log=not m)
+            _from_job(status, layout.run_files(pred.parent).slurm, "finetune", log, squeue,
+                      use_log=not m)  # fmt: skip
         out.append(status)
     return out
 
@@ -109,14 +111,13 @@ def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
     tracks (`runs.finetune_hash`); a run directory holding another one is from an earlier config
     and will be redone."""
     from unilearn.config import ConfigError, config_hash
-    from unilearn.report import layout, runs
+    from unilearn.report import layout, runs, seeds
 
     try:
         if stage == "pretrain":  # `run`: the mode, `<mode>@seed=N` for a seeded pre-training
-            _, sep, seed = run.partition("@seed=")
-            return config_hash(
-                cfg.with_overrides([("seed", int(seed))]) if sep else cfg, "pretrain"
-            )
+            seed = seeds.parse_pretrain_name(run)[1]
+            seeded = cfg if seed is None else cfg.with_overrides([("seed", seed)])
+            return config_hash(seeded, "pretrain")
         return runs.finetune_hash(cfg, run, layout.parse_target(target)[0])
     except (ConfigError, ValueError, KeyError):
         return None
@@ -125,14 +126,17 @@ def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
 def _training(
     stage, run, target, run_dir: Path, log: Path, epochs: int, squeue, expected: str | None
 ) -> RunStatus:
+    from unilearn.report.layout import run_files
+
     status = RunStatus(stage, run, target)
-    recorded = _read_text(run_dir / "config.sha256")
+    files = run_files(run_dir)
+    recorded = _read_text(files.config_hash)
     if expected is not None and recorded is not None and recorded != expected:
         # an earlier config's run: what is on disk says nothing about this one (yet)
-        _from_job(status, run_dir / "slurm", stage, log, squeue, epochs, use_log=False)
+        _from_job(status, files.slurm, stage, log, squeue, epochs, use_log=False)
         return status
-    history = _history(run_dir / "log.jsonl")
-    progress = _read_json(run_dir / PROGRESS_FILE)
+    history = _history(files.history)
+    progress = _read_json(files.progress)
     total = (progress or {}).get("epochs") or epochs
     if history:
         status.epoch = f"{len(history)}/{total}"
@@ -154,7 +158,7 @@ def _training(
             if progress.get("host") == socket.gethostname() and not _alive(progress.get("pid")):
                 status.state = "failed"  # its process is gone (killed) without a last word
                 status.eta = "-"
-    _from_job(status, run_dir / "slurm", stage, log, squeue, total)
+    _from_job(status, files.slurm, stage, log, squeue, total)
     return status
 
 
@@ -189,7 +193,9 @@ def _from_job(
 
 def _job_ids(runs: Path) -> list[str]:
     """The latest Slurm job of every run under `runs` (one query asks for all of them)."""
-    dirs = {p.parent.parent for p in runs.glob("**/slurm/*/*_submitted.pkl")}
+    from unilearn.report.layout import SLURM_DIR
+
+    dirs = {p.parent.parent for p in runs.glob(f"**/{SLURM_DIR}/*/*_submitted.pkl")}
     stages = {(d, p.name.split("-")[0]) for d in dirs for p in d.iterdir() if p.is_dir()}
     return sorted({j for d, stage in stages if (j := _latest_job(d, stage)) is not None})
 
@@ -295,7 +301,10 @@ def _history(path: Path) -> list[dict]:
 def _finished(run_dir: Path) -> bool:
     """A checkpoint written by the current attempt: every attempt records its config first, and
     Snakemake leaves the previous config's checkpoint in place until the new one replaces it."""
-    checkpoint, recorded = run_dir / "checkpoint.pt", run_dir / "config.sha256"
+    from unilearn.report.layout import run_files
+
+    files = run_files(run_dir)
+    checkpoint, recorded = files.checkpoint(), files.config_hash
     if not checkpoint.is_file():
         return False
     return not recorded.is_file() or checkpoint.stat().st_mtime >= recorded.stat().st_mtime

@@ -17,7 +17,7 @@ from pathlib import Path
 from unilearn.data.manifest import summarize, write_manifest
 from unilearn.data.native import READERS, DatasetLayoutError, read_native
 from unilearn.data.worker_pool import add_workers_argument
-from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
+from unilearn.launch.resources import add_cpu_launcher_arguments, submit_cpu_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,7 +31,7 @@ from unilearn.data.face import FaceCropConfig
 from unilearn.data.face_clip import PreprocessSettings
 from unilearn.data.preprocess import ShardFailed, ShardsIncomplete, merge, preprocess
 from unilearn.data.worker_pool import add_workers_argument
-from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
+from unilearn.launch.resources import add_cpu_launcher_arguments, submit_cpu_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from unilearn.data.native import READERS
 from unilearn.data.worker_pool import add_workers_argument
 from unilearn.doctor import ERROR
 from unilearn.doctor.diagnose import diagnose, format_markdown, format_text
-from unilearn.launch.cpu import add_cpu_launcher_arguments, submit_cpu_stage
+from unilearn.launch.resources import add_cpu_launcher_arguments, submit_cpu_stage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unilearn import launch
 from unilearn.catalogue import FINETUNE_DATASETS, PRETRAIN_MODES
 from unilearn.engine.wandb_log import add_wandb_argument
+from unilearn.launch.resources import add_launcher_arguments
 from unilearn.launch.restart import add_restart_argument
 
 
@@ -27,7 +27,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, overrides_example: str) -
         metavar="key.sub=value",
         help=f"config overrides, after all options: {overrides_example}",
     )
-    launch.add_launcher_arguments(parser)
+    add_launcher_arguments(parser)
 
 
 def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,17 +38,10 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
         required=True,
         help="experiment name from the config (unilearn, videomae, vit_mtl, ...)",
     )
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=FINETUNE_DATASETS,
-        help="DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
-    )
-    parser.add_argument(
-        "--fold",
-        type=int,
-        default=None,
-        help="cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
+    add_target_arguments(
+        parser,
+        "DFER dataset to fine-tune for (affectnet7 only for SFER-only runs)",
+        "cross-validation fold 1-5 (DFEW, MAFW); omit for FERV39K/AffectNet-7",
     )
     parser.add_argument("--init", type=Path, default=None, metavar="PRETRAIN_CKPT",
                         help="pre-trained encoder: `unilearn pretrain` output, or a VideoMAE / "
@@ -62,6 +55,12 @@ def add_finetune_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test set, repeatable; the first (the run's own) picks the reported epochs "
                         "(default: the run's own test split, plus affectnet7 for a joint model "
                         "on ferv39k); predictions RUN/pred-DATASET[.best|.val].parquet")  # fmt: skip
+
+
+def add_target_arguments(parser: argparse.ArgumentParser, dataset: str, fold: str) -> None:
+    """`--dataset` (required) and `--fold` of a fine-tuning or a test, with their help texts."""
+    parser.add_argument("--dataset", required=True, choices=FINETUNE_DATASETS, help=dataset)
+    parser.add_argument("--fold", type=int, default=None, help=fold)
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -109,13 +108,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
         help="fine-tuned checkpoint (`unilearn finetune` RUN/checkpoint.pt)",
     )
     parser.add_argument("--store", required=True, type=Path, help="clip store directory")
-    parser.add_argument(
-        "--dataset",
-        required=True,
-        choices=FINETUNE_DATASETS,
-        help="test set; affectnet7 is scored with the SFER head",
+    add_target_arguments(
+        parser, "test set; affectnet7 is scored with the SFER head", "test fold 1-5 (DFEW, MAFW)"
     )
-    parser.add_argument("--fold", type=int, default=None, help="test fold 1-5 (DFEW, MAFW)")
     parser.add_argument(
         "--out",
         required=True,

@@ -1,19 +1,14 @@
-"""Where a GPU stage runs: here (`--launcher local`) or as a Slurm job (`--launcher submitit`).
+"""Where a stage runs: here (`--launcher local`) or as a Slurm job (`--launcher submitit`).
 
-Stages call `add_launcher_arguments(parser)` in their `add_arguments` and, first thing in `main`,
-`rc = submit_if_requested(args, cfg.launcher)`; a non-None `rc` means the stage ran as a job.
+`resources` (the flags and the `SlurmSpec` they resolve to, the CPU stages' launcher), `submit`
+(submission, log streaming, cancel, requeue), `job` (what runs in the job), `lifeline`,
+`estimate` (the FLOP-model time limit), `restart` (`--restart-if-config-changed`), `__main__`
+(the thin submitter). A stage calls `rc = submit_if_requested(args, cfg.launcher.for_stage(STAGE))`
+first thing in `main`; a non-None `rc` means it ran as a job.
 """
 
-from unilearn.launch.resources import SlurmResources, add_launcher_arguments, resolve_resources
+# The training engines call `launch.submit_if_requested` and `launch.restart_if_config_changed`.
 from unilearn.launch.restart import restart_if_config_changed
-from unilearn.launch.submit import job_argv, run_as_job, submit_if_requested
+from unilearn.launch.submit import submit_if_requested
 
-__all__ = [
-    "SlurmResources",
-    "add_launcher_arguments",
-    "job_argv",
-    "resolve_resources",
-    "restart_if_config_changed",
-    "run_as_job",
-    "submit_if_requested",
-]
+__all__ = ["restart_if_config_changed", "submit_if_requested"]

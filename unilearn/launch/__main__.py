@@ -18,9 +18,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from unilearn.launch.cpu import CPU_STAGES
 from unilearn.launch.job import StageCommand
-from unilearn.launch.resources import add_launcher_arguments, gpus_per_node, resolve_resources
+from unilearn.launch.resources import (
+    CPU_STAGES,
+    add_launcher_arguments,
+    gpus_per_node,
+    slurm_spec,
+)
 from unilearn.launch.submit import job_argv, run_as_job, submission_folder
 
 GPU_STAGES = ("pretrain", "finetune", "evaluate")
@@ -58,13 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args, stage_argv = parse(list(sys.argv[1:] if argv is None else argv))
     cfg = load_config(args.config, args.overrides)
-    slurm = cfg.launcher.for_stage(args.stage).slurm.model_dump()
+    slurm = cfg.launcher.for_stage(args.stage).slurm
     if args.stage in GPU_STAGES and _estimate_time(cfg, args):
         from unilearn.launch.estimate import estimate_time_min
 
-        gpus = gpus_per_node(slurm) * slurm["nodes"]  # of the config (not the --slurm-* flags)
-        slurm["time_min"] = estimate_time_min(cfg, args.stage, _run_of(stage_argv), gpus)
-    resources = resolve_resources(slurm, args)
+        gpus = gpus_per_node(slurm) * slurm.nodes  # of the config (not the --slurm-* flags)
+        minutes = estimate_time_min(cfg, args.stage, _run_of(stage_argv), gpus)
+        slurm = slurm.model_copy(update={"time_min": minutes})
+    resources = slurm_spec(slurm, args)
     command = StageCommand([args.stage, *job_argv(stage_argv)])
     return run_as_job(
         command,

@@ -22,9 +22,11 @@ from unilearn.catalogue import (
     AFFECTNET_TRAIN_IMAGES,
     AFFECTNET_VAL_PER_CLASS,
     VOXCELEB2_DEV_CLIPS,
+    moae_block_indices,
     pretrain_sources,
     sfer_fraction,
 )
+from unilearn.errors import InputError
 
 SPLIT_COUNTS_PATH = Path(__file__).parents[1] / "doctor" / "official_split_counts.json"
 
@@ -76,16 +78,27 @@ def moae_flops(tokens: int, width: int, n_blocks: int, top_k: int, n_experts: in
     )
 
 
+# `unilearn evaluate` takes a checkpoint, no --experiment: its test is estimated as Table 1's model.
+EVALUATE_EXPERIMENT = "unilearn"
+
+
+def _required(argv: dict[str, Any], key: str, stage: str) -> Any:
+    if argv.get(key) is None:
+        raise InputError(f"{stage}: no --{key} in its arguments (the time estimate reads it)")
+    return argv[key]
+
+
 def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
     """Training (or test) FLOPs of one stage run with the resolved config `cfg`; `argv` holds the
-    stage's `mode`, `experiment`, `dataset`, `fold` where it has them."""
+    stage's `mode`, `experiment`, `dataset`, `fold` where it has them (each stage's required
+    flags: pretrain --mode, finetune --experiment --dataset, evaluate --dataset)."""
     m = cfg.model
     width, depth, _ = m.encoder_shape
     patches = (m.input_size // 16) ** 2
     video_tokens = m.num_frames // m.tubelet_size * patches
     if stage == "pretrain":
         p = cfg.pretrain
-        mode = argv.get("mode") or "image+video"
+        mode = _required(argv, "mode", stage)
         dec = m.decoder
 
         def mae(tokens: int, ratio: float) -> float:
@@ -102,12 +115,15 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
             patches, p.mask_ratio_image
         )
         return p.epochs * per_epoch
-    dataset = argv.get("dataset") or "dfew"
-    experiment = argv.get("experiment") or "unilearn"  # evaluate: the model of Table 1
-    resolved = cfg.resolve_experiment(experiment, dataset if stage == "finetune" else "dfew")
+    dataset = _required(argv, "dataset", stage)
+    if stage == "finetune":
+        resolved = cfg.resolve_experiment(_required(argv, "experiment", stage), dataset)
+    else:  # evaluate: Table 1's model as fine-tuned on DFEW
+        resolved = cfg.resolve_experiment(EVALUATE_EXPERIMENT, "dfew")
     rcfg = resolved.config or cfg
     moae = rcfg.model.moae
-    n_moae = depth // 2 if resolved.arch != "vit" else 0  # the later half by default
+    # the blocks the config's `model.moae.position` gives a MoAE (none in a plain ViT)
+    n_moae = len(moae_block_indices(depth, moae.position)) if resolved.arch != "vit" else 0
 
     def model(tokens: int) -> float:
         return (

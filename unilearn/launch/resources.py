@@ -1,6 +1,7 @@
-"""The launcher's command-line flags and the Slurm resources they resolve to.
+"""The launcher's command-line flags and the Slurm request they resolve to (`SlurmSpec`).
 
-Resources come from the config's `launcher.slurm` section; a `--slurm-*` flag overrides its key.
+The request comes from the config's `launcher.slurm` section as seen by one stage (a typed
+`SlurmConfig`, whose defaults are the only ones); a `--slurm-*` flag overrides its key.
 
 GPUs: a job runs one task per DDP rank (`tasks_per_node` per node), and each rank uses the one GPU
 `cuda:LOCAL_RANK`. The config key `gpus_per_task` is how many GPUs each task is given: 1 on a GPU
@@ -8,36 +9,47 @@ stage, 0 on a CPU stage. Slurm is asked for them per node, `gpus_per_node = gpus
 tasks_per_node` (`gpus_per_node`), not per task, so every rank sees the node's GPUs; a
 `gpus_per_task` above 1 reserves GPUs that no rank uses. `--slurm-gpus N` sets the per-node count
 directly, with one task per GPU.
+
+The CPU stages (doctor, manifest, preprocess) take the same `--launcher` and `--slurm-*` flags,
+plus `--config` files read for their `launcher` section only (these stages take no other
+config): under `--launcher submitit` such a stage runs as a Slurm CPU job with `launcher.slurm`
+updated by `launcher.stages.<stage>` (e.g. a CPU partition, no GPU).
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: the flags are added without importing the config
+    from unilearn.config import SlurmConfig
 
 # Slurm sends the requeue signal this long before the time limit; a shorter limit could never
 # checkpoint (submitit's default).
 SIGNAL_DELAY_S = 90
 MIN_TIME_MIN = 2
+CPU_STAGES = ("doctor", "manifest", "preprocess")
 
 
 @dataclass(frozen=True)
-class SlurmResources:
-    """One Slurm job's request. `gpus_per_node > 0` means one task per GPU (DDP, one rank each)."""
+class SlurmSpec:
+    """One Slurm job's request, built by `slurm_spec` from the stage's `launcher.slurm` and the
+    flags (every field required: the defaults are the config section's). `gpus_per_node > 0`
+    means one task per GPU (DDP, one rank each)."""
 
-    partition: str | None = None
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    nodes: int = 1
-    tasks_per_node: int = 1
-    gpus_per_node: int = 0
-    cpus_per_task: int = 2
-    mem_gb: float = 4.0
-    time_min: int = 60
-    max_requeues: int = 5
-    job_name: str = "unilearn"
+    partition: str | None
+    account: str | None
+    qos: str | None
+    constraint: str | None
+    nodes: int
+    tasks_per_node: int
+    gpus_per_node: int
+    cpus_per_task: int
+    mem_gb: float
+    time_min: int
+    max_requeues: int
+    job_name: str
 
     def submitit_parameters(self) -> dict[str, Any]:
         """Parameters for `submitit.AutoExecutor.update_parameters` (generic + `slurm_*`)."""
@@ -112,8 +124,8 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--slurm-max-requeues",
         type=int,
-        help="how many times a job that hit its time limit is requeued (default 5; pre-emptions "
-        "do not count)",
+        help="how many times a job that hit its time limit is requeued (launcher.slurm."
+        "max_requeues; pre-emptions do not count)",
     )
     group.add_argument(
         "--slurm-folder",
@@ -127,32 +139,56 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def gpus_per_node(slurm_cfg: dict[str, Any]) -> int:
+def add_cpu_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config` (for the launcher section) and the launcher flags, on a CPU stage's parser."""
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="YAML",
+        help="config file(s) whose `launcher` section says where this stage runs (repeatable)",
+    )
+    add_launcher_arguments(parser)
+
+
+def submit_cpu_stage(args: argparse.Namespace) -> int | None:
+    """Run the stage as a Slurm job if `--launcher submitit` (or the config's launcher.name) asks
+    for it; None means "run it here". Without `--config` and `--launcher`, it runs here."""
+    launcher = getattr(args, "launcher", None)
+    configs = getattr(args, "config", None) or []
+    if launcher in (None, "local") and not configs or launcher == "local":
+        return None
+    from unilearn.config import Config, load_config
+    from unilearn.launch.submit import submit_if_requested
+
+    cfg = load_config(configs) if configs else Config()
+    return submit_if_requested(args, cfg.launcher.for_stage(args.stage))
+
+
+def gpus_per_node(slurm: SlurmConfig) -> int:
     """The GPUs a job asks of each node: the config's `gpus_per_task` (GPUs each task, one DDP
     rank, is given) times its `tasks_per_node` (see the module's docstring)."""
-    return int(slurm_cfg.get("gpus_per_task") or 0) * int(slurm_cfg.get("tasks_per_node") or 1)
+    return slurm.gpus_per_task * slurm.tasks_per_node
 
 
-def resolve_resources(slurm_cfg: dict[str, Any], args: argparse.Namespace) -> SlurmResources:
-    """Config section `launcher.slurm` (as a dict), overridden by the `--slurm-*` flags."""
-    cfg = {k: v for k, v in slurm_cfg.items() if v is not None}
-    tasks_per_node = int(cfg.get("tasks_per_node", 1))
-    node_gpus = gpus_per_node(cfg)
+def slurm_spec(slurm: SlurmConfig, args: argparse.Namespace) -> SlurmSpec:
+    """The stage's `launcher.slurm` section, overridden by the `--slurm-*` flags."""
+    tasks_per_node, node_gpus = slurm.tasks_per_node, gpus_per_node(slurm)
     if getattr(args, "slurm_gpus", None) is not None:
         node_gpus = args.slurm_gpus
         tasks_per_node = max(1, args.slurm_gpus)
-    resources = SlurmResources(
-        partition=_flag(args, "slurm_partition", cfg.get("partition")),
-        account=_flag(args, "slurm_account", cfg.get("account")),
-        qos=_flag(args, "slurm_qos", cfg.get("qos")),
-        constraint=_flag(args, "slurm_constraint", cfg.get("constraint")),
-        nodes=int(_flag(args, "slurm_nodes", cfg.get("nodes", 1))),
+    resources = SlurmSpec(
+        partition=_flag(args, "slurm_partition", slurm.partition),
+        account=_flag(args, "slurm_account", slurm.account),
+        qos=_flag(args, "slurm_qos", slurm.qos),
+        constraint=_flag(args, "slurm_constraint", slurm.constraint),
+        nodes=int(_flag(args, "slurm_nodes", slurm.nodes)),
         tasks_per_node=tasks_per_node,
         gpus_per_node=node_gpus,
-        cpus_per_task=int(_flag(args, "slurm_cpus", cfg.get("cpus_per_task", 2))),
-        mem_gb=float(_flag(args, "slurm_mem_gb", cfg.get("mem_gb", 4))),
-        time_min=int(_flag(args, "slurm_time_min", cfg.get("time_min", 60))),
-        max_requeues=int(_flag(args, "slurm_max_requeues", cfg.get("max_requeues", 5))),
+        cpus_per_task=int(_flag(args, "slurm_cpus", slurm.cpus_per_task)),
+        mem_gb=float(_flag(args, "slurm_mem_gb", slurm.mem_gb)),
+        time_min=int(_flag(args, "slurm_time_min", slurm.time_min)),
+        max_requeues=int(_flag(args, "slurm_max_requeues", slurm.max_requeues)),
         job_name=f"unilearn-{getattr(args, 'stage', 'stage')}",
     )
     if resources.time_min < MIN_TIME_MIN:

@@ -5,6 +5,7 @@ submitit submits and waits, but does not cancel the job when the submitting proc
 adds both: SIGINT/SIGTERM/SIGHUP cancel the job, and so does the end of the process that started
 this one (`lifeline.Lifeline`: Snakemake killed outright); the state is forced every `poll_s`.
 A job requeued by Slurm (pre-emption, `scontrol requeue`) is the same job: waiting goes on.
+While it waits, the job's log files are followed into ours (`LogFollower`, like `tail -f`).
 """
 
 from __future__ import annotations
@@ -18,37 +19,39 @@ import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import submitit
 from submitit.slurm.slurm import SlurmJob
 
-from unilearn.launch.follow import LogFollower, tail
 from unilearn.launch.lifeline import Lifeline
-from unilearn.launch.resources import SlurmResources, resolve_resources
+from unilearn.launch.resources import SlurmSpec, slurm_spec
+
+if TYPE_CHECKING:
+    from unilearn.config import LauncherConfig
 
 TAIL_LINES = 40
 CANCEL_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def submit_if_requested(
-    args: argparse.Namespace, launcher_cfg: Any, entry: str = "unilearn.cli:main"
+    args: argparse.Namespace, launcher: LauncherConfig, entry: str = "unilearn.cli:main"
 ) -> int | None:
     """Run the stage as a Slurm job if asked to; None means "run it here".
 
     `args` is the stage's parsed namespace (with `stage` and `stage_argv` set by `unilearn.cli`);
-    `launcher_cfg` is the config's `launcher` section (pydantic model, dict or None). The job
+    `launcher` is the config's `launcher` section as the stage sees it (`for_stage`). The job
     runs `entry([stage, *stage_argv, "--launcher", "local"])`, i.e. `unilearn STAGE ...`.
     """
-    cfg = _as_dict(launcher_cfg)
-    name = args.launcher or cfg.get("name") or "local"
+    name = args.launcher or launcher.name
     if name == "local":
         return None
     if name != "submitit":
         raise ValueError(f"launcher.name / --launcher = {name!r}: expected 'local' or 'submitit'")
-    resources = resolve_resources(_as_dict(cfg.get("slurm")), args)
+    resources = slurm_spec(launcher.slurm, args)
     from unilearn.launch.job import StageCommand
 
     command = StageCommand([args.stage, *job_argv(args.stage_argv)], entry=entry)
@@ -97,7 +100,7 @@ def submission_folder(args: argparse.Namespace, stage: str) -> Path:
 def run_as_job(
     command: Any,
     folder: str | os.PathLike,
-    resources: SlurmResources,
+    resources: SlurmSpec,
     cluster: str = "slurm",
     stream: bool = True,
     poll_s: float = 15.0,
@@ -171,6 +174,39 @@ def run_as_job(
             _wait_until_gone(job, err)
             print(f"unilearn: {why}: cancelled {kind} {job.job_id}", file=err, flush=True)
         return 128 + interrupted.signum
+
+
+class LogFollower:
+    """Copies what was appended to each file since the last `pump()` into its stream.
+
+    Files may not exist yet (the job is pending) and may be appended to after a requeue.
+    """
+
+    def __init__(self, targets: dict[os.PathLike, TextIO]) -> None:
+        self._targets = {Path(p): stream for p, stream in targets.items()}
+        self._offsets = {p: 0 for p in self._targets}
+
+    def pump(self) -> None:
+        for path, stream in self._targets.items():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self._offsets[path])
+                    chunk = f.read()
+            except FileNotFoundError:
+                continue
+            if chunk:
+                self._offsets[path] += len(chunk)
+                stream.write(chunk.decode("utf-8", errors="replace"))
+                stream.flush()
+
+
+def tail(path: os.PathLike, n_lines: int) -> str:
+    """The last `n_lines` lines of a text file ("" when it does not exist)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return "".join(deque(f, maxlen=n_lines))
+    except FileNotFoundError:
+        return ""
 
 
 def stage_failure(text: str) -> tuple[int, str]:
@@ -346,13 +382,3 @@ def _cancel_on_signals() -> Iterator[_SignalGuard]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def _as_dict(section: Any) -> dict[str, Any]:
-    if section is None:
-        return {}
-    if isinstance(section, dict):
-        return section
-    if hasattr(section, "model_dump"):
-        return section.model_dump()
-    return dict(vars(section))

@@ -2,6 +2,9 @@
 submitter (`python -m unilearn.launch STAGE ... -- STAGE_ARGS`) under `launcher: submitit`, and
 the threads, workers and `local_heavy` slot such a job takes on the machine running Snakemake.
 
+Every command piece is a list of shell words (each already quoted), never a spaced string:
+Snakemake writes a list into a rule's command joined by single spaces, and records it as a rule
+param (a re-run trigger) by its words alone, so the spacing of a command never re-runs a job.
 The prefixes end where a rule's own arguments begin: `{prefix} --config ... --out ...`.
 """
 
@@ -10,8 +13,12 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
+from unilearn.report import layout
+
 GPU_STAGES = ("pretrain", "finetune")  # the workflow's GPU jobs (the test runs inside finetune)
 CPU_STAGES = ("doctor", "manifest", "preprocess")
+
+Words = list[str]  # shell words, each quoted where it needs to be
 
 
 @dataclass(frozen=True)
@@ -34,43 +41,40 @@ class StageCommands:
         return self.launcher == "submitit"
 
     @property
-    def unilearn(self) -> str:
+    def unilearn(self) -> Words:
         """`python -m unilearn`: the stages that always run here (synth, aggregate, tables)."""
-        return f"{shlex.quote(self.python)} -m unilearn"
+        return [shlex.quote(self.python), "-m", "unilearn"]
 
     @property
-    def config_args(self) -> str:
-        return " ".join(f"--config {shlex.quote(path)}" for path in self.configs)
+    def config_args(self) -> Words:
+        return [word for path in self.configs for word in ("--config", shlex.quote(path))]
 
     @property
-    def override_args(self) -> str:
-        return " ".join(shlex.quote(o) for o in self.overrides)
+    def override_args(self) -> Words:
+        return [shlex.quote(o) for o in self.overrides]
 
-    def _submitter(self, stage: str) -> str:
+    def _submitter(self, stage: str) -> Words:
         """`python -m unilearn.launch STAGE <configs> <overrides> --submitit-cluster X` (the
-        `-- ` that starts the stage's own arguments is added by the caller). The submitter does
+        `--` that starts the stage's own arguments is added by the caller). The submitter does
         not import the stage: it waits in ~40 MB instead of the ~800 MB of torch and friends, so
         many folds can wait side by side on a login node."""
-        return (
-            f"{shlex.quote(self.python)} -m unilearn.launch {stage} {self.config_args} "
-            f"{self.override_args} --submitit-cluster {self.submitit_cluster}"
-        )
+        return [shlex.quote(self.python), "-m", "unilearn.launch", stage, *self.config_args,
+                *self.override_args, "--submitit-cluster", self.submitit_cluster]  # fmt: skip
 
-    def gpu(self, stage: str) -> str:
+    def gpu(self, stage: str) -> Words:
         """The prefix of a GPU stage: here with `--launcher local`, or as a Slurm job."""
         if self.submitted:
-            return f"{self._submitter(stage)} -- "
-        return f"{self.unilearn} {stage} --launcher local"
+            return [*self._submitter(stage), "--"]
+        return [*self.unilearn, stage, "--launcher", "local"]
 
-    def cpu(self, stage: str) -> str:
+    def cpu(self, stage: str) -> Words:
         """The prefix of a CPU stage: here, or as a Slurm CPU job with the job's CPUs as its
-        workers (`launcher.stages.<stage>`) and its job logs under LOGS/slurm/<stage> (the
-        doctor has no --out beside which they would go)."""
+        workers (`launcher.stages.<stage>`) and its job logs under LOGS/slurm/<stage>
+        (`layout.slurm_logs`: the doctor has no --out beside which they would go)."""
         if self.submitted:
-            # two spaces, as this prefix always read: the preprocess rule holds it as a param,
-            # and a param whose text changes re-runs the job (every store rebuilt)
-            return f"{self._submitter(stage)}  --slurm-folder {self.logs}/slurm/{stage} -- "
-        return f"{self.unilearn} {stage}"
+            folder = shlex.quote(str(layout.slurm_logs(self.logs, stage)))
+            return [*self._submitter(stage), "--slurm-folder", folder, "--"]
+        return [*self.unilearn, stage]
 
     @property
     def gpu_threads(self) -> int:
@@ -85,7 +89,7 @@ class StageCommands:
     def cpu_threads(self, n: int) -> int:
         return 1 if self.submitted else n
 
-    def cpu_workers(self, threads: int) -> str:
+    def cpu_workers(self, threads: int) -> Words:
         """`--workers N` for a CPU stage run here (its Snakemake threads); none for a Slurm
         job, whose stage defaults to the CPUs Slurm gave it."""
-        return "" if self.submitted else f"--workers {threads}"
+        return [] if self.submitted else ["--workers", str(threads)]

@@ -4,6 +4,8 @@ built once per Snakemake invocation (`Plan.from_workflow_config`), so a misspelt
 published checkpoint or an unknown sweep point fails at parse time.
 
 Paths are those of `unilearn.report.layout`; a run's sweep point is `unilearn.report.runs`.
+Arguments are lists of shell words (`unilearn.plan.commands.Words`): a rule's params are its
+re-run trigger, and a list of words does not change with the spacing of a command.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
-from unilearn.plan.commands import StageCommands
+from unilearn.plan.commands import StageCommands, Words
 from unilearn.report import layout, runs, seeds, spec
 
 
@@ -60,14 +62,14 @@ class Plan:
             init = {mode: str(init_checkpoint(cfg, mode)) for mode in cfg.pretrain.init}
         except FileNotFoundError as error:
             raise PlanError(f"invalid unilearn config: {error}") from None
-        run_root = f"{config['runs']}/{cfg.name}"
+        run_root = str(layout.run_root(config["runs"], cfg.name))
         commands = StageCommands(
             python=python,
             configs=tuple(configs),
             overrides=tuple(overrides),
             launcher=config["launcher"] or cfg.launcher.name,
             submitit_cluster=config["submitit_cluster"],
-            logs=f"{run_root}/logs",
+            logs=str(layout.logs_dir(run_root)),
             threads=cfg.runtime.threads,
         )
         return cls(cfg, run_root, config["results"], commands, init)
@@ -75,31 +77,42 @@ class Plan:
     # -- directories ---------------------------------------------------------------------------
 
     @property
-    def workdir(self) -> str:
-        return self.cfg.data.workdir
-
-    @property
     def synth(self) -> str:
-        return f"{self.workdir}/synth"
-
-    @property
-    def doctor(self) -> str:
-        return f"{self.workdir}/doctor"
+        return str(layout.synth_dir(self.cfg.data.workdir))
 
     @property
     def manifests(self) -> str:
-        return f"{self.workdir}/manifests"
+        return str(layout.manifests_dir(self.cfg.data.workdir))
 
     @property
     def store(self) -> str:
-        return f"{self.workdir}/store"
+        return str(layout.store_dir(self.cfg.data.workdir))
 
     @property
     def logs(self) -> str:
         return self.commands.logs
 
+    def log(self, stage: str, *names: str) -> str:
+        """A job's log file (`layout.log_path`)."""
+        return str(layout.log_path(self.logs, stage, *names))
+
+    def result(self, name: str, ext: str) -> str:
+        return str(layout.result_path(self.results, name, ext))
+
+    def synth_summary(self) -> str:
+        return f"{self.synth}/{layout.SYNTH_SUMMARY}"
+
+    def doctor_report(self, dataset: str) -> str:
+        return str(layout.doctor_report(self.cfg.data.workdir, dataset))
+
+    def manifest(self, dataset: str) -> str:
+        return str(layout.manifest_path(self.manifests, dataset))
+
     def store_table(self, dataset: str) -> str:
-        return f"{self.store}/{dataset}.parquet"
+        return str(layout.store_table(self.store, dataset))
+
+    def shard_marker(self, dataset: str, shard: int | str, shards: int | str) -> str:
+        return str(layout.shard_marker(self.store, dataset, shard, shards))
 
     # -- what a config edit re-runs ------------------------------------------------------------
 
@@ -129,6 +142,7 @@ class Plan:
             "run": runs.RUN_PATTERN,
             "seed": r"0|[1-9][0-9]*",  # a seeded pre-training's (`seeds_pretrain`)
             "train": _alternatives(FINETUNE_DATASETS),
+            "fold": layout.FOLD_SUFFIX,
             "test": _alternatives(FINETUNE_DATASETS),
             "table": _alternatives(spec.TABLES),
             "figure": _alternatives(spec.FIGURES),
@@ -151,12 +165,12 @@ class Plan:
 
     def doctor_inputs(self) -> list[str]:
         """The doctor waits for the synthetic trees (the demo's; they pass)."""
-        return [f"{self.synth}/synth.json"] if self.cfg.data.synthetic else []
+        return [self.synth_summary()] if self.cfg.data.synthetic else []
 
     def manifest_inputs(self, dataset: str) -> list[str]:
         """The doctor's report when the doctor is on, else the synthetic trees (if any)."""
         if self.cfg.data.doctor.enabled:
-            return [f"{self.doctor}/{dataset}.md"]
+            return [self.doctor_report(dataset)]
         return self.doctor_inputs()
 
     def preprocess_shards(self, dataset: str) -> int:
@@ -164,13 +178,13 @@ class Plan:
         shards = self.cfg.data.preprocess_shards
         return shards.get(dataset, shards.get("default", 1))
 
-    def preprocess_settings(self, dataset: str) -> str:
+    def preprocess_settings(self, dataset: str) -> Words:
         """The store-settings flags of a dataset: short side, framing, the kept-frame stride."""
         store = self.cfg.data.store
         stride = store.frame_stride.get(dataset, 1)
-        return (
-            f"--short-side {store.short_side} --framing {store.framing.get(dataset, 'default')}"
-            + (f" --frame-stride {stride}" if stride > 1 else "")
+        framing = store.framing.get(dataset, "default")
+        return ["--short-side", str(store.short_side), "--framing", framing] + (
+            ["--frame-stride", str(stride)] if stride > 1 else []
         )
 
     def shard_parts(self, dataset: str) -> list[str]:
@@ -178,23 +192,20 @@ class Plan:
         n = self.preprocess_shards(dataset)
         if n == 1:
             return []
-        return [
-            f"{self.store}/{dataset}/parts/shard-{i:04d}-of-{n:04d}.done.json"
-            for i in range(1, n + 1)
-        ]
+        return [self.shard_marker(dataset, i, n) for i in range(1, n + 1)]
 
     def preprocess_merges(self, dataset: str) -> bool:
         """Whether the store table is the merge of finished parts (no clip work: it runs here)."""
         return self.preprocess_shards(dataset) > 1
 
-    def preprocess_stage(self, dataset: str) -> str:
+    def preprocess_stage(self, dataset: str) -> Words:
         if self.preprocess_merges(dataset):
-            return f"{self.commands.unilearn} preprocess"
+            return [*self.commands.unilearn, "preprocess"]
         return self.commands.cpu("preprocess")
 
-    def preprocess_work(self, dataset: str, threads: int) -> str:
+    def preprocess_work(self, dataset: str, threads: int) -> Words:
         if self.preprocess_merges(dataset):
-            return f"--merge {self.preprocess_shards(dataset)}"
+            return ["--merge", str(self.preprocess_shards(dataset))]
         return self.commands.cpu_workers(threads)
 
     def preprocess_threads(self, dataset: str) -> int:
@@ -217,12 +228,15 @@ class Plan:
         """`pretrain/<mode>`, or `pretrain/<mode>@seed=N` for another seed (`seeds_pretrain`)."""
         return str(layout.pretrain_dir(self.runs, seeds.pretrain_name(mode, seed)))
 
-    def pretrain_checkpoint(self, mode: str, seed: int | None = None) -> str:
+    def pretrain_log(self, mode: str, seed: int | str | None = None) -> str:
+        return self.log("pretrain", seeds.pretrain_name(mode, seed))
+
+    def pretrain_checkpoint(self, mode: str, seed: int | str | None = None) -> str:
         """The checkpoint a mode's fine-tunings start from: the published file (every seed's),
         or ours: that of the config's seed, or of `seed`."""
         if mode in self.pretrain_init:
             return self.pretrain_init[mode]
-        return f"{self.pretrain_dir(mode, seed)}/checkpoint.pt"
+        return str(layout.run_files(self.pretrain_dir(mode, seed)).checkpoint())
 
     def pretrain_seed_hash(self, seed: str) -> str:
         """The pre-training config hash of a seeded pre-training (a param: re-run on change)."""
@@ -260,41 +274,55 @@ class Plan:
             "tables": sorted(set(tables)),
         }
 
-    def finetune_outputs(self, run_dir: str, tests: list[str]) -> dict[str, str]:
+    def finetune_outputs(self, run: str, target: str, tests: list[str]) -> dict[str, str]:
         """checkpoint.pt and, for each test set and the reported weights (last, best, and val
         with a validation split: `layout.weights_of`), the predictions with their sidecars
         (what aggregate, tables and figures read)."""
-        out = {"checkpoint": f"{run_dir}/checkpoint.pt"}
+        run_dir = layout.finetune_dir(self.runs, run, target)
+        out = {"checkpoint": str(layout.run_files(run_dir).checkpoint())}
         for test in tests:
             for weights in layout.weights_of(self.cfg):
-                name = layout.prediction_name(test, weights)
-                out[f"{test}_{weights}"] = f"{run_dir}/{name}"
+                prediction = run_dir / layout.prediction_name(test, weights)
+                out[f"{test}_{weights}"] = str(prediction)
                 for suffix in layout.PREDICTION_SIDECARS:
-                    sidecar = name.removesuffix(".parquet") + suffix
-                    out[f"{test}_{weights}{suffix.replace('.', '_')}"] = f"{run_dir}/{sidecar}"
+                    sidecar = layout.prediction_sidecar(prediction, suffix)
+                    out[f"{test}_{weights}{suffix.replace('.', '_')}"] = str(sidecar)
         return out
 
-    def finetune_dir(self, run: str, target: str) -> str:
-        return str(layout.finetune_dir(self.runs, run, target))
+    def finetune_params(self) -> dict[str, Any]:
+        """The fine-tuning rules' params, each a function of the job's wildcards. The target is
+        `{train}{fold}` (`dfew-fold3`: the fold suffix read by `layout.parse_fold` alone)."""
+
+        def target(wc) -> str:
+            return layout.target_name(wc.train, layout.parse_fold(wc.get("fold", "")))
+
+        return dict(
+            experiment=lambda wc: runs.parse_run(wc.run).experiment,
+            fold=lambda wc: self.fold_flag(layout.parse_fold(wc.get("fold", ""))),
+            out=lambda wc: str(layout.finetune_dir(self.runs, wc.run, target(wc))),
+            tests=lambda wc: self.test_args(wc.run, wc.train),
+            run_overrides=lambda wc: self.run_override_args(wc.run),
+            config_hash=lambda wc: self.finetune_hash(wc.run, wc.train),
+        )
+
+    def finetune_log(self, run: str, target: str) -> str:
+        return self.log("finetune", run, target)
 
     @staticmethod
-    def fold_flag(target: str) -> str:
+    def fold_flag(fold: int | None) -> Words:
         """`--fold K` when the run is a fold of a cross-validated dataset."""
-        _, fold = layout.parse_target(target)
-        return "" if fold is None else f"--fold {fold}"
+        return [] if fold is None else ["--fold", str(fold)]
 
-    def test_args(self, run: str, train: str) -> str:
+    def test_args(self, run: str, train: str) -> Words:
         """`--test D` per test set of the run (`layout.tests_of`), its own first."""
         tests = layout.tests_of(train, self.experiment(run).tasks)
-        return " ".join(f"--test {t}" for t in tests)
+        return [word for t in tests for word in ("--test", t)]
 
-    def run_override_args(self, run: str) -> str:
+    def run_override_args(self, run: str) -> Words:
         """The run's sweep point on the engine's command line (`runs.override_arg`)."""
         import shlex
 
-        return " ".join(
-            shlex.quote(runs.override_arg(o)) for o in runs.run_overrides(self.cfg, run)
-        )
+        return [shlex.quote(runs.override_arg(o)) for o in runs.run_overrides(self.cfg, run)]
 
     @property
     def joint_runs(self) -> str:
@@ -309,30 +337,29 @@ class Plan:
     def single_split_dfer() -> str:
         return _alternatives(d for d in FINETUNE_DATASETS if not FOLDS[d] and d != layout.SFER_TEST)
 
-    @staticmethod
-    def fold_suffix() -> str:
-        """`-foldK` of a cross-validated dataset's target, or nothing."""
-        folds = sorted({k for ks in FOLDS.values() for k in ks})
-        return rf"(-fold[{min(folds)}-{max(folds)}])?"
-
     # -- pooling and the report ----------------------------------------------------------------
 
-    def aggregate_val_args(self, run: str, train: str, inputs, outputs) -> str:
+    def aggregate_outputs(self) -> dict[str, str]:
+        """The pooled metrics of each reported weights (`layout.weights_of`), as patterns."""
+        return {w: str(layout.metrics_path(self.runs, "{run}", "{train}", "{test}", w))
+                for w in layout.weights_of(self.cfg)}  # fmt: skip
+
+    def aggregate_val_args(self, run: str, train: str, inputs, outputs) -> Words:
         """`&& <unilearn> aggregate <val predictions> --out <.val.json> ...`, the third pool of
         the aggregate job when the config holds out a validation split; empty otherwise."""
         import shlex
 
         if "val" not in layout.weights_of(self.cfg):
-            return ""
-        files = " ".join(shlex.quote(str(p)) for p in inputs.val)
-        return (f"&& {self.commands.unilearn} aggregate {files} --out "
-                f"{shlex.quote(str(outputs.val))} {self.expect_folds(train)} "
-                f"--run {shlex.quote(run)} {self.commands.config_args}")  # fmt: skip
+            return []
+        files = [shlex.quote(str(p)) for p in inputs.val]
+        return ["&&", *self.commands.unilearn, "aggregate", *files, "--out",
+                shlex.quote(str(outputs.val)), *self.expect_folds(train), "--run",
+                shlex.quote(run), *self.commands.config_args]  # fmt: skip
 
     @staticmethod
-    def expect_folds(train: str) -> str:
+    def expect_folds(train: str) -> Words:
         """`--expect-folds N` for a cross-validated dataset: the pool must hold every fold."""
-        return f"--expect-folds {len(FOLDS[train])}" if FOLDS[train] else ""
+        return ["--expect-folds", str(len(FOLDS[train]))] if FOLDS[train] else []
 
     def report_inputs(self, target: str) -> dict[str, list]:
         """A table's or figure's metrics (a table shows every reported weights, a figure the
@@ -357,10 +384,10 @@ class Plan:
         if target in ("figure4a", "figure4b"):  # they read what the test wrote beside
             for c in cells:
                 for prediction in layout.predictions_for(self.runs, c.run, c.train, c.test):
-                    sidecars.append(layout.prediction_sidecar(prediction, ".expert_usage.json"))
-                    sidecars.append(layout.prediction_sidecar(prediction, ".centres.parquet"))
+                    sidecars.append(layout.prediction_sidecar(prediction, layout.EXPERT_USAGE))
+                    sidecars.append(layout.prediction_sidecar(prediction, layout.CENTRES))
         tables = {DATASETS[c.train].store_table for c in cells}
         tables |= {DATASETS[c.test].store_table for c in cells}
-        manifests = [f"{self.manifests}/{d}.parquet" for d in sorted(tables)]
+        manifests = [self.manifest(d) for d in sorted(tables)]
         return {"metrics": metrics, "predictions": predictions, "sidecars": sidecars,
                 "manifests": manifests}  # fmt: skip

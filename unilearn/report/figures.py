@@ -116,7 +116,7 @@ def _usage(runs: Path, cell: spec.Cell) -> tuple[dict[int, np.ndarray], str]:
     total: dict[int, np.ndarray] = {}
     digest = ""
     for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test):
-        path = layout.prediction_sidecar(pred, ".expert_usage.json")
+        path = layout.prediction_sidecar(pred, layout.EXPERT_USAGE)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: expert usage missing (written by `unilearn evaluate`)"
@@ -177,7 +177,7 @@ def _centres(runs: Path, cell: spec.Cell):
     import pandas as pd
 
     (pred,) = layout.predictions_for(runs, cell.run, cell.train, cell.test)
-    path = layout.prediction_sidecar(pred, ".centres.parquet")
+    path = layout.prediction_sidecar(pred, layout.CENTRES)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: class centres missing (written by `unilearn evaluate`)")
     return pd.read_parquet(path)

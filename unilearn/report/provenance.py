@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
+from unilearn.report.layout import manifest_path
+
 
 def git_sha(repo: str | Path | None = None) -> str:
     """HEAD's sha (12 hex) of the code that runs (the checkout holding the `unilearn` package, by
@@ -42,7 +44,7 @@ def manifest_hash(manifests: str | Path, datasets: Iterable[str]) -> str:
     """sha256 (16 hex) over the named manifests' bytes, in dataset order."""
     digest = hashlib.sha256()
     for dataset in sorted(set(datasets)):
-        path = Path(manifests) / f"{dataset}.parquet"
+        path = manifest_path(manifests, dataset)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: manifest missing (run `unilearn manifest {dataset}`)")
         digest.update(f"{dataset}:{file_sha256(path)}\n".encode())

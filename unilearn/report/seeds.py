@@ -74,9 +74,18 @@ def pretrain_seed(cfg, run: str | Run) -> int | None:
     return run.seed if cfg.seeds_pretrain else None
 
 
-def pretrain_name(mode: str, seed: int | None) -> str:
+def pretrain_name(mode: str, seed: int | str | None) -> str:
     """`image+video` (the config's seed) or `image+video@seed=1`: the pre-training's folder."""
-    return mode if seed is None else f"{mode}@seed={seed}"
+    return mode if seed is None else f"{mode}{_PRETRAIN_SEED}{seed}"
+
+
+def parse_pretrain_name(name: str) -> tuple[str, int | None]:
+    """`image+video@seed=1` -> ("image+video", 1); `video` -> ("video", None)."""
+    mode, sep, seed = name.partition(_PRETRAIN_SEED)
+    return mode, int(seed) if sep else None
+
+
+_PRETRAIN_SEED = "@seed="
 
 
 # -- the tables ---------------------------------------------------------------------------------

@@ -30,8 +30,8 @@ import pandas as pd
 from unilearn.atomic import write_text
 from unilearn.catalogue import DATASETS, get_label_set
 from unilearn.report import layout, seeds, spec, uncertainty
-from unilearn.report.paper import PAPER_PARAMS_M, paper_numbers
 from unilearn.report.provenance import git_sha, manifest_hash
+from unilearn.report.spec import PAPER_PARAMS_M, paper_numbers
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -378,7 +378,7 @@ def write_table(args: argparse.Namespace):
     from unilearn.config import load_config
 
     cfg = load_config(args.config, args.overrides)
-    manifests = args.manifests or Path(cfg.data.workdir) / "manifests"
+    manifests = args.manifests or layout.manifests_dir(cfg.data.workdir)
     table = spec.table_spec(args.table, cfg)
     frame, comparisons = build_table(args.table, cfg, args.runs, manifests, git_sha())
     from unilearn.atomic import atomic_path

@@ -8,6 +8,7 @@ import time
 from snakemake.exceptions import WorkflowError
 
 from unilearn.plan import Plan, PlanError
+from unilearn.plan.commands import CPU_STAGES, GPU_STAGES
 from unilearn.report import layout, spec
 
 try:
@@ -23,11 +24,9 @@ COMMANDS = PLAN.commands
 CONFIG_HASH = PLAN.config_hash
 
 SYNTH = PLAN.synth
-DOCTOR = PLAN.doctor
 MANIFESTS = PLAN.manifests
 STORE = PLAN.store
 RUNS = PLAN.runs
-RESULTS = PLAN.results
 LOGS = PLAN.logs
 TABLES = spec.TABLES
 FIGURES = spec.FIGURES
@@ -38,13 +37,14 @@ FIGURES = spec.FIGURES
 os.environ.setdefault("WANDB_TAGS", f"workflow-{CFG.name}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 # How each stage starts (`unilearn.plan.commands`): `python -m unilearn STAGE` here, or under
-# `launcher: submitit` a Slurm job through the thin submitter `python -m unilearn.launch`.
+# `launcher: submitit` a Slurm job through the thin submitter `python -m unilearn.launch`. Each is
+# a list of shell words, which Snakemake writes joined by single spaces.
 UNILEARN = COMMANDS.unilearn
 CONFIG_ARGS = COMMANDS.config_args
 OVERRIDE_ARGS = COMMANDS.override_args
-GPU_STAGE = {stage: COMMANDS.gpu(stage) for stage in ("pretrain", "finetune")}
+GPU_STAGE = {stage: COMMANDS.gpu(stage) for stage in GPU_STAGES}
 GPU_STAGE_THREADS = COMMANDS.gpu_threads
-CPU_STAGE = {stage: COMMANDS.cpu(stage) for stage in ("doctor", "manifest", "preprocess")}
+CPU_STAGE = {stage: COMMANDS.cpu(stage) for stage in CPU_STAGES}
 CPU_STAGE_LOCAL_HEAVY = COMMANDS.cpu_local_heavy
 
 

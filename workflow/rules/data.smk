@@ -9,9 +9,9 @@ DATA_PRIORITY = 50
 
 rule synth:
     output:
-        f"{SYNTH}/synth.json",
+        PLAN.synth_summary(),
     log:
-        f"{LOGS}/synth.log",
+        PLAN.log("synth"),
     params:
         preset=CFG.data.synthetic,
     resources:
@@ -26,9 +26,9 @@ rule doctor:
     input:
         PLAN.doctor_inputs(),
     output:
-        f"{DOCTOR}/{{dataset}}.md",
+        PLAN.doctor_report("{dataset}"),
     log:
-        f"{LOGS}/doctor/{{dataset}}.log",
+        PLAN.log("doctor", "{dataset}"),
     params:
         root=lambda wc: PLAN.native_root(wc.dataset),
         override=int(CFG.data.doctor.override),
@@ -47,9 +47,9 @@ rule manifest:
     input:
         lambda wc: PLAN.manifest_inputs(wc.dataset),
     output:
-        f"{MANIFESTS}/{{dataset}}.parquet",
+        PLAN.manifest("{dataset}"),
     log:
-        f"{LOGS}/manifest/{{dataset}}.log",
+        PLAN.log("manifest", "{dataset}"),
     params:
         root=lambda wc: PLAN.native_root(wc.dataset),
         workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
@@ -66,11 +66,11 @@ rule manifest:
 # redoes only the parts whose marker is missing, each from its journals).
 rule preprocess_shard:
     input:
-        f"{MANIFESTS}/{{dataset}}.parquet",
+        PLAN.manifest("{dataset}"),
     output:
-        f"{STORE}/{{dataset}}/parts/shard-{{shard}}-of-{{shards}}.done.json",
+        PLAN.shard_marker("{dataset}", "{shard}", "{shards}"),
     log:
-        f"{LOGS}/preprocess/{{dataset}}/shard-{{shard}}-of-{{shards}}.log",
+        PLAN.log("preprocess", "{dataset}", "shard-{shard}-of-{shards}"),
     params:
         settings=lambda wc: PLAN.preprocess_settings(wc.dataset),
         shard=lambda wc: f"{int(wc.shard)}/{int(wc.shards)}",
@@ -91,12 +91,12 @@ rule preprocess_shard:
 # finished parts, which does no clip work and runs here.
 rule preprocess:
     input:
-        manifest=f"{MANIFESTS}/{{dataset}}.parquet",
+        manifest=PLAN.manifest("{dataset}"),
         parts=lambda wc: PLAN.shard_parts(wc.dataset),
     output:
         PLAN.store_table("{dataset}"),
     log:
-        f"{LOGS}/preprocess/{{dataset}}.log",
+        PLAN.log("preprocess", "{dataset}"),
     params:
         short_side=CFG.data.store.short_side,  # not in the command: a change re-runs the job
         settings=lambda wc: PLAN.preprocess_settings(wc.dataset),

@@ -2,15 +2,8 @@
 # the job (every finetune.eval_every epochs, then the predictions of the last and the best epoch's
 # weights on every test set of the run), and the pooling of the folds' predictions into one
 # UAR/WAR. A GPU stage: finetune runs as a Slurm job with `launcher: submitit`.
+# A target `dfew-fold3` is the wildcards {train}{fold} (`layout.FOLD_SUFFIX`).
 
-FINETUNE_PARAMS = dict(
-    experiment=lambda wc: layout.parse_run(wc.run).experiment,
-    fold=lambda wc: PLAN.fold_flag(wc.train + wc.get("fold", "")),
-    out=lambda wc: PLAN.finetune_dir(wc.run, wc.train + wc.get("fold", "")),
-    tests=lambda wc: PLAN.test_args(wc.run, wc.train),
-    run_overrides=lambda wc: PLAN.run_override_args(wc.run),
-    config_hash=lambda wc: PLAN.finetune_hash(wc.run, wc.train),
-)
 FINETUNE_SHELL = (
     "{GPU_STAGE[finetune]} {CONFIG_ARGS} --experiment {params.experiment} --run {wildcards.run:q} "
     "--dataset {wildcards.train} {params.fold} --store {STORE} --init {input.init:q} "
@@ -23,13 +16,11 @@ rule finetune:
     input:
         unpack(lambda wc: PLAN.finetune_inputs(wc.run, wc.train)),
     output:
-        **PLAN.finetune_outputs(f"{RUNS}/finetune/{{run}}/{{train}}{{fold}}", ["{train}"]),
+        **PLAN.finetune_outputs("{run}", "{train}{fold}", ["{train}"]),
     log:
-        f"{LOGS}/finetune/{{run}}/{{train}}{{fold}}.log",
-    wildcard_constraints:
-        fold=PLAN.fold_suffix(),
+        PLAN.finetune_log("{run}", "{train}{fold}"),
     params:
-        **FINETUNE_PARAMS,
+        **PLAN.finetune_params(),
     threads: GPU_STAGE_THREADS
     shell:
         FINETUNE_SHELL
@@ -41,14 +32,14 @@ rule finetune_joint:
     input:
         unpack(lambda wc: PLAN.finetune_inputs(wc.run, wc.train)),
     output:
-        **PLAN.finetune_outputs(f"{RUNS}/finetune/{{run}}/{{train}}", ["{train}", layout.SFER_TEST]),
+        **PLAN.finetune_outputs("{run}", "{train}", ["{train}", layout.SFER_TEST]),
     log:
-        f"{LOGS}/finetune/{{run}}/{{train}}.log",
+        PLAN.finetune_log("{run}", "{train}"),
     wildcard_constraints:
         run=PLAN.joint_runs,
         train=PLAN.single_split_dfer(),
     params:
-        **FINETUNE_PARAMS,
+        **PLAN.finetune_params(),
     threads: GPU_STAGE_THREADS
     shell:
         FINETUNE_SHELL
@@ -68,11 +59,9 @@ rule aggregate:
         best=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "best"),
         val=lambda wc: layout.predictions_for(RUNS, wc.run, wc.train, wc.test, "val") if AGGREGATE_VAL else [],
     output:
-        last=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.json",
-        best=f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.best.json",
-        **({"val": f"{RUNS}/metrics/{{run}}/{{train}}/{{test}}.val.json"} if AGGREGATE_VAL else {}),
+        **PLAN.aggregate_outputs(),
     log:
-        f"{LOGS}/aggregate/{{run}}/{{train}}-{{test}}.log",
+        PLAN.log("aggregate", "{run}", "{train}-{test}"),
     params:
         expect=lambda wc: PLAN.expect_folds(wc.train),
         bootstrap=CFG.report.bootstrap.model_dump_json(),  # the intervals it writes

@@ -10,7 +10,7 @@ rule pretrain:
     output:
         PLAN.pretrain_checkpoint("{mode}"),
     log:
-        f"{LOGS}/pretrain/{{mode}}.log",
+        PLAN.pretrain_log("{mode}"),
     params:
         out=lambda wc: PLAN.pretrain_dir(wc.mode),
         config_hash=CONFIG_HASH["pretrain"],
@@ -28,9 +28,9 @@ rule pretrain_seed:
     input:
         lambda wc: PLAN.pretrain_stores(wc.mode),
     output:
-        f"{RUNS}/pretrain/{{mode}}@seed={{seed}}/checkpoint.pt",
+        PLAN.pretrain_checkpoint("{mode}", "{seed}"),
     log:
-        f"{LOGS}/pretrain/{{mode}}@seed={{seed}}.log",
+        PLAN.pretrain_log("{mode}", "{seed}"),
     params:
         out=lambda wc: PLAN.pretrain_dir(wc.mode, wc.seed),
         config_hash=lambda wc: PLAN.pretrain_seed_hash(wc.seed),

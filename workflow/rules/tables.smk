@@ -7,11 +7,11 @@ rule table:
     input:
         unpack(lambda wc: PLAN.report_inputs(wc.table)),
     output:
-        csv=report(f"{RESULTS}/{{table}}.csv", caption="../report/table.rst", category="Tables",
+        csv=report(PLAN.result("{table}", "csv"), caption="../report/table.rst", category="Tables",
                    labels={"table": "{table}"}),
-        md=f"{RESULTS}/{{table}}.md",
+        md=PLAN.result("{table}", "md"),
     log:
-        f"{LOGS}/report/{{table}}.log",
+        PLAN.log("report", "{table}"),
     params:
         config_hash=CONFIG_HASH[None],
     shell:
@@ -23,11 +23,11 @@ rule figure:
     input:
         unpack(lambda wc: PLAN.report_inputs(wc.figure)),
     output:
-        png=report(f"{RESULTS}/{{figure}}.png", caption="../report/figure.rst", category="Figures",
+        png=report(PLAN.result("{figure}", "png"), caption="../report/figure.rst", category="Figures",
                    labels={"figure": "{figure}"}),
-        pdf=f"{RESULTS}/{{figure}}.pdf",
+        pdf=PLAN.result("{figure}", "pdf"),
     log:
-        f"{LOGS}/report/{{figure}}.log",
+        PLAN.log("report", "{figure}"),
     params:
         config_hash=CONFIG_HASH[None],
     shell:
