@@ -17,18 +17,19 @@ PACKAGE = Path(__file__).parents[1] / "unilearn"
 # or a top-level module of unilearn.
 BELOW = {
     "catalogue": set(),
+    # every path of data, runs and results: below all that read or write them
+    "layout": {"catalogue"},
     "atomic": set(),
     "errors": set(),
-    "config": {"catalogue", "atomic"},
+    "config": {"catalogue", "atomic", "layout"},
     "models": {"catalogue", "atomic", "config"},
-    "data": {"catalogue", "atomic", "errors", "__version__"},
-    "doctor": {"catalogue", "atomic", "errors", "data"},
-    "launch": {"catalogue", "config", "errors"},
-    "report": {"catalogue", "atomic", "config", "models"},
-    "predict": {"catalogue", "atomic", "errors", "data", "models"},
-    "progress": {"atomic", "models"},
-    # the plan reads the published-weights check (torch-free) from the engine, nothing else
-    "plan": {"catalogue", "config", "report", "engine.pretrain_init"},
+    "data": {"catalogue", "atomic", "errors", "__version__", "layout"},
+    "doctor": {"catalogue", "atomic", "errors", "data", "layout"},
+    "launch": {"catalogue", "config", "errors", "layout"},
+    "report": {"catalogue", "atomic", "config", "models", "layout"},
+    "predict": {"catalogue", "atomic", "errors", "data", "models", "layout"},
+    "progress": {"atomic", "models", "layout"},
+    "plan": {"catalogue", "config", "report", "layout"},
     "engine": {
         "catalogue",
         "atomic",
@@ -40,8 +41,9 @@ BELOW = {
         "report",
         "predict",
         "progress",
+        "layout",
     },  # fmt: skip
-    "status": {"config", "report", "progress"},
+    "status": {"config", "report", "progress", "layout"},
 }
 
 

@@ -18,6 +18,7 @@ from test_tables import _fake_metrics, _fake_predictions
 from workflow_run import job_counts, overrides_arg, snakemake, workflow_copy
 
 import unilearn.engine.finetune as finetune
+from unilearn import layout
 from unilearn.catalogue import get_label_set
 from unilearn.config import ConfigError, config_hash, load_config
 from unilearn.data.loaders import TrainSet
@@ -26,7 +27,7 @@ from unilearn.engine.loader import fetch_ahead
 from unilearn.engine.wandb_log import group_and_name, run_identity
 from unilearn.models.checkpoint import read_checkpoint
 from unilearn.plan import Plan
-from unilearn.report import layout, runs, seeds, spec, tables
+from unilearn.report import runs, seeds, spec, tables
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CONFIG = CONFIGS / "demo.yaml"

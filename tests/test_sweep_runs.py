@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from unilearn.config import config_hash, load_config, parse_override
-from unilearn.report import layout, runs
+from unilearn.report import runs
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -63,7 +63,6 @@ def test_run_names_on_disk_keep_their_form():
     assert (run.experiment, run.sweep, run.value, run.name) == (
         "unilearn", "sfer_proportion", "0.25", "unilearn@sfer_proportion=0.25"
     )  # fmt: skip
-    assert layout.parse_run is runs.parse_run  # the W&B naming's import
     with pytest.raises(ValueError, match="expected EXPERIMENT or EXPERIMENT@SWEEP=VALUE"):
         runs.parse_run("uni/learn")
 

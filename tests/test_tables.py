@@ -34,7 +34,7 @@ def _fake_sidecars(runs: Path, cell: spec.Cell, rng: np.random.Generator) -> Non
     for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test):
         pred.parent.mkdir(parents=True, exist_ok=True)
         usage = {str(b): rng.integers(10, 100, size=4).tolist() for b in (2, 3)}
-        layout.prediction_sidecar(pred, ".expert_usage.json").write_text(
+        layout.sidecar_path(pred, ".expert_usage.json").write_text(
             json.dumps({"layers": usage, "config_hash": "c0ffee"})
         )
         classes = get_label_set(cell.test).classes
@@ -43,7 +43,7 @@ def _fake_sidecars(runs: Path, cell: spec.Cell, rng: np.random.Generator) -> Non
             "centre": [rng.normal(size=8).astype(np.float32).tolist() for _ in classes],
             "config_hash": "c0ffee",
         })  # fmt: skip
-        centres.to_parquet(layout.prediction_sidecar(pred, ".centres.parquet"))
+        centres.to_parquet(layout.sidecar_path(pred, ".centres.parquet"))
 
 
 def _fake_predictions(runs: Path, cell: spec.Cell, weights: str, accuracy: float) -> None:

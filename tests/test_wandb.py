@@ -247,7 +247,8 @@ def test_tables_add_the_paired_comparison_to_the_pooled_run_of_the_cell(fake_wan
     import pandas as pd
     from test_tables import CONFIG, make_runs_tree
 
-    from unilearn.report import layout, tables_cli
+    from unilearn import layout
+    from unilearn.report import tables_cli
 
     _, runs, manifests = make_runs_tree(tmp_path)
     metrics = layout.metrics_path(runs, "videomae", "dfew", "dfew")

@@ -159,8 +159,8 @@ def test_a_validation_split_adds_val_outputs_to_the_same_jobs_and_off_requires_n
 def test_a_target_is_named_and_parsed_by_the_layout_alone():
     import re
 
+    from unilearn import layout
     from unilearn.catalogue import FINETUNE_DATASETS, FOLDS
-    from unilearn.report import layout
 
     for train in FINETUNE_DATASETS:
         for target in layout.targets(train):  # dfew-fold1..5, ferv39k, affectnet7

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from unilearn.atomic import write_text
+from unilearn.layout import RUN_FILES
 
-PROGRESS_FILE = "progress.json"
+PROGRESS_FILE = RUN_FILES["progress"]
 
 
 def format_duration(seconds: float | None) -> str:

@@ -65,7 +65,8 @@ HEADER = ["STAGE", "RUN", "TARGET", "STATE", "EPOCH", "ETA", "LOSS", "JOB"]
 
 
 def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
-    from unilearn.report import layout, seeds, spec
+    from unilearn import layout
+    from unilearn.report import seeds, spec
     from unilearn.report.runs import parse_run
 
     cells = list(dict.fromkeys(c for t in targets for c in spec.required_cells(t, cfg)))
@@ -92,7 +93,7 @@ def collect(cfg, runs: Path, targets: list[str]) -> list[RunStatus]:
         # A fine-tuning job tests its own model (there are no evaluation jobs): until the
         # metrics are there, the row follows that job's Slurm state and log.
         status = RunStatus("test", run, f"{target} on {test}")
-        metrics = layout.prediction_sidecar(pred, layout.METRICS)
+        metrics = layout.sidecar_path(pred, layout.METRICS)
         log = layout.log_path(logs, "finetune", run, target)
         m = _read_json(metrics) or {}
         if m and m.get("config_hash") in (None, expected_hash(cfg, "finetune", run, target)):
@@ -110,8 +111,9 @@ def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
     """The config hash a run of this config records (`config.sha256`), the one the workflow
     tracks (`runs.finetune_hash`); a run directory holding another one is from an earlier config
     and will be redone."""
+    from unilearn import layout
     from unilearn.config import ConfigError, config_hash
-    from unilearn.report import layout, runs, seeds
+    from unilearn.report import runs, seeds
 
     try:
         if stage == "pretrain":  # `run`: the mode, `<mode>@seed=N` for a seeded pre-training
@@ -126,7 +128,7 @@ def expected_hash(cfg, stage: str, run: str, target: str) -> str | None:
 def _training(
     stage, run, target, run_dir: Path, log: Path, epochs: int, squeue, expected: str | None
 ) -> RunStatus:
-    from unilearn.report.layout import run_files
+    from unilearn.layout import run_files
 
     status = RunStatus(stage, run, target)
     files = run_files(run_dir)
@@ -193,7 +195,7 @@ def _from_job(
 
 def _job_ids(runs: Path) -> list[str]:
     """The latest Slurm job of every run under `runs` (one query asks for all of them)."""
-    from unilearn.report.layout import SLURM_DIR
+    from unilearn.layout import SLURM_DIR
 
     dirs = {p.parent.parent for p in runs.glob(f"**/{SLURM_DIR}/*/*_submitted.pkl")}
     stages = {(d, p.name.split("-")[0]) for d in dirs for p in d.iterdir() if p.is_dir()}
@@ -301,7 +303,7 @@ def _history(path: Path) -> list[dict]:
 def _finished(run_dir: Path) -> bool:
     """A checkpoint written by the current attempt: every attempt records its config first, and
     Snakemake leaves the previous config's checkpoint in place until the new one replaces it."""
-    from unilearn.report.layout import run_files
+    from unilearn.layout import run_files
 
     files = run_files(run_dir)
     checkpoint, recorded = files.checkpoint(), files.config_hash

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from unilearn.config.base import ConfigError, error_lines, validated
 from unilearn.config.overrides import apply_overrides, deep_merge, parse_override, unknown_keys
 from unilearn.config.schema import Config, ResolvedExperiment
+from unilearn.layout import RUN_FILES
 
 # -- the config hash ---------------------------------------------------------------------------
 # Sections a stage's result does not depend on (besides `launcher` and `wandb`, which only decide
@@ -145,8 +146,8 @@ def save_resolved(
 
     run_dir = Path(run_dir)
     digest = config_hash(cfg, stage, experiment)
-    write_text(run_dir / "config.yaml", to_yaml(cfg))
-    write_text(run_dir / "config.sha256", digest + "\n")
+    write_text(run_dir / RUN_FILES["config"], to_yaml(cfg))
+    write_text(run_dir / RUN_FILES["config_hash"], digest + "\n")
     return digest
 
 

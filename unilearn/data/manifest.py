@@ -14,6 +14,7 @@ import pandas as pd
 from unilearn.atomic import write_parquet
 from unilearn.data.native import COLUMNS, NativeRead
 from unilearn.data.synth import read_summary
+from unilearn.layout import QUARANTINE, manifest_path, sidecar_path
 
 _DTYPES = {
     "dataset": "string",
@@ -60,8 +61,8 @@ def write_manifest(result: NativeRead, out: str | Path) -> tuple[Path, Path]:
     mark_synthetic_face_crops(result, result.root)
     out = Path(out)
     manifest, quarantine = (
-        out / f"{result.dataset}.parquet",
-        out / f"{result.dataset}.quarantine.parquet",
+        manifest_path(out, result.dataset),
+        sidecar_path(manifest_path(out, result.dataset), QUARANTINE),
     )
     write_parquet(to_frame(result.rows), manifest)
     write_parquet(to_frame(result.quarantine, quarantine=True), quarantine)

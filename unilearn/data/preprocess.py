@@ -56,6 +56,13 @@ from unilearn.data.preprocess_summary import Summary
 from unilearn.data.store import StoreWriter, encode_clip, read_journal
 from unilearn.data.worker_pool import map_surviving_crashes
 from unilearn.errors import read_parquet
+from unilearn.layout import (
+    QUARANTINE,
+    shard_marker,
+    sidecar_path,
+    store_settings,
+    store_table,
+)
 
 # AffectNet's annotated face box (manifest columns): rows that have one are cropped to it.
 BOX_COLUMNS = ("face_x", "face_y", "face_width", "face_height")
@@ -202,8 +209,8 @@ def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary)
     summary.clips_short = sum(1 for e in ok if e.get("frames_without_face"))
     summary.frames_without_face = sum(int(e.get("frames_without_face", 0)) for e in ok)
     summary.other_framings = Counter(e["framing"] for e in ok if "framing" in e)
-    write_parquet(stored, out / f"{dataset}.parquet")
-    write_parquet(quarantined, out / f"{dataset}.quarantine.parquet")
+    write_parquet(stored, store_table(out, dataset))
+    write_parquet(quarantined, sidecar_path(store_table(out, dataset), QUARANTINE))
     summary.stored_rows, summary.quarantined_rows = len(stored), len(quarantined)
     summary.reasons = Counter(
         r.split(":", 1)[0] for r in quarantined.drop_duplicates("clip_id")["reason"]
@@ -214,13 +221,13 @@ def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary)
 
 def _store_framing(out: Path, dataset: str) -> str:
     """The framing a store's settings.json records (`default` for one made before framing)."""
-    path = out / dataset / "settings.json"
+    path = store_settings(out, dataset)
     return json.loads(path.read_text()).get("framing", "default") if path.is_file() else "default"
 
 
 def _part_path(out: Path, dataset: str, shard: tuple[int, int], kind: str = "done.json") -> Path:
     """`parts/shard-IIII-of-NNNN.done.json` (the part is done) or `.failed.txt` (clips left)."""
-    return out / dataset / "parts" / f"shard-{shard[0]:04d}-of-{shard[1]:04d}.{kind}"
+    return shard_marker(out, dataset, *shard, kind=kind)
 
 
 def _ids_digest(clip_ids: Sequence[str]) -> str:
@@ -270,7 +277,7 @@ def _check_manifest(rows: pd.DataFrame, manifest: Path) -> None:
 
 
 def _check_settings(out: Path, dataset: str, settings: PreprocessSettings) -> None:
-    path = out / dataset / "settings.json"
+    path = store_settings(out, dataset)
     wanted = json.loads(json.dumps(asdict(settings)))
     if path.exists():
         # a key the store's settings lack is one added later, with its default: the same pixels

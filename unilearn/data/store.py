@@ -44,6 +44,7 @@ import pandas as pd
 
 from unilearn.catalogue import DATASETS, get_label_set
 from unilearn.errors import InputError, read_parquet
+from unilearn.layout import store_settings
 
 MAGIC = b"ULC1"
 CODEC_JPEG = 1
@@ -307,7 +308,7 @@ def _lines(path: Path) -> Iterable[str]:
 
 def stored_frame_stride(root: str | os.PathLike, dataset_dir: str) -> int:
     """Every how many source frames the store folder `dataset_dir` keeps one (1: all frames)."""
-    path = Path(root) / dataset_dir / "settings.json"
+    path = store_settings(root, dataset_dir)
     if not path.is_file():
         return 1
     return int(json.loads(path.read_text()).get("frame_stride", 1))

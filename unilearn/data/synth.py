@@ -22,8 +22,9 @@ from tqdm import tqdm
 from unilearn import __version__
 from unilearn.atomic import write_text
 from unilearn.data.synth_datasets import PRESETS, RAW_VIDEOS, ROOTS, DatasetWriter
+from unilearn.layout import SYNTH_SUMMARY
 
-SUMMARY = "synth.json"
+SUMMARY = SYNTH_SUMMARY
 
 
 def write_synthetic(

@@ -32,6 +32,7 @@ from unilearn.data.synth import read_summary
 from unilearn.doctor import ERROR, OK, WARNING, Finding
 from unilearn.doctor.media import inspect, media_findings
 from unilearn.doctor.official import PROTOCOL, compare_with_official
+from unilearn.layout import store_settings
 
 _FIXES = {
     "missing_clip": "the split files name clips that are not on disk: complete the download/extraction",
@@ -141,7 +142,7 @@ def framing_findings(dataset: str, store: str | Path | None, framing: str) -> li
         f"preprocess frames {DATASETS[dataset].title} as {want} ({which}: {FRAMING_TEXT[want]}; "
         f"data.store.framing.{table}, the other choice: {ours if want == authors else authors})",
     )
-    settings = Path(store) / table / "settings.json" if store is not None else None
+    settings = store_settings(store, table) if store is not None else None
     if settings is None or not settings.is_file():
         return [planned]
     # a store made before framing was recorded holds ours (`default`)

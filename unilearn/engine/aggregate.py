@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from unilearn.errors import InputError, read_parquet
+from unilearn.layout import QUARANTINE, sidecar_path
 
 PREDICTION_COLUMNS = (
     "dataset",
@@ -173,7 +174,7 @@ def _unreadable_per_fold(paths: list[Path], pool: pd.DataFrame) -> dict[int, int
     beside each predictions file; its fold is that of the predictions it sits beside."""
     lost: dict[int, int] = {}
     for path in paths:
-        quarantine = path.with_name(path.name.removesuffix(".parquet") + ".quarantine.parquet")
+        quarantine = sidecar_path(path, QUARANTINE)
         if not quarantine.is_file():
             continue
         n = len(read_parquet(quarantine, "quarantine file"))
@@ -196,7 +197,7 @@ def main(args: argparse.Namespace) -> int:
     write_text(args.out, json.dumps(result, indent=2) + "\n")
     if cfg is not None:
         from unilearn.engine.wandb_log import log_pooled
-        from unilearn.report.layout import parse_target, pooled_wandb_dir
+        from unilearn.layout import parse_target, pooled_wandb_dir
 
         train = parse_target(Path(result["inputs"][0]).parent.name)[0]
         log_pooled(cfg, result, args.run or result["experiment"], train, mode=args.wandb,

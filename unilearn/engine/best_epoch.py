@@ -1,7 +1,7 @@
 """The test inside the fine-tuning job, as the authors run it, and the epochs it reports: the
 run's own test split every `finetune.eval_every` epochs (and always after the last), and at the
 end the prediction files of each reported weights on every test set of the run
-(`unilearn.report.layout.tests_of`):
+(`unilearn.layout.tests_of`):
 
 - `last`: the weights after the last epoch (`checkpoint.pt`);
 - `best`, "as the authors report" (`finetune.selection.best`): `authors` (default) = each tested
@@ -46,12 +46,12 @@ from unilearn.engine.scoring import (
 )
 from unilearn.engine.step import unwrap
 from unilearn.engine.train_state import capture_rng, restore_rng
+from unilearn.layout import CHECKPOINT_NAME, prediction_name
 from unilearn.models import eval_noise, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError, read_checkpoint
-from unilearn.report.layout import prediction_name
 
-BEST_FILE = "checkpoint-best.pt"
-VAL_FILE = "checkpoint-val.pt"
+BEST_FILE = CHECKPOINT_NAME["best"]
+VAL_FILE = CHECKPOINT_NAME["val"]
 
 
 @dataclass

@@ -27,18 +27,18 @@ from unilearn.engine.scoring import (
     check_test_set,
     head_for,
     log_test_run,
-    sibling,
     test_loader,
     test_model,
     write_predictions,
 )
+from unilearn.layout import QUARANTINE, RUN_FILES, sidecar_path
 from unilearn.predict.model import evaluation_model
 
 STAGE = "evaluate"
 
 
 def main(args: argparse.Namespace) -> int:
-    configs = args.config or [args.checkpoint.parent / "config.yaml"]
+    configs = args.config or [args.checkpoint.parent / RUN_FILES["config"]]
     cfg = load_config(configs, args.overrides)
     if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
         return rc  # the stage ran as a Slurm job
@@ -85,7 +85,7 @@ def run(
             return {}
         metrics = write_predictions(out, result, meta, dataset, fold)
         check_test_set(result, dataset, fold, cfg.evaluate.max_unreadable,
-                       sibling(out, ".quarantine.parquet"))  # fmt: skip
+                       sidecar_path(out, QUARANTINE))  # fmt: skip
         log_test_run(cfg, out, meta, dataset, fold, metrics, result, wandb_mode)
         return metrics
     finally:

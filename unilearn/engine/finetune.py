@@ -37,7 +37,8 @@ from unilearn.engine.loader import finetune_data
 from unilearn.engine.scoring import check_fold, check_heads, default_tests, test_sets
 from unilearn.engine.step import StepContext, autocast, backward_step, set_lr, unwrap
 from unilearn.engine.training import EpochSums, StepTimer, TrainingRun, WandbNames
-from unilearn.engine.wandb_log import group_and_name, run_identity, target_name
+from unilearn.engine.wandb_log import group_and_name, run_identity
+from unilearn.layout import store_settings, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
 from unilearn.report.provenance import file_sha256
@@ -241,9 +242,7 @@ def _meta(
     the weights came from."""
     m = cfg.model
     preprocess = None
-    settings = (
-        Path(store or ".") / (resolved.dfer_dataset or resolved.sfer_dataset) / "settings.json"
-    )
+    settings = store_settings(store or ".", resolved.dfer_dataset or resolved.sfer_dataset)
     if store is not None and settings.is_file():
         preprocess = json.loads(settings.read_text())
     meta = {} if preprocess is None else {"preprocess": preprocess}

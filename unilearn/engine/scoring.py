@@ -45,10 +45,18 @@ from unilearn.engine.wandb_log import (
     log_evaluation,
     run_for,
     run_identity,
+)
+from unilearn.layout import (
+    CENTRES,
+    EXPERT_USAGE,
+    METRICS,
+    QUARANTINE,
+    pooled_wandb_dir,
+    sidecar_path,
     target_name,
+    tests_of,
 )
 from unilearn.models import expert_usage, reset_expert_usage, whole_groups
-from unilearn.report.layout import tests_of
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +87,7 @@ def head_for(dataset: str) -> str:
 
 
 def default_tests(cfg, experiment: str, dataset: str) -> list[str]:
-    """The test sets the workflow asks of a run (`unilearn.report.layout.tests_of`)."""
+    """The test sets the workflow asks of a run (`unilearn.layout.tests_of`)."""
     if experiment not in cfg.experiments:
         return [dataset]  # resolve_experiment names the problem
     return tests_of(dataset, cfg.experiments[experiment].tasks)
@@ -113,11 +121,6 @@ def check_heads(tests: Sequence[TestSet], experiment) -> None:
 
 
 # -- the test -----------------------------------------------------------------------------------
-
-
-def sibling(out: Path, suffix: str) -> Path:
-    """`preds.parquet` -> `preds.metrics.json` etc."""
-    return out.with_name(out.name.removesuffix(".parquet") + suffix)
 
 
 def test_loader(cfg, store: Path, dataset: str, fold: int | None, meta: dict, info: D.DistInfo,
@@ -328,16 +331,16 @@ def write_predictions(
         "store_key": bad["store_key"].astype(str).to_numpy() if len(bad) else np.array([], str),
         "reason": bad["reason"].astype(str).to_numpy() if len(bad) else np.array([], str),
     })  # fmt: skip
-    write_parquet(quarantine, sibling(out, ".quarantine.parquet"))
+    write_parquet(quarantine, sidecar_path(out, QUARANTINE))
     train = meta.get("train")
     metrics = {**ident, "fold": fold, "checkpoint_train": train, **metrics}
-    write_text(sibling(out, ".metrics.json"), json.dumps(metrics, indent=2) + "\n")
+    write_text(sidecar_path(out, METRICS), json.dumps(metrics, indent=2) + "\n")
     layers = {str(b): c.tolist() for b, c in result.usage.items()}
-    write_text(sibling(out, ".expert_usage.json"),
+    write_text(sidecar_path(out, EXPERT_USAGE),
                json.dumps({**ident, "fold": fold, "layers": layers}, indent=2) + "\n")  # fmt: skip
     features = result.features if len(result.features) else np.zeros((0, 1), np.float32)
     centres = class_centres(features, labels, classes).assign(**ident, fold=fold)
-    write_parquet(centres, sibling(out, ".centres.parquet"))
+    write_parquet(centres, sidecar_path(out, CENTRES))
     return metrics
 
 
@@ -363,7 +366,7 @@ def log_test_run(
         cfg.name, run_name, f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}"
     )
     wandb = run_for(cfg, job_type="evaluate", group=group, name=name,
-                    run_dir=out.parent / f".wandb-{out.stem}", is_main=True, mode=wandb_mode,
+                    run_dir=pooled_wandb_dir(out), is_main=True, mode=wandb_mode,
                     identity=identity)  # fmt: skip
     log_evaluation(wandb, metrics, usage=layers)
     wandb.finish()

@@ -28,6 +28,7 @@ from torch import nn
 from unilearn.atomic import write_text
 from unilearn.engine.checkpoint_writer import CheckpointWriter
 from unilearn.engine.step import FiniteWatch, check_finite, unwrap
+from unilearn.layout import RUN_FILES
 from unilearn.models.checkpoint import (
     CheckpointError,
     check_weights_only_safe,
@@ -36,7 +37,7 @@ from unilearn.models.checkpoint import (
 )
 
 FORMAT = "unilearn-train-state/1"
-RESUME_FILE = "last.pt"
+RESUME_FILE = RUN_FILES["resume"]
 
 
 # -- RNG ---------------------------------------------------------------------------------------
@@ -250,7 +251,9 @@ class RunFiles:
             if len(history) < self._log_epochs:
                 return
             self._log_epochs = len(history)
-            write_text(self.out / "log.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+            write_text(
+                self.out / RUN_FILES["history"], "".join(json.dumps(h) + "\n" for h in history)
+            )
 
 
 def _check_parameters_finite(model: nn.Module, step: int, last_good: str | None) -> None:

@@ -33,6 +33,7 @@ from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.step import step_context
 from unilearn.engine.train_state import RunFiles, seed_everything, seed_training
 from unilearn.engine.wandb_log import run_for
+from unilearn.layout import CHECKPOINT_NAME
 from unilearn.models import save_checkpoint
 from unilearn.progress import Progress
 
@@ -190,7 +191,7 @@ class TrainingRun:
                     self.checkpoints.at_epoch_end(step, sums)
                     self.report.epoch_end(record)
 
-                final = self.checkpoints.save_final(self.out / "checkpoint.pt")
+                final = self.checkpoints.save_final(self.out / CHECKPOINT_NAME["last"])
                 summary = at_end(final) if at_end is not None else {}
                 self.report.finished("done", final, summary)
                 self.checkpoints.deliver()  # a signal after the last step: the run is complete
@@ -204,7 +205,7 @@ class TrainingRun:
     def save_untrained(self, model: torch.nn.Module, meta: dict[str, Any]) -> dict[str, Any]:
         """No training: the initial weights are the run's `checkpoint.pt` (rank 0)."""
         if self.info.is_main:
-            save_checkpoint(self.out / "checkpoint.pt", model, {**meta, "train": {}})
+            save_checkpoint(self.out / CHECKPOINT_NAME["last"], model, {**meta, "train": {}})
         D.cleanup(self.info)
         return {}
 

@@ -132,8 +132,8 @@ def run_identity(
 ) -> dict[str, Any]:
     """What a run is, for its W&B config: experiment, run (sweep point), sweep key and value,
     dataset, fold, init checkpoint with its sha256."""
-    from unilearn.report.layout import parse_run
     from unilearn.report.provenance import file_sha256
+    from unilearn.report.runs import parse_run
 
     point = parse_run(run or experiment)
     init_path = Path(init) if init else None
@@ -150,16 +150,11 @@ def run_identity(
     }
 
 
-def target_name(dataset: str, fold: int | None) -> str:
-    """The W&B name of a run of one dataset/fold (the workflow's target)."""
-    return dataset if fold is None else f"{dataset}-fold{fold}"
-
-
 def group_and_name(config_name: str, run: str, name: str) -> tuple[str, str]:
     """W&B group and name of `run`'s job `name` (a target, `ferv39k-pooled`...): the seeds of a
     run share the group `<config name>/<run without its seed>`; another seed than the config's
     adds `@seed=N` to the name."""
-    from unilearn.report.layout import parse_run
+    from unilearn.report.runs import parse_run
 
     point = parse_run(run)
     return (

@@ -18,8 +18,10 @@ import os
 import sys
 from pathlib import Path
 
-RESUME_FILE = "last.pt"
-HASH_FILE = "config.sha256"
+from unilearn.layout import RUN_FILES
+
+RESUME_FILE = RUN_FILES["resume"]
+HASH_FILE = RUN_FILES["config_hash"]
 
 
 def add_restart_argument(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ from submitit.slurm.slurm import SlurmJob
 
 from unilearn.launch.lifeline import Lifeline
 from unilearn.launch.resources import SlurmSpec, slurm_spec
+from unilearn.layout import SLURM_DIR
 
 if TYPE_CHECKING:
     from unilearn.config import LauncherConfig
@@ -90,7 +91,7 @@ def submission_folder(args: argparse.Namespace, stage: str) -> Path:
         out = getattr(args, "out", None)
         if out:
             out = Path(out)
-            base = (out.parent if out.suffix else out) / "slurm"
+            base = (out.parent if out.suffix else out) / SLURM_DIR
         else:
             base = Path("slurm_logs")
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from unilearn.report import layout
+from unilearn import layout
 
 GPU_STAGES = ("pretrain", "finetune")  # the workflow's GPU jobs (the test runs inside finetune)
 CPU_STAGES = ("doctor", "manifest", "preprocess")

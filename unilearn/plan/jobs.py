@@ -3,7 +3,7 @@ the arguments it passes (`workflow/rules/*.smk` only wire these to `unilearn`). 
 built once per Snakemake invocation (`Plan.from_workflow_config`), so a misspelt key, a missing
 published checkpoint or an unknown sweep point fails at parse time.
 
-Paths are those of `unilearn.report.layout`; a run's sweep point is `unilearn.report.runs`.
+Paths are those of `unilearn.layout`; a run's sweep point is `unilearn.report.runs`.
 Arguments are lists of shell words (`unilearn.plan.commands.Words`): a rule's params are its
 re-run trigger, and a list of words does not change with the spacing of a command.
 """
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from unilearn import layout
 from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
 from unilearn.plan.commands import StageCommands, Words
-from unilearn.report import layout, runs, seeds, spec
+from unilearn.report import runs, seeds, spec
 
 
 class PlanError(ValueError):
@@ -49,7 +51,6 @@ class Plan:
     def from_workflow_config(cls, config: dict[str, Any], python: str) -> Plan:
         """From the workflow's own keys (`snakemake --config`, schemas/workflow.schema.yaml)."""
         from unilearn.config import ConfigError, load_config
-        from unilearn.engine.pretrain_init import init_checkpoint
 
         configs, overrides = _as_list(config["configs"]), _as_list(config["overrides"])
         try:
@@ -285,7 +286,7 @@ class Plan:
                 prediction = run_dir / layout.prediction_name(test, weights)
                 out[f"{test}_{weights}"] = str(prediction)
                 for suffix in layout.PREDICTION_SIDECARS:
-                    sidecar = layout.prediction_sidecar(prediction, suffix)
+                    sidecar = layout.sidecar_path(prediction, suffix)
                     out[f"{test}_{weights}{suffix.replace('.', '_')}"] = str(sidecar)
         return out
 
@@ -384,10 +385,27 @@ class Plan:
         if target in ("figure4a", "figure4b"):  # they read what the test wrote beside
             for c in cells:
                 for prediction in layout.predictions_for(self.runs, c.run, c.train, c.test):
-                    sidecars.append(layout.prediction_sidecar(prediction, layout.EXPERT_USAGE))
-                    sidecars.append(layout.prediction_sidecar(prediction, layout.CENTRES))
+                    sidecars.append(layout.sidecar_path(prediction, layout.EXPERT_USAGE))
+                    sidecars.append(layout.sidecar_path(prediction, layout.CENTRES))
         tables = {DATASETS[c.train].store_table for c in cells}
         tables |= {DATASETS[c.test].store_table for c in cells}
         manifests = [self.manifest(d) for d in sorted(tables)]
         return {"metrics": metrics, "predictions": predictions, "sidecars": sidecars,
                 "manifests": manifests}  # fmt: skip
+
+
+def init_checkpoint(cfg, mode: str) -> Path | None:
+    """Published weights as a pre-training: the checkpoint configured for `mode`
+    (`pretrain.init[mode]`, e.g. the authors' dual-modal ViT-B for image+video, or MAE-DFER's
+    VoxCeleb2 weights for video), or None when the mode is pre-trained by us. A configured file
+    that does not exist is an error naming the key."""
+    path = cfg.pretrain.init.get(mode)
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrain.init.{mode}: {path} does not exist (the published weights this mode's "
+            "fine-tunings start from); fix the path or remove the key to pre-train this mode"
+        )
+    return path

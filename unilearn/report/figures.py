@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from unilearn import layout
 from unilearn.catalogue import DATASETS
-from unilearn.report import layout, spec, uncertainty
+from unilearn.report import spec, uncertainty
 from unilearn.report.provenance import git_sha
 from unilearn.report.runs import value_slug
 from unilearn.report.tables import add_report_arguments, read_metrics
@@ -116,7 +117,7 @@ def _usage(runs: Path, cell: spec.Cell) -> tuple[dict[int, np.ndarray], str]:
     total: dict[int, np.ndarray] = {}
     digest = ""
     for pred in layout.predictions_for(runs, cell.run, cell.train, cell.test):
-        path = layout.prediction_sidecar(pred, layout.EXPERT_USAGE)
+        path = layout.sidecar_path(pred, layout.EXPERT_USAGE)
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: expert usage missing (written by `unilearn evaluate`)"
@@ -177,7 +178,7 @@ def _centres(runs: Path, cell: spec.Cell):
     import pandas as pd
 
     (pred,) = layout.predictions_for(runs, cell.run, cell.train, cell.test)
-    path = layout.prediction_sidecar(pred, layout.CENTRES)
+    path = layout.sidecar_path(pred, layout.CENTRES)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: class centres missing (written by `unilearn evaluate`)")
     return pd.read_parquet(path)

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from unilearn.report.layout import manifest_path
+from unilearn.layout import manifest_path
 
 
 def git_sha(repo: str | Path | None = None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from unilearn.report.layout import SFER_TEST
+from unilearn.layout import SFER_TEST
 from unilearn.report.runs import sweep_runs
 from unilearn.report.seeds import seed_cells
 

@@ -27,9 +27,10 @@ from typing import Any
 
 import pandas as pd
 
+from unilearn import layout
 from unilearn.atomic import write_text
 from unilearn.catalogue import DATASETS, get_label_set
-from unilearn.report import layout, seeds, spec, uncertainty
+from unilearn.report import seeds, spec, uncertainty
 from unilearn.report.provenance import git_sha, manifest_hash
 from unilearn.report.spec import PAPER_PARAMS_M, paper_numbers
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from unilearn.report import layout, tables
+from unilearn import layout
+from unilearn.report import tables
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

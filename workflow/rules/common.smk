@@ -9,7 +9,8 @@ from snakemake.exceptions import WorkflowError
 
 from unilearn.plan import Plan, PlanError
 from unilearn.plan.commands import CPU_STAGES, GPU_STAGES
-from unilearn.report import layout, spec
+from unilearn import layout
+from unilearn.report import spec
 
 try:
     PLAN = Plan.from_workflow_config(config, python=sys.executable)

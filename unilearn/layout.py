@@ -45,9 +45,6 @@ from pathlib import Path
 
 from unilearn.catalogue import FOLDS, SFER_DATASETS
 
-# `unilearn.engine.wandb_log` names W&B runs with `layout.parse_run`: kept importable from here.
-from unilearn.report.runs import parse_run  # noqa: F401
-
 # The SFER test set of a joint model.
 SFER_TEST = SFER_DATASETS[0]
 
@@ -82,11 +79,20 @@ def store_table(store: str | Path, table: str) -> Path:
     return Path(store) / f"{table}.parquet"
 
 
-def shard_marker(store: str | Path, dataset: str, shard: int | str, shards: int | str) -> Path:
+def store_settings(store: str | Path, dataset: str) -> Path:
+    """`<dataset>/settings.json`: how the store cut and keeps a dataset's clips (the preprocess
+    settings: framing, frame stride, sizes); a store made another way is refused, not mixed."""
+    return Path(store) / dataset / "settings.json"
+
+
+def shard_marker(
+    store: str | Path, dataset: str, shard: int | str, shards: int | str, kind: str = "done.json"
+) -> Path:
     """`<dataset>/parts/shard-IIII-of-NNNN.done.json`: one part of a sharded preprocess is done
-    (ints are written with four digits; a wildcard such as `{shard}` is kept as it is)."""
+    (`kind` "failed.txt": the clips it could not cut). Ints are written with four digits; a
+    wildcard such as `{shard}` is kept as it is."""
     shard, shards = (f"{n:04d}" if isinstance(n, int) else n for n in (shard, shards))
-    return Path(store) / dataset / "parts" / f"shard-{shard}-of-{shards}.done.json"
+    return Path(store) / dataset / "parts" / f"shard-{shard}-of-{shards}.{kind}"
 
 
 # -- the runs root and its logs -------------------------------------------------------------------
@@ -256,7 +262,7 @@ def prediction_path(
     return finetune_dir(runs, run, target) / prediction_name(test, weights)
 
 
-# What a test writes beside its predictions file (`prediction_sidecar`).
+# What a test writes beside its predictions file (`sidecar_path`).
 METRICS = ".metrics.json"  # UAR / WAR / per-class recall / confusion of this fold
 EXPERT_USAGE = ".expert_usage.json"  # tokens routed to each expert (Figure 4a)
 CENTRES = ".centres.parquet"  # class centres (Figure 4b)
@@ -265,8 +271,10 @@ QUARANTINE = ".quarantine.parquet"  # test clips that could not be read, with th
 PREDICTION_SIDECARS = (METRICS, EXPERT_USAGE, CENTRES)
 
 
-def prediction_sidecar(prediction: str | Path, suffix: str) -> Path:
-    """`pred-x.parquet` -> `pred-x.expert_usage.json` (what the test writes beside)."""
+def sidecar_path(prediction: str | Path, suffix: str) -> Path:
+    """A table's sidecar: `pred-x.parquet` -> `pred-x.expert_usage.json` (what the test writes
+    beside), `DATASET.parquet` -> `DATASET.quarantine.parquet` (a manifest's or store's rows left
+    out, with the reason)."""
     prediction = Path(prediction)
     return prediction.with_name(prediction.name.removesuffix(".parquet") + suffix)
 
