@@ -15,7 +15,8 @@ import pytest
 
 from unilearn.catalogue import FOLDS, get_label_set
 from unilearn.config import load_config
-from unilearn.report import figures, layout, spec, tables
+from unilearn import layout
+from unilearn.report import figures, spec, tables
 
 CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
 
