@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from unilearn.plan import Plan, PlanError
+from unilearn.plan.commands import line
 from unilearn.status import expected_hash
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -40,10 +41,9 @@ def test_under_submitit_stages_go_through_the_thin_submitter():
     assert " ".join(c.gpu("pretrain")) == (
         f"{PY} -m unilearn.launch pretrain {configs} --submitit-cluster slurm --"
     )
-    assert " ".join(c.cpu("manifest")) == (
-        f"{PY} -m unilearn.launch manifest {configs} --submitit-cluster slurm "
-        "--slurm-folder runs/demo/logs/slurm/manifest --"
-    )
+    assert [w for w in c.cpu("manifest") if w] == [
+        *c.gpu("manifest")[:-1], "--slurm-folder", "runs/demo/logs/slurm/manifest", "--"
+    ]  # fmt: skip
     # a submitted stage only waits here: one thread, no worker count, no local_heavy slot
     assert (c.gpu_threads, c.cpu_threads(2), c.cpu_workers(2), c.cpu_local_heavy) == (1, 1, [], 0)
 
@@ -81,17 +81,26 @@ class _Wildcards(dict):
     __getattr__ = dict.__getitem__
 
 
-def test_a_jobs_params_are_words_so_the_spacing_of_a_command_never_reruns_it(demo):
-    # Snakemake re-runs a job whose params changed: they hold shell words, not spaced text
+def test_a_jobs_params_are_one_canonical_text_of_its_words_the_text_workflows_recorded(demo):
+    # Snakemake re-runs a job whose params' text changed: each is its words joined by `line`, so
+    # the spacing of a command in the code never re-runs a job, and the text is the one earlier
+    # versions recorded, so a workflow run before keeps its stores and fine-tunings
     wc = _Wildcards(run="unilearn@n_experts=4", train="dfew", fold="-fold3")
     params = {key: param(wc) for key, param in demo.finetune_params().items()}
-    assert params["fold"] == ["--fold", "3"]  # the target's fold, read from {fold} once
+    assert params["fold"] == "--fold 3"  # the target's fold, read from {fold} once
     assert params["out"] == "runs/demo/finetune/unilearn@n_experts=4/dfew-fold3"
-    assert params["run_overrides"] == ["model.moae.n_experts=4"]
+    assert params["run_overrides"] == "model.moae.n_experts=4"
+    assert params["tests"] == "--test dfew"
     assert params["config_hash"] == demo.finetune_hash("unilearn@n_experts=4", "dfew")
-    assert not any(isinstance(v, str) and " " in v for v in params.values())
     single = demo.finetune_params()["fold"](_Wildcards(run="unilearn", train="ferv39k"))
-    assert single == [] and demo.preprocess_settings("dfew")[0] == "--short-side"
+    assert (
+        single == ""
+        and line(demo.preprocess_settings("dfew")) == "--short-side 40 --framing default"
+    )
+    submitted = _plan(launcher="submitit").preprocess_stage("dfew")
+    assert line(submitted).endswith(  # the text this prefix has always had
+        "--submitit-cluster slurm  --slurm-folder runs/demo/logs/slurm/preprocess -- "
+    )
 
 
 def test_the_fine_tuning_hash_is_the_one_status_expects_and_is_worked_out_once(demo):

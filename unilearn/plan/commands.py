@@ -2,9 +2,10 @@
 submitter (`python -m unilearn.launch STAGE ... -- STAGE_ARGS`) under `launcher: submitit`, and
 the threads, workers and `local_heavy` slot such a job takes on the machine running Snakemake.
 
-Every command piece is a list of shell words (each already quoted), never a spaced string:
-Snakemake writes a list into a rule's command joined by single spaces, and records it as a rule
-param (a re-run trigger) by its words alone, so the spacing of a command never re-runs a job.
+Every command piece is a list of shell words (each already quoted), never hand-spaced text. A
+rule param is a re-run trigger (Snakemake compares its recorded text), so a piece becomes a param
+only through `line`: its words joined by single spaces, one canonical text, the same text the
+workflow has always recorded for it (a workflow run before re-runs nothing).
 The prefixes end where a rule's own arguments begin: `{prefix} --config ... --out ...`.
 """
 
@@ -19,6 +20,11 @@ GPU_STAGES = ("pretrain", "finetune")  # the workflow's GPU jobs (the test runs 
 CPU_STAGES = ("doctor", "manifest", "preprocess")
 
 Words = list[str]  # shell words, each quoted where it needs to be
+
+
+def line(words: Words) -> str:
+    """A command piece as a rule param: its words joined by single spaces (see the module doc)."""
+    return " ".join(words)
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ class StageCommands:
         (`layout.slurm_logs`: the doctor has no --out beside which they would go)."""
         if self.submitted:
             folder = shlex.quote(str(layout.slurm_logs(self.logs, stage)))
-            return [*self._submitter(stage), "--slurm-folder", folder, "--"]
+            # The empty words keep the text this prefix has always had ("X  --slurm-folder F -- "):
+            # the preprocess rule records it, and a changed param would rebuild every store.
+            return [*self._submitter(stage), "", "--slurm-folder", folder, "--", ""]
         return [*self.unilearn, stage]
 
     @property

@@ -17,7 +17,7 @@ from typing import Any
 
 from unilearn import layout
 from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
-from unilearn.plan.commands import StageCommands, Words
+from unilearn.plan.commands import StageCommands, Words, line
 from unilearn.report import runs, seeds, spec
 
 
@@ -299,10 +299,10 @@ class Plan:
 
         return dict(
             experiment=lambda wc: runs.parse_run(wc.run).experiment,
-            fold=lambda wc: self.fold_flag(layout.parse_fold(wc.get("fold", ""))),
+            fold=lambda wc: line(self.fold_flag(layout.parse_fold(wc.get("fold", "")))),
             out=lambda wc: str(layout.finetune_dir(self.runs, wc.run, target(wc))),
-            tests=lambda wc: self.test_args(wc.run, wc.train),
-            run_overrides=lambda wc: self.run_override_args(wc.run),
+            tests=lambda wc: line(self.test_args(wc.run, wc.train)),
+            run_overrides=lambda wc: line(self.run_override_args(wc.run)),
             config_hash=lambda wc: self.finetune_hash(wc.run, wc.train),
         )
 

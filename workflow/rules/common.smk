@@ -8,7 +8,7 @@ import time
 from snakemake.exceptions import WorkflowError
 
 from unilearn.plan import Plan, PlanError
-from unilearn.plan.commands import CPU_STAGES, GPU_STAGES
+from unilearn.plan.commands import CPU_STAGES, GPU_STAGES, line
 from unilearn import layout
 from unilearn.report import spec
 

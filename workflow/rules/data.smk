@@ -32,7 +32,7 @@ rule doctor:
     params:
         root=lambda wc: PLAN.native_root(wc.dataset),
         override=int(CFG.data.doctor.override),
-        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
+        workers=lambda wc, threads: line(COMMANDS.cpu_workers(threads)),
     threads: 1
     priority: DATA_PRIORITY
     resources:
@@ -52,7 +52,7 @@ rule manifest:
         PLAN.log("manifest", "{dataset}"),
     params:
         root=lambda wc: PLAN.native_root(wc.dataset),
-        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
+        workers=lambda wc, threads: line(COMMANDS.cpu_workers(threads)),
     threads: COMMANDS.cpu_threads(2)
     priority: DATA_PRIORITY
     resources:
@@ -72,9 +72,9 @@ rule preprocess_shard:
     log:
         PLAN.log("preprocess", "{dataset}", "shard-{shard}-of-{shards}"),
     params:
-        settings=lambda wc: PLAN.preprocess_settings(wc.dataset),
+        settings=lambda wc: line(PLAN.preprocess_settings(wc.dataset)),
         shard=lambda wc: f"{int(wc.shard)}/{int(wc.shards)}",
-        workers=lambda wc, threads: COMMANDS.cpu_workers(threads),
+        workers=lambda wc, threads: line(COMMANDS.cpu_workers(threads)),
     wildcard_constraints:
         shard=r"\d{4}",
         shards=r"\d{4}",
@@ -99,9 +99,9 @@ rule preprocess:
         PLAN.log("preprocess", "{dataset}"),
     params:
         short_side=CFG.data.store.short_side,  # not in the command: a change re-runs the job
-        settings=lambda wc: PLAN.preprocess_settings(wc.dataset),
-        stage=lambda wc: PLAN.preprocess_stage(wc.dataset),
-        work=lambda wc, threads: PLAN.preprocess_work(wc.dataset, threads),
+        settings=lambda wc: line(PLAN.preprocess_settings(wc.dataset)),
+        stage=lambda wc: line(PLAN.preprocess_stage(wc.dataset)),
+        work=lambda wc, threads: line(PLAN.preprocess_work(wc.dataset, threads)),
     threads: lambda wc: PLAN.preprocess_threads(wc.dataset)
     priority: DATA_PRIORITY
     resources:

@@ -63,9 +63,11 @@ rule aggregate:
     log:
         PLAN.log("aggregate", "{run}", "{train}-{test}"),
     params:
-        expect=lambda wc: PLAN.expect_folds(wc.train),
+        expect=lambda wc: line(PLAN.expect_folds(wc.train)),
         bootstrap=CFG.report.bootstrap.model_dump_json(),  # the intervals it writes
-        val=lambda wc, input, output: PLAN.aggregate_val_args(wc.run, wc.train, input, output),
+        val=lambda wc, input, output: line(
+            PLAN.aggregate_val_args(wc.run, wc.train, input, output)
+        ),
     shell:
         "( {UNILEARN} aggregate {input.last:q} --out {output.last:q} {params.expect} "
         "--run {wildcards.run:q} {CONFIG_ARGS} && "
