@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from unilearn import layout
 from unilearn.catalogue import FOLDS, get_label_set
 from unilearn.config import load_config
-from unilearn import layout
 from unilearn.report import figures, spec, tables
 
 CONFIG = Path(__file__).parents[1] / "configs" / "demo.yaml"
