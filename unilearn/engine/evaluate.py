@@ -19,7 +19,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from unilearn import launch
 from unilearn.config import load_config
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import (
@@ -31,6 +30,7 @@ from unilearn.engine.scoring import (
     test_model,
     write_predictions,
 )
+from unilearn.launch.submit import submit_if_requested
 from unilearn.layout import QUARANTINE, RUN_FILES, sidecar_path
 from unilearn.predict.model import evaluation_model
 
@@ -40,7 +40,7 @@ STAGE = "evaluate"
 def main(args: argparse.Namespace) -> int:
     configs = args.config or [args.checkpoint.parent / RUN_FILES["config"]]
     cfg = load_config(configs, args.overrides)
-    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+    if (rc := submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
         return rc  # the stage ran as a Slurm job
     result = run(cfg, args.checkpoint, args.dataset, args.fold, args.store, args.out,
                  wandb_mode=args.wandb, progress=not args.no_progress,

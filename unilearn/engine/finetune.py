@@ -27,7 +27,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from unilearn import launch
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import load_config
 from unilearn.data.transforms import normalize
@@ -38,6 +37,7 @@ from unilearn.engine.scoring import check_fold, check_heads, default_tests, test
 from unilearn.engine.step import StepContext, autocast, backward_step, set_lr, unwrap
 from unilearn.engine.training import EpochSums, StepTimer, TrainingRun, WandbNames
 from unilearn.engine.wandb_log import group_and_name, run_identity
+from unilearn.launch.submit import submit_if_requested
 from unilearn.layout import store_settings, target_name
 from unilearn.models import create_model, load_pretrained
 from unilearn.models.checkpoint import CheckpointError
@@ -48,7 +48,7 @@ STAGE = "finetune"
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+    if (rc := submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
         return rc  # the stage ran as a Slurm job
     tests = args.test or default_tests(cfg, args.experiment, args.dataset)
     run(

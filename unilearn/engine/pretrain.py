@@ -19,13 +19,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from unilearn import launch
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD
 from unilearn.config import load_config
 from unilearn.data.transforms import crop_views_on_device, normalize
 from unilearn.engine.loader import pretrain_data
 from unilearn.engine.step import StepContext, autocast, backward_step, set_lr, unwrap
 from unilearn.engine.training import EpochSums, StepTimer, TrainingRun, WandbNames
+from unilearn.launch.submit import submit_if_requested
 from unilearn.models import create_model
 from unilearn.report.seeds import pretrain_name, seeded
 
@@ -34,7 +34,7 @@ STAGE = "pretrain"
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    if (rc := launch.submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
+    if (rc := submit_if_requested(args, cfg.launcher.for_stage(STAGE))) is not None:
         return rc  # the stage ran as a Slurm job
     run(
         cfg,

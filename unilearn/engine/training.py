@@ -23,7 +23,6 @@ from typing import Any, NamedTuple
 
 import torch
 
-from unilearn import launch
 from unilearn.config import config_hash, save_resolved
 from unilearn.engine import distributed as D
 from unilearn.engine.checkpointing import Checkpoints, CheckpointSchedule
@@ -70,7 +69,7 @@ class TrainingRun:
         self.wandb_mode, self.progress = wandb_mode, progress
         self.digest = config_hash(cfg, stage, experiment)
         if restart_if_config_changed:
-            launch.restart_if_config_changed(self.out, self.digest)
+            restart_if_config_changed(self.out, self.digest)
         self.info = D.init_distributed(cfg.runtime.device)
         D.set_threads(cfg.runtime.threads)
         self.files = RunFiles(self.out, self.info)
