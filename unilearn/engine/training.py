@@ -32,6 +32,7 @@ from unilearn.engine.schedule import build_schedule, global_batch
 from unilearn.engine.step import step_context
 from unilearn.engine.train_state import RunFiles, seed_everything, seed_training
 from unilearn.engine.wandb_log import run_for
+from unilearn.launch import restart
 from unilearn.layout import CHECKPOINT_NAME
 from unilearn.models import save_checkpoint
 from unilearn.progress import Progress
@@ -69,7 +70,7 @@ class TrainingRun:
         self.wandb_mode, self.progress = wandb_mode, progress
         self.digest = config_hash(cfg, stage, experiment)
         if restart_if_config_changed:
-            restart_if_config_changed(self.out, self.digest)
+            restart.restart_if_config_changed(self.out, self.digest)
         self.info = D.init_distributed(cfg.runtime.device)
         D.set_threads(cfg.runtime.threads)
         self.files = RunFiles(self.out, self.info)
