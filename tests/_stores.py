@@ -95,14 +95,17 @@ def _config(stage: str, keys: dict):
 
 def finetune_loader(store, dfer, sfer, *, fold=None, holdout=None, rank=0, world_size=1, **keys):
     """`build_finetune_loader` of the engine's spec (`unilearn.engine.loader.finetune_spec`)."""
-    from types import SimpleNamespace
-
+    from unilearn.config.schema import ResolvedExperiment
     from unilearn.data.loaders import build_finetune_loader
     from unilearn.engine.loader import fetch_ahead, finetune_spec
 
-    resolved = SimpleNamespace(dfer_dataset=dfer, sfer_dataset=sfer)
+    cfg = _config("finetune", keys)
+    tasks = tuple(t for t, d in (("sfer", sfer), ("dfer", dfer)) if d)
+    resolved = ResolvedExperiment(name="test", dataset=dfer or sfer, arch="vit", pretrain_mode="none",
+                                  tasks=tasks, dfer_dataset=dfer, sfer_dataset=sfer, labels={},
+                                  model_name="", config=cfg)  # fmt: skip
     spec = finetune_spec(
-        _config("finetune", keys),
+        cfg,
         resolved,
         fold,
         Path(store),

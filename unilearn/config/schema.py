@@ -17,7 +17,13 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from unilearn.catalogue import DFER_DATASETS, FINETUNE_DATASETS, get_label_set, model_name
+from unilearn.catalogue import (
+    DFER_DATASETS,
+    FINETUNE_DATASETS,
+    get_label_set,
+    model_name,
+    sfer_fraction,
+)
 from unilearn.config.base import ConfigError, Strict, did_you_mean, validated
 from unilearn.config.data import DataConfig
 from unilearn.config.execution import LauncherConfig, ReportConfig, RuntimeConfig, WandbConfig
@@ -220,3 +226,11 @@ class ResolvedExperiment:
     def plain_model_kwargs(self) -> dict[str, Any]:
         """`model_kwargs` as written down (`unilearn config`, the checkpoint meta)."""
         return plain_kwargs(self.model_kwargs)
+
+    @property
+    def sfer_fraction(self) -> float:
+        """The share of the SFER train split an epoch trains on: `finetune.sfer_proportion` when
+        both tasks train, all of it when SFER trains alone (`catalogue.sfer_fraction`). The
+        loader spec, `unilearn config` and the Slurm time estimate all read this one value."""
+        proportion = self.config.finetune.sfer_proportion
+        return sfer_fraction(proportion, bool(self.dfer_dataset), bool(self.sfer_dataset))

@@ -2,7 +2,7 @@
 
 `finetune_spec` / `pretrain_spec` build the ONE typed value a loader takes
 (`unilearn.data.loader_spec`: every field from the config section, where each default is written
-once; the SFER share rule `unilearn.catalogue.sfer_fraction` applied here), read by the engine's
+once; the SFER share `ResolvedExperiment.sfer_fraction`), read by the engine's
 `finetune_data` / `pretrain_data` and by `unilearn config` (its steps per epoch). The training set
 (`unilearn.data.loaders.TrainSet`) is ONE DataLoader for the whole run over the batches from the
 resume step to the last step: epoch e's batches come from a batch sampler that is a pure function
@@ -20,7 +20,7 @@ import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
-from unilearn.catalogue import pretrain_sources, sfer_fraction
+from unilearn.catalogue import pretrain_sources
 from unilearn.data.loader_spec import FinetuneLoaderSpec, PretrainLoaderSpec
 from unilearn.engine.prefetch import Prefetcher
 
@@ -55,13 +55,14 @@ def finetune_spec(
 ) -> FinetuneLoaderSpec:
     """The fine-tuning loader of a run (`resolved`: its datasets; `cfg` its config, the
     per-dataset `finetune:` applied): the DFER train split of (dataset, fold) and the SFER
-    share `sfer_fraction(finetune.sfer_proportion, ...)` of the SFER train split."""
-    ft = cfg.finetune
+    share `resolved.sfer_fraction` of the SFER train split."""
     dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset
-    share = sfer_fraction(ft.sfer_proportion, bool(dfer), bool(sfer))
     run = {"dfer_dataset": dfer, "sfer_dataset": sfer, "fold": fold, "holdout": holdout}
     shard = {"rank": rank, "world_size": world_size, "pin_memory": pin_memory}
-    return _from_config(FinetuneLoaderSpec, ft, cfg, store, **run, **shard, sfer_fraction=share)
+    share = resolved.sfer_fraction
+    return _from_config(
+        FinetuneLoaderSpec, cfg.finetune, cfg, store, **run, **shard, sfer_fraction=share
+    )
 
 
 def pretrain_spec(

@@ -24,7 +24,6 @@ from unilearn.catalogue import (
     VOXCELEB2_DEV_CLIPS,
     moae_block_indices,
     pretrain_sources,
-    sfer_fraction,
 )
 from unilearn.errors import InputError
 
@@ -120,8 +119,8 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
         resolved = cfg.resolve_experiment(_required(argv, "experiment", stage), dataset)
     else:  # evaluate: Table 1's model as fine-tuned on DFEW
         resolved = cfg.resolve_experiment(EVALUATE_EXPERIMENT, "dfew")
-    rcfg = resolved.config or cfg
-    moae = rcfg.model.moae
+    cfg = resolved.config or cfg  # with the experiment's overrides
+    moae = cfg.model.moae
     # the blocks the config's `model.moae.position` gives a MoAE (none in a plain ViT)
     n_moae = len(moae_block_indices(depth, moae.position)) if resolved.arch != "vit" else 0
 
@@ -136,14 +135,14 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
     if stage == "evaluate":
         if dataset == "affectnet7":
             return split_size(dataset, "test") * model(patches)
-        return rcfg.evaluate.n_clips * split_size(dataset, "test", fold) * model(video_tokens)
-    f = rcfg.finetune
+        return cfg.evaluate.n_clips * split_size(dataset, "test", fold) * model(video_tokens)
+    f = cfg.finetune
     dfer, sfer = resolved.dfer_dataset, resolved.sfer_dataset  # None where the task does not train
     total = 0.0
     if dfer:
         total += split_size(dfer, "train", fold) * 3 * model(video_tokens)
     if sfer:
-        images = sfer_fraction(f.sfer_proportion, bool(dfer), True) * split_size(sfer, "train")
+        images = resolved.sfer_fraction * split_size(sfer, "train")
         total += images * 3 * model(patches)
     return f.epochs * total
 
