@@ -37,6 +37,9 @@ from unilearn.predict.model import load_inference_model
 from unilearn.predict.pipeline import PredictOptions, prepare_input
 from unilearn.predict.runner import predict_inputs
 
+# the options of `unilearn predict --crop detect` (its other defaults)
+DETECT = PredictOptions(n_clips=2, crop="detect", timeline=False, window_stride=None, fps=None)
+
 WIDTH, HEIGHT, FPS = 1280, 720, 25
 PATCH = 320  # the face is drawn on a patch of the scene, then pasted (drawing 720p is slow)
 MODELS = {  # name -> (registered model, store short side as the paper/demo use)
@@ -91,7 +94,7 @@ def run_predict(ckpt: Path, videos: list[Path], workers: int) -> tuple[float, li
     spec = load_inference_model(ckpt)
     items = discover_inputs(videos)
     start = time.perf_counter()
-    results = predict_inputs(items, spec, PredictOptions(), device=torch.device("cpu"),
+    results = predict_inputs(items, spec, PredictOptions(n_clips=2, crop="auto", timeline=False, window_stride=None, fps=None), device=torch.device("cpu"),
                              batch_size=16, workers=workers, progress=False)  # fmt: skip
     wall = time.perf_counter() - start
     failed = [r.prepared.reason for r in results if not r.prepared.ok]
@@ -107,7 +110,7 @@ def face_seconds(ckpt: Path, videos: list[Path], strides: tuple[int, ...]) -> di
     total = dict.fromkeys(strides, 0.0)
     for i, item in enumerate(discover_inputs(videos)):
         for k in strides if i % 2 == 0 else strides[::-1]:
-            total[k] += prepare_input(i, item, specs[k], PredictOptions(crop="detect")).face_s
+            total[k] += prepare_input(i, item, specs[k], DETECT).face_s
     return {k: v / len(videos) for k, v in total.items()}
 
 
@@ -165,7 +168,7 @@ def main() -> int:
 
     spec = load_inference_model(ckpts[sizes[0]])
     item = discover_inputs(videos[:1])[0]
-    lazy = peak_mb(lambda: prepare_input(0, item, spec, PredictOptions(crop="detect")))
+    lazy = peak_mb(lambda: prepare_input(0, item, spec, DETECT))
     full = peak_mb(lambda: read_media(videos[0], "video"))
     print(f"peak memory per video: predict (lazy decode, crops kept) {lazy:.0f} MB, whole video "
           f"decoded (preprocess's read_media) {full:.0f} MB; ratio {full / lazy:.1f}x")  # fmt: skip

@@ -146,7 +146,12 @@ def test_raw_video_face_clip_is_the_stored_clip_bit_for_bit(tiny_checkpoint, raw
     spec = load_inference_model(tiny_checkpoint)
     assert spec.settings == SETTINGS and spec.settings_source == "checkpoint meta"
     item = discover_inputs([raw["scene"]])[0]
-    prepared = prepare_input(0, item, spec, PredictOptions(crop="detect", timeline=True))
+    prepared = prepare_input(
+        0,
+        item,
+        spec,
+        PredictOptions(n_clips=2, crop="detect", timeline=True, window_stride=None, fps=None),
+    )
     assert prepared.ok, prepared.reason
     keep = sorted(prepared.position)
     stored = ClipStore(tmp_path / "store").read_numpy(key, keep)
@@ -255,7 +260,12 @@ def test_a_model_of_an_authors_mtcnn_store_predicts_on_the_same_framing(raw, tmp
     spec = load_inference_model(tmp_path / "checkpoint.pt")
     assert spec.settings.framing == "authors_mtcnn"
     item = discover_inputs([raw["scene"]])[0]
-    prepared = prepare_input(0, item, spec, PredictOptions(crop="detect"))
+    prepared = prepare_input(
+        0,
+        item,
+        spec,
+        PredictOptions(n_clips=2, crop="detect", timeline=False, window_stride=None, fps=None),
+    )
     assert prepared.ok, prepared.reason
     keep = sorted(prepared.position)
     assert prepared.frames.shape == (len(keep), 40, 40, 3)

@@ -55,13 +55,13 @@ AUTO_FACE_FILL = 0.8  # DFEW-style crops measure 0.9-1.1, faces in scenes well b
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """Per-input knobs of `unilearn predict`."""
+    """Per-input knobs of `unilearn predict` (its command line holds their defaults)."""
 
-    n_clips: int = 2
-    crop: str = "auto"
-    timeline: bool = False
-    window_stride: WindowStride | None = None
-    fps: float | None = None  # frame rate of frame folders (videos know theirs)
+    n_clips: int
+    crop: str
+    timeline: bool
+    window_stride: WindowStride | None
+    fps: float | None  # frame rate of frame folders (videos know theirs)
 
 
 @dataclass

@@ -113,9 +113,9 @@ def predict_inputs(
     options: PredictOptions,
     *,
     device: torch.device,
-    batch_size: int = 16,
-    workers: int = 1,
-    progress: bool = True,
+    batch_size: int,
+    workers: int,
+    progress: bool,
 ) -> list[Scored]:
     """Score every input (in input order); failures come back with their reason."""
     items = list(items)
