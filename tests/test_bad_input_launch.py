@@ -69,8 +69,11 @@ def test_stop_signal_sent_to_the_workflow_alone_reaches_its_grandchildren(tmp_pa
         time.sleep(60)
     """)
     workflow = textwrap.dedent(f"""
-        import subprocess, sys, time
+        import signal, subprocess, sys, time
         from unilearn.launch.lifeline import forward_stop_signals
+        # Ctrl-C raises KeyboardInterrupt in Snakemake, even where the test runner was started
+        # with SIGINT ignored (a background job of a shell: Python then keeps it ignored)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         forward_stop_signals()
         shell = subprocess.Popen(["bash", "-c", {f'{sys.executable} -c "$0"; true'!r}, {grandchild!r}])
         try:
