@@ -172,7 +172,9 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             manifest = loader_bench_module.make_inputs(root, clips, frames)
-            settings = PreprocessSettings(short_side=shape["short_side"])
+            settings = PreprocessSettings(
+                short_side=shape["short_side"], frame_stride=1, framing="default"
+            )
             preprocess(manifest, root / "store", settings, workers=0, progress=False)
             table = load_store_table(root / "store", "dfew", 1, "train")
             dataset = ClipDataset(root / "store", table, mode="train", num_frames=shape["frames"],

@@ -264,7 +264,7 @@ def main() -> None:
         summary = preprocess(
             manifest,
             root / "store",
-            PreprocessSettings(short_side=SHORT_SIDE),
+            PreprocessSettings(short_side=SHORT_SIDE, frame_stride=1, framing="default"),
             workers=0,
             progress=False,
         )

@@ -355,7 +355,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    shape = dict(num_frames=args.frames, img_size=args.size)
+    # no stochastic depth, as VideoMAE's reference model is built (its default drop path is 0)
+    shape = dict(num_frames=args.frames, img_size=args.size, drop_path_rate=0.0)
     common = dict(batch=args.batch, frames=args.frames, size=args.size)
     print(
         f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, "

@@ -113,6 +113,39 @@ def test_the_moae_blocks_counted_are_those_the_config_places():
         run_flops(cfg, "finetune", {"experiment": "unilearn"})
 
 
+def test_an_experiments_model_overrides_reach_the_estimate():
+    """The shape counted is the experiment's own (its `overrides` applied), not the config's:
+    an experiment that trains 8-frame clips costs what 8-frame clips cost."""
+    cfg = load_config("configs/paper.yaml")
+    run = {"experiment": "short", "dataset": "ferv39k"}
+    base = cfg.with_overrides(
+        [("experiments.short", {"arch": "vit", "pretrain": "video", "tasks": ["dfer"]})]
+    )
+    short = cfg.with_overrides(
+        [
+            (
+                "experiments.short",
+                {
+                    "arch": "vit",
+                    "pretrain": "video",
+                    "tasks": ["dfer"],
+                    "overrides": {"model.num_frames": 8},
+                },
+            )
+        ]  # fmt: skip
+    )
+    m = cfg.model
+    patches = (m.input_size // 16) ** 2
+    per_clip = {
+        t: patch_embed_flops(t, 768, m.tubelet_size) + encoder_flops(t, 768, 12)
+        for t in (m.num_frames // m.tubelet_size * patches, 8 // m.tubelet_size * patches)
+    }
+    scale = cfg.finetune.epochs * 3 * split_size("ferv39k", "train")
+    full, eight = (scale * f for f in per_clip.values())
+    assert run_flops(base, "finetune", run) == pytest.approx(full)
+    assert run_flops(short, "finetune", run) == pytest.approx(eight)
+
+
 def test_pretraining_counts_the_views_an_epoch_trains_on():
     """Repeated sampling: `video_repeat` of the clips per epoch, `repeated_views` views each (the
     paper's 1/4 x 4 trains as many views as every clip once)."""

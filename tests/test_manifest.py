@@ -274,3 +274,25 @@ def test_synthetic_trees_are_marked_face_crops_for_preprocess(manifests_tiny):
     for dataset in ("mafw", "dfew", "voxceleb2"):
         table = pd.read_parquet(manifests_tiny / f"{dataset}.parquet")
         assert table["face_cropped"].all(), dataset
+
+
+def test_worker_count_has_one_default_the_jobs_cpus(monkeypatch, synth_tiny):
+    """The readers restate no worker count: each requires one, and `read_native` (like the data
+    stages' `--workers`) gives the CPUs this job may use."""
+    import inspect
+
+    from unilearn.data import worker_pool
+
+    for dataset, (reader, _) in READERS.items():
+        param = inspect.signature(reader).parameters["workers"]
+        assert param.default is inspect.Parameter.empty, dataset
+    seen = []
+    reader, fixed = READERS["ferv39k"]
+    monkeypatch.setitem(
+        READERS, "ferv39k", (lambda root, **o: seen.append(o) or reader(root, **o), fixed)
+    )
+    monkeypatch.setattr("unilearn.data.native.job_cpus", lambda: 5)
+    read_native("ferv39k", synth_tiny / ROOTS["ferv39k"], progress=False)
+    read_native("ferv39k", synth_tiny / ROOTS["ferv39k"], progress=False, workers=0)
+    assert [o["workers"] for o in seen] == [5, 0]
+    assert worker_pool.job_cpus() == len(__import__("os").sched_getaffinity(0))

@@ -144,3 +144,34 @@ def test_cpu_bf16_attention_is_sdpa_written_out():
         torch.testing.assert_close(got.grad.float(), want.grad, atol=6e-2, rtol=6e-2)
     exact = attend(q, k, v, dropout_p=0.0)  # fp32: the fused kernel, bit for bit
     assert torch.equal(exact, torch.nn.functional.scaled_dot_product_attention(q, k, v))
+
+
+@pytest.mark.parametrize(
+    "name", ["vit_tiny_patch16_64", "unilearn_tiny_patch16_64", "mae_tiny_patch16_64"]
+)
+def test_tubelet_and_drop_path_are_the_configs_not_the_constructors(name):
+    """The constructors restate no config default: both values are required, and a bare
+    `create_model` builds with the config's (`ModelConfig`; the MAE pre-trains without drop
+    path, which no config key sets)."""
+    import inspect
+
+    from unilearn.config import ModelConfig
+    from unilearn.models.mae import MaskedAutoencoder
+    from unilearn.models.registry import MAE_DROP_PATH
+    from unilearn.models.vit import VisionTransformer
+
+    for cls in (VisionTransformer, MaskedAutoencoder):
+        params = inspect.signature(cls.__init__).parameters
+        for key in ("tubelet_size", "drop_path_rate"):
+            assert params[key].default is inspect.Parameter.empty, (cls.__name__, key)
+    model = create_model(name)
+    cfg = ModelConfig()
+    assert model.tubelet_size == cfg.tubelet_size
+    blocks = model.encoder.blocks if name.startswith("mae") else model.blocks
+    last = blocks[-1].drop_path
+    rate = getattr(last, "drop_prob", 0.0)
+    assert rate == pytest.approx(MAE_DROP_PATH if name.startswith("mae") else cfg.drop_path)
+    # the override reaches the patch embedding: 8 frames in tubelets of 4 -> 2 temporal slices
+    embed = create_model(name, tubelet_size=4)
+    embed = (embed.encoder if name.startswith("mae") else embed).patch_embed
+    assert embed.proj.kernel_size[0] == 4

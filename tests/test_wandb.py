@@ -253,8 +253,8 @@ def test_tables_add_the_paired_comparison_to_the_pooled_run_of_the_cell(fake_wan
     _, runs, manifests = make_runs_tree(tmp_path)
     metrics = layout.metrics_path(runs, "videomae", "dfew", "dfew")
     pooled_id = "0123abcd0123abcd"  # what `unilearn aggregate` kept for the cell's pooled run
-    layout.pooled_wandb_dir(metrics).mkdir(parents=True)
-    (layout.pooled_wandb_dir(metrics) / "wandb_id").write_text(pooled_id + "\n")
+    layout.wandb_dir_beside(metrics).mkdir(parents=True)
+    (layout.wandb_dir_beside(metrics) / "wandb_id").write_text(pooled_id + "\n")
     out = tmp_path / "t1.csv"
     args = argparse.Namespace(table="table1", config=[CONFIG], runs=runs, manifests=manifests,
                               out=out, overrides=LOGGED, wandb=None)  # fmt: skip

@@ -33,6 +33,9 @@ def test_demo_builds_table1_whose_unilearn_row_beats_chance(tmp_path):
     assert "66.80" in markdown  # the paper's DFEW UAR beside ours
     # Nothing left to do: a second invocation plans no job.
     assert job_counts(snakemake(workdir, "-n", "results/table1.csv").output) == {}
+    # ... nor after a launcher edit, which changes where stages run, not what they write
+    moved = snakemake(workdir, "-n", "results/table1.csv", "--config", "launcher=submitit")
+    assert job_counts(moved.output) == {}, moved.output
     # Every fine-tuning reported its progress in its log, and the report holds the table with
     # its caption
     log = workdir / "runs" / "demo" / "logs" / "finetune" / "unilearn" / "dfew-fold1.log"

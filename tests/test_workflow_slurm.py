@@ -130,7 +130,9 @@ def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
     whole = tmp_path / "whole"
     store_config = load_config(workdir / "configs/demo.yaml").data.store
     settings = PreprocessSettings(
-        short_side=store_config.short_side, framing=store_config.framing["voxceleb2"]
+        short_side=store_config.short_side,
+        frame_stride=store_config.frame_stride.get("voxceleb2", 1),
+        framing=store_config.framing["voxceleb2"],
     )
     preprocess(
         workdir / "data/manifests/voxceleb2.parquet", whole, settings, workers=0, progress=False

@@ -283,13 +283,13 @@ def metrics_path(runs: str | Path, run: str, train: str, test: str, weights: str
     return Path(runs) / "metrics" / run / train / f"{test}{_WEIGHTS_SUFFIX[weights]}.json"
 
 
-def pooled_wandb_dir(metrics: str | Path) -> Path:
-    """The W&B run directory of a pooled metrics file (`metrics/<run>/<train>/.wandb-<test>`):
-    `unilearn aggregate` logs the pooled numbers there and `unilearn tables` adds the paired
-    comparison to the same run (its id is kept in that directory). A test's predictions file
-    keeps its W&B run the same way (`.wandb-pred-<test>` beside it)."""
-    metrics = Path(metrics)
-    return metrics.parent / f".wandb-{metrics.stem}"
+def wandb_dir_beside(result: str | Path) -> Path:
+    """The W&B run directory kept beside a result file (`.wandb-<stem>`; the run's id is kept in
+    it, so a re-run logs to the same run). A pooled metrics file's: `unilearn aggregate` logs the
+    pooled numbers there and `unilearn tables` adds the paired comparison to the same run. A
+    test's predictions file's: `.wandb-pred-<test>` beside it."""
+    result = Path(result)
+    return result.parent / f".wandb-{result.stem}"
 
 
 def predictions_for(

@@ -14,8 +14,9 @@ annotated box (`box`, or AffectNet's `aligned_5point`); `default` is ours on eve
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -42,19 +43,36 @@ STORE_VERSION = 1
 
 @dataclass(frozen=True)
 class PreprocessSettings:
-    """Everything that changes the stored pixels; a store keeps the settings it was built with."""
+    """Everything that changes the stored pixels; a store keeps the settings it was built with.
 
-    short_side: int = 176
+    The three a config sets (`data.store`: short side, frame stride, framing) are required; the
+    rest are preprocessing's own (`unilearn preprocess` flags, no config key), defaulted here."""
+
+    short_side: int
+    frame_stride: int  # keep every k-th source frame (a store only pre-training reads)
+    # how rows are framed (catalogue.FRAMINGS); `default` = ours on every row; `auto` = the
+    # dataset's authors' framing, resolved by `resolve_framing` before a store records it
+    framing: str
     jpeg_quality: int = 90
     detect: str = "auto"  # auto | always | never
     detector: str = "auto"  # auto | mtcnn | haar
     face: FaceCropConfig = field(default_factory=FaceCropConfig)
     version: int = STORE_VERSION
-    frame_stride: int = 1  # keep every k-th source frame (a store only pre-training reads)
-    # how rows are framed (catalogue.FRAMINGS); `default` = ours on every row (and what a store
-    # or checkpoint made before this setting holds); `auto` = the dataset's authors' framing,
-    # resolved by `resolve_framing` before a store records its settings
-    framing: str = "default"
+
+
+# What a store or checkpoint made before a setting existed holds: every frame, framed ours.
+SETTINGS_BEFORE_KEYS = {"frame_stride": 1, "framing": "default"}
+
+
+def recorded_settings(record: dict) -> dict:
+    """A settings record (a store's settings.json, a checkpoint's meta) as JSON, with each key it
+    lacks filled in: one added later, with the value stores held before it (`SETTINGS_BEFORE_KEYS`)
+    or its default (the same pixels)."""
+    defaults: dict = {"face": asdict(FaceCropConfig())}
+    for f in fields(PreprocessSettings):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+    return json.loads(json.dumps({**defaults, **SETTINGS_BEFORE_KEYS, **record}))
 
 
 def resolve_framing(framing: str, dataset: str) -> str:

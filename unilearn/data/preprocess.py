@@ -49,6 +49,7 @@ from unilearn.data.face_clip import (
     PreprocessSettings,
     cut_face_clip,
     locate_face,
+    recorded_settings,
     resolve_framing,
     row_framing,
 )
@@ -94,7 +95,7 @@ def shard_of(clip_id: str, n_shards: int) -> int:
 def preprocess(
     manifest: str | os.PathLike,
     out: str | os.PathLike,
-    settings: PreprocessSettings | None = None,
+    settings: PreprocessSettings,
     workers: int = 0,
     retry_failed: bool = False,
     limit: int | None = None,
@@ -103,7 +104,6 @@ def preprocess(
 ) -> Summary:
     """Store every clip of `manifest` under `out` (or, with `shard=(i, n)`, the clips of part i
     of n, and mark the part done instead of writing the tables); returns the counts."""
-    settings = PreprocessSettings() if settings is None else settings
     start = time.monotonic()
     manifest, out = Path(manifest), Path(out)
     rows = read_parquet(manifest, "manifest")
@@ -280,11 +280,7 @@ def _check_settings(out: Path, dataset: str, settings: PreprocessSettings) -> No
     path = store_settings(out, dataset)
     wanted = json.loads(json.dumps(asdict(settings)))
     if path.exists():
-        # a key the store's settings lack is one added later, with its default: the same pixels
-        have = {
-            **json.loads(json.dumps(asdict(PreprocessSettings()))),
-            **json.loads(path.read_text()),
-        }
+        have = recorded_settings(json.loads(path.read_text()))
         if have != wanted:
             diff = {k: (have.get(k), wanted.get(k)) for k in wanted if have.get(k) != wanted.get(k)}
             raise ValueError(

@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from unilearn.catalogue import FRAMING_ROWS
+from unilearn.config.data import StoreConfig
 from unilearn.data.face import FaceCropConfig
 from unilearn.data.face_clip import PreprocessSettings
 from unilearn.data.preprocess import ShardFailed, ShardsIncomplete, merge, preprocess
@@ -50,36 +51,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--short-side",
         type=int,
-        default=176,
-        help="stored frames' short side in pixels (176 for 160 crops; the demo's 40 for 32)",
+        default=StoreConfig().short_side,
+        help="stored frames' short side in pixels (the config's data.store.short_side, "
+        "%(default)s for 160 crops; the demo's 40 for 32)",
     )
     add_workers_argument(parser, "worker processes (0 = in this process)")
     parser.add_argument(
         "--detect",
         choices=("auto", "always", "never"),
-        default="auto",
+        default=PreprocessSettings.detect,
         help="face detection: auto = only datasets not distributed face-cropped",
     )
     parser.add_argument(
         "--detector",
         choices=("auto", "mtcnn", "haar"),
-        default="auto",
+        default=PreprocessSettings.detector,
         help="face detector backend (auto = MTCNN, Haar if MTCNN is unavailable)",
     )
     parser.add_argument(
         "--detect-stride",
         type=int,
-        default=5,
-        help="run the detector every N frames and track in between",
+        default=FaceCropConfig.detect_stride,
+        help="run the detector every N frames and track in between (default %(default)s)",
     )
     parser.add_argument(
         "--face-scale",
         type=float,
-        default=1.3,
-        help="crop side as a multiple of the detected face box",
+        default=FaceCropConfig.scale,
+        help="crop side as a multiple of the detected face box (default %(default)s)",
     )
     parser.add_argument(
-        "--smooth-window", type=int, default=9, help="frames of temporal smoothing of the face box"
+        "--smooth-window",
+        type=int,
+        default=FaceCropConfig.smooth_window,
+        help="frames of temporal smoothing of the face box (default %(default)s)",
     )
     parser.add_argument(
         "--framing",
@@ -90,7 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "row; recorded in the store's settings.json (docs/data.md)",
     )
     parser.add_argument(
-        "--jpeg-quality", type=int, default=90, help="JPEG quality of stored frames"
+        "--jpeg-quality",
+        type=int,
+        default=PreprocessSettings.jpeg_quality,
+        help="JPEG quality of stored frames (default %(default)s)",
     )
     parser.add_argument(
         "--frame-stride",

@@ -89,7 +89,12 @@ def _check_workers_start(ctx, name: str) -> None:
         ) from None
 
 
+def job_cpus() -> int:
+    """The CPUs this job may use (its Slurm allocation or affinity mask), not the node's: every
+    data stage's default worker count."""
+    return len(os.sched_getaffinity(0))
+
+
 def add_workers_argument(parser, help: str) -> None:
-    """`--workers N` of a data stage, by default the CPUs this job may use (its Slurm
-    allocation), not the node's."""
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help=help)
+    """`--workers N` of a data stage, by default `job_cpus()`."""
+    parser.add_argument("--workers", type=int, default=job_cpus(), help=help)

@@ -72,7 +72,7 @@ def diagnose(
     detector: str = "auto",
     seed: int = 0,
     progress: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
     store: str | Path | None = None,
     framing: str = "auto",
 ) -> tuple[str, list[Finding], NativeRead | None]:

@@ -197,11 +197,11 @@ def main(args: argparse.Namespace) -> int:
     write_text(args.out, json.dumps(result, indent=2) + "\n")
     if cfg is not None:
         from unilearn.engine.wandb_log import log_pooled
-        from unilearn.layout import parse_target, pooled_wandb_dir
+        from unilearn.layout import parse_target, wandb_dir_beside
 
         train = parse_target(Path(result["inputs"][0]).parent.name)[0]
         log_pooled(cfg, result, args.run or result["experiment"], train, mode=args.wandb,
-                   run_dir=pooled_wandb_dir(args.out))  # fmt: skip
+                   run_dir=wandb_dir_beside(args.out))  # fmt: skip
     print(
         f"{result['dataset']}: UAR {100 * result['uar']:.2f}  WAR {100 * result['war']:.2f}  "
         f"(pooled over {result['n']} clips, folds {result['folds'] or '-'}) -> {args.out}"

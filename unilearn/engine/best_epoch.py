@@ -50,9 +50,6 @@ from unilearn.layout import CHECKPOINT_NAME, prediction_name
 from unilearn.models import eval_noise, save_checkpoint
 from unilearn.models.checkpoint import CheckpointError, read_checkpoint
 
-BEST_FILE = CHECKPOINT_NAME["best"]
-VAL_FILE = CHECKPOINT_NAME["val"]
-
 
 @dataclass
 class Pick:
@@ -92,9 +89,9 @@ class RunTests:
         self.progress = run.progress
         self.rule, self.holdout, self.seed = cfg.finetune.selection.best, holdout, cfg.seed
         self.picks = [Pick("best", "select/war" if self.rule == "authors" else "test/war",
-                           BEST_FILE, "best")]  # fmt: skip
+                           CHECKPOINT_NAME["best"], "best")]  # fmt: skip
         if holdout is not None:
-            self.picks.append(Pick("val", "val/war", VAL_FILE, "best_val"))
+            self.picks.append(Pick("val", "val/war", CHECKPOINT_NAME["val"], "best_val"))
         for pick in self.picks:  # the best epochs so far (from last.pt's records)
             pick.best = _best_of(run.history, pick.score)
         self._loaders: dict[tuple[str, TestSet], Any] = {}

@@ -51,10 +51,10 @@ from unilearn.layout import (
     EXPERT_USAGE,
     METRICS,
     QUARANTINE,
-    pooled_wandb_dir,
     sidecar_path,
     target_name,
     tests_of,
+    wandb_dir_beside,
 )
 from unilearn.models import expert_usage, reset_expert_usage, whole_groups
 
@@ -366,7 +366,7 @@ def log_test_run(
         cfg.name, run_name, f"{target_name(meta.get('dataset') or dataset, fold)}-on-{dataset}"
     )
     wandb = run_for(cfg, job_type="evaluate", group=group, name=name,
-                    run_dir=pooled_wandb_dir(out), is_main=True, mode=wandb_mode,
+                    run_dir=wandb_dir_beside(out), is_main=True, mode=wandb_mode,
                     identity=identity)  # fmt: skip
     log_evaluation(wandb, metrics, usage=layers)
     wandb.finish()

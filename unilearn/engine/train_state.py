@@ -37,7 +37,6 @@ from unilearn.models.checkpoint import (
 )
 
 FORMAT = "unilearn-train-state/1"
-RESUME_FILE = RUN_FILES["resume"]
 
 
 # -- RNG ---------------------------------------------------------------------------------------
@@ -187,7 +186,7 @@ class RunFiles:
         self.out = Path(out)
         self.info = dist_info
         self.is_main = dist_info.is_main
-        self.last = self.out / RESUME_FILE
+        self.last = self.out / RUN_FILES["resume"]
         self._written: str | None = str(self.last) if self.last.is_file() else None
         self.writer = CheckpointWriter(background)
         self.finite = FiniteWatch(self.last_good)
@@ -195,7 +194,7 @@ class RunFiles:
         self._log_epochs = 0
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            for stale in self.out.glob(f".{RESUME_FILE}.*.tmp"):
+            for stale in self.out.glob(f".{RUN_FILES['resume']}.*.tmp"):
                 stale.unlink(missing_ok=True)  # a write killed mid-way (kill -9)
 
     def last_good(self) -> str | None:

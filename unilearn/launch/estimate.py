@@ -21,6 +21,7 @@ from unilearn.catalogue import (
     ADAPTER_RATIO,
     AFFECTNET_TRAIN_IMAGES,
     AFFECTNET_VAL_PER_CLASS,
+    PATCH_SIZE,
     VOXCELEB2_DEV_CLIPS,
     moae_block_indices,
     pretrain_sources,
@@ -57,7 +58,7 @@ def attention_flops(tokens: int, width: int, depth: int) -> float:
     return depth * 4 * tokens**2 * width
 
 
-def patch_embed_flops(tokens: int, width: int, tubelet: int, patch: int = 16) -> float:
+def patch_embed_flops(tokens: int, width: int, tubelet: int, patch: int = PATCH_SIZE) -> float:
     """Forward FLOPs of the tubelet embedding (one tubelet x patch x patch x 3 -> width map)."""
     return 2 * tokens * 3 * tubelet * patch * patch * width
 
@@ -91,11 +92,10 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
     """Training (or test) FLOPs of one stage run with the resolved config `cfg`; `argv` holds the
     stage's `mode`, `experiment`, `dataset`, `fold` where it has them (each stage's required
     flags: pretrain --mode, finetune --experiment --dataset, evaluate --dataset)."""
-    m = cfg.model
-    width, depth, _ = m.encoder_shape
-    patches = (m.input_size // 16) ** 2
-    video_tokens = m.num_frames // m.tubelet_size * patches
     if stage == "pretrain":
+        m = cfg.model
+        width, depth, _ = m.encoder_shape
+        patches, video_tokens = _tokens(m)
         p = cfg.pretrain
         mode = _required(argv, "mode", stage)
         dec = m.decoder
@@ -119,8 +119,11 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
         resolved = cfg.resolve_experiment(_required(argv, "experiment", stage), dataset)
     else:  # evaluate: Table 1's model as fine-tuned on DFEW
         resolved = cfg.resolve_experiment(EVALUATE_EXPERIMENT, "dfew")
-    cfg = resolved.config or cfg  # with the experiment's overrides
-    moae = cfg.model.moae
+    cfg = resolved.config or cfg  # with the experiment's overrides, the model's shape included
+    m = cfg.model
+    width, depth, _ = m.encoder_shape
+    patches, video_tokens = _tokens(m)
+    moae = m.moae
     # the blocks the config's `model.moae.position` gives a MoAE (none in a plain ViT)
     n_moae = len(moae_block_indices(depth, moae.position)) if resolved.arch != "vit" else 0
 
@@ -145,6 +148,12 @@ def run_flops(cfg: Any, stage: str, argv: dict[str, Any]) -> float:
         images = resolved.sfer_fraction * split_size(sfer, "train")
         total += images * 3 * model(patches)
     return f.epochs * total
+
+
+def _tokens(model: Any) -> tuple[int, int]:
+    """(tokens of an image, tokens of a clip) of the config's `model` section."""
+    patches = (model.input_size // PATCH_SIZE) ** 2
+    return patches, model.num_frames // model.tubelet_size * patches
 
 
 def estimate_time_min(cfg: Any, stage: str, argv: dict[str, Any], gpus: int) -> int:

@@ -20,16 +20,14 @@ from pathlib import Path
 
 from unilearn.layout import RUN_FILES
 
-RESUME_FILE = RUN_FILES["resume"]
-HASH_FILE = RUN_FILES["config_hash"]
-
 
 def add_restart_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--restart-if-config-changed",
         action="store_true",
-        help=f"drop RUN/{RESUME_FILE} when RUN/{HASH_FILE} records another config, and start "
-        "afresh (default: a stale last.pt is an error naming it); the workflow passes this",
+        help=f"drop RUN/{RUN_FILES['resume']} when RUN/{RUN_FILES['config_hash']} records another "
+        "config, and start afresh (default: a stale last.pt is an error naming it); the workflow "
+        "passes this",
     )
 
 
@@ -38,13 +36,13 @@ def restart_if_config_changed(out: str | os.PathLike, digest: str) -> bool:
     it was deleted. A run directory without a recorded hash keeps its `last.pt`."""
     out = Path(out)
     try:
-        recorded = (out / HASH_FILE).read_text().strip()
+        recorded = (out / RUN_FILES["config_hash"]).read_text().strip()
     except FileNotFoundError:
         return False
     if recorded == digest:
         return False
     try:
-        (out / RESUME_FILE).unlink()
+        (out / RUN_FILES["resume"]).unlink()
     except FileNotFoundError:  # nothing to resume, or another rank dropped it first
         return False
     print("config changed: last.pt dropped, starting afresh", file=sys.stderr, flush=True)

@@ -235,10 +235,10 @@ class MaskedAutoencoder(nn.Module):
         decoder_embed_dim: int,
         decoder_depth: int,
         decoder_num_heads: int,
+        tubelet_size: int,
+        drop_path_rate: float,
         patch_size: int = PATCH_SIZE,
-        tubelet_size: int = 2,
         mlp_ratio: float = 4.0,
-        drop_path_rate: float = 0.0,
         mean: tuple[float, float, float] = IMAGENET_MEAN,
         std: tuple[float, float, float] = IMAGENET_STD,
     ) -> None:

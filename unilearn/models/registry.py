@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from unilearn.catalogue import ARCHS, MODEL_SIZES, model_name
-from unilearn.config import MoAEConfig, PretrainConfig, plain_kwargs
+from unilearn.config import MoAEConfig, ModelConfig, PretrainConfig, plain_kwargs
 from unilearn.models.mae import MaskedAutoencoder
 from unilearn.models.moae import MoAEBlock, MoEBlock
 from unilearn.models.vit import VisionTransformer
@@ -41,22 +41,29 @@ DECODERS: dict[str, dict[str, Any]] = {
     )  # fmt: skip
     for name, s in MODEL_SIZES.items()
 }
+# Pre-training has no stochastic depth (VideoMAE's and OmniMAE's pre-training recipes: 0), so no
+# config key sets the MAE's; fine-tuning's is `model.drop_path`.
+MAE_DROP_PATH = 0.0
 # The mixtures (`unilearn.config.MIXTURE_ARCHS`): the block class a mixture puts at
 # `moae.position` (UniLearn: MoAE beside the FFN; ViT-MoE: the FFN replaced by FFN experts).
 EXPERT_BLOCKS: dict[str, type[nn.Module]] = {"unilearn": MoAEBlock, "vit_moe": MoEBlock}
 
 
 def _defaults(arch: str, size: str) -> dict[str, Any]:
-    """A family's defaults at a size: the catalogue's shape; the MAE's decoder (the catalogue's)
-    and masking and loss (the config's `PretrainConfig`); a classifier's head of 7 classes; a
-    mixture also has a second (SFER) head of 7 classes and the config's mixture (`MoAEConfig()`)."""
-    defaults = dict(SIZES[size])
+    """A family's defaults at a size: the catalogue's shape and the config's tubelet
+    (`ModelConfig`); the MAE's decoder (the catalogue's) and masking and loss (the config's
+    `PretrainConfig`); a classifier's stochastic depth (the config's `ModelConfig`) and head of 7
+    classes; a mixture also has a second (SFER) head of 7 classes and the config's mixture
+    (`MoAEConfig()`)."""
+    model = ModelConfig()
+    defaults = dict(SIZES[size], tubelet_size=model.tubelet_size)
     if arch == "mae":
         pt = PretrainConfig()
         return defaults | DECODERS[size] | dict(
             mask_ratio_video=pt.mask_ratio_video, mask_ratio_image=pt.mask_ratio_image,
-            masking=pt.masking, norm_pix_loss=pt.norm_pix_loss,
+            masking=pt.masking, norm_pix_loss=pt.norm_pix_loss, drop_path_rate=MAE_DROP_PATH,
         )  # fmt: skip
+    defaults["drop_path_rate"] = model.drop_path
     defaults["num_classes"] = 7  # a DFER head of DFEW's 7 classes
     if arch in EXPERT_BLOCKS:
         defaults.update(num_classes_sfer=7, moae=MoAEConfig(), expert_block=EXPERT_BLOCKS[arch])

@@ -161,8 +161,9 @@ class VisionTransformer(nn.Module):
 
     Input `[B, C, T, H, W]`, normalised. `T == num_frames` is a video; `T == tubelet_size` is an
     image (a frame repeated `tubelet_size` times), which uses the position table of temporal
-    index 0. Any other T is an error. The shape and the heads are required: the registry gives
-    them (`create_model`, from the catalogue's sizes); the rest are VideoMAE's constants.
+    index 0. Any other T is an error. The shape, the heads, the tubelet and the stochastic depth are
+    required: the registry gives them (`create_model`: the catalogue's sizes, the config's
+    `ModelConfig` defaults); the rest are VideoMAE's constants, which no config key sets.
     """
 
     def __init__(
@@ -174,15 +175,15 @@ class VisionTransformer(nn.Module):
         depth: int,
         num_heads: int,
         num_classes: int,
+        tubelet_size: int,
+        drop_path_rate: float,
         num_classes_sfer: int = 0,
         patch_size: int = PATCH_SIZE,
-        tubelet_size: int = 2,
         in_chans: int = 3,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_rate: float = 0.0,
         attn_drop_rate: float = 0.0,
-        drop_path_rate: float = 0.0,
         head_drop_rate: float = 0.0,
         init_scale: float = 0.001,
         moae: MoAEConfig | None = None,

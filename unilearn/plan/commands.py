@@ -73,16 +73,19 @@ class StageCommands:
             return [*self._submitter(stage), "--"]
         return [*self.unilearn, stage, "--launcher", "local"]
 
+    def here(self, stage: str) -> Words:
+        """`python -m unilearn STAGE`: a stage started in this process, whatever the launcher."""
+        return [*self.unilearn, stage]
+
     def cpu(self, stage: str) -> Words:
         """The prefix of a CPU stage: here, or as a Slurm CPU job with the job's CPUs as its
         workers (`launcher.stages.<stage>`) and its job logs under LOGS/slurm/<stage>
         (`layout.slurm_logs`: the doctor has no --out beside which they would go)."""
         if self.submitted:
             folder = shlex.quote(str(layout.slurm_logs(self.logs, stage)))
-            # The empty words keep the text this prefix has always had ("X  --slurm-folder F -- "):
-            # the preprocess rule records it, and a changed param would rebuild every store.
+            # The empty words keep the text this prefix has always had ("X  --slurm-folder F -- ")
             return [*self._submitter(stage), "", "--slurm-folder", folder, "--", ""]
-        return [*self.unilearn, stage]
+        return self.here(stage)
 
     @property
     def gpu_threads(self) -> int:

@@ -201,7 +201,7 @@ class Plan:
 
     def preprocess_stage(self, dataset: str) -> Words:
         if self.preprocess_merges(dataset):
-            return [*self.commands.unilearn, "preprocess"]
+            return self.commands.here("preprocess")
         return self.commands.cpu("preprocess")
 
     def preprocess_work(self, dataset: str, threads: int) -> Words:

@@ -25,7 +25,7 @@ from torch import nn
 
 from unilearn.catalogue import IMAGENET_MEAN, IMAGENET_STD, LABEL_SETS, get_label_set
 from unilearn.data.face import FaceCropConfig
-from unilearn.data.face_clip import PreprocessSettings
+from unilearn.data.face_clip import SETTINGS_BEFORE_KEYS, PreprocessSettings, recorded_settings
 from unilearn.models.checkpoint import (
     CheckpointError,
     authors_model_kwargs,
@@ -89,7 +89,8 @@ def settings_from_meta(value: Any, where: str) -> PreprocessSettings:
     face_known = {f.name for f in fields(FaceCropConfig)}
     if not isinstance(face, dict) or set(face) - face_known:
         raise CheckpointError(f"{where}: meta.preprocess.face must be a dict with keys from {sorted(face_known)}")  # fmt: skip
-    return PreprocessSettings(**{**value, "face": FaceCropConfig(**face)})
+    value = recorded_settings(value)  # a record made before a key existed
+    return PreprocessSettings(**{**value, "face": FaceCropConfig(**value["face"])})
 
 
 def parse_labels(spec: str) -> list[str]:
@@ -167,7 +168,9 @@ def _ours(path: Path, meta: dict[str, Any]) -> InferenceModel:
         settings = settings_from_meta(meta["preprocess"], str(path))
         source = "checkpoint meta"
     else:
-        settings = PreprocessSettings(short_side=round(SHORT_SIDE_RATIO * input_size))
+        settings = PreprocessSettings(
+            short_side=round(SHORT_SIDE_RATIO * input_size), **SETTINGS_BEFORE_KEYS
+        )
         source = "defaults: the checkpoint does not record its store's settings"
     return InferenceModel(
         model=model,
@@ -260,7 +263,10 @@ def evaluation_model(
 def _imported(path: Path, model_name: str, classes: list[str]) -> InferenceModel:
     model, labels = imported_model(path, model_name, classes)
     notes = [f"imported checkpoint loaded into {model_name}"]
-    settings = PreprocessSettings(short_side=model.img_size, jpeg_quality=0)
+    # every frame, framed ours, resized to the input (no JPEG round trip)
+    settings = PreprocessSettings(
+        short_side=model.img_size, frame_stride=1, framing="default", jpeg_quality=0
+    )
     return InferenceModel(
         model=model,
         model_name=model_name,

@@ -1,6 +1,6 @@
 """`unilearn tables TABLE` on the command line: the table (`unilearn.report.tables`), then each of
 its paired comparisons added to the W&B run of the compared cell's pooled metrics (the run
-`unilearn aggregate` started: same id, `layout.pooled_wandb_dir`). W&B mode: `--wandb`, else the
+`unilearn aggregate` started: same id, `layout.wandb_dir_beside`). W&B mode: `--wandb`, else the
 config's `wandb.mode`, else WANDB_MODE, else offline; `disabled` logs nothing."""
 
 from __future__ import annotations
@@ -32,5 +32,5 @@ def main(args: argparse.Namespace) -> int:
         logged.add((cell, weights))
         metrics = layout.metrics_path(args.runs, cell.run, cell.train, cell.test, weights)
         log_paired(cfg, c, cell.run, cell.train, cell.test, ref.run,
-                   run_dir=layout.pooled_wandb_dir(metrics), mode=getattr(args, "wandb", None))  # fmt: skip
+                   run_dir=layout.wandb_dir_beside(metrics), mode=getattr(args, "wandb", None))  # fmt: skip
     return 0

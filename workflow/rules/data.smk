@@ -97,10 +97,14 @@ rule preprocess:
         PLAN.store_table("{dataset}"),
     log:
         PLAN.log("preprocess", "{dataset}"),
+    # Snakemake records a param (a change re-runs the job) unless its function takes `threads`:
+    # the store's settings are recorded, and so is the start command here (what workflows run
+    # before recorded); where it runs (a launcher edit) and its worker count are not.
     params:
-        short_side=CFG.data.store.short_side,  # not in the command: a change re-runs the job
+        short_side=CFG.data.store.short_side,
         settings=lambda wc: line(PLAN.preprocess_settings(wc.dataset)),
-        stage=lambda wc: line(PLAN.preprocess_stage(wc.dataset)),
+        here=line(COMMANDS.here("preprocess")),
+        stage=lambda wc, threads: line(PLAN.preprocess_stage(wc.dataset)),
         work=lambda wc, threads: line(PLAN.preprocess_work(wc.dataset, threads)),
     threads: lambda wc: PLAN.preprocess_threads(wc.dataset)
     priority: DATA_PRIORITY

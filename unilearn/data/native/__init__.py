@@ -15,6 +15,7 @@ from unilearn.data.native.common import (
     SplitFileError,
     no_rows_error,
 )
+from unilearn.data.worker_pool import job_cpus
 
 # Manifest names -> reader and its options. `affectnet7` is AffectNet read with the 7-class set.
 READERS = {
@@ -27,12 +28,17 @@ READERS = {
 }
 
 
-def read_native(dataset: str, root: str | Path, **options) -> NativeRead:
-    """Read `dataset` (a key of READERS) from its native tree at `root`."""
+def read_native(
+    dataset: str, root: str | Path, *, workers: int | None = None, **options
+) -> NativeRead:
+    """Read `dataset` (a key of READERS) from its native tree at `root`, with `workers` threads
+    (processes for VoxCeleb2's videos; 0 or 1 = in this process; by default `job_cpus()`, as the
+    data stages' `--workers`)."""
     if dataset not in READERS:
         raise KeyError(f"unknown dataset {dataset!r}; expected one of {sorted(READERS)}")
     reader, fixed = READERS[dataset]
-    result = reader(root, **{**options, **fixed})
+    workers = job_cpus() if workers is None else workers
+    result = reader(root, workers=workers, **{**options, **fixed})
     if not result.rows_in:
         raise no_rows_error(dataset, result.root, "the split/annotation files list no rows")
     return result

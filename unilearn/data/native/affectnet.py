@@ -57,7 +57,7 @@ def _find(root: Path, candidates: tuple[str, ...], probe: str) -> str | None:
 
 
 def read(
-    root: str | Path, *, label_set: str = "affectnet", workers: int = 16, progress: bool = True, **_
+    root: str | Path, *, label_set: str = "affectnet", workers: int, progress: bool = True, **_
 ) -> NativeRead:
     """One row per annotated image (train = training.csv, test = validation.csv)."""
     labels = get_label_set(label_set)

@@ -180,9 +180,7 @@ def count_images(folder: str | Path) -> int | None:
         return None
 
 
-def parallel_map(
-    fn: Callable, items: list, desc: str, workers: int = 16, progress: bool = True
-) -> list:
+def parallel_map(fn: Callable, items: list, desc: str, workers: int, progress: bool) -> list:
     """`fn` over `items` in threads (file-system bound work), in order, with a progress bar."""
     if not items:
         return []
@@ -248,8 +246,8 @@ def attach_frame_counts(
     rel_dir: Callable[[dict], str],
     root: Path,
     dataset: str,
-    workers: int = 16,
-    progress: bool = True,
+    workers: int,
+    progress: bool,
 ) -> tuple[list[dict], list[dict]]:
     """Count the images of every clip's frame folder once; quarantine missing and empty folders."""
     # plain strings, not pathlib: at 58k rows (DFEW, 5 folds) Path joins dominate the run time
@@ -349,8 +347,8 @@ def finish_frame_folders(
     folds: tuple[int, ...],
     frames_dir: str,
     name: str,
-    workers: int = 16,
-    progress: bool = True,
+    workers: int,
+    progress: bool,
 ) -> NativeRead:
     """The end every frame-folder reader (DFEW, MAFW, FERV39K) shares: the split files checked
     against each other, native labels resolved, repeated listings dropped and the frames counted

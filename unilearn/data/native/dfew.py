@@ -46,7 +46,7 @@ def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
 def read(
     root: str | Path,
     *,
-    workers: int = 16,
+    workers: int,
     progress: bool = True,
     frames_dir: str | None = None,
     zero_based_labels: bool = False,

@@ -30,7 +30,7 @@ def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
     return fields[0], (fields[0], fields[1])
 
 
-def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> NativeRead:
+def read(root: str | Path, *, workers: int, progress: bool = True, **_) -> NativeRead:
     """Every row of the official All_scenes train/test split (fold is null)."""
     root = require_root(root, "FERV39K", "FERV39K", "4_setups")
     require_dir(root / SPLIT_DIR, "FERV39K", "the split files (4_setups/All_scenes/)")

@@ -33,7 +33,7 @@ def _parse_line(line: str) -> tuple[str, tuple[str, str] | None]:
     return stem, (f"{int(stem):05d}", fields[1])
 
 
-def read(root: str | Path, *, workers: int = 16, progress: bool = True, **_) -> NativeRead:
+def read(root: str | Path, *, workers: int, progress: bool = True, **_) -> NativeRead:
     """Every (fold, split) row of the single-labeled, no-caption 5-fold protocol."""
     root = require_root(root, "MAFW", "MAFW", "data")
     split_dir = next((d for d in SPLIT_DIRS if (root / d).is_dir()), None)

@@ -103,7 +103,7 @@ def _too_deep(root: Path, misplaced: list[str]) -> DatasetLayoutError | None:
 
 
 def read(
-    root: str | Path, *, workers: int = 0, progress: bool = True, count_frames: bool = True, **_
+    root: str | Path, *, workers: int, progress: bool = True, count_frames: bool = True, **_
 ) -> NativeRead:
     """One row per mp4 under dev/mp4 (the pre-training set)."""
     root = require_root(root, "VoxCeleb2", "VoxCeleb2", "dev")
@@ -148,7 +148,6 @@ def read(
 
 def _count_parallel(paths: list[str], workers: int, progress: bool) -> list[tuple[int, str]]:
     """Frame counts in a process pool (PyAV releases little of the GIL), in chunks, with a bar."""
-    workers = workers or min(8, os.cpu_count() or 1)
     chunk = 64
     chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
     bar = tqdm(
