@@ -66,7 +66,8 @@ def test_set_lr_applies_layer_scale(unilearn_tiny):
 
 
 def test_warmup_then_cosine_per_step():
-    s = WarmupCosine(base_lr=1e-3, min_lr=1e-6, warmup_steps=10, total_steps=110)
+    s = WarmupCosine(base_lr=1e-3, min_lr=1e-6, warmup_steps=10, total_steps=110,
+                     warmup_start_lr=0.0, cosine_span="after_warmup")  # fmt: skip
     assert s(0) == 0.0 and s(5) == pytest.approx(5e-4) and s(10) == pytest.approx(1e-3)
     assert s(60) == pytest.approx(1e-6 + (1e-3 - 1e-6) * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert s(110) == pytest.approx(1e-6) and s(500) == pytest.approx(1e-6)

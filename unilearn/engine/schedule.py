@@ -25,8 +25,8 @@ class WarmupCosine:
     min_lr: float
     warmup_steps: int
     total_steps: int
-    warmup_start_lr: float = 0.0  # the lr of step 0
-    cosine_span: str = "after_warmup"  # or "run" (see the module docstring)
+    warmup_start_lr: float  # the lr of step 0
+    cosine_span: str  # "after_warmup" or "run" (see the module docstring)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup_steps:
