@@ -173,7 +173,7 @@ def loader_bench(shape: dict, tiny: bool, workers: int) -> dict:
             root = Path(tmp)
             manifest = loader_bench_module.make_inputs(root, clips, frames)
             settings = PreprocessSettings(
-                short_side=shape["short_side"], frame_stride=1, framing="default"
+                short_side=shape["short_side"], frame_stride=1, framing="default", codec="jpeg"
             )
             preprocess(manifest, root / "store", settings, workers=0, progress=False)
             table = load_store_table(root / "store", "dfew", 1, "train")

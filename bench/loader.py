@@ -264,7 +264,9 @@ def main() -> None:
         summary = preprocess(
             manifest,
             root / "store",
-            PreprocessSettings(short_side=SHORT_SIDE, frame_stride=1, framing="default"),
+            PreprocessSettings(
+                short_side=SHORT_SIDE, frame_stride=1, framing="default", codec="jpeg"
+            ),
             workers=0,
             progress=False,
         )

@@ -85,7 +85,7 @@ def make_checkpoint(folder: Path, size: str) -> Path:
     labels = {"dfer": list(get_label_set("dfew").classes),
               "sfer": list(get_label_set("affectnet7").classes)}  # fmt: skip
     meta = {"labels": labels, "frame_stride": 4,
-            "preprocess": asdict(PreprocessSettings(short_side=short_side, frame_stride=1, framing="default"))}  # fmt: skip
+            "preprocess": asdict(PreprocessSettings(short_side=short_side, frame_stride=1, framing="default", codec="jpeg"))}  # fmt: skip
     save_checkpoint(path, model, meta)
     return path
 

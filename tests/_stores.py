@@ -55,7 +55,9 @@ def build_tiny_store(root: Path, n_dfer: int = 12, n_images: int = 40, n_videos:
         preprocess(
             manifests / f"{name}.parquet",
             store,
-            PreprocessSettings(short_side=SHORT_SIDE, frame_stride=1, framing="default"),
+            PreprocessSettings(
+                short_side=SHORT_SIDE, frame_stride=1, framing="default", codec="jpeg"
+            ),
             workers=0,
             progress=False,
         )

@@ -61,7 +61,7 @@ def learnable_store(tmp_path_factory) -> Path:
         )
     manifest_frame(rows).to_parquet(root / "affectnet.parquet")
     for name in ("dfew", "affectnet"):
-        preprocess(root / f"{name}.parquet", root / "store", PreprocessSettings(short_side=40, frame_stride=1, framing="default"),
+        preprocess(root / f"{name}.parquet", root / "store", PreprocessSettings(short_side=40, frame_stride=1, framing="default", codec="jpeg"),
                    workers=0, progress=False)  # fmt: skip
     return root / "store"
 

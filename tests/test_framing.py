@@ -49,14 +49,18 @@ def _theirs_region(frame: np.ndarray) -> np.ndarray:
 
 def test_voxceleb2_frames_are_cut_to_the_authors_region_before_any_resize():
     frames = np.stack([_face_frame(224), _face_frame(224, 8.0)])
-    settings = PreprocessSettings(short_side=176, framing="authors_region", frame_stride=1)
+    settings = PreprocessSettings(
+        short_side=176, framing="authors_region", frame_stride=1, codec="jpeg"
+    )
     ours = cut_face_clip(frames, None, settings)
     # the region is 160 px: kept at 160 (never enlarged to 176), pixel for pixel theirs
     assert ours.shape == (2, 160, 160, 3)
     np.testing.assert_array_equal(ours, np.stack([_theirs_region(f) for f in frames]))
     # a smaller store side resizes the region (as ShortSideScale would after the cut)
     small = cut_face_clip(
-        frames, None, PreprocessSettings(short_side=40, framing="authors_region", frame_stride=1)
+        frames,
+        None,
+        PreprocessSettings(short_side=40, framing="authors_region", frame_stride=1, codec="jpeg"),
     )
     expected = cv2.resize(_theirs_region(frames[0]), (40, 40), interpolation=cv2.INTER_AREA)
     assert np.abs(small[0].astype(int) - expected).max() <= 1
@@ -70,7 +74,7 @@ def test_the_region_scales_with_frames_of_another_size():
     ours = cut_face_clip(
         big[None],
         None,
-        PreprocessSettings(short_side=160, framing="authors_region", frame_stride=1),
+        PreprocessSettings(short_side=160, framing="authors_region", frame_stride=1, codec="jpeg"),
     )
     np.testing.assert_array_equal(ours[0], _theirs_region(_face_frame(224)))
 
@@ -93,7 +97,7 @@ def test_a_region_store_is_smaller_and_refuses_to_be_mixed_with_whole_frames(tmp
     sizes = {}
     for framing in ("whole_frame", "authors_region"):
         out = tmp_path / framing
-        summary = preprocess(manifest, out, PreprocessSettings(short_side=176, framing=framing, frame_stride=1),
+        summary = preprocess(manifest, out, PreprocessSettings(short_side=176, framing=framing, frame_stride=1, codec="jpeg"),
                              workers=0, progress=False)  # fmt: skip
         assert summary.framing == framing and f"framing {framing}" in summary.report()
         settings = json.loads((out / "voxceleb2" / "settings.json").read_text())
@@ -106,7 +110,7 @@ def test_a_region_store_is_smaller_and_refuses_to_be_mixed_with_whole_frames(tmp
     assert sizes["authors_region"] < 0.95 * sizes["whole_frame"]
     # `auto` resolves to the authors' region, which the whole-frame store refuses
     with pytest.raises(ValueError, match=r"settings\.json.*framing.*whole_frame.*authors_region"):
-        preprocess(manifest, tmp_path / "whole_frame", PreprocessSettings(short_side=176, framing="auto", frame_stride=1),
+        preprocess(manifest, tmp_path / "whole_frame", PreprocessSettings(short_side=176, framing="auto", frame_stride=1, codec="jpeg"),
                    workers=0, progress=False)  # fmt: skip
 
 
@@ -116,7 +120,7 @@ def test_a_store_made_before_framing_holds_ours_and_refuses_the_authors(tmp_path
     preprocess(
         manifest,
         out,
-        PreprocessSettings(short_side=176, frame_stride=1, framing="default"),
+        PreprocessSettings(short_side=176, frame_stride=1, framing="default", codec="jpeg"),
         workers=0,
         progress=False,
     )
@@ -125,7 +129,7 @@ def test_a_store_made_before_framing_holds_ours_and_refuses_the_authors(tmp_path
     del old["framing"]  # as a store written before the setting existed
     path.write_text(json.dumps(old))
     with pytest.raises(ValueError, match=r"'framing': \('default', 'authors_region'\)"):
-        preprocess(manifest, out, PreprocessSettings(short_side=176, framing="authors_region", frame_stride=1),
+        preprocess(manifest, out, PreprocessSettings(short_side=176, framing="authors_region", frame_stride=1, codec="jpeg"),
                    workers=0, progress=False)  # fmt: skip
 
 
@@ -164,7 +168,9 @@ def _theirs_crop_and_align(image: np.ndarray, result: list[dict]) -> np.ndarray:
 
 def test_mafw_frames_are_the_authors_mtcnn_crop():
     frames = np.stack([_face_frame(320, a) for a in (0.0, 12.0, -9.0)])
-    settings = PreprocessSettings(short_side=224, framing="authors_mtcnn", frame_stride=1)
+    settings = PreprocessSettings(
+        short_side=224, framing="authors_mtcnn", frame_stride=1, codec="jpeg"
+    )
     params, found = locate_face(frames, settings, detect=True)
     assert found == 3 and abs(params[1, 4]) > 5  # the tilted frames are levelled
     ours = cut_face_clip(frames, params, settings)
@@ -188,7 +194,7 @@ def test_mafw_frames_without_a_face_are_left_out_and_counted_clips_without_any_q
             manifest_row("mafw", "00002", no_face, "frames", 1, 3, "train", 1)]  # fmt: skip
     manifest_frame(rows).to_parquet(tmp_path / "mafw.parquet")
     summary = preprocess(tmp_path / "mafw.parquet", tmp_path / "store",
-                         PreprocessSettings(short_side=48, framing="auto", frame_stride=1), workers=0, progress=False)  # fmt: skip
+                         PreprocessSettings(short_side=48, framing="auto", frame_stride=1, codec="jpeg"), workers=0, progress=False)  # fmt: skip
     journal = read_journal(tmp_path / "store", "mafw")
     assert journal["00001"]["n_frames"] == 3 and journal["00001"]["frames_without_face"] == 1
     assert journal["00002"]["reason"].startswith("no face")
@@ -198,7 +204,7 @@ def test_mafw_frames_without_a_face_are_left_out_and_counted_clips_without_any_q
     marked.mkdir()
     manifest_frame(rows[:1]).assign(face_cropped=True).to_parquet(marked / "mafw.parquet")
     summary = preprocess(marked / "mafw.parquet", marked / "store",
-                         PreprocessSettings(short_side=48, framing="auto", frame_stride=1), workers=0, progress=False)  # fmt: skip
+                         PreprocessSettings(short_side=48, framing="auto", frame_stride=1, codec="jpeg"), workers=0, progress=False)  # fmt: skip
     assert (
         "1 clips framed whole_frame, not authors_mtcnn (rows marked face-cropped"
         in summary.report()
@@ -229,7 +235,9 @@ def _theirs_similarity_align(image, box, size):
 def test_affectnet_faces_are_similarity_aligned_to_the_template():
     image = _face_frame(256, 10.0)
     box = (40, 30, 220, 240)
-    settings = PreprocessSettings(short_side=112, framing="aligned_5point", frame_stride=1)
+    settings = PreprocessSettings(
+        short_side=112, framing="aligned_5point", frame_stride=1, codec="jpeg"
+    )
     warps, found = locate_face(image[None], settings, detect=False, box=box)
     assert found == 1 and warps.shape == (1, 2, 3)
     ours = cut_face_clip(image[None], warps, settings)[0]
@@ -256,7 +264,7 @@ def test_affectnet_images_with_no_face_in_their_box_keep_the_box_crop_and_say_so
     )
     table.to_parquet(tmp_path / "affectnet.parquet")
     summary = preprocess(tmp_path / "affectnet.parquet", tmp_path / "store",
-                         PreprocessSettings(short_side=64, framing="auto", frame_stride=1), workers=0, progress=False)  # fmt: skip
+                         PreprocessSettings(short_side=64, framing="auto", frame_stride=1, codec="jpeg"), workers=0, progress=False)  # fmt: skip
     journal = read_journal(tmp_path / "store", "affectnet")
     assert "framing" not in journal["face"]
     assert journal["blank"]["framing"] == "box"

@@ -28,7 +28,7 @@ from unilearn.predict.model import evaluation_model, load_inference_model
 from unilearn.predict.pipeline import PredictOptions, prepare_input
 from unilearn.predict.timeline import parse_window_stride, timeline_windows
 
-SETTINGS = PreprocessSettings(short_side=40, frame_stride=1, framing="default")
+SETTINGS = PreprocessSettings(short_side=40, frame_stride=1, framing="default", codec="jpeg")
 DFEW = list(get_label_set("dfew").classes)
 AFFECTNET7 = list(get_label_set("affectnet7").classes)
 
@@ -243,7 +243,9 @@ def test_window_stride_in_frames_or_seconds():
 def test_a_model_of_an_authors_mtcnn_store_predicts_on_the_same_framing(raw, tmp_path):
     """A MAFW model's store was framed with the authors' per-frame MTCNN crop: predict frames
     its input the same way (the clip frames where MTCNN finds a face are the stored ones)."""
-    settings = PreprocessSettings(short_side=40, framing="authors_mtcnn", frame_stride=1)
+    settings = PreprocessSettings(
+        short_side=40, framing="authors_mtcnn", frame_stride=1, codec="jpeg"
+    )
     rows = [{"dataset": "mafw", "clip_id": "scene", "path": str(raw["scene"]), "media": "video",
              "label": -1, "label_name": "", "fold": None, "split": "test", "n_frames": 0,
              "source_file": "test"}]  # fmt: skip

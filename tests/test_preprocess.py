@@ -30,7 +30,7 @@ from PIL import Image
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 from unilearn.data.store import ClipStore, StoreWriter, read_journal
 
-SETTINGS = PreprocessSettings(short_side=48, frame_stride=1, framing="default")
+SETTINGS = PreprocessSettings(short_side=48, frame_stride=1, framing="default", codec="jpeg")
 
 
 def _raw_manifest(tmp_path: Path) -> Path:
@@ -120,7 +120,7 @@ def test_each_clip_is_stored_once_and_a_second_run_does_no_work(tmp_path):
         preprocess(
             manifest,
             tmp_path / "store",
-            PreprocessSettings(short_side=32, frame_stride=1, framing="default"),
+            PreprocessSettings(short_side=32, frame_stride=1, framing="default", codec="jpeg"),
             workers=0,
             progress=False,
         )

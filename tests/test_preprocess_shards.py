@@ -24,7 +24,7 @@ from unilearn.data.preprocess import (
 )
 from unilearn.data.store import ClipStore, StoreError, read_stride
 
-SETTINGS = PreprocessSettings(short_side=32, frame_stride=1, framing="default")
+SETTINGS = PreprocessSettings(short_side=32, frame_stride=1, framing="default", codec="jpeg")
 N_SHARDS = 3
 
 
@@ -148,7 +148,7 @@ def test_a_shard_that_stops_names_its_clips_and_resumes(tmp_path, monkeypatch):
 def test_stride_store_keeps_every_kth_frame_and_loader_refuses_other_strides(tmp_path):
     manifest = _manifest(tmp_path)
     preprocess(manifest, tmp_path / "all", SETTINGS, workers=0, progress=False)
-    strided = PreprocessSettings(short_side=32, frame_stride=2, framing="default")
+    strided = PreprocessSettings(short_side=32, frame_stride=2, framing="default", codec="jpeg")
     preprocess(manifest, tmp_path / "every2", strided, workers=0, progress=False)
     full, kept = ClipStore(tmp_path / "all"), ClipStore(tmp_path / "every2")
     ta = pd.read_parquet(tmp_path / "all" / "dfew.parquet").drop_duplicates("clip_id")

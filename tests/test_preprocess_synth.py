@@ -10,7 +10,7 @@ from _stores import eval_loader, finetune_loader, pretrain_loader
 
 from unilearn.data.preprocess import PreprocessSettings, preprocess
 
-SETTINGS = PreprocessSettings(short_side=40, frame_stride=1, framing="default")
+SETTINGS = PreprocessSettings(short_side=40, frame_stride=1, framing="default", codec="jpeg")
 
 
 def test_faces_are_found_in_the_synthetic_raw_videos(synth_tiny, tmp_path):

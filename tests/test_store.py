@@ -75,3 +75,62 @@ def test_two_writers_at_once_take_separate_shards_and_journals(tmp_path, monkeyp
     }
     store = ClipStore(tmp_path)
     assert store.record_bytes(key_a) == store.record_bytes(key_b) == clip
+
+
+def _face_video(n_frames: int, size: int = 48) -> np.ndarray:
+    """The astronaut's head drifting and zooming: texture and motion as a face video has."""
+    import cv2
+    from _media import astronaut
+
+    face = astronaut()[30:230, 150:300]
+    frames = []
+    for t in range(n_frames):
+        m = cv2.getRotationMatrix2D((75 + 3 * np.sin(t / 5), 100), 2 * np.sin(t / 7), 1 + t / 200)
+        warped = cv2.warpAffine(face, m, (150, 200), borderMode=cv2.BORDER_REFLECT)[25:175]
+        frames.append(cv2.resize(warped, (size, size), interpolation=cv2.INTER_AREA))
+    return np.stack(frames)
+
+
+def test_h264_records_keep_every_frame_and_read_any_of_them_alone(tmp_path):
+    """An H.264 record decodes each group alone: frames read in any order, from any start, are
+    those of decoding the whole clip; they are within JPEG's error of the source; the record is
+    smaller than JPEG's of every 4th frame (what it replaces for a stride-4 loader)."""
+    from unilearn.data import h264
+
+    clip = _face_video(2 * h264.GOP + 5)  # two whole groups and a short last one
+    record = encode_clip(clip, codec="h264")
+    jpeg_quarter = encode_clip(clip[::4], quality=90)
+    assert len(record) < len(jpeg_quarter)
+    with StoreWriter(tmp_path, "voxceleb2") as writer:
+        key = writer.add("a", record)
+        jpeg_key = writer.add("b", encode_clip(clip, quality=90))
+    store = ClipStore(tmp_path)
+    assert store.info(key).codec == "h264" and store.num_frames(key) == len(clip)
+    whole = store.read_numpy(key)
+    jpeg = store.read_numpy(jpeg_key)
+    assert np.abs(whole.astype(int) - clip).mean() <= np.abs(jpeg.astype(int) - clip).mean() + 1.0
+    for start in (0, 1, 2, 3, h264.GOP - 1, h264.GOP + 3):  # any start, not only multiples of 4
+        idx = [start + 4 * i for i in range(4) if start + 4 * i < len(clip)]
+        assert np.array_equal(store.read_numpy(key, idx), whole[idx]), start
+    assert np.array_equal(store.read_numpy(key, [len(clip) - 1, 0, 0]), whole[[-1, 0, 0]])
+
+
+def test_damaged_h264_records_are_store_errors_naming_the_key(tmp_path):
+    from unilearn.data import h264
+
+    clip = _face_video(h264.GOP + 2)
+    record = bytearray(encode_clip(clip, codec="h264"))
+    with StoreWriter(tmp_path, "voxceleb2") as writer:
+        whole = writer.add("whole", bytes(record))
+        table = 16 + 4 * 3  # header + offsets of two groups
+        record[table + 40 : table + 400] = bytes(360)  # the first group's frame data zeroed
+        damaged = writer.add("damaged", bytes(record))
+        cut = writer.add("cut", bytes(record[:-50]))
+    store = ClipStore(tmp_path)
+    store.read_numpy(whole, [0, h264.GOP + 1])
+    with pytest.raises(StoreError, match=rf"{damaged}.*frame group 0"):
+        store.read_numpy(damaged, [3])
+    with pytest.raises(StoreError, match=rf"{cut}': record truncated"):  # the shard's last record
+        store.read_numpy(cut, [0])
+    with pytest.raises(ValueError, match="even frame size"):
+        encode_clip(np.zeros((2, 15, 16, 3), np.uint8), codec="h264")

@@ -133,6 +133,7 @@ def test_preprocess_shards_run_side_by_side_as_slurm_jobs_and_equal_one_run(
         short_side=store_config.short_side,
         frame_stride=store_config.frame_stride.get("voxceleb2", 1),
         framing=store_config.framing["voxceleb2"],
+        codec=store_config.codec.get("voxceleb2", "jpeg"),
     )
     preprocess(
         workdir / "data/manifests/voxceleb2.parquet", whole, settings, workers=0, progress=False

@@ -353,6 +353,10 @@ FRAMING_TEXT: dict[str, str] = {
     "aligned_5point": "5-landmark similarity alignment inside the annotation box",
     "box": "the annotation box cropped",
 }
+# How a store keeps its frames (`data.store.codec`; a dataset not listed: the first): JPEG, each
+# frame alone (every loader's fast path), or H.264 in closed groups of frames (every frame of a
+# large video set in fewer bytes than JPEG keeps a quarter of them).
+STORE_CODECS = ("jpeg", "h264")
 # The authors' VoxCeleb2 region in a 224x224 frame: (row start, row end), (column start, end).
 # A frame of another size gets the region scaled proportionally on each axis.
 VOXCELEB2_REGION = ((0, 160), (32, 192))

@@ -45,14 +45,15 @@ STORE_VERSION = 1
 class PreprocessSettings:
     """Everything that changes the stored pixels; a store keeps the settings it was built with.
 
-    The three a config sets (`data.store`: short side, frame stride, framing) are required; the
-    rest are preprocessing's own (`unilearn preprocess` flags, no config key), defaulted here."""
+    The four a config sets (`data.store`: short side, frame stride, framing, codec) are required;
+    the rest are preprocessing's own (`unilearn preprocess` flags, no config key), defaulted here."""
 
     short_side: int
     frame_stride: int  # keep every k-th source frame (a store only pre-training reads)
     # how rows are framed (catalogue.FRAMINGS); `default` = ours on every row; `auto` = the
     # dataset's authors' framing, resolved by `resolve_framing` before a store records it
     framing: str
+    codec: str  # how frames are stored: "jpeg" (each frame alone) or "h264" (groups of frames)
     jpeg_quality: int = 90
     detect: str = "auto"  # auto | always | never
     detector: str = "auto"  # auto | mtcnn | haar
@@ -60,8 +61,8 @@ class PreprocessSettings:
     version: int = STORE_VERSION
 
 
-# What a store or checkpoint made before a setting existed holds: every frame, framed ours.
-SETTINGS_BEFORE_KEYS = {"frame_stride": 1, "framing": "default"}
+# What a store or checkpoint made before a setting existed holds: every frame, framed ours, JPEG.
+SETTINGS_BEFORE_KEYS = {"frame_stride": 1, "framing": "default", "codec": "jpeg"}
 
 
 def recorded_settings(record: dict) -> dict:

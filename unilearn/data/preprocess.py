@@ -204,7 +204,8 @@ def merge(manifest: str | os.PathLike, out: str | os.PathLike, n_shards: int) ->
 def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary) -> Summary:
     journal = read_journal(out, dataset)
     stored, quarantined = _tables(rows, journal)
-    summary.framing = _store_framing(out, dataset)
+    recorded = _store_settings(out, dataset)
+    summary.framing, summary.codec = recorded["framing"], recorded["codec"]
     ok = [e for e in journal.values() if "store_key" in e]
     summary.clips_short = sum(1 for e in ok if e.get("frames_without_face"))
     summary.frames_without_face = sum(int(e.get("frames_without_face", 0)) for e in ok)
@@ -219,10 +220,10 @@ def _write_tables(rows: pd.DataFrame, out: Path, dataset: str, summary: Summary)
     return summary
 
 
-def _store_framing(out: Path, dataset: str) -> str:
-    """The framing a store's settings.json records (`default` for one made before framing)."""
+def _store_settings(out: Path, dataset: str) -> dict:
+    """What a store's settings.json records, keys added since filled in (`recorded_settings`)."""
     path = store_settings(out, dataset)
-    return json.loads(path.read_text()).get("framing", "default") if path.is_file() else "default"
+    return recorded_settings(json.loads(path.read_text()) if path.is_file() else {})
 
 
 def _part_path(out: Path, dataset: str, shard: tuple[int, int], kind: str = "done.json") -> Path:
@@ -402,7 +403,7 @@ def process_clip(task: ClipTask, settings: PreprocessSettings) -> tuple[bytes, d
         if framing != settings.framing and settings.framing != "default":
             notes["framing"] = framing  # said in the summary: not the store's framing
         frames = cut_face_clip(frames, boxes, settings, keep=keep)
-        record = encode_clip(frames, settings.jpeg_quality)
+        record = encode_clip(frames, settings.jpeg_quality, settings.codec)
         return record, {
             "n_frames": int(len(frames)),
             "height": int(frames.shape[1]),

@@ -25,6 +25,7 @@ class Summary:
     pending: int = 0
     shard: tuple[int, int] | None = None
     framing: str = "default"
+    codec: str = "jpeg"
     # clips stored with frames left out (no face in them) and those frames; clips framed
     # otherwise than the store's framing, by their framing
     clips_short: int = 0
@@ -45,7 +46,8 @@ class Summary:
                 )
             )
         lines = [
-            f"preprocess {self.dataset} (framing {self.framing}: {FRAMING_TEXT[self.framing]}): "
+            f"preprocess {self.dataset} (framing {self.framing}: {FRAMING_TEXT[self.framing]}; "
+            f"{CODEC_TEXT[self.codec]}): "
             f"{self.rows} manifest rows, {self.clips} unique clips; "
             f"{self.already} already in the store, {self.stored_now} stored now, "
             f"{self.failed_now} failed now ({self.seconds:.1f} s)",
@@ -67,6 +69,8 @@ class Summary:
         return "\n".join(lines)
 
 
+# How a store keeps its frames (`data.store.codec`).
+CODEC_TEXT = {"jpeg": "JPEG frames", "h264": "every frame in H.264 groups"}
 # Why a clip is framed otherwise than its store's framing, by the framing it got.
 _OTHER_FRAMING = {
     "box": "no face found in the annotation box: its plain crop",

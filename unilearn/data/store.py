@@ -1,14 +1,21 @@
-"""The clip store: face clips as JPEG frames packed into large shard files, addressed by key.
+"""The clip store: face clips as JPEG frames (or H.264 groups) packed into large shard files,
+addressed by key.
 
 Chosen by measurement (bench/store_formats.py, docs/data-loading.md): reading 16 frames of a
-176x176 clip takes ~3.4 ms from a JPEG shard, 16-75 ms from short-GOP H.264 (decord or PyAV) and
-0.3 ms from raw uint8, while raw uint8 needs ~11x the bytes of JPEG; only JPEG both keeps the loader
-above 100 clips/s per core and fits VoxCeleb2 on disk. Frames are independent, so any temporal
-pattern (stride 4, uniform segments) costs the same.
+176x176 clip takes ~3.4 ms from a JPEG shard, 16-75 ms from an mp4 container of short-GOP H.264
+(decord or PyAV seeking) and 0.3 ms from raw uint8, while raw uint8 needs ~11x the bytes of JPEG:
+JPEG, whose frames decode alone, is every store's default, so any temporal pattern (stride 4,
+uniform segments) costs the same. A store that must keep every frame of a large video set (the
+pre-training VoxCeleb2 store, read at stride 4 from any start) may use H.264 in closed groups of
+16 frames with no container (`bench/store_size.py`: ~2-3x JPEG's decode time per clip, under half
+the bytes of keeping every 4th frame as JPEG).
 
 Layout: `STORE/DATASET/shard-NNNNN.ulc` hold records; a record is a 16-byte header
-(`ULC1`, n_frames u32, height u16, width u16, codec u8, 3 reserved), `n_frames + 1` u32 offsets
-relative to the end of the offset table, then the JPEG bytes of each frame. A store key
+(`ULC1`, n_frames u32, height u16, width u16, codec u8, group u8, 2 reserved), `n_chunks + 1` u32
+offsets relative to the end of the offset table, then the chunks: JPEG, one chunk per frame
+(group 0, as every record before H.264); H.264 (`unilearn.data.h264`, `data.store.codec: h264`), one closed group of
+`group` frames per chunk, which decodes alone, so every frame can be kept for a loader that starts
+on any frame in fewer bytes than JPEG keeps every 4th. A store key
 `DATASET/shard-NNNNN.ulc:OFFSET` names the record's shard and byte offset, so reading needs no
 index lookup and scales to millions of clips. Beside each shard, `journal-NNNNN.jsonl` lists the
 clips whose records are durably written (one JSON line each, written only after the shard data was
@@ -42,13 +49,14 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from unilearn.catalogue import DATASETS, get_label_set
+from unilearn.catalogue import DATASETS, STORE_CODECS, get_label_set
+from unilearn.data import h264
 from unilearn.errors import InputError, read_parquet
 from unilearn.layout import store_settings
 
 MAGIC = b"ULC1"
-CODEC_JPEG = 1
-_HEADER = struct.Struct("<4sIHHB3x")
+CODECS = dict(zip(STORE_CODECS, (1, 2)))  # a record's codec byte (JPEG's 1: every older record)
+_HEADER = struct.Struct("<4sIHHBB2x")
 _SHARD_RE = re.compile(r"shard-(\d{5})\.ulc$")
 
 
@@ -56,23 +64,32 @@ class StoreError(RuntimeError):
     """A store key or record is invalid; the message names the key and the problem."""
 
 
-def encode_clip(frames: np.ndarray, quality: int = 90) -> bytes:
-    """RGB uint8 `[T, H, W, 3]` -> one store record (JPEG per frame, OpenCV/libjpeg-turbo)."""
+def encode_clip(frames: np.ndarray, quality: int = 90, codec: str = "jpeg") -> bytes:
+    """RGB uint8 `[T, H, W, 3]` -> one store record: JPEG per frame (OpenCV/libjpeg-turbo, at
+    `quality`), or H.264 groups (`unilearn.data.h264`; `quality` does not apply)."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(
             f"encode_clip expects RGB uint8 [T, H, W, 3] with T > 0, got {frames.dtype} {frames.shape}"
         )
+    if codec not in CODECS:
+        raise ValueError(f"codec {codec!r}: expected one of {sorted(CODECS)}")
     t, h, w, _ = frames.shape
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    parts = []
-    for frame in frames:
-        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), params)
-        if not ok:
-            raise ValueError(f"JPEG encoding failed for a {h}x{w} frame")
-        parts.append(buf.tobytes())
-    offsets = np.zeros(t + 1, np.uint32)
+    if codec == "h264":
+        parts, group = h264.encode_groups(frames), h264.GOP
+    else:
+        parts, group = [_jpeg(frame, quality) for frame in frames], 0  # 0: a frame per chunk
+    offsets = np.zeros(len(parts) + 1, np.uint32)
     offsets[1:] = np.cumsum([len(p) for p in parts])
-    return _HEADER.pack(MAGIC, t, h, w, CODEC_JPEG) + offsets.tobytes() + b"".join(parts)
+    header = _HEADER.pack(MAGIC, t, h, w, CODECS[codec], group)
+    return header + offsets.tobytes() + b"".join(parts)
+
+
+def _jpeg(frame: np.ndarray, quality: int) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), params)
+    if not ok:
+        raise ValueError(f"JPEG encoding failed for a {frame.shape[0]}x{frame.shape[1]} frame")
+    return buf.tobytes()
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,8 @@ class ClipInfo:
     n_frames: int
     height: int
     width: int
+    codec: str = "jpeg"
+    group: int = 1  # frames per chunk: 1 for JPEG, the H.264 group length
 
 
 def parse_key(key: str) -> tuple[str, int]:
@@ -121,20 +140,25 @@ class ClipStore:
         mm = self._shard(rel)
         if offset + _HEADER.size > len(mm):
             raise StoreError(f"store key {key!r}: offset beyond the end of {self.root / rel}")
-        magic, n, h, w, codec = _HEADER.unpack_from(mm, offset)
-        if magic != MAGIC or codec != CODEC_JPEG:
+        magic, n, h, w, codec, group = _HEADER.unpack_from(mm, offset)
+        name = next((c for c, byte in CODECS.items() if byte == codec), None)
+        if magic != MAGIC or name is None:
             raise StoreError(
                 f"store key {key!r}: no clip record at this offset of {self.root / rel}"
             )
+        group = max(group, 1)
         table = offset + _HEADER.size
-        offsets = np.frombuffer(mm, np.uint32, n + 1, table)
-        data = table + 4 * (n + 1)
+        n_chunks = -(-n // group)
+        if table + 4 * (n_chunks + 1) > len(mm):
+            raise StoreError(f"store key {key!r}: record truncated in {self.root / rel}")
+        offsets = np.frombuffer(mm, np.uint32, n_chunks + 1, table)
+        data = table + 4 * (n_chunks + 1)
         if data + int(offsets[-1]) > len(mm):
             raise StoreError(f"store key {key!r}: record truncated in {self.root / rel}")
-        return mm, ClipInfo(n, h, w), offsets, data
+        return mm, ClipInfo(n, h, w, name, group), offsets, data
 
     def record_bytes(self, key: str) -> bytes:
-        """The stored record of clip `key`, byte for byte (header, offsets, JPEG frames)."""
+        """The stored record of clip `key`, byte for byte (header, offsets, chunks)."""
         rel, offset = parse_key(key)
         _, info, offsets, data = self._record(key)
         return bytes(self._shard(rel)[offset : data + int(offsets[-1])])
@@ -147,29 +171,43 @@ class ClipStore:
 
     def read_numpy(self, key: str, indices: Sequence[int] | None = None) -> np.ndarray:
         """Frames `indices` (default all) of clip `key` as RGB uint8 `[T, H, W, 3]` (the loaders'
-        fast path: the layout the JPEG decoder produces, no copy of the clip)."""
+        fast path: the layout the decoders produce, no copy of the clip). A frame asked for twice
+        (short clips) is decoded once."""
         mm, info, offsets, data = self._record(key)
         idx = range(info.n_frames) if indices is None else [int(i) for i in indices]
-        out = np.empty((len(idx), info.height, info.width, 3), np.uint8)
-        decoded: dict[int, int] = {}  # a frame asked for twice (short clips) is decoded once
-        for j, i in enumerate(idx):
+        for i in idx:
             if not 0 <= i < info.n_frames:
                 raise StoreError(
                     f"store key {key!r}: frame {i} requested, clip has {info.n_frames}"
                 )
-            if i in decoded:
-                out[j] = out[decoded[i]]
-                continue
-            buf = np.frombuffer(
-                mm, np.uint8, int(offsets[i + 1] - offsets[i]), data + int(offsets[i])
-            )
-            frame = cv2.imdecode(buf, cv2.IMREAD_COLOR_RGB)
-            if frame is None or frame.shape != out.shape[1:]:
-                raise StoreError(
-                    f"store key {key!r}: frame {i} does not decode to {info.height}x{info.width}"
-                )
+        out = np.empty((len(idx), info.height, info.width, 3), np.uint8)
+
+        def chunk(c: int) -> np.ndarray:
+            start, end = int(offsets[c]), int(offsets[c + 1])
+            return np.frombuffer(mm, np.uint8, end - start, data + start)
+
+        decoded: dict[int, np.ndarray] = {}
+        if info.codec == "h264":
+            by_group: dict[int, list[int]] = {}
+            for i in idx:
+                by_group.setdefault(i // info.group, []).append(i % info.group)
+            for g, wanted in by_group.items():
+                length = min(info.group, info.n_frames - g * info.group)
+                try:
+                    frames = h264.decode_group(chunk(g), wanted, length, info.height, info.width)
+                except ValueError as err:
+                    raise StoreError(f"store key {key!r}: frame group {g}: {err}") from None
+                decoded.update({g * info.group + j: f for j, f in frames.items()})
+        for j, i in enumerate(idx):
+            frame = decoded.get(i)
+            if frame is None:
+                frame = cv2.imdecode(chunk(i), cv2.IMREAD_COLOR_RGB)
+                if frame is None or frame.shape != out.shape[1:]:
+                    raise StoreError(
+                        f"store key {key!r}: frame {i} does not decode to {info.height}x{info.width}"
+                    )
+                decoded[i] = frame
             out[j] = frame
-            decoded[i] = j
         return out
 
     def read(self, key: str, indices: Sequence[int] | None = None):

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from unilearn import layout
-from unilearn.catalogue import DATASETS, FINETUNE_DATASETS, FOLDS, PRETRAIN_MODES, STORE_DATASETS
+from unilearn.catalogue import (
+    DATASETS,
+    FINETUNE_DATASETS,
+    FOLDS,
+    PRETRAIN_MODES,
+    STORE_CODECS,
+    STORE_DATASETS,
+)
 from unilearn.plan.commands import StageCommands, Words, line
 from unilearn.report import runs, seeds, spec
 
@@ -180,12 +187,17 @@ class Plan:
         return shards.get(dataset, shards.get("default", 1))
 
     def preprocess_settings(self, dataset: str) -> Words:
-        """The store-settings flags of a dataset: short side, framing, the kept-frame stride."""
+        """The store-settings flags of a dataset: short side, framing, the kept-frame stride and
+        the codec (the last two only where not every frame or not JPEG: the text a workflow run
+        before them recorded)."""
         store = self.cfg.data.store
         stride = store.frame_stride.get(dataset, 1)
         framing = store.framing.get(dataset, "default")
-        return ["--short-side", str(store.short_side), "--framing", framing] + (
-            ["--frame-stride", str(stride)] if stride > 1 else []
+        codec = store.codec.get(dataset, STORE_CODECS[0])
+        return (
+            ["--short-side", str(store.short_side), "--framing", framing]
+            + (["--frame-stride", str(stride)] if stride > 1 else [])
+            + (["--codec", codec] if codec != STORE_CODECS[0] else [])
         )
 
     def shard_parts(self, dataset: str) -> list[str]:

@@ -265,7 +265,7 @@ def _imported(path: Path, model_name: str, classes: list[str]) -> InferenceModel
     notes = [f"imported checkpoint loaded into {model_name}"]
     # every frame, framed ours, resized to the input (no JPEG round trip)
     settings = PreprocessSettings(
-        short_side=model.img_size, frame_stride=1, framing="default", jpeg_quality=0
+        short_side=model.img_size, frame_stride=1, framing="default", codec="jpeg", jpeg_quality=0
     )
     return InferenceModel(
         model=model,

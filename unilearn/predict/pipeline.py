@@ -205,7 +205,9 @@ def _prepare(
             out.notes.append(f"face fills the frame ({fill:.2f}): taken as a face crop, resized")
     out.crop = "resize" if boxes is None else "face"
     pixels = cut_face_clip(source, boxes, settings, keep, chunk=source.chunk)
-    if settings.jpeg_quality:
+    if settings.codec != "jpeg":  # its groups code neighbouring frames together: not the kept ones
+        out.notes.append(f"the model's store kept {settings.codec} frames: no store round trip")
+    elif settings.jpeg_quality:
         pixels = jpeg_round_trip(pixels, settings.jpeg_quality)
     out.frames = pixels
     out.position = {i: k for k, i in enumerate(keep)}
