@@ -13,7 +13,8 @@ Pre-training (`--pretrain-only` skips the rest): VIEWS per second per core of th
 video loader at the paper shape (16 x 160^2 from the 176-px store, stride 4, the authors' short side
 192 -> random resized crop 160), with repeated sampling (each clip decoded once, k views) at k = 1
 and the paper's k = 4, and where one view's time goes: decode (store read + JPEG), augmentation
-(one warp per frame), collation (stacking the batch).
+(one warp per frame), collation (stacking the batch); then the views cut on the device from the
+same clips stored as JPEG frames and as H.264 groups (`data.store.codec`), timed alternately.
 
 `python bench/loader.py [--clips 16] [--frames 80] [--items 160] [--views 4] [--pretrain-only]
 [--finetune-only]`
@@ -295,6 +296,22 @@ def main() -> None:
         print("  (views/s end to end: the batch as a worker builds it, written in place; 'stack items' is the copy that saves)")  # fmt: skip
         print(f"  repeated sampling x{args.views}: {many['views_per_cpu_s'] / one['views_per_cpu_s']:.2f}x the views/s of one view per clip; "
               f"cut on the device {device['views_per_cpu_s'] / one['views_per_cpu_s']:.2f}x (goal >= 820 views/s per core)")  # fmt: skip
+        # the same clips stored as H.264 groups (`data.store.codec: h264`), timed alternately
+        preprocess(manifest, root / "store-h264",
+                   PreprocessSettings(short_side=SHORT_SIDE, frame_stride=1, framing="default",
+                                      codec="h264"), workers=0, progress=False)  # fmt: skip
+        h264_table = load_store_table(root / "store-h264", "dfew", 1, "train")
+        rates = {"jpeg": [], "h264": []}
+        for _ in range(2):
+            for codec, (store, t) in {"jpeg": (root / "store", table),
+                                      "h264": (root / "store-h264", h264_table)}.items():  # fmt: skip
+                rates[codec].append(
+                    pretrain_rates(store, t, args.items, args.views, on_device=True)
+                )
+        mean = {c: {k: sum(r[k] for r in rs) / len(rs) for k in rs[0]} for c, rs in rates.items()}
+        for codec, r in mean.items():
+            print(f"  {args.views:d}, cut on the device, {codec:4s} store {r['views_per_cpu_s']:10.1f} views/s per core, decode {r['decode_ms']:.2f} ms per view")  # fmt: skip
+        print(f"  h264 / jpeg store: {mean['h264']['views_per_cpu_s'] / mean['jpeg']['views_per_cpu_s']:.2f}x the views/s per core")  # fmt: skip
         if args.pretrain_only:
             return
         ours = ClipDataset(

@@ -324,3 +324,39 @@ def test_the_doctor_says_which_framing_a_store_holds(tmp_path):
     (same,) = framing_findings("mafw", tmp_path, "auto")
     assert same.severity == "ok" and "holds authors_mtcnn" in same.message
     assert framing_findings("dfew", tmp_path, "auto") == []
+
+
+def test_an_h264_store_keeps_every_frame_and_pretraining_starts_on_any(tmp_path):
+    """The paper config's VoxCeleb2 store: every frame as H.264 (settings.json and the summary
+    say so, and a JPEG run into it is refused); a stride-4 loader reads it at 4 stored frames, so
+    its start may be any frame, and the frames are those of a JPEG store within JPEG's error."""
+    import random
+
+    from unilearn.data.frame_sampling import pretrain_indices
+    from unilearn.data.store import load_store_table, read_stride
+
+    manifest = _vox_manifest(tmp_path, n=1)
+    rows = pd.read_parquet(manifest)
+    scene = cv2.resize(astronaut(), (224, 224), interpolation=cv2.INTER_AREA)
+    clip = np.stack([np.roll(scene, 2 * t, axis=1) for t in range(40)])
+    rows["path"], rows["n_frames"] = str(write_mp4(tmp_path / "src" / "long.mp4", clip)), 40
+    rows.to_parquet(manifest)
+    reads = {}
+    for codec, text in (("h264", "every frame in H.264 groups"), ("jpeg", "JPEG frames")):
+        out = tmp_path / codec
+        settings = PreprocessSettings(short_side=176, frame_stride=1, framing="authors_region",
+                                      codec=codec)  # fmt: skip
+        summary = preprocess(manifest, out, settings, workers=0, progress=False)
+        assert summary.codec == codec and text in summary.report()
+        assert json.loads((out / "voxceleb2" / "settings.json").read_text())["codec"] == codec
+        table = load_store_table(out, "voxceleb2", None, "train")
+        assert table["n_frames"].tolist() == [40]
+        assert read_stride(out, table["store_key"], 4) == 4  # every frame kept: any start
+        reads[codec] = ClipStore(out).read_numpy(table["store_key"][0], [1, 5, 9, 13])
+    # two lossy codings of the same frames, each ~2 grey levels from the source on this detail
+    assert np.abs(reads["h264"].astype(int) - reads["jpeg"]).mean() < 4
+    with pytest.raises(ValueError, match=r"settings\.json.*codec.*h264.*jpeg"):
+        preprocess(manifest, tmp_path / "h264", settings, workers=0, progress=False)
+    rng = random.Random(0)
+    starts = {pretrain_indices(40, 4, 4, rng)[0] for _ in range(200)}
+    assert starts == set(range(40 - 16 + 1))  # every frame a start, as the authors' loader

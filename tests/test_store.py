@@ -97,39 +97,42 @@ def test_h264_records_keep_every_frame_and_read_any_of_them_alone(tmp_path):
     smaller than JPEG's of every 4th frame (what it replaces for a stride-4 loader)."""
     from unilearn.data import h264
 
-    clip = _face_video(2 * h264.GOP + 5)  # two whole groups and a short last one
+    clip = _face_video(2 * h264.PHASES * h264.GOP + 5)  # 2 whole groups per phase, a short third
     record = encode_clip(clip, codec="h264")
-    jpeg_quarter = encode_clip(clip[::4], quality=90)
-    assert len(record) < len(jpeg_quarter)
+    assert len(record) < len(encode_clip(clip[::4], quality=90))
     with StoreWriter(tmp_path, "voxceleb2") as writer:
         key = writer.add("a", record)
         jpeg_key = writer.add("b", encode_clip(clip, quality=90))
     store = ClipStore(tmp_path)
-    assert store.info(key).codec == "h264" and store.num_frames(key) == len(clip)
+    info = store.info(key)
+    assert (info.codec, info.group, info.phases) == ("h264", h264.GOP, h264.PHASES)
+    assert store.num_frames(key) == len(clip)
     whole = store.read_numpy(key)
     jpeg = store.read_numpy(jpeg_key)
     assert np.abs(whole.astype(int) - clip).mean() <= np.abs(jpeg.astype(int) - clip).mean() + 1.0
-    for start in (0, 1, 2, 3, h264.GOP - 1, h264.GOP + 3):  # any start, not only multiples of 4
-        idx = [start + 4 * i for i in range(4) if start + 4 * i < len(clip)]
+    for start in (0, 1, 2, 3, 13, len(clip) - 13):  # any start, not only multiples of 4
+        idx = [start + 4 * i for i in range(4)]  # one phase stream
         assert np.array_equal(store.read_numpy(key, idx), whole[idx]), start
-    assert np.array_equal(store.read_numpy(key, [len(clip) - 1, 0, 0]), whole[[-1, 0, 0]])
+    mixed = [len(clip) - 1, 0, 0, 5, 6, 7, 33]  # several phases, repeats, any order
+    assert np.array_equal(store.read_numpy(key, mixed), whole[mixed])
 
 
 def test_damaged_h264_records_are_store_errors_naming_the_key(tmp_path):
     from unilearn.data import h264
 
-    clip = _face_video(h264.GOP + 2)
+    clip = _face_video(h264.PHASES * h264.GOP)
     record = bytearray(encode_clip(clip, codec="h264"))
+    table = 16 + 4 * (h264.n_chunks(len(clip), h264.GOP, h264.PHASES) + 1)
     with StoreWriter(tmp_path, "voxceleb2") as writer:
         whole = writer.add("whole", bytes(record))
-        table = 16 + 4 * 3  # header + offsets of two groups
-        record[table + 40 : table + 400] = bytes(360)  # the first group's frame data zeroed
+        record[table + 40 : table + 400] = bytes(360)  # phase 0's frame data zeroed
         damaged = writer.add("damaged", bytes(record))
         cut = writer.add("cut", bytes(record[:-50]))
     store = ClipStore(tmp_path)
-    store.read_numpy(whole, [0, h264.GOP + 1])
-    with pytest.raises(StoreError, match=rf"{damaged}.*frame group 0"):
-        store.read_numpy(damaged, [3])
+    store.read_numpy(whole, [0, len(clip) - 1])
+    store.read_numpy(damaged, [1])  # another phase stream: its groups are whole
+    with pytest.raises(StoreError, match=rf"{damaged}.*phase 0 group 0"):
+        store.read_numpy(damaged, [4])
     with pytest.raises(StoreError, match=rf"{cut}': record truncated"):  # the shard's last record
         store.read_numpy(cut, [0])
     with pytest.raises(ValueError, match="even frame size"):

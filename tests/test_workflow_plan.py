@@ -97,6 +97,16 @@ def test_a_jobs_params_are_one_canonical_text_of_its_words_the_text_workflows_re
         single == ""
         and line(demo.preprocess_settings("dfew")) == "--short-side 40 --framing default"
     )
+    paper = _plan(configs=("paper.yaml",))  # VoxCeleb2: every frame as H.264, the flag added
+    assert line(paper.preprocess_settings("voxceleb2")) == (
+        "--short-side 176 --framing authors_region --codec h264"
+    )
+    assert line(paper.preprocess_settings("dfew")) == "--short-side 176 --framing default"
+    strided = _plan("data.store.codec.voxceleb2=jpeg", "data.store.frame_stride={voxceleb2: 4}",
+                    configs=("paper.yaml",))  # fmt: skip
+    assert line(strided.preprocess_settings("voxceleb2")) == (
+        "--short-side 176 --framing authors_region --frame-stride 4"
+    )
     submitted = _plan(launcher="submitit").preprocess_stage("dfew")
     assert line(submitted).endswith(  # the text this prefix has always had
         "--submitit-cluster slurm  --slurm-folder runs/demo/logs/slurm/preprocess -- "

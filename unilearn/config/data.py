@@ -41,8 +41,9 @@ class StoreConfig(Strict):
     # refuses to be filled with another.
     framing: dict[StoreDataset, str] = {d: f[0] for d, f in FRAMINGS.items()}
     # How each dataset's frames are stored (a dataset not named: jpeg): jpeg = each frame alone;
-    # h264 = every frame in closed groups of 16 (e.g. voxceleb2 with frame_stride 1: pre-training
-    # starts a clip on any frame, in under half the bytes of every 4th frame as JPEG).
+    # h264 = closed groups of frames of 4 phase streams (voxceleb2 in the paper config: every
+    # frame, so pre-training starts a clip on any frame, in ~0.7x the bytes of every 4th frame as
+    # JPEG and ~1.25x its read time; docs/data-loading.md).
     codec: dict[StoreDataset, Literal[STORE_CODECS]] = {}
 
     @field_validator("framing")

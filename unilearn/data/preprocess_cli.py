@@ -104,9 +104,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--codec",
         choices=STORE_CODECS,
         default=STORE_CODECS[0],
-        help="how frames are stored: jpeg = each frame alone, h264 = closed groups of 16 frames "
-        "(under half the bytes of every 4th frame as JPEG, ~2-3x the decode time per clip; "
-        "docs/data-loading.md); recorded in settings.json",
+        help="how frames are stored: jpeg = each frame alone, h264 = closed groups of 4 phase "
+        "streams (every frame in ~0.7x the bytes of every 4th frame as JPEG, ~1.25x its read time "
+        "at stride 4; docs/data-loading.md); recorded in settings.json",
     )
     parser.add_argument(
         "--frame-stride",

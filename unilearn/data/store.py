@@ -6,16 +6,17 @@ Chosen by measurement (bench/store_formats.py, docs/data-loading.md): reading 16
 (decord or PyAV seeking) and 0.3 ms from raw uint8, while raw uint8 needs ~11x the bytes of JPEG:
 JPEG, whose frames decode alone, is every store's default, so any temporal pattern (stride 4,
 uniform segments) costs the same. A store that must keep every frame of a large video set (the
-pre-training VoxCeleb2 store, read at stride 4 from any start) may use H.264 in closed groups of
-16 frames with no container (`bench/store_size.py`: ~2-3x JPEG's decode time per clip, under half
-the bytes of keeping every 4th frame as JPEG).
+pre-training VoxCeleb2 store, read at stride 4 from any start) may use H.264 with no container,
+in closed groups of phase streams that a stride-4 read decodes few of (`unilearn.data.h264`;
+`bench/store_size.py`: ~0.7x the bytes of every 4th frame as JPEG, ~1.25x its read time).
 
 Layout: `STORE/DATASET/shard-NNNNN.ulc` hold records; a record is a 16-byte header
 (`ULC1`, n_frames u32, height u16, width u16, codec u8, group u8, 2 reserved), `n_chunks + 1` u32
 offsets relative to the end of the offset table, then the chunks: JPEG, one chunk per frame
-(group 0, as every record before H.264); H.264 (`unilearn.data.h264`, `data.store.codec: h264`), one closed group of
-`group` frames per chunk, which decodes alone, so every frame can be kept for a loader that starts
-on any frame in fewer bytes than JPEG keeps every 4th. A store key
+(group and phases 0, as every record before H.264); H.264 (`unilearn.data.h264`,
+`data.store.codec: h264`), one closed group of `group` frames of one of `phases` phase streams per
+chunk, which decodes alone, so every frame can be kept for a loader that starts on any frame in
+fewer bytes than JPEG keeps every 4th. A store key
 `DATASET/shard-NNNNN.ulc:OFFSET` names the record's shard and byte offset, so reading needs no
 index lookup and scales to millions of clips. Beside each shard, `journal-NNNNN.jsonl` lists the
 clips whose records are durably written (one JSON line each, written only after the shard data was
@@ -56,7 +57,7 @@ from unilearn.layout import store_settings
 
 MAGIC = b"ULC1"
 CODECS = dict(zip(STORE_CODECS, (1, 2)))  # a record's codec byte (JPEG's 1: every older record)
-_HEADER = struct.Struct("<4sIHHBB2x")
+_HEADER = struct.Struct("<4sIHHBBBx")
 _SHARD_RE = re.compile(r"shard-(\d{5})\.ulc$")
 
 
@@ -75,12 +76,12 @@ def encode_clip(frames: np.ndarray, quality: int = 90, codec: str = "jpeg") -> b
         raise ValueError(f"codec {codec!r}: expected one of {sorted(CODECS)}")
     t, h, w, _ = frames.shape
     if codec == "h264":
-        parts, group = h264.encode_groups(frames), h264.GOP
-    else:
-        parts, group = [_jpeg(frame, quality) for frame in frames], 0  # 0: a frame per chunk
+        parts, group, phases = h264.encode_clip_chunks(frames), h264.GOP, h264.PHASES
+    else:  # group and phases 0 (as every record before H.264): a frame per chunk
+        parts, group, phases = [_jpeg(frame, quality) for frame in frames], 0, 0
     offsets = np.zeros(len(parts) + 1, np.uint32)
     offsets[1:] = np.cumsum([len(p) for p in parts])
-    header = _HEADER.pack(MAGIC, t, h, w, CODECS[codec], group)
+    header = _HEADER.pack(MAGIC, t, h, w, CODECS[codec], group, phases)
     return header + offsets.tobytes() + b"".join(parts)
 
 
@@ -98,7 +99,8 @@ class ClipInfo:
     height: int
     width: int
     codec: str = "jpeg"
-    group: int = 1  # frames per chunk: 1 for JPEG, the H.264 group length
+    group: int = 1  # frames per chunk: 1 for JPEG, H.264's group length (in its phase stream)
+    phases: int = 1  # H.264's phase streams (frame i in stream i % phases)
 
 
 def parse_key(key: str) -> tuple[str, int]:
@@ -140,22 +142,22 @@ class ClipStore:
         mm = self._shard(rel)
         if offset + _HEADER.size > len(mm):
             raise StoreError(f"store key {key!r}: offset beyond the end of {self.root / rel}")
-        magic, n, h, w, codec, group = _HEADER.unpack_from(mm, offset)
+        magic, n, h, w, codec, group, phases = _HEADER.unpack_from(mm, offset)
         name = next((c for c, byte in CODECS.items() if byte == codec), None)
         if magic != MAGIC or name is None:
             raise StoreError(
                 f"store key {key!r}: no clip record at this offset of {self.root / rel}"
             )
-        group = max(group, 1)
+        group, phases = max(group, 1), max(phases, 1)
         table = offset + _HEADER.size
-        n_chunks = -(-n // group)
+        n_chunks = h264.n_chunks(n, group, phases)
         if table + 4 * (n_chunks + 1) > len(mm):
             raise StoreError(f"store key {key!r}: record truncated in {self.root / rel}")
         offsets = np.frombuffer(mm, np.uint32, n_chunks + 1, table)
         data = table + 4 * (n_chunks + 1)
         if data + int(offsets[-1]) > len(mm):
             raise StoreError(f"store key {key!r}: record truncated in {self.root / rel}")
-        return mm, ClipInfo(n, h, w, name, group), offsets, data
+        return mm, ClipInfo(n, h, w, name, group, phases), offsets, data
 
     def record_bytes(self, key: str) -> bytes:
         """The stored record of clip `key`, byte for byte (header, offsets, chunks)."""
@@ -188,16 +190,11 @@ class ClipStore:
 
         decoded: dict[int, np.ndarray] = {}
         if info.codec == "h264":
-            by_group: dict[int, list[int]] = {}
-            for i in idx:
-                by_group.setdefault(i // info.group, []).append(i % info.group)
-            for g, wanted in by_group.items():
-                length = min(info.group, info.n_frames - g * info.group)
-                try:
-                    frames = h264.decode_group(chunk(g), wanted, length, info.height, info.width)
-                except ValueError as err:
-                    raise StoreError(f"store key {key!r}: frame group {g}: {err}") from None
-                decoded.update({g * info.group + j: f for j, f in frames.items()})
+            try:
+                decoded = h264.read_frames(chunk, idx, info.n_frames, info.group, info.phases,
+                                           (info.height, info.width))  # fmt: skip
+            except ValueError as err:
+                raise StoreError(f"store key {key!r}: {err}") from None
         for j, i in enumerate(idx):
             frame = decoded.get(i)
             if frame is None:
