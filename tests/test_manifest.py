@@ -280,6 +280,7 @@ def test_worker_count_has_one_default_the_jobs_cpus(monkeypatch, synth_tiny):
     """The readers restate no worker count: each requires one, and `read_native` (like the data
     stages' `--workers`) gives the CPUs this job may use."""
     import inspect
+    import os
 
     from unilearn.data import worker_pool
 
@@ -295,4 +296,4 @@ def test_worker_count_has_one_default_the_jobs_cpus(monkeypatch, synth_tiny):
     read_native("ferv39k", synth_tiny / ROOTS["ferv39k"], progress=False)
     read_native("ferv39k", synth_tiny / ROOTS["ferv39k"], progress=False, workers=0)
     assert [o["workers"] for o in seen] == [5, 0]
-    assert worker_pool.job_cpus() == len(__import__("os").sched_getaffinity(0))
+    assert worker_pool.job_cpus() == len(os.sched_getaffinity(0))

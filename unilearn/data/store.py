@@ -11,8 +11,8 @@ in closed groups of phase streams that a stride-4 read decodes few of (`unilearn
 `bench/store_size.py`: ~0.7x the bytes of every 4th frame as JPEG, ~1.25x its read time).
 
 Layout: `STORE/DATASET/shard-NNNNN.ulc` hold records; a record is a 16-byte header
-(`ULC1`, n_frames u32, height u16, width u16, codec u8, group u8, 2 reserved), `n_chunks + 1` u32
-offsets relative to the end of the offset table, then the chunks: JPEG, one chunk per frame
+(`ULC1`, n_frames u32, height u16, width u16, codec u8, group u8, phases u8, 1 reserved),
+`n_chunks + 1` u32 offsets relative to the end of the offset table, then the chunks: JPEG, one chunk per frame
 (group and phases 0, as every record before H.264); H.264 (`unilearn.data.h264`,
 `data.store.codec: h264`), one closed group of `group` frames of one of `phases` phase streams per
 chunk, which decodes alone, so every frame can be kept for a loader that starts on any frame in
