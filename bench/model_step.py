@@ -4,7 +4,7 @@ Prints seconds per train step (forward + backward + fused AdamW step; min and me
 timed steps) of plain ViT, UniLearn (sparse MoAE) and ViT-MoE, and ratios measured in the same run,
 interleaved round by round so that machine noise hits every variant alike:
   UniLearn / ViT (target <= 1.04; min / min and the median of per-round ratios), the previous
-  per-expert-loop MoAE dispatch (kept in this script only) / the batched one, dense / sparse
+  MoAE dispatch (autograd's backward, kept in this script only) / `SlotAdapters`', dense / sparse
   MoAE, naive / SDPA attention (the naive one is written here), bf16 autocast / fp32,
   ViT-MoE / ViT, and with --videomae-repo VideoMAE's own ViT-B / ours (target >= 1.7). FLOPs
   per step come from torch's FlopCounterMode on the warm-up step; from them, the H100 MFU
@@ -86,18 +86,23 @@ def patched(model: torch.nn.Module, cls: type, method: Callable) -> Iterator[Non
 
 
 def previous_moae(self: MoAE, x: torch.Tensor) -> torch.Tensor:
-    """The capacity dispatch before the batched one (kept here only, for the before/after
-    ratio): the same slots, each expert in a Python loop (index_select, two matmuls, index_add)."""
+    """The batched capacity dispatch before `SlotAdapters` (kept here only, for the before/after
+    ratio): the same slots and ops, differentiated by autograd, whose weight gradients come out
+    as transposed views that each `AccumulateGrad` copies."""
     shape = x.shape
     x = x.reshape(-1, shape[-1])
     routing = self.gate(x)
     experts = list(self.experts)
-    gates = routing.dense(len(experts))
-    out = gates.to(x.dtype) @ torch.stack([e.fc2.bias for e in experts])
-    for e, (rows, w) in enumerate(zip(*slot_table(routing, len(experts)), strict=True)):
-        chunk = x.index_select(0, rows)
-        y = F.linear(experts[e].hidden(chunk) * w.to(chunk.dtype), experts[e].fc2.weight)
-        out.index_add_(0, rows, y.to(out.dtype))
+    out = routing.dense(len(experts)).to(x.dtype) @ torch.stack([e.fc2.bias for e in experts])
+    rows, w = slot_table(routing, len(experts))
+    n, s = rows.shape
+    chunk = x.index_select(0, rows.reshape(-1)).view(n, s, -1)
+    w1 = torch.stack([e.fc1.weight for e in experts]).transpose(1, 2)
+    b1 = torch.stack([e.fc1.bias for e in experts]).unsqueeze(1)
+    w2 = torch.stack([e.fc2.weight for e in experts]).transpose(1, 2)
+    hidden = F.gelu(torch.baddbmm(b1, chunk, w1))
+    y = torch.bmm(hidden * w.to(hidden.dtype), w2)
+    out.index_add_(0, rows.reshape(-1), y.reshape(n * s, -1).to(out.dtype))
     return out.reshape(shape)
 
 
@@ -218,7 +223,7 @@ def videomae_variant(
 def ratio_only(args, shape: dict, common: dict, bf16: bool) -> None:
     """The issue's targets, in fp32 and (with fast bf16) in bf16 autocast, all variants
     interleaved round by round in this process: UniLearn / ViT (<= 1.04), the previous
-    per-expert-loop dispatch / the batched one, VideoMAE's step / ours (>= 1.7)."""
+    dispatch (autograd's backward) / `SlotAdapters`', VideoMAE's step / ours (>= 1.7)."""
     vit = create_model("vit_base_patch16_160", **shape)
     unilearn = create_model("unilearn_base_patch16_160", **shape)
     v_opt, u_opt = adamw(vit), adamw(unilearn)
@@ -251,7 +256,7 @@ def ratio_only(args, shape: dict, common: dict, bf16: bool) -> None:
                 "(before)",
             ),  # fmt: skip
             (
-                f"previous / batched dispatch, paired, {tag}",
+                f"previous / current dispatch, paired, {tag}",
                 paired_ratio(v[f"previous {tag}"], v[f"unilearn {tag}"]),
                 "> 1",
             ),  # fmt: skip
@@ -432,7 +437,7 @@ def main() -> None:
     v = variants
     ratios = target_ratios(v["vit"], v["unilearn"], v.get("videomae")) + [
         ("dense / sparse MoAE step time", v["unilearn_dense"].seconds / v["unilearn"].seconds, "> 1"),
-        ("previous / batched dispatch, paired", paired_ratio(v["unilearn_previous"], v["unilearn"]), "> 1"),
+        ("previous / current dispatch, paired", paired_ratio(v["unilearn_previous"], v["unilearn"]), "> 1"),
         ("naive / SDPA attention step time", v["vit_naive"].seconds / v["vit"].seconds, "> 1"),
         ("ViT-MoE / ViT step time (phase 2)", phase2[1].seconds / phase2[0].seconds, ""),
         ("ViT-MoE / ViT FLOPs", phase2[1].flops / phase2[0].flops, ""),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_models_moae import random_moae
 
 from unilearn.config import MoAEConfig
@@ -15,7 +16,7 @@ from unilearn.data.transforms import normalize
 from unilearn.engine import distributed as D
 from unilearn.engine.scoring import predict
 from unilearn.models import create_model, whole_groups
-from unilearn.models.moae import dispatch_adapters
+from unilearn.models.moae import SlotAdapters, dispatch_adapters
 from unilearn.models.routing import Routing, capacity_groups
 
 
@@ -65,6 +66,35 @@ def test_batched_dispatch_has_the_authors_outputs_and_training_gradients():
     assert moae.gate.w_gate.weight.requires_grad and ours_grads[1].abs().sum() > 0
     for a, b in zip(ours_grads, their_grads, strict=True):  # x, the gate, every adapter
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _autograd_adapters(chunk, w, w1, b1, w2):
+    """The slot adapters as plain autograd ops (the dispatch before `SlotAdapters`)."""
+    hidden = F.gelu(torch.baddbmm(b1.unsqueeze(1), chunk, w1.transpose(1, 2)))
+    return torch.bmm(hidden * w.to(hidden.dtype), w2.transpose(1, 2))
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_slot_adapters_backward_is_autograds_with_weight_grads_in_their_layout(bf16):
+    torch.manual_seed(5)
+    n, s, d, r = 4, 24, 32, 8
+    leaves = [torch.randn(n, s, d), torch.rand(n, s, 1), torch.randn(n, r, d) * 0.2,
+              torch.randn(n, r) * 0.1, torch.randn(n, d, r) * 0.2]  # fmt: skip
+    results = []
+    for fn in (SlotAdapters.apply, _autograd_adapters):
+        inputs = [t.clone().requires_grad_() for t in leaves]
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            y = fn(*inputs)
+        y.float().pow(2).sum().backward()
+        results.append((y, [t.grad for t in inputs]))
+    (ours, ours_grads), (ref, ref_grads) = results
+    assert ours.dtype == ref.dtype == (torch.bfloat16 if bf16 else torch.float32)
+    torch.testing.assert_close(ours, ref, atol=0, rtol=0)  # the same forward ops
+    tol = 2e-2 if bf16 else 1e-6  # the backward's sums may round apart by a bf16 step
+    for a, b in zip(ours_grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    for grad, leaf in zip(ours_grads, leaves, strict=True):
+        assert grad.dtype == leaf.dtype and grad.is_contiguous()  # AccumulateGrad copies nothing
 
 
 def test_capacity_groups_split_a_forward_into_consecutive_clips():
