@@ -2,7 +2,9 @@
 statistic is UAR/WAR exactly, its intervals those of `scipy.stats.bootstrap` resampling within each
 fold and of a plain loop), identical prediction sets differ with p = 1, a model scored against
 shuffled labels has an interval that covers chance, and `unilearn aggregate` writes the interval
-of the files it pools, with the lost clips summed over the folds."""
+of the files it pools, with the lost clips summed over the folds. Over several seeds the paired
+comparison is a bootstrap over clips and seeds: one seed is the plain paired comparison, and seeds
+that disagree widen it."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from unilearn.engine.aggregate import aggregate, classification_metrics
 from unilearn.report.bootstrap import (
     cell_counts,
     paired_comparison,
+    paired_over_seeds,
     pooled_interval,
     two_sided_p,
     uar_war,
@@ -182,6 +185,63 @@ def test_paired_comparison_matches_a_loop_on_the_same_resampled_clips():
     assert got["diff_uar_hi"] == pytest.approx(np.percentile(diffs, 97.5), abs=MC)
     assert got["diff_uar_hi"] < 0 and got["p_uar"] < 0.01  # B is clearly better
     assert got["p_uar"] == pytest.approx(two_sided_p(diffs), abs=0.01)
+
+
+def _seeded_triples(seed: int, shifts: list[float]):
+    """Per fold `(labels, preds_a [S, n], preds_b [S, n])`: model B's seed s right on a share
+    `shifts[s]` more of the clips A's seed s gets wrong (negative: fewer)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for y, _ in _folds(seed):
+        a, b = [], []
+        for shift in shifts:
+            _, pa = _model(rng, len(y), 0.6)
+            pa = np.where(rng.random(len(y)) < 0.6, y, pa)
+            better = np.where(rng.random(len(y)) < max(shift, 0), y, pa)
+            worse = np.where(rng.random(len(y)) < max(-shift, 0), (y + 1) % K, better)
+            a.append(pa), b.append(worse)
+        out.append((y, np.stack(a), np.stack(b)))
+    return out
+
+
+def test_over_one_seed_the_paired_comparison_is_the_plain_one():
+    triples = _seeded_triples(8, [0.1])
+    got = paired_over_seeds(triples, K, **SETTINGS)
+    plain = paired_comparison([(y, a[0], b[0]) for y, a, b in triples], K, **SETTINGS)
+    assert got == pytest.approx(plain, abs=MC)  # the same bootstrap, to Monte Carlo error
+    same = paired_over_seeds([(y, a, a) for y, a, _ in triples], K, **SETTINGS)
+    assert same["p_uar"] == same["p_war"] == 1.0 and same["diff_uar_lo"] == 0.0
+
+
+def test_over_seeds_the_difference_is_the_seeds_mean_resampled_over_clips_and_seeds():
+    triples = _seeded_triples(9, [0.15, 0.05, 0.1])
+    got = paired_over_seeds(triples, K, **SETTINGS)
+    per_seed = [paired_comparison([(y, a[s], b[s]) for y, a, b in triples], K, **SETTINGS)
+                for s in range(3)]  # fmt: skip
+    assert got["diff_uar"] == pytest.approx(np.mean([c["diff_uar"] for c in per_seed]), abs=1e-12)
+    assert got["n_paired"] == sum(len(y) for y, _, _ in triples)
+    loop = np.random.default_rng(10)
+    diffs = []
+    for _ in range(3000):  # the same clips for every seed, then 3 seeds drawn with replacement
+        idx = [loop.integers(0, len(y), len(y)) for y, _, _ in triples]
+        y = np.concatenate([t[0][i] for t, i in zip(triples, idx)])
+        d = []
+        for s in loop.integers(0, 3, 3):
+            pa, pb = (np.concatenate([t[j][s][i] for t, i in zip(triples, idx)]) for j in (1, 2))
+            d.append(classification_metrics(y, pa, K)["uar"] - classification_metrics(y, pb, K)["uar"])  # fmt: skip
+        diffs.append(np.mean(d))
+    assert got["diff_uar_lo"] == pytest.approx(np.percentile(diffs, 2.5), abs=MC)
+    assert got["diff_uar_hi"] == pytest.approx(np.percentile(diffs, 97.5), abs=MC)
+    assert got["diff_uar_hi"] < 0 and got["p_uar"] < 0.01  # B better in every seed
+
+
+def test_seeds_that_disagree_give_no_verdict_though_each_seed_is_clear():
+    triples = _seeded_triples(11, [0.3, -0.3])  # B far better in seed 0, far worse in seed 1
+    for s in (0, 1):
+        assert paired_comparison([(y, a[s], b[s]) for y, a, b in triples], K, **SETTINGS)["p_uar"] < 0.01  # fmt: skip
+    assert paired_over_seeds(triples, K, **SETTINGS)["p_uar"] > 0.3
+    with pytest.raises(ValueError, match="expected predictions"):
+        paired_over_seeds([(y, a, b[:1]) for y, a, b in triples], K, **SETTINGS)
 
 
 def test_p_value_is_two_sided_and_never_zero():

@@ -206,8 +206,12 @@ def test_a_cell_is_the_mean_and_std_over_seeds_and_the_csv_keeps_each_seed(tmp_p
         (frame.method == "VideoMAE") & (frame.dataset == "dfew") & (frame.weights == "last")
     ]
     assert list(video.seed) == ["0", "1", "2", "mean"] and video.iloc[:3].p_uar.notna().all()
-    assert video.iloc[-1].diff_uar == pytest.approx(video.iloc[:3].diff_uar.mean(), abs=0.01)
+    mean = video.iloc[-1]  # the mean difference, with an interval over clips and seeds
+    assert mean.diff_uar == pytest.approx(video.iloc[:3].diff_uar.mean(), abs=0.01)
+    assert mean.diff_uar_lo <= mean.diff_uar <= mean.diff_uar_hi and 0 < mean.p_uar <= 1
+    assert mean.n_paired == video.iloc[0].n_paired
     assert "| VideoMAE, seed 1 | UniLearn |" in md
+    assert "| VideoMAE, mean of 3 seeds | UniLearn |" in md
 
 
 def test_one_seed_gives_todays_table():

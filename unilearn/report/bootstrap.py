@@ -130,12 +130,97 @@ def paired_comparison(
     ]
     observed = np.sum(counts, axis=0)
     drawn = resample_counts(counts, resamples, seed)
-    out: dict[str, float] = {}
     (ua, wa), (ub, wb) = (uar_war(drawn, num_classes, 2, m) for m in (0, 1))
     (oua, owa), (oub, owb) = (uar_war(observed, num_classes, 2, m) for m in (0, 1))
-    for name, diffs, point in (("uar", ua - ub, oua - oub), ("war", wa - wb, owa - owb)):
-        lo, hi = percentile_interval(diffs, confidence)
+    return _difference({"uar": oua - oub, "war": owa - owb}, {"uar": ua - ub, "war": wa - wb},
+                       confidence, int(observed.sum()))  # fmt: skip
+
+
+def _difference(points: dict, drawn: dict, confidence: float, n_paired: int) -> dict[str, float]:
+    """The keys of `paired_comparison` from the observed differences and their resamples."""
+    out: dict[str, float] = {}
+    for name, point in points.items():
+        lo, hi = percentile_interval(drawn[name], confidence)
         out |= {f"diff_{name}": float(point), f"diff_{name}_lo": lo, f"diff_{name}_hi": hi,
-                f"p_{name}": two_sided_p(diffs)}  # fmt: skip
-    out["n_paired"] = int(observed.sum())
-    return out
+                f"p_{name}": two_sided_p(drawn[name])}  # fmt: skip
+    return out | {"n_paired": n_paired}
+
+
+def paired_over_seeds(
+    folds: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    *,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, float]:
+    """Model A against model B over S seeds of each, seed s of A paired with seed s of B, on the
+    same clips: `folds` holds one `(labels [n_f], preds_a [S, n_f], preds_b [S, n_f])` per test
+    fold, aligned clip by clip (every seed scored the same clips). The difference is the mean
+    over the seeds of the pooled per-seed difference A_s - B_s (what a table's mean row shows).
+
+    Its interval and p-value come from a two-level bootstrap: each resample draws the clips
+    within each fold (one draw shared by every seed, since all seeds were tested on them) and S
+    seeds with replacement, so that both the test set and the training seed vary. Counts again
+    stand in for clips: a clip's cell is its class and the 2S right/wrong bits of the two models
+    over the seeds, and only the cells that occur are drawn. Returns the keys of
+    `paired_comparison`."""
+    _check_folds(folds)
+    n_seeds = np.asarray(folds[0][1]).shape[0]
+    codes = []
+    for labels, preds_a, preds_b in folds:
+        labels, preds_a, preds_b = (
+            np.asarray(a, dtype=np.int64) for a in (labels, preds_a, preds_b)
+        )
+        if preds_a.shape != (n_seeds, labels.size) or preds_b.shape != preds_a.shape:
+            raise ValueError(f"expected predictions [{n_seeds}, {labels.size}] per model and fold")
+        code = labels.copy()
+        for s in range(n_seeds):  # 2 bits per seed: A right, B right
+            code = 4 * code + 2 * (preds_a[s] == labels) + (preds_b[s] == labels)
+        codes.append(code)
+    cells = np.unique(np.concatenate(codes))
+    fold_cells = [np.searchsorted(cells, c) for c in codes]
+    # per cell: its class (one-hot [C, K]) and, per seed, whether A / B got it right ([C, S])
+    bits = [(cells >> (2 * (n_seeds - 1 - s))) & 3 for s in range(n_seeds)]
+    onehot = np.eye(num_classes)[cells >> (2 * n_seeds)]
+    right = {m: np.stack([(b >> (1 - m)) & 1 for b in bits], axis=1) for m in (0, 1)}
+    weights = np.concatenate(
+        [onehot] + [(onehot[:, :, None] * right[m][:, None, :]).reshape(len(cells), -1)
+                    for m in (0, 1)], axis=1)  # fmt: skip
+
+    def per_seed_diffs(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """UAR and WAR differences A_s - B_s `[..., S]` from cell counts `[..., C]`."""
+        sums = counts @ weights
+        support = sums[..., :num_classes, None]
+        metrics = []
+        for m in (0, 1):
+            start = num_classes * (1 + m * n_seeds)
+            hits = sums[..., start : start + num_classes * n_seeds]
+            hits = hits.reshape(*sums.shape[:-1], num_classes, n_seeds)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                recall = np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+            uar = np.nanmean(recall, axis=-2)
+            war = hits.sum(-2) / np.maximum(support.sum(-2), 1)
+            metrics.append((uar, war))
+        (ua, wa), (ub, wb) = metrics
+        return ua - ub, wa - wb
+
+    observed = np.zeros(len(cells))
+    for idx in fold_cells:
+        observed += np.bincount(idx, minlength=len(cells))
+    point = [d.mean() for d in per_seed_diffs(observed)]
+    rng = np.random.default_rng(seed)
+    drawn = {"uar": [], "war": []}
+    chunk = max(1, 2_000_000 // len(cells))  # resamples per step: bounded memory
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        counts = np.zeros((size, len(cells)))
+        for idx in fold_cells:
+            present, n = np.unique(idx, return_counts=True)
+            counts[:, present] += rng.multinomial(idx.size, n / idx.size, size=size)
+        picks = rng.integers(0, n_seeds, size=(size, n_seeds))
+        for name, diffs in zip(("uar", "war"), per_seed_diffs(counts), strict=True):
+            drawn[name].append(np.take_along_axis(diffs, picks, axis=1).mean(axis=1))
+    drawn = {name: np.concatenate(parts) for name, parts in drawn.items()}
+    return _difference(dict(zip(("uar", "war"), point, strict=True)), drawn, confidence,
+                       int(observed.sum()))  # fmt: skip

@@ -14,8 +14,9 @@ each cell of the table is the mean +- std over its seeds.
   differs between the seeds (the run, its config hash...) is empty in the mean row. The
   Markdown shows the mean rows only, as `mean ± std`. Paired comparisons (`unilearn.report.
   tables`) pair the seeds: seed s of a row minus seed s of its reference, on the same test clips,
-  one comparison per seed (the mean row keeps the mean difference; its interval and p-value are
-  per seed, in the seeds' rows). With one seed the table is unchanged: no
+  one comparison per seed in the seeds' rows; the mean row holds the mean of those differences
+  with its own interval and p-value from a bootstrap over both the test clips and the seeds
+  (`unilearn.report.bootstrap.paired_over_seeds`). With one seed the table is unchanged: no
   `seed` column, no mean rows.
 
 Torch-free: the workflow's plan, the tables and the engines' W&B naming use it.
@@ -90,23 +91,33 @@ _PRETRAIN_SEED = "@seed="
 
 # -- the tables ---------------------------------------------------------------------------------
 
-_KEY = ["table", "weights", "part", "method", "experiment", "train_dataset", "dataset"]
+# the columns that name a table cell (a method on a test set, with some weights) whatever its seed
+CELL_KEY = ["table", "weights", "part", "method", "experiment", "train_dataset", "dataset"]
 _SPREAD = ("uar", "war")
 
 
-def summarise(frame: pd.DataFrame, cfg) -> pd.DataFrame:
+def cell_key(row) -> tuple:
+    """The `CELL_KEY` values of a row (a mapping or a pandas row), missing ones as ""."""
+    return tuple("" if pd.isna(row[c]) else row[c] for c in CELL_KEY)
+
+
+def summarise(
+    frame: pd.DataFrame, cfg, over_seeds: dict[tuple, dict[str, Any]] | None = None
+) -> pd.DataFrame:
     """The CSV of a table with several seeds: a `seed` column after `run`, and after each cell's
-    rows one `mean` row (module docstring). One seed: `frame` as it is."""
+    rows one `mean` row (module docstring); `over_seeds` maps a cell (`cell_key`) to its paired
+    comparison over the seeds, which its mean row carries. One seed: `frame` as it is."""
     if not seeded(cfg) or frame.empty:
         return frame
     frame = frame.copy()
     seeds = [run_seed(cfg, r) if r else "" for r in frame["run"]]  # chance rows have no run
     frame.insert(frame.columns.get_loc("run") + 1, "seed", seeds)
     out: list[dict[str, Any]] = []
-    for _, rows in frame.groupby(_KEY, sort=False, dropna=False):
+    for _, rows in frame.groupby(CELL_KEY, sort=False, dropna=False):
         out += rows.to_dict("records")
         if len(rows) > 1:
-            out.append(_mean_row(rows, cfg))
+            paired = (over_seeds or {}).get(cell_key(rows.iloc[0]))
+            out.append(_mean_row(rows, cfg) | (paired or {}))
     return pd.DataFrame.from_records(out, columns=[*frame.columns, "uar_std", "war_std",
                                                    "n_seeds", "seeds"])  # fmt: skip
 
@@ -124,6 +135,8 @@ def _mean_row(rows: pd.DataFrame, cfg) -> dict[str, Any]:
     for diff in ("diff_uar", "diff_war"):  # the paired differences: their mean over the seeds
         if diff in rows and rows[diff].notna().all():
             row[diff] = round(float(rows[diff].mean()), 2)
+    # the per-seed intervals do not describe the mean: `summarise` sets the over-seeds ones
+    row |= {c: None for c in rows if c.startswith(("diff_uar_", "diff_war_", "p_"))}
     row["n_seeds"] = len(rows)
     row["seeds"] = " ".join(str(s) for s in rows["seed"])
     return row
@@ -136,14 +149,6 @@ def markdown_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[frame["seed"].isin([MEAN, ""])]
 
 
-def per_seed_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of single fine-tunings (no mean rows): what the paired comparisons are shown
-    for, seed s of a row against seed s of its reference."""
-    if "seed" not in frame:
-        return frame
-    return frame[frame["seed"] != MEAN]
-
-
 def markdown_note(cfg) -> list[str]:
     """The Markdown's line on the seeds, if there are several."""
     if not seeded(cfg):
@@ -151,5 +156,7 @@ def markdown_note(cfg) -> list[str]:
     seeds = ", ".join(str(s) for s in seed_list(cfg))
     return [
         f"Seeds {seeds}: each cell is the mean ± std (sample, ddof 1) over the seeds' fine-tunings; "
-        "the CSV keeps each seed's row beside the mean row."
+        "the CSV keeps each seed's row beside the mean row. A paired comparison is given per "
+        "seed (seed s minus the reference's seed s) and as the mean over the seeds, whose "
+        "interval and p-value resample both the test clips and the seeds."
     ]

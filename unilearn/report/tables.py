@@ -85,8 +85,10 @@ def build_table(name: str, cfg, runs: Path, manifests: Path,
             for cell in seeds.seed_cells(cfg, row.cells, first_only=row.experiment is None):
                 records.append(_record(name, row, cell, read_metrics(runs, cell, weights), weights,
                                        data_hash, sha) | params.get(row.label, {}))  # fmt: skip
-    frame, comparisons = add_uncertainty(pd.DataFrame.from_records(records), table, cfg, runs)
-    return seeds.summarise(frame, cfg), comparisons
+    frame, comparisons, over_seeds = add_uncertainty(
+        pd.DataFrame.from_records(records), table, cfg, runs
+    )
+    return seeds.summarise(frame, cfg, over_seeds), comparisons
 
 
 def _record(name, row, cell, metrics, weights, data_hash, sha) -> dict[str, Any]:
@@ -151,12 +153,13 @@ def reference_cells(table: spec.TableSpec) -> dict[tuple[str, str], tuple[str, s
     return refs
 
 
-def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
-                    runs: Path) -> tuple[pd.DataFrame, list[dict[str, Any]]]:  # fmt: skip
+def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg, runs: Path
+                    ) -> tuple[pd.DataFrame, list[dict[str, Any]], dict[tuple, dict]]:  # fmt: skip
     """Fill the intervals a metrics file lacks (from its predictions) and add the paired
     comparison of every non-reference row with its reference (`reference`, `n_paired`,
     `PAIRED_COLUMNS` in percent points; p-values as they are). Also returns each comparison in
-    fractions with its cells (what W&B logs)."""
+    fractions with its cells (what W&B logs) and, with several seeds, each compared cell's
+    comparison over its seeds (`seeds.cell_key` -> the same columns, for its mean row)."""
     boot = cfg.report.bootstrap
     cache: dict[tuple[spec.Cell, str], list[pd.DataFrame]] = {}
 
@@ -169,6 +172,8 @@ def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
     refs = reference_cells(table)
     columns: list[dict[str, Any]] = []
     comparisons: list[dict[str, Any]] = []
+    seed_pairs: dict[tuple, list] = {}  # cell -> (its predictions, its reference's) per seed
+    labels: dict[tuple, str] = {}
     for r in frame.itertuples(index=False):
         out: dict[str, Any] = {}
         if r.experiment:
@@ -185,10 +190,13 @@ def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
                 what = f"{table.name} {r.method} ({r.weights} epoch, {r.dataset})"
                 got = uncertainty.compare(predictions(cell, r.weights),
                                           predictions(ref, r.weights), k, boot, what)  # fmt: skip
-                out |= {c: round(100 * got[c], 2) if c.startswith("diff") else round(got[c], 4)
-                        for c in PAIRED_COLUMNS}  # fmt: skip
-                out |= {"reference": label, "n_paired": got["n_paired"]}
+                out |= _paired_percent(got) | {"reference": label}
                 comparisons.append({"cell": cell, "reference": ref, "weights": r.weights, **got})
+                key = seeds.cell_key(r._asdict())
+                seed_pairs.setdefault(key, []).append(
+                    (predictions(cell, r.weights), predictions(ref, r.weights))
+                )
+                labels[key] = what
         columns.append(out)
     filled = pd.DataFrame.from_records(columns, index=frame.index)
     frame = frame.copy()
@@ -198,7 +206,20 @@ def add_uncertainty(frame: pd.DataFrame, table: spec.TableSpec, cfg,
     for c in filled.columns:
         frame[c] = filled[c].combine_first(frame[c]) if c in frame else filled[c]
     frame["n_paired"] = frame["n_paired"].astype("Int64")
-    return frame, comparisons
+    over_seeds = {}
+    for key, pairs in seed_pairs.items():
+        if len(pairs) > 1:
+            k = get_label_set(key[seeds.CELL_KEY.index("dataset")]).num_classes
+            got = uncertainty.compare_over_seeds(pairs, k, boot, labels[key])
+            over_seeds[key] = _paired_percent(got)
+    return frame, comparisons, over_seeds
+
+
+def _paired_percent(got: dict[str, Any]) -> dict[str, Any]:
+    """A comparison's `PAIRED_COLUMNS` as the CSV holds them (differences in percent points)
+    and `n_paired`."""
+    return {c: round(100 * got[c], 2) if c.startswith("diff") else round(got[c], 4)
+            for c in PAIRED_COLUMNS} | {"n_paired": got["n_paired"]}  # fmt: skip
 
 
 def _parameter_counts(table: spec.TableSpec, cfg) -> dict[str, dict[str, float]]:
@@ -267,8 +288,8 @@ def to_markdown(frame: pd.DataFrame, table: spec.TableSpec, cfg, synthetic: bool
                 lines += [f"*{part}*", ""]
             lines += _markdown_rows(of_weights[of_weights["part"] == part], table, header, extra)
             lines.append("")
-            per_seed = seeds.per_seed_frame(frame[frame["weights"] == weights])
-            lines += _paired_rows(per_seed[per_seed["part"] == part], table,
+            block = frame[frame["weights"] == weights]
+            lines += _paired_rows(block[block["part"] == part], table,
                                   1 - cfg.report.bootstrap.confidence)  # fmt: skip
     lines += _unreadable_note(frame)
     return "\n".join(lines)
@@ -333,7 +354,8 @@ def _cell(ours: float, paper: float | None, gap: float | None, lo: float | None 
 
 
 def _paired_rows(frame: pd.DataFrame, table: spec.TableSpec, alpha: float) -> list[str]:
-    """The paired comparisons of one block: `-0.76 [-1.9, +0.4] p 0.21` per row and test set."""
+    """The paired comparisons of one block: `-0.76 [-1.9, +0.4] p 0.21` per row and test set
+    (with seeds: per seed, then the mean over the seeds)."""
     compared = frame[frame["diff_uar"].notna()]
     if compared.empty:
         return []
@@ -344,6 +366,8 @@ def _paired_rows(frame: pd.DataFrame, table: spec.TableSpec, alpha: float) -> li
     by = ["method", "seed"] if "seed" in compared else ["method"]  # seed s minus the reference's s
     for key, rows in compared.groupby(by, sort=False):
         method = key[0] if len(key) == 1 else f"{key[0]}, seed {key[1]}"
+        if len(key) == 2 and key[1] == seeds.MEAN:
+            method = f"{key[0]}, mean of {int(rows.iloc[0].n_seeds)} seeds"
         cells = [method, str(rows.iloc[0].reference)]
         cells += _per_test_set(rows, table, lambda r: [
             _diff(r.diff_uar, r.diff_uar_lo, r.diff_uar_hi, r.p_uar, alpha),

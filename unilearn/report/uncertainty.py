@@ -4,7 +4,7 @@ does the resampling).
 
 Everything here takes lists of per-fold predictions (one DataFrame per test fold, as
 `layout.predictions_for` lists the files), so a caller with several seeds of a cell calls it once
-per seed. A cell's interval is the one `unilearn aggregate` wrote into its metrics JSON; a metrics
+per seed; `compare_over_seeds` compares a row with its reference over all their seeds at once. A cell's interval is the one `unilearn aggregate` wrote into its metrics JSON; a metrics
 file written before intervals existed gets it computed here, from the same predictions with the
 same settings (the same numbers).
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from unilearn.report.bootstrap import paired_comparison, pooled_interval
+from unilearn.report.bootstrap import paired_comparison, paired_over_seeds, pooled_interval
 
 COLUMNS = ("clip_id", "fold", "label", "pred")
 INTERVAL_KEYS = ("uar_lo", "uar_hi", "war_lo", "war_hi")
@@ -76,10 +76,10 @@ def cell_interval(metrics: dict[str, Any], paths: Sequence[Path], bootstrap) -> 
     return interval(read_fold_predictions(paths), k, bootstrap)
 
 
-def paired_folds(
+def _paired_frame(
     frames: Sequence[pd.DataFrame], reference: Sequence[pd.DataFrame], what: str
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """`(labels, preds, reference preds)` per fold, clip by clip (fold and clip id)."""
+) -> pd.DataFrame:
+    """fold, clip_id, label, pred, pred_ref of the clips both rows scored."""
     ours, theirs = (pd.concat(f, ignore_index=True) for f in (frames, reference))
     ours, theirs = (
         f.assign(fold=_fold_key(f), clip_id=f["clip_id"].astype(str)) for f in (ours, theirs)
@@ -94,6 +94,14 @@ def paired_folds(
             f"{what}: clip {row.clip_id!r} (fold {row.fold}) has label {row.label} here and "
             f"{row.label_ref} in its reference row: not the same test set"
         )
+    return both[["fold", "clip_id", "label", "pred", "pred_ref"]]
+
+
+def paired_folds(
+    frames: Sequence[pd.DataFrame], reference: Sequence[pd.DataFrame], what: str
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`(labels, preds, reference preds)` per fold, clip by clip (fold and clip id)."""
+    both = _paired_frame(frames, reference, what)
     return [
         (df["label"].to_numpy(np.int64), df["pred"].to_numpy(np.int64),
          df["pred_ref"].to_numpy(np.int64))
@@ -113,3 +121,36 @@ def compare(
     return paired_comparison(paired_folds(frames, reference, what), num_classes,
                              resamples=bootstrap.resamples, confidence=bootstrap.confidence,
                              seed=bootstrap.seed)  # fmt: skip
+
+
+def compare_over_seeds(
+    pairs: Sequence[tuple[Sequence[pd.DataFrame], Sequence[pd.DataFrame]]],
+    num_classes: int,
+    bootstrap,
+    what: str,
+) -> dict[str, Any]:
+    """A row minus its reference over their seeds: `pairs` holds, per seed s, (the row's
+    predictions, the reference's) of seed s. The mean over the seeds of the per-seed difference,
+    with the two-level (clips, seeds) bootstrap interval and p-value of
+    `bootstrap.paired_over_seeds`, on the clips every seed of both rows scored (`n_paired`)."""
+    merged = None
+    for s, (frames, reference) in enumerate(pairs):
+        both = _paired_frame(frames, reference, what).rename(
+            columns={"label": f"label_{s}", "pred": f"pred_{s}", "pred_ref": f"ref_{s}"}
+        )
+        merged = both if merged is None else merged.merge(both, on=["fold", "clip_id"])
+    if merged is None or merged.empty:
+        raise ValueError(f"{what}: no test clip that every seed of it and its reference scored")
+    n = len(pairs)
+    labels = merged[[f"label_{s}" for s in range(n)]].to_numpy(np.int64)
+    if (labels != labels[:, :1]).any():
+        raise ValueError(f"{what}: a clip's label differs between the seeds' test sets")
+    merged = merged.assign(label=labels[:, 0])
+    folds = [
+        (df["label"].to_numpy(np.int64),
+         df[[f"pred_{s}" for s in range(n)]].to_numpy(np.int64).T,
+         df[[f"ref_{s}" for s in range(n)]].to_numpy(np.int64).T)
+        for _, df in merged.groupby("fold", sort=True)
+    ]  # fmt: skip
+    return paired_over_seeds(folds, num_classes, resamples=bootstrap.resamples,
+                             confidence=bootstrap.confidence, seed=bootstrap.seed)  # fmt: skip
